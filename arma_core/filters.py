@@ -1,0 +1,229 @@
+"""Stable separable AR filters: reparameterization and the exact stability check.
+
+Conventions (``docs/math.md``): a length-3 factor ``(f_-1, f_0, f_1)`` acts along one axis as
+``(A y)_i = f_-1 y[i+d] + f_0 y[i] + f_1 y[i-d]``; its frequency response is
+``f_-1 e^{iwd} + f_0 + f_1 e^{-iwd}``. With ``s = f_-1 + f_1`` and ``t = f_-1 - f_1`` the
+squared modulus is ``(f_0 + s cos w)^2 + t^2 sin^2 w``.
+"""
+from __future__ import annotations
+
+import math
+
+from ._validate import UnstableFilterError, check_finite, check_float_dtype, namespace
+
+__all__ = [
+    "reparameterize",
+    "official_to_theta",
+    "stability_margin",
+    "is_stable",
+    "check_stable",
+    "UnstableFilterError",
+]
+
+REGIONS = ("strip", "diamond")
+
+
+def _below_one(xp, dtype):
+    """The largest number of ``dtype`` below 1 (tanh saturates to exactly 1 in floating point)."""
+    one = xp.ones((), dtype=dtype)
+    return xp.nextafter(one, xp.zeros((), dtype=dtype))
+
+
+def _nudge_strip(xp, left, right):
+    """Move ``right`` by ulps until ``|left + right| < 1`` holds for the taps as stored.
+
+    Rounding is monotone and 1 is representable, so ``|fl(a + b)| < 1`` implies the exact sum
+    is below 1 too: the check in the working dtype is exact for the inequality. Rounding of the
+    taps leaves the sum at most a couple of ulps outside, so a few steps always suffice.
+    """
+    inf = xp.full_like(right, math.inf)
+    for _ in range(8):
+        tot = left + right
+        high, low = tot >= 1, tot <= -1
+        if not bool(xp.any(high | low)):
+            break
+        right = xp.where(high, xp.nextafter(right, -inf), right)
+        right = xp.where(low, xp.nextafter(right, inf), right)
+    return right
+
+
+def _nudge_diamond(xp, left, right):
+    """Shrink the larger-magnitude tap by ulps until ``|left| + |right| < 1`` as stored."""
+    zero = xp.zeros_like(right)
+    for _ in range(8):
+        out = (xp.abs(left) + xp.abs(right)) >= 1
+        if not bool(xp.any(out)):
+            break
+        left_big = xp.abs(left) >= xp.abs(right)
+        left = xp.where(out & left_big, xp.nextafter(left, zero), left)
+        right = xp.where(out & ~left_big, xp.nextafter(right, zero), right)
+    return left, right
+
+
+def reparameterize(theta, region: str = "strip"):
+    """Map unconstrained parameters to stable AR taps (paper Theorem 7, corrected).
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., 2)``
+        Unconstrained real parameters. ``theta[..., 0]`` drives the difference
+        ``f_-1 - f_1`` and ``theta[..., 1]`` the sum ``f_-1 + f_1`` (the official layout).
+    region : {"strip", "diamond"}
+        ``"strip"``: Theorem 6's region ``|f_-1 + f_1| < 1`` exactly. The sum is
+        ``tanh(theta[..., 1])`` and the difference is ``theta[..., 0]`` itself, so every point
+        of the open strip is reached (the map is a bijection onto it in exact arithmetic).
+        ``"diamond"``: the official code's map ``tanh(theta) / sqrt 2`` rotated by ``-pi/4``,
+        i.e. ``|f_-1| + |f_1| < 1``; bit for bit the official result wherever that lies
+        strictly inside the diamond. Eq. 9 as printed is neither (see ``docs/math.md``).
+
+    Returns
+    -------
+    taps : array, shape ``(..., 3)``
+        ``(f_-1, f_0 = 1, f_1)``, same namespace, device and dtype as ``theta``. For any finite
+        ``theta`` the stored taps satisfy the region's strict inequality (where ``tanh``
+        rounds to +-1 it is clamped to the largest float below 1, and the taps are nudged by an
+        ulp where rounding would otherwise land on the edge). ``theta = 0`` gives ``(0, 1, 0)``.
+    """
+    xp = namespace(theta, names=("theta",))
+    check_float_dtype(xp, theta, "theta")
+    if theta.ndim < 1 or theta.shape[-1] != 2:
+        raise ValueError(f"theta must have shape (..., 2), got {tuple(theta.shape)}")
+    if region not in REGIONS:
+        raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
+    check_finite(xp, theta, "theta")
+    lim = _below_one(xp, theta.dtype)
+    a0, a1 = theta[..., 0], theta[..., 1]
+    if region == "strip":
+        s = xp.clip(xp.tanh(a1), -lim, lim)
+        left = (s + a0) / 2
+        right = (s - a0) / 2
+        right = _nudge_strip(xp, left, right)
+    else:
+        # the official code's operations, in its order, so the result is bit for bit its own
+        c, sn = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
+        t0 = xp.clip(xp.tanh(a0), -lim, lim) / math.sqrt(2)
+        t1 = xp.clip(xp.tanh(a1), -lim, lim) / math.sqrt(2)
+        left = t0 * c - t1 * sn
+        right = t0 * sn + t1 * c
+        left, right = _nudge_diamond(xp, left, right)
+    one = xp.ones_like(left)
+    return xp.stack([left, one, right], axis=-1)
+
+
+def official_to_theta(alpha):
+    """Official parameter layout ``(T, P, 4)`` -> ours ``(T, 2, P, 2)`` for ``region="diamond"``.
+
+    The official ``alpha[t, p] = (a0, a1, a2, a3)`` builds the height-axis factor (dim -2) from
+    ``(a0, a1)`` and the width-axis factor from ``(a2, a3)``; ``a0``/``a2`` drive the tap
+    difference and ``a1``/``a3`` the sum, exactly like ``theta[..., 0]`` / ``theta[..., 1]``.
+    ``reparameterize(official_to_theta(alpha), "diamond")`` gives the official taps,
+    shape ``(T, 2, P, 3)``.
+    """
+    xp = namespace(alpha, names=("alpha",))
+    check_float_dtype(xp, alpha, "alpha")
+    if alpha.ndim != 3 or alpha.shape[-1] != 4:
+        raise ValueError(
+            f"alpha must have the official shape (T, P, 4), got {tuple(alpha.shape)}"
+        )
+    T, P = alpha.shape[0], alpha.shape[1]
+    return xp.permute_dims(xp.reshape(alpha, (T, P, 2, 2)), (0, 2, 1, 3))
+
+
+def _sum_diff(xp, taps):
+    f_m, f_0, f_p = taps[..., 0], taps[..., 1], taps[..., 2]
+    return f_0, f_m + f_p, f_m - f_p
+
+
+def stability_margin(taps):
+    """Exact minimum over the unit circle of each factor's response modulus.
+
+    Closed form, not a sampled grid: with ``c = cos w`` the squared modulus
+    ``(f_0 + s c)^2 + t^2 (1 - c^2)`` is a quadratic in ``c`` on ``[-1, 1]``, so its minimum is
+    at ``c = +-1`` (value ``(f_0 -+ s)^2``) or at the vertex ``c* = -f_0 s / (s^2 - t^2)`` when
+    that is a minimum inside the interval. Inside the strip ``|s| < f_0`` this is exactly
+    ``f_0 - |s|``. The margin of a product of factors (one axis) is at least the product of
+    theirs; the AR filter's conditioning at frequency ``w`` is ``1 / |A(w)|``.
+
+    Parameters
+    ----------
+    taps : array, shape ``(..., 3)``; usually ``(C, k, Q, 3)``.
+
+    Returns
+    -------
+    margin : array, shape ``(...)`` (``(C, k, Q)``), in ``taps``'s namespace and dtype.
+    """
+    xp = namespace(taps, names=("taps",))
+    check_float_dtype(xp, taps, "taps")
+    if taps.ndim < 1 or taps.shape[-1] != 3:
+        raise ValueError(f"taps must have shape (..., 3), got {tuple(taps.shape)}")
+    f0, s, t = _sum_diff(xp, taps)
+    ends = xp.minimum((f0 + s) ** 2, (f0 - s) ** 2)
+    curv = s * s - t * t  # = 4 f_-1 f_1, the quadratic's leading coefficient
+    safe = xp.where(curv > 0, curv, xp.ones_like(curv))
+    cstar = -f0 * s / safe
+    vertex = f0 * f0 + t * t - (f0 * s) ** 2 / safe
+    inside = (curv > 0) & (xp.abs(cstar) < 1)
+    m2 = xp.where(inside, xp.minimum(ends, vertex), ends)
+    return xp.sqrt(xp.clip(m2, 0.0, None))
+
+
+def _strip_violation(xp, taps):
+    """Boolean array ``(...)``: True where a factor is outside the open strip ``|s| < f_0``."""
+    f0, s, _ = _sum_diff(xp, taps)
+    return ~(xp.abs(s) < f0)
+
+
+def is_stable(taps) -> bool:
+    """True when every factor lies in Theorem 6's open strip ``|f_-1 + f_1| < f_0``.
+
+    That strip is exactly the connected set of factors containing the identity whose response
+    never vanishes on the unit circle. Factors with a positive margin outside it
+    (``|s| > f_0`` with ``f_-1 != f_1``) have winding number +-1: their circular solve exists,
+    but their causal recursion diverges and their zeros/reflect/replicate systems become
+    exponentially ill-conditioned with size, so they are not called stable.
+    """
+    xp = namespace(taps, names=("taps",))
+    check_float_dtype(xp, taps, "taps")
+    if taps.ndim < 1 or taps.shape[-1] != 3:
+        raise ValueError(f"taps must have shape (..., 3), got {tuple(taps.shape)}")
+    if not bool(xp.all(xp.isfinite(taps))):
+        return False
+    return not bool(xp.any(_strip_violation(xp, taps)))
+
+
+def check_stable(taps, *, name: str = "taps"):
+    """Raise :class:`UnstableFilterError` naming channel, axis and factor of the first bad factor.
+
+    ``taps`` has shape ``(C, k, Q, 3)`` (or any ``(..., 3)``; the index is then reported as a
+    tuple). NaN/inf taps raise ``ValueError``. Returns ``taps`` unchanged otherwise.
+    """
+    xp = namespace(taps, names=(name,))
+    check_float_dtype(xp, taps, name)
+    check_finite(xp, taps, name)
+    bad = _strip_violation(xp, taps)
+    if bool(xp.any(bad)):
+        flat = xp.reshape(bad, (-1,))
+        first = int(xp.argmax(xp.astype(flat, xp.int32)))
+        idx = []
+        for n in reversed(tuple(bad.shape)):
+            idx.append(first % n)
+            first //= n
+        idx = tuple(reversed(idx))
+        f = taps[idx]
+        vals = [float(f[i]) for i in range(3)]
+        margin = float(stability_margin(f))
+        if len(idx) == 3:
+            where = f"channel {idx[0]}, axis {idx[1]}, factor {idx[2]}"
+            kw = dict(channel=idx[0], axis=idx[1], factor=idx[2])
+        else:
+            where = f"index {idx}"
+            kw = {}
+        raise UnstableFilterError(
+            f"{name} is unstable at {where}: (f_-1, f_0, f_1) = ({vals[0]:.6g}, {vals[1]:.6g}, "
+            f"{vals[2]:.6g}) has |f_-1 + f_1| = {abs(vals[0] + vals[2]):.6g} >= f_0 "
+            f"(stability margin {margin:.3g}); Theorem 6 needs |f_-1 + f_1| < f_0. "
+            "Use arma_core.reparameterize to get taps that are stable by construction.",
+            margin=margin,
+            **kw,
+        )
+    return taps
