@@ -1,0 +1,471 @@
+"""ARMA layers for PyTorch: ``AR{1,2,3}d`` and ``ARMA{1,2,3}d``, drop-ins for ``nn.Conv{1,2,3}d``.
+
+An ARMA layer (paper Definition 5) is a convolution, the moving-average (MA) part, followed by an
+autoregressive (AR) filter that is *solved*: its output ``y`` is the unique solution of
+``A * y = conv(x)`` (Eq. 5), so every output sample sees the whole input. ``A`` is separable:
+along each spatial axis it is a product of ``Q`` length-3 factors ``(f_-1, f_0 = 1, f_1)``
+acting as ``(A y)_i = f_-1 y[i+d] + f_0 y[i] + f_1 y[i-d]`` (``d`` = AR dilation).
+
+The learnable AR parameters ``theta`` of shape ``(C, k, Q, 2)`` (channel, spatial axis, factor,
+2 numbers) are unconstrained; :func:`arma_core.reparameterize` maps them to taps inside a stable
+region (paper Theorems 6 and 7, corrected as described in ``docs/math.md``), so no learning rate
+can make the layer unstable. ``theta = 0`` is the identity filter.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+import arma_core
+from arma_core._validate import BOUNDARIES
+
+__all__ = [
+    "AR1d",
+    "AR2d",
+    "AR3d",
+    "ARMA1d",
+    "ARMA2d",
+    "ARMA3d",
+    "REGIONS",
+    "radius_from_init",
+    "init_from_radius",
+]
+
+#: AR parameterizations a module accepts. "raw" is for experiments only (see :class:`AR2d`).
+REGIONS = ("strip", "diamond", "raw")
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
+
+
+# --------------------------------------------------------------------------------------------
+# ar_init <-> receptive-field radius
+# --------------------------------------------------------------------------------------------
+
+
+def _check_init(init) -> float:
+    if isinstance(init, bool) or not isinstance(init, numbers.Real):
+        raise TypeError(f"init must be a real number in [0, 1), got {init!r}")
+    init = float(init)
+    if not (0.0 <= init < 1.0):
+        raise ValueError(
+            f"init={init!r} is outside [0, 1): the AR factors (-init/2, 1, -init/2) are stable "
+            "only for init < 1 (Theorem 6: |f_-1 + f_1| < f_0), and init = 0 is the identity"
+        )
+    return init
+
+
+def _check_count(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def radius_from_init(init: float, ndim: int = 2, order: int = 1, dilation: int = 1) -> float:
+    """Receptive-field radius (pixels) of one AR filter initialised with ``init``.
+
+    Every factor starts as ``(f_-1, f_0, f_1) = (-a/2, 1, -a/2)`` with ``a = init``. Its inverse
+    (the AR filter's impulse response along one axis) is non-negative with variance
+    ``a / (1 - a)`` (the two-sided counterpart of Theorem 3's ``a / (1 - a)^2`` for the causal
+    filter ``{1, -a}``). Variances add over the ``order`` factors of an axis and scale with
+    ``dilation**2``; as in Theorem 3 (Eq. 4) the squared radius is the sum over the ``ndim``
+    axes of the per-axis variances::
+
+        r^2 = ndim * order * dilation^2 * a / (1 - a)
+
+    For a network, add this ``r^2`` to the MA part's and the other layers' (Theorem 3 adds
+    ``d^2 (K^2 - 1) / 12`` per axis and layer for a uniform K-tap convolution).
+
+    Parameters
+    ----------
+    init : float in [0, 1)
+    ndim : int
+        Number of spatial axes (1, 2 or 3).
+    order : int
+        Factors per axis (``Q``).
+    dilation : int
+        AR dilation.
+
+    Returns
+    -------
+    float
+        ``r``; 0 for ``init = 0`` and unbounded as ``init -> 1``.
+    """
+    a = _check_init(init)
+    ndim = _check_count(ndim, "ndim", 1)
+    order = _check_count(order, "order", 1)
+    dilation = _check_count(dilation, "dilation", 1)
+    return math.sqrt(ndim * order * dilation**2 * a / (1.0 - a))
+
+
+def init_from_radius(radius: float, ndim: int = 2, order: int = 1, dilation: int = 1) -> float:
+    """The ``ar_init`` whose AR filter has receptive-field radius ``radius`` (pixels).
+
+    Inverse of :func:`radius_from_init`: with ``v = radius^2 / (ndim * order * dilation^2)``
+    the per-factor variance, ``init = v / (1 + v)``.
+    """
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not (
+        0.0 <= float(radius) < math.inf
+    ):
+        raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
+    ndim = _check_count(ndim, "ndim", 1)
+    order = _check_count(order, "order", 1)
+    dilation = _check_count(dilation, "dilation", 1)
+    v = float(radius) ** 2 / (ndim * order * dilation**2)
+    init = v / (1.0 + v)
+    if init >= 1.0:  # radius so large that v/(1+v) rounds to 1
+        raise ValueError(f"radius={radius!r} is too large to be represented by an init < 1")
+    return init
+
+
+# --------------------------------------------------------------------------------------------
+# input checks shared by AR and ARMA modules
+# --------------------------------------------------------------------------------------------
+
+
+def _shape_text(k: int, channel_name: str = "C") -> str:
+    return f"(N, {channel_name}, {_AXES[k]}) or ({channel_name}, {_AXES[k]})"
+
+
+def _check_input(x, *, who: str, k: int, channels: int, channel_arg: str) -> None:
+    """Reject what ``nn.Conv{k}d`` would reject, but with a message in the module's terms."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who} expected a torch.Tensor input, got {type(x).__name__}")
+    if x.is_complex() or not x.is_floating_point():
+        raise TypeError(
+            f"{who} expected a real floating-point input (float32, float64, bfloat16 or "
+            f"float16), got dtype {x.dtype}"
+        )
+    if x.dim() not in (k + 1, k + 2):
+        raise ValueError(
+            f"{who} expected input of shape {_shape_text(k)} ({k} spatial dimension"
+            f"{'s' if k > 1 else ''}), got shape {tuple(x.shape)} with {x.dim()} dimensions"
+        )
+    c = x.shape[-k - 1]
+    if c != channels:
+        raise ValueError(
+            f"{who} expected input of shape {_shape_text(k)} with C = {channel_arg} = "
+            f"{channels} channels, got {c} channels in shape {tuple(x.shape)}"
+        )
+
+
+def _check_ar_size(y, *, who: str, k: int, dilation: int, what: str, note: str = "") -> None:
+    """Every spatial axis must hold the stencil ``i - d, i, i + d``: at least ``2 d + 1`` samples.
+
+    On shorter axes the three taps alias onto each other (circular: ``i + d = i - d mod n``), so
+    the layer would silently compute a different filter; the official code returns its input
+    unfiltered in that case. Here it is an error.
+    """
+    need = 2 * dilation + 1
+    spatial = tuple(y.shape[-k:])
+    if any(n < need for n in spatial):
+        raise ValueError(
+            f"{who}: {what} has spatial size {spatial}{note}, but the AR filter with "
+            f"dilation={dilation} needs at least 2 * dilation + 1 = {need} samples along every "
+            "spatial axis (use a larger input, a smaller AR dilation, or leave this layer a "
+            "plain convolution)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# AR modules
+# --------------------------------------------------------------------------------------------
+
+
+class _ARNd(nn.Module):
+    _k: int = 0
+
+    def __init__(
+        self,
+        channels: int,
+        order: int = 1,
+        boundary: str = "circular",
+        region: str = "strip",
+        dilation: int = 1,
+        init: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.channels = _check_count(channels, "channels", 1)
+        self.order = _check_count(order, "order", 1)
+        if boundary not in BOUNDARIES:
+            raise ValueError(
+                f"boundary={boundary!r} is not one of {', '.join(map(repr, BOUNDARIES))}"
+            )
+        if region not in REGIONS:
+            raise ValueError(f"region={region!r} is not one of {', '.join(map(repr, REGIONS))}")
+        self.boundary = boundary
+        self.region = region
+        self.dilation = _check_count(dilation, "dilation", 1)
+        self.init = _check_init(init)
+        factory = {"device": device, "dtype": dtype}
+        if dtype is not None and not torch.empty((), dtype=dtype).is_floating_point():
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+        self.theta = nn.Parameter(torch.empty(self.channels, self._k, self.order, 2, **factory))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Set every factor to ``(-init/2, 1, -init/2)`` (identity when ``init = 0``).
+
+        strip / diamond: ``theta = (0, -atanh(init))`` (the sum ``f_-1 + f_1 = -init`` and the
+        difference 0); raw: ``theta = (-init/2, -init/2)``, the taps themselves.
+        """
+        a = self.init
+        with torch.no_grad():
+            if self.region == "raw":
+                self.theta.fill_(-a / 2)
+            else:
+                self.theta[..., 0].zero_()
+                self.theta[..., 1].fill_(-math.atanh(a))
+
+    def taps(self) -> torch.Tensor:
+        """The AR taps ``(f_-1, f_0, f_1)``, shape ``(C, k, Q, 3)``, differentiable in ``theta``."""
+        return self._taps(self.theta)
+
+    def _taps(self, theta: torch.Tensor) -> torch.Tensor:
+        if self.region == "raw":
+            one = torch.ones_like(theta[..., :1])
+            return torch.cat([theta[..., :1], one, theta[..., 1:]], dim=-1)
+        return arma_core.reparameterize(theta, self.region)
+
+    def _solve(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
+        """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64)."""
+        dev = x.device.type
+        autocast = torch.is_autocast_enabled(dev) and x.dtype != torch.float64
+        if autocast or x.dtype in _LOW_PRECISION:
+            # Half precision cannot hold the AR filter's gain (up to 1 / (1 - |f_-1 + f_1|)
+            # per factor) or an FFT's round-off, so the solve runs in float32, like the
+            # reductions autocast keeps in float32.
+            compute = torch.float32
+            out_dtype = torch.get_autocast_dtype(dev) if autocast else x.dtype
+        else:
+            if self.theta.dtype != x.dtype:
+                raise TypeError(
+                    f"{who} got input of dtype {x.dtype} but its AR parameters are "
+                    f"{self.theta.dtype}; convert one of them (e.g. module.to({x.dtype}))"
+                )
+            compute = out_dtype = x.dtype
+        with torch.autocast(dev, enabled=False):
+            taps = self._taps(self.theta.to(compute))
+            y = arma_core.ar_solve(
+                x.to(compute), taps, boundary=self.boundary, dilation=self.dilation
+            )
+        return y.to(out_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Solve ``A * y = x`` (Eq. 5) for ``y``.
+
+        Parameters
+        ----------
+        x : Tensor, shape ``(N, C, *spatial)`` or ``(C, *spatial)``
+            Every spatial size at least ``2 * dilation + 1``.
+
+        Returns
+        -------
+        Tensor, same shape as ``x``. Its dtype is ``x``'s, or the autocast dtype inside
+        ``torch.autocast`` (the solve itself runs in float32 there).
+        """
+        who = type(self).__name__
+        _check_input(x, who=who, k=self._k, channels=self.channels, channel_arg="channels")
+        _check_ar_size(x, who=who, k=self._k, dilation=self.dilation, what="the input")
+        return self._solve(x, who=who)
+
+    def extra_repr(self) -> str:
+        s = f"{self.channels}, order={self.order}, boundary={self.boundary!r}, region={self.region!r}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if self.init != 0.0:
+            s += f", init={self.init}"
+        return s
+
+
+_AR_DOC = """Learnable stable {k}-D autoregressive filter: ``y = A^{{-1}} x`` (paper Eq. 5).
+
+    Parameters
+    ----------
+    channels : int
+        ``C``; one independent filter per channel.
+    order : int, default 1
+        ``Q``, the number of length-3 factors per spatial axis (Definition 5). The official
+        code's ``a_kernel_size = 2 Q + 1``.
+    boundary : {{"circular", "zeros", "reflect", "replicate"}}, default "circular"
+        What stands outside the input (the names of ``nn.Conv{k}d``'s ``padding_mode``).
+        "circular" is the paper's FFT solve; every rule is solved exactly.
+    region : {{"strip", "diamond", "raw"}}, default "strip"
+        How ``theta`` maps to taps. "strip": Theorem 6's full stable region
+        ``|f_-1 + f_1| < 1`` (sum ``tanh(theta[..., 1])``, difference ``theta[..., 0]``).
+        "diamond": the official code's smaller ``|f_-1| + |f_1| < 1`` (needed to load its
+        checkpoints). "raw": ``theta`` *are* the taps ``(f_-1, f_1)``, unconstrained -- for
+        experiments such as the paper's Figure 5 only; a step that leaves the strip makes the
+        forward pass raise :class:`arma_core.UnstableFilterError`.
+    dilation : int, default 1
+        AR dilation ``d``: a factor couples ``y[i - d], y[i], y[i + d]``.
+    init : float in [0, 1), default 0.0
+        Initial AR magnitude ``a``: every factor starts as ``(-a/2, 1, -a/2)``, a symmetric
+        low-pass whose receptive-field radius is
+        ``sqrt({k} * order * dilation**2 * a / (1 - a))`` pixels
+        (:func:`radius_from_init`, Theorem 3 / Figure 3). ``0`` is the identity.
+    device, dtype
+        Of ``theta``.
+
+    Attributes
+    ----------
+    theta : Parameter, shape ``(channels, {k}, order, 2)``
+        Axis 1 follows the input's spatial axes ({axes}).
+
+    Shape
+    -----
+    Input ``(N, C, {axes})`` or ``(C, {axes})``; output the same. Every spatial size must be at
+    least ``2 * dilation + 1`` (a ``ValueError`` otherwise: no silent pass-through).
+    """
+
+
+class AR1d(_ARNd):
+    _k = 1
+
+
+class AR2d(_ARNd):
+    _k = 2
+
+
+class AR3d(_ARNd):
+    _k = 3
+
+
+for _cls in (AR1d, AR2d, AR3d):
+    _cls.__doc__ = _AR_DOC.format(k=_cls._k, axes=_AXES[_cls._k])
+
+
+# --------------------------------------------------------------------------------------------
+# ARMA modules
+# --------------------------------------------------------------------------------------------
+
+_AR_CLASSES = {1: AR1d, 2: AR2d, 3: AR3d}
+
+
+class _ARMAMixin:
+    """Convolution (``nn.Conv{k}d.forward``, untouched) followed by the AR solve."""
+
+    _k: int = 0
+
+    def _init_ar(self, ar_order, ar_boundary, ar_region, ar_dilation, ar_init, factory):
+        ar_order = _check_count(ar_order, "ar_order", 0)
+        if ar_order == 0:
+            # Validate the other AR options anyway, so a typo is not silently ignored.
+            _AR_CLASSES[self._k](
+                1, 1, ar_boundary, ar_region, ar_dilation, ar_init, device="meta"
+            )
+            self.ar = None
+        else:
+            self.ar = _AR_CLASSES[self._k](
+                self.out_channels,
+                order=ar_order,
+                boundary=ar_boundary,
+                region=ar_region,
+                dilation=ar_dilation,
+                init=ar_init,
+                **factory,
+            )
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if getattr(self, "ar", None) is not None:
+            self.ar.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        who = type(self).__name__
+        _check_input(x, who=who, k=self._k, channels=self.in_channels, channel_arg="in_channels")
+        y = super().forward(x)
+        if self.ar is None:
+            return y
+        _check_ar_size(
+            y,
+            who=who,
+            k=self._k,
+            dilation=self.ar.dilation,
+            what="the convolution's output",
+            note=f" (input spatial size {tuple(x.shape[-self._k:])})",
+        )
+        return self.ar._solve(y, who=who)
+
+
+_ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in for ``nn.Conv{k}d``.
+
+    ``y = A^{{-1}} (W * x + b)`` (paper Definition 5 / Eq. 5). The layer *is* an
+    ``nn.Conv{k}d`` (subclass): ``weight``, ``bias``, ``padding="same"``, ``padding_mode``,
+    groups and the state-dict keys are the convolution's, plus ``ar.theta`` of shape
+    ``(out_channels, {k}, ar_order, 2)``. With ``ar_order=0`` (or ``ar_init=0`` before training)
+    the output equals ``nn.Conv{k}d``'s bit for bit.
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        Exactly as ``nn.Conv{k}d`` (``padding`` may be ``"same"`` or ``"valid"``).
+    ar_order : int, default 1
+        Factors per spatial axis, ``Q``; ``0`` disables the AR part (``self.ar is None``).
+    ar_boundary : {{"circular", "zeros", "reflect", "replicate"}}, default "circular"
+        Boundary rule of the AR solve (independent of the convolution's ``padding_mode``).
+    ar_region : {{"strip", "diamond", "raw"}}, default "strip"
+        Reparameterization of the AR taps; see :class:`AR{k}d`.
+    ar_dilation : int, default 1
+        Dilation of the AR factors.
+    ar_init : float in [0, 1), default 0.0
+        Initial AR magnitude; receptive-field radius of the AR part
+        ``sqrt({k} * ar_order * ar_dilation**2 * ar_init / (1 - ar_init))`` pixels
+        (:func:`radius_from_init`). ``0`` starts as the plain convolution.
+
+    Shape
+    -----
+    Input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
+    spatial size of the convolution's output must be at least ``2 * ar_dilation + 1``.
+    Inside ``torch.autocast`` the convolution runs in the autocast dtype and the AR solve in
+    float32; the output has the autocast dtype.
+    """
+
+
+class ARMA1d(_ARMAMixin, nn.Conv1d):
+    _k = 1
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
+                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
+                 ar_init=0.0):
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
+        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
+                      {"device": device, "dtype": dtype})
+
+
+class ARMA2d(_ARMAMixin, nn.Conv2d):
+    _k = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
+                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
+                 ar_init=0.0):
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
+        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
+                      {"device": device, "dtype": dtype})
+
+
+class ARMA3d(_ARMAMixin, nn.Conv3d):
+    _k = 3
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
+                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
+                 ar_init=0.0):
+        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
+        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
+                      {"device": device, "dtype": dtype})
+
+
+for _cls in (ARMA1d, ARMA2d, ARMA3d):
+    _cls.__doc__ = _ARMA_DOC.format(k=_cls._k, axes=_AXES[_cls._k])
+del _cls
