@@ -19,7 +19,7 @@ are then averaged over channel pairs ``(s, t)``.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -51,6 +51,8 @@ def _distribution(erf_map, centre):
         raise TypeError(
             f"erf_map must be an array of an array-API library, got {type(erf_map).__name__}"
         ) from exc
+    if hasattr(erf_map, "detach"):  # a torch map that requires grad: radii are plain floats
+        erf_map = erf_map.detach()
     if erf_map.ndim < 1:
         raise ValueError("erf_map must have at least one axis (a 1-D or 2-D ERF map)")
     if xp.isdtype(erf_map.dtype, "bool") or xp.isdtype(erf_map.dtype, "complex floating"):
@@ -598,10 +600,12 @@ def _axis_envelope(layers, j: int, N: int):
 
 
 def _to_numpy(x):
-    try:
-        return np.asarray(x)
-    except Exception:  # e.g. torch tensors on a GPU
-        return np.asarray(x.cpu())
+    """Host copy of an array of any library (torch tensors may need grad detached / a CPU copy)."""
+    if hasattr(x, "detach"):
+        x = x.detach()
+    if hasattr(x, "cpu"):
+        x = x.cpu()
+    return np.asarray(x)
 
 
 def required_size(layers, tol: float = 1e-6, *, minimum: int = 1) -> tuple[int, ...]:

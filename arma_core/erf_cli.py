@@ -54,7 +54,8 @@ table columns:
   r_Eq3    Eq. 3 of the paper on the 2-D map: standard deviation of the distance |p|
   r_var    sqrt(Var_rows + Var_cols): Theorem 3's quantity summed over both axes
   r_axis   standard deviation along one axis (rows) of the measured map
-  theory   per-axis closed form (Eq. 4 for --ar causal), compare with r_axis; err = r_axis/theory - 1
+  Eq.4     per-axis Theorem 3 (--ar causal; "closed" for --ar symmetric, docs/erf.md),
+           to compare with r_axis; err = r_axis / Eq.4 - 1
   conv     the same measurements for L plain centred uniform KxK convolutions (no AR)
   gain     r_var / conv r_var
 

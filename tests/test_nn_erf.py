@@ -93,6 +93,21 @@ def test_autograd_erf_equals_linear_erf(boundary):
     np.testing.assert_allclose(m, np.asarray(linear_erf(layers, shape)), rtol=1e-9, atol=1e-14)
 
 
+def test_linear_erf_on_torch_tensors():
+    import array_api_compat.torch as xpt
+
+    from arma_core.erf import required_size, uniform_layer
+
+    lt = [uniform_layer(3, 2, taps=(-0.3, 1.0, -0.4), xp=xpt) for _ in range(2)]
+    ln = [uniform_layer(3, 2, taps=(-0.3, 1.0, -0.4)) for _ in range(2)]
+    lt[0] = lt[0]._replace(taps=lt[0].taps.clone().requires_grad_(True))
+    assert required_size(lt) == required_size(ln)
+    m = linear_erf(lt, 21)
+    assert isinstance(m, torch.Tensor) and m.dtype == torch.float64
+    np.testing.assert_allclose(m.detach().numpy(), np.asarray(linear_erf(ln, 21)), atol=1e-14)
+    assert variance_radius(m) == pytest.approx(variance_radius(np.asarray(linear_erf(ln, 21))))
+
+
 def test_arma_radius_against_theorem3_in_torch():
     """Causal AR (0, 1, -a) on both axes after a uniform 3x3 conv: per-axis std vs Eq. 4."""
     a, L, n = 0.6, 2, 81
