@@ -1,0 +1,52 @@
+"""The ARMA layer: the MA convolution followed by the AR solve (the paper's Eq. 2 / Eq. 5)."""
+from __future__ import annotations
+
+from .conv import conv
+from .solve import ar_solve
+
+__all__ = ["arma"]
+
+
+def arma(
+    x,
+    weight,
+    taps,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    boundary="circular",
+    ar_dilation=1,
+    method="auto",
+):
+    """``y = A^{-1} (W * x + b)``: Eq. 5a (:func:`arma_core.conv`) then Eq. 5b (:func:`arma_core.ar_solve`).
+
+    Parameters
+    ----------
+    x : array, shape ``(..., C_in, n_1, ..., n_k)``
+    weight : array, shape ``(C_out, C_in / groups, K_1, ..., K_k)``
+    taps : array, shape ``(C_out, k, Q, 3)``, stable AR factors
+    bias : array ``(C_out,)`` or None
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`arma_core.conv` (``torch.nn.functional.conv*d`` semantics).
+    boundary, ar_dilation, method
+        As ``boundary``, ``dilation``, ``method`` of :func:`arma_core.ar_solve`.
+
+    Returns
+    -------
+    y : array, shape ``(..., C_out, m_1, ..., m_k)`` (the convolution's output shape).
+    """
+    t = conv(
+        x,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
+    return ar_solve(t, taps, boundary=boundary, dilation=ar_dilation, method=method)

@@ -1,0 +1,133 @@
+"""Exact references on scipy.sparse, float64: the ground truth every fast path is tested against.
+
+The operator is built literally from the definitions in ``docs/math.md``: per channel, per
+spatial axis and factor the ``n x n`` boundary matrix ``f_0 I + f_-1 S_{+d} + f_1 S_{-d}``,
+lifted to the grid with Kronecker products; ``A`` is their product (block-diagonal over
+channels). :func:`ar_solve` solves factor by factor with sparse LU, so that the conditioning
+of the product of many near-singular factors does not compound (each factor is well
+conditioned on its own: its condition number is about ``(1 + |f_-1| + |f_1|) / margin``).
+
+Inputs may come from any library that numpy can read (``np.from_dlpack`` / ``np.asarray``);
+outputs are float64 numpy arrays. scipy is imported here only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ._validate import check_boundary
+from .boundary import source_indices
+
+__all__ = ["ar_matrix", "factor_matrix", "ar_solve", "ar_apply", "to_numpy"]
+
+
+def to_numpy(x) -> np.ndarray:
+    """A float64 host copy of ``x`` (numpy, torch, array-api-strict, cupy, ...)."""
+    if isinstance(x, np.ndarray):
+        return np.asarray(x, dtype=np.float64)
+    if hasattr(x, "detach"):  # torch: leave autograd and the device behind
+        x = x.detach().cpu()
+    if hasattr(x, "get"):  # cupy
+        x = x.get()
+    try:
+        return np.asarray(np.from_dlpack(x), dtype=np.float64)
+    except (TypeError, AttributeError, RuntimeError, BufferError):
+        return np.asarray(x, dtype=np.float64)
+
+
+def shift_sparse(n: int, offset: int, boundary: str) -> sp.csr_matrix:
+    """``S`` with ``(S y)_i = y[i + offset]`` under ``boundary`` (zero rows where it is 0)."""
+    src = source_indices(range(offset, n + offset), n, boundary)
+    rows = [i for i, j in enumerate(src) if j < n]
+    cols = [j for j in src if j < n]
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+
+
+def factor_matrix(n: int, f, dilation: int = 1, boundary: str = "circular") -> sp.csr_matrix:
+    """The ``n x n`` matrix of one length-3 factor ``f = (f_-1, f_0, f_1)`` along one axis."""
+    check_boundary(boundary)
+    fm, f0, fp = (float(v) for v in f)
+    return (
+        f0 * sp.identity(n, format="csr")
+        + fm * shift_sparse(n, dilation, boundary)
+        + fp * shift_sparse(n, -dilation, boundary)
+    ).tocsr()
+
+
+def _lift(M, j: int, spatial) -> sp.csr_matrix:
+    """``M`` acting on axis ``j`` of a C-ordered grid of shape ``spatial``."""
+    left = int(np.prod(spatial[:j], dtype=np.int64))
+    right = int(np.prod(spatial[j + 1 :], dtype=np.int64))
+    return sp.kron(sp.kron(sp.identity(left), M), sp.identity(right)).tocsr()
+
+
+def _channel_factors(spatial, taps_c, dilation, boundary):
+    """Grid matrices of every factor of one channel, in solve order (axis by axis, q = 1..Q)."""
+    k, Q = taps_c.shape[0], taps_c.shape[1]
+    return [
+        _lift(factor_matrix(spatial[j], taps_c[j, q], dilation, boundary), j, spatial)
+        for j in range(k)
+        for q in range(Q)
+    ]
+
+
+def ar_matrix(spatial_shape, taps, boundary: str = "circular", dilation: int = 1) -> sp.csr_matrix:
+    """The AR operator ``A`` as a sparse ``(C N, C N)`` matrix, ``N = prod(spatial_shape)``.
+
+    Block-diagonal over channels; the block of channel ``c`` is ``prod_j A_j`` with
+    ``A_j = A_j^(1) ... A_j^(Q)``; it acts on the C-ordered flattening of ``(C, n_1, ..., n_k)``.
+    """
+    taps = to_numpy(taps)
+    spatial = tuple(int(n) for n in spatial_shape)
+    if taps.ndim != 4 or taps.shape[1] != len(spatial) or taps.shape[3] != 3:
+        raise ValueError(f"taps must be (C, {len(spatial)}, Q, 3), got {taps.shape}")
+    blocks = []
+    for c in range(taps.shape[0]):
+        N = int(np.prod(spatial))
+        A = sp.identity(N, format="csr")
+        for F in _channel_factors(spatial, taps[c], dilation, boundary):
+            A = A @ F
+        blocks.append(A)
+    return sp.block_diag(blocks, format="csr")
+
+
+def _per_channel(t, taps, fn):
+    t = to_numpy(t)
+    taps = to_numpy(taps)
+    k = taps.shape[1]
+    C = taps.shape[0]
+    spatial = t.shape[-k:]
+    batch = t.shape[: -k - 1]
+    flat = t.reshape((-1, C, int(np.prod(spatial))))
+    out = np.empty_like(flat)
+    for c in range(C):
+        out[:, c, :] = fn(flat[:, c, :].T, spatial, taps[c]).T
+    return out.reshape(batch + (C,) + tuple(spatial))
+
+
+def ar_apply(y, taps, boundary: str = "circular", dilation: int = 1) -> np.ndarray:
+    """``A y`` for ``y (..., C, n_1, ..., n_k)``, float64."""
+    check_boundary(boundary)
+
+    def fn(cols, spatial, taps_c):
+        for F in reversed(_channel_factors(spatial, taps_c, dilation, boundary)):
+            cols = F @ cols
+        return cols
+
+    return _per_channel(y, taps, fn)
+
+
+def ar_solve(t, taps, boundary: str = "circular", dilation: int = 1, adjoint: bool = False) -> np.ndarray:
+    """``A^{-1} t`` (or ``A^{-T} t``) for ``t (..., C, n_1, ..., n_k)`` by sparse LU, float64."""
+    check_boundary(boundary)
+
+    def fn(cols, spatial, taps_c):
+        factors = _channel_factors(spatial, taps_c, dilation, boundary)
+        if adjoint:
+            factors = [F.T.tocsc() for F in reversed(factors)]
+        for F in factors:
+            cols = spla.splu(F.tocsc()).solve(np.ascontiguousarray(cols))
+        return cols
+
+    return _per_channel(t, taps, fn)
