@@ -210,6 +210,8 @@ def check_stable(taps, *, name: str = "taps"):
             first //= n
         idx = tuple(reversed(idx))
         f = taps[idx]
+        if hasattr(f, "detach"):  # a scalar read of a torch leaf that requires grad warns
+            f = f.detach()
         vals = [float(f[i]) for i in range(3)]
         margin = float(stability_margin(f))
         if len(idx) == 3:
