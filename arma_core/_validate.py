@@ -32,12 +32,23 @@ class UnstableFilterError(ValueError):
         self.margin = margin
 
 
-def namespace(*arrays: Any, names: tuple[str, ...] | None = None):
-    """The array namespace shared by ``arrays``; a TypeError naming the arguments otherwise."""
+def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_dask: bool = False):
+    """The array namespace shared by ``arrays``; a TypeError naming the arguments otherwise.
+
+    With ``numpy_with_dask``, numpy arrays may accompany dask arrays (the namespace is then
+    dask's): for callers whose dask backend handles small numpy operands such as taps.
+    """
     present = [a for a in arrays if a is not None]
     try:
         return array_api_compat.array_namespace(*present)
     except TypeError as exc:
+        # a dask array is made of numpy chunks: small numpy operands (taps) may go with a lazy
+        # dask signal; the dask backend slices them per chunk
+        dask = [a for a in present if array_api_compat.is_dask_array(a)]
+        if numpy_with_dask and dask and all(
+            array_api_compat.is_dask_array(a) or array_api_compat.is_numpy_array(a) for a in present
+        ):
+            return array_api_compat.array_namespace(*dask)
         kinds = ", ".join(
             f"{n}: {type(a).__module__}.{type(a).__name__}"
             for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays)
