@@ -151,11 +151,17 @@ def stability_margin(taps):
     Returns
     -------
     margin : array, shape ``(...)`` (``(C, k, Q)``), in ``taps``'s namespace and dtype.
+
+    Raises
+    ------
+    ValueError
+        NaN or inf taps (their margin would be NaN, not a number to compare).
     """
     xp = namespace(taps, names=("taps",))
     check_float_dtype(xp, taps, "taps")
     if taps.ndim < 1 or taps.shape[-1] != 3:
         raise ValueError(f"taps must have shape (..., 3), got {tuple(taps.shape)}")
+    check_finite(xp, taps, "taps")
     f0, s, t = _sum_diff(xp, taps)
     ends = xp.minimum((f0 + s) ** 2, (f0 - s) ** 2)
     curv = s * s - t * t  # = 4 f_-1 f_1, the quadratic's leading coefficient
