@@ -14,7 +14,8 @@ __all__ = ["ar_apply", "ar_apply_adjoint"]
 
 def prepare(t, taps, boundary, dilation, name="t"):
     """Validate a (signal, taps) pair; returns the namespace."""
-    xp = namespace(t, taps, names=(name, "taps"))
+    # the dask backend takes numpy taps with a dask signal (it slices them per channel chunk)
+    xp = namespace(t, taps, names=(name, "taps"), numpy_with_dask=True)
     check_boundary(boundary)
     check_positive_int(dilation, "dilation")
     check_taps(xp, taps)
@@ -56,6 +57,18 @@ def apply_all(xp, y, taps, dilation, boundary, *, transpose=False, skip_axis=Non
     return y
 
 
+def _dispatch(xp, function, x, taps, boundary, dilation, transpose):
+    """The library's registered fast path of ``function`` if it has one, else the generic code."""
+    from arma_core.backends import lookup
+
+    impl = lookup(function, xp)
+    if impl is not None:
+        out = impl(x, taps, boundary=boundary, dilation=dilation)
+        if out is not NotImplemented:
+            return out
+    return apply_all(xp, x, taps, dilation, boundary, transpose=transpose)
+
+
 def ar_apply(y, taps, *, boundary: str = "circular", dilation: int = 1):
     """Apply the AR operator: ``t = A * y`` (the left-hand side of the paper's Eq. 5b / Eq. 7).
 
@@ -76,7 +89,7 @@ def ar_apply(y, taps, *, boundary: str = "circular", dilation: int = 1):
     t : array, same shape, namespace, device and dtype as ``y``.
     """
     xp = prepare(y, taps, boundary, dilation, name="y")
-    return apply_all(xp, y, taps, dilation, boundary)
+    return _dispatch(xp, "ar_apply", y, taps, boundary, dilation, False)
 
 
 def ar_apply_adjoint(z, taps, *, boundary: str = "circular", dilation: int = 1):
@@ -87,4 +100,4 @@ def ar_apply_adjoint(z, taps, *, boundary: str = "circular", dilation: int = 1):
     transpose is applied exactly as a scatter-add.
     """
     xp = prepare(z, taps, boundary, dilation, name="z")
-    return apply_all(xp, z, taps, dilation, boundary, transpose=True)
+    return _dispatch(xp, "ar_apply_adjoint", z, taps, boundary, dilation, True)
