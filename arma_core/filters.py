@@ -215,7 +215,7 @@ def check_stable(taps, *, name: str = "taps"):
             idx.append(first % n)
             first //= n
         idx = tuple(reversed(idx))
-        f = taps[idx]
+        f = taps[idx + (slice(None),)]  # the array API has no implicit trailing slices
         if hasattr(f, "detach"):  # a scalar read of a torch leaf that requires grad warns
             f = f.detach()
         vals = [float(f[i]) for i in range(3)]
