@@ -1,0 +1,202 @@
+"""Frame-quality metrics of the paper's Table 3: PSNR and SSIM per predicted frame.
+
+Protocol (appendix A of the paper, official evaluation code): the metric is computed per image,
+averaged over the sequences, then over the 10 future frames. PSNR uses a data range of 1 on
+``[0, 1]`` frames. The paper's SSIM came from an old scikit-image whose defaults were a 7 x 7
+uniform window and, for float images, ``data_range = 2``; ``data_range = 1`` is the correct value
+for ``[0, 1]`` frames and is what we report first, with ``data_range = 2`` for comparison.
+
+:func:`ssim` reproduces ``skimage.metrics.structural_similarity`` (Wang et al. 2004, Eq. 13 of
+that paper): local means, sample (co)variances with ``N / (N - 1)`` for the uniform window,
+``C1 = (K1 L)^2``, ``C2 = (K2 L)^2``, and the mean of the SSIM map over the pixels whose window
+lies inside the image.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["psnr", "ssim", "FrameMetrics"]
+
+
+def _as_images(name: str, x) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.to(torch.float64)
+    return x
+
+
+def _check_pair(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, target = _as_images("pred", pred), _as_images("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    dtype = torch.promote_types(pred.dtype, target.dtype)
+    return pred.to(dtype), target.to(target.device).to(dtype)
+
+
+def psnr(pred, target, data_range: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, ``10 log10(L^2 / MSE)``.
+
+    Parameters
+    ----------
+    pred, target : array_like, shape (..., H, W)
+    data_range : float
+        ``L``, the range of the pixel values (1 for ``[0, 1]`` frames).
+    eps : float
+        Floor on the MSE, so identical images give a finite value (``10 log10(L^2 / eps)``).
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    pred, target = _check_pair(pred, target)
+    if not data_range > 0:
+        raise ValueError(f"data_range must be positive, got {data_range!r}")
+    mse = ((pred - target) ** 2).mean(dim=(-2, -1))
+    return 10.0 * torch.log10(data_range**2 / mse.clamp_min(eps))
+
+
+def _gaussian_kernel(sigma: float, truncate: float, dtype, device) -> torch.Tensor:
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def ssim(
+    pred,
+    target,
+    data_range: float = 1.0,
+    win_size: int = 7,
+    gaussian_weights: bool = False,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """Structural similarity per image (grey-level), as ``skimage.metrics.structural_similarity``.
+
+    Parameters
+    ----------
+    pred, target : array_like, shape (..., H, W)
+    data_range : float
+        ``L`` of the stabilising constants ``C1 = (k1 L)^2``, ``C2 = (k2 L)^2``.
+    win_size : int
+        Side of the uniform window (odd, default 7: the paper's scikit-image default). Ignored
+        when ``gaussian_weights`` is True.
+    gaussian_weights : bool
+        Use a Gaussian window (``sigma``, truncated at 3.5 sigma: 11 x 11 for sigma = 1.5) and
+        population (co)variances, like scikit-image with ``gaussian_weights=True``.
+    sigma, k1, k2 : float
+        Gaussian width and the constants of Wang et al. (2004).
+
+    Returns
+    -------
+    Tensor, shape (...)
+        Mean SSIM over the pixels whose window lies inside the image.
+    """
+    pred, target = _check_pair(pred, target)
+    if not data_range > 0:
+        raise ValueError(f"data_range must be positive, got {data_range!r}")
+    if gaussian_weights:
+        kernel1d = _gaussian_kernel(sigma, 3.5, pred.dtype, pred.device)
+        win = kernel1d.numel()
+        cov_norm = 1.0
+    else:
+        if not isinstance(win_size, int) or win_size < 3 or win_size % 2 == 0:
+            raise ValueError(f"win_size must be an odd int >= 3, got {win_size!r}")
+        win = win_size
+        kernel1d = torch.full((win,), 1.0 / win, dtype=pred.dtype, device=pred.device)
+        cov_norm = win * win / (win * win - 1.0)
+    h, w = pred.shape[-2:]
+    if h < win or w < win:
+        raise ValueError(f"images of {h} x {w} are smaller than the {win} x {win} SSIM window")
+    batch_shape = pred.shape[:-2]
+    x = pred.reshape(-1, 1, h, w)
+    y = target.reshape(-1, 1, h, w)
+
+    def filt(z: torch.Tensor) -> torch.Tensor:
+        # separable 'valid' filtering = the interior that scikit-image keeps after cropping
+        z = F.conv2d(z, kernel1d.view(1, 1, win, 1))
+        return F.conv2d(z, kernel1d.view(1, 1, 1, win))
+
+    stacked = filt(torch.cat([x, y, x * x, y * y, x * y], dim=1).reshape(-1, 1, h, w))
+    stacked = stacked.reshape(x.shape[0], 5, h - win + 1, w - win + 1)
+    ux, uy, uxx, uyy, uxy = stacked.unbind(dim=1)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    numerator = (2 * ux * uy + c1) * (2 * vxy + c2)
+    denominator = (ux * ux + uy * uy + c1) * (vx + vy + c2)
+    return (numerator / denominator).mean(dim=(-2, -1)).reshape(batch_shape)
+
+
+class FrameMetrics:
+    """Running per-frame PSNR and SSIM over batches of predicted sequences.
+
+    Parameters
+    ----------
+    num_frames : int
+        Predicted frames per sequence (paper: 10).
+    ssim_data_ranges : tuple of float
+        SSIM is accumulated for each of these data ranges (default: 1, the correct one, and 2,
+        the paper's scikit-image default).
+    win_size : int
+        SSIM window (7, uniform).
+
+    Notes
+    -----
+    :meth:`update` takes ``pred, target`` of shape ``(B, T, C, H, W)`` (or ``(B, T, H, W)``) in
+    ``[0, 1]``; multi-channel frames are scored per channel and averaged. :meth:`result` gives
+    the per-frame means over all sequences seen and their average over frames.
+    """
+
+    def __init__(self, num_frames: int, ssim_data_ranges=(1.0, 2.0), win_size: int = 7):
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.num_frames = num_frames
+        self.ssim_data_ranges = tuple(float(r) for r in ssim_data_ranges)
+        self.win_size = win_size
+        self.count = 0
+        self._psnr = torch.zeros(num_frames, dtype=torch.float64)
+        self._ssim = {r: torch.zeros(num_frames, dtype=torch.float64) for r in self.ssim_data_ranges}
+
+    def update(self, pred, target) -> None:
+        pred, target = _check_pair(pred, target)
+        if pred.ndim == 4:
+            pred, target = pred[:, :, None], target[:, :, None]
+        if pred.ndim != 5 or pred.shape[1] != self.num_frames:
+            raise ValueError(
+                f"pred must have shape (B, {self.num_frames}, C, H, W), got {tuple(pred.shape)}"
+            )
+        pred = pred.detach().to("cpu", torch.float64)
+        target = target.detach().to("cpu", torch.float64)
+        self._psnr += psnr(pred, target, 1.0).mean(dim=2).sum(dim=0)
+        for r in self.ssim_data_ranges:
+            self._ssim[r] += ssim(pred, target, r, self.win_size).mean(dim=2).sum(dim=0)
+        self.count += pred.shape[0]
+
+    def result(self) -> dict:
+        """``{"psnr": float, "psnr_per_frame": [...], "ssim": ..., "ssim_per_frame": ..., "ssim_dr2": ...}``.
+
+        ``ssim`` uses the first data range, ``ssim_dr<r>`` the others (e.g. ``ssim_dr2``).
+        """
+        if self.count == 0:
+            raise ValueError("no sequences were added")
+        out = {"count": self.count}
+        per_frame = (self._psnr / self.count).tolist()
+        out["psnr"] = sum(per_frame) / len(per_frame)
+        out["psnr_per_frame"] = per_frame
+        for i, r in enumerate(self.ssim_data_ranges):
+            key = "ssim" if i == 0 else f"ssim_dr{r:g}"
+            per_frame = (self._ssim[r] / self.count).tolist()
+            out[key] = sum(per_frame) / len(per_frame)
+            out[key + "_per_frame"] = per_frame
+        if any(math.isnan(v) for v in out["psnr_per_frame"]):
+            raise FloatingPointError("PSNR is NaN: predictions contain NaN")
+        return out
