@@ -38,7 +38,20 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
     With ``numpy_with_dask``, numpy arrays may accompany dask arrays (the namespace is then
     dask's): for callers whose dask backend handles small numpy operands such as taps.
     """
-    present = [a for a in arrays if a is not None]
+    named = [
+        (n, a)
+        for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays)
+        if a is not None
+    ]
+    # array_namespace accepts Python scalars (for mixing with arrays); our arguments are arrays
+    for n, a in named:
+        if not array_api_compat.is_array_api_obj(a):
+            raise TypeError(
+                f"{n} must be an array of a supported array library (numpy, torch, cupy, dask, "
+                f"jax, array-api-strict, ...), got {type(a).__module__}.{type(a).__name__}; "
+                "convert it with your library's asarray"
+            )
+    present = [a for _, a in named]
     try:
         return array_api_compat.array_namespace(*present)
     except TypeError as exc:
@@ -49,11 +62,7 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
             array_api_compat.is_dask_array(a) or array_api_compat.is_numpy_array(a) for a in present
         ):
             return array_api_compat.array_namespace(*dask)
-        kinds = ", ".join(
-            f"{n}: {type(a).__module__}.{type(a).__name__}"
-            for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays)
-            if a is not None
-        )
+        kinds = ", ".join(f"{n}: {type(a).__module__}.{type(a).__name__}" for n, a in named)
         raise TypeError(
             f"arrays from different or unsupported array libraries were mixed ({kinds}); "
             "convert them to one library first"
