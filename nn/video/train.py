@@ -43,6 +43,7 @@ __all__ = [
     "make_datasets",
     "evaluate_model",
     "evaluate_baselines",
+    "end_of_epoch_schedule",
     "train_and_evaluate",
     "run_directory",
     "load_checkpoint",
@@ -243,6 +244,33 @@ def evaluate_baselines(dataset: MovingMNIST, config: VideoConfig) -> dict:
         copy_last.update(last, future)
         blank.update(torch.zeros_like(future), future)
     return {"copy_last": copy_last.result(), "blank": blank.result()}
+
+
+def end_of_epoch_schedule(state: dict, val_loss: float | None, config: VideoConfig) -> bool:
+    """Update the plateau schedule after an epoch; True when ``val_loss`` is a new best.
+
+    ``state`` holds ``best_val``, ``stall`` (epochs without improvement), ``decay_epochs``
+    (-1 until the decay starts), ``tf_ratio`` and ``lr``; it is modified in place. With the
+    "plateau" schedule, once ``stall`` reaches ``tf_patience`` the decay starts and continues
+    every epoch: ``tf_ratio -= tf_decay`` (floored at 0), ``lr *= lr_decay`` every
+    ``lr_decay_every`` epochs. Without validation (``val_loss`` None) nothing ever stalls.
+    """
+    improved = False
+    if val_loss is not None:
+        if val_loss < state["best_val"]:
+            state["best_val"], state["stall"] = val_loss, 0
+            improved = True
+        else:
+            state["stall"] += 1
+    if config.tf_schedule == "plateau":
+        if state["decay_epochs"] < 0 and state["stall"] >= config.tf_patience:
+            state["decay_epochs"] = 0
+        if state["decay_epochs"] >= 0:
+            state["decay_epochs"] += 1
+            state["tf_ratio"] = max(0.0, state["tf_ratio"] - config.tf_decay)
+            if state["decay_epochs"] % config.lr_decay_every == 0:
+                state["lr"] *= config.lr_decay
+    return improved
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -453,20 +481,8 @@ def train_and_evaluate(
         val_loss = _validation_loss(model, val_set, config, device) if val_set is not None else None
         record = {"epoch": epoch + 1, "train_loss": running, "val_loss": val_loss,
                   "tf_ratio": state["tf_ratio"], "lr": state["lr"]}
-        if val_loss is not None:
-            if val_loss < state["best_val"]:
-                state["best_val"], state["stall"] = val_loss, 0
-                best_model = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-            else:
-                state["stall"] += 1
-        if config.tf_schedule == "plateau":
-            if state["decay_epochs"] < 0 and state["stall"] >= config.tf_patience:
-                state["decay_epochs"] = 0
-            if state["decay_epochs"] >= 0:
-                state["decay_epochs"] += 1
-                state["tf_ratio"] = max(0.0, state["tf_ratio"] - config.tf_decay)
-                if state["decay_epochs"] % config.lr_decay_every == 0:
-                    state["lr"] *= config.lr_decay
+        if end_of_epoch_schedule(state, val_loss, config):
+            best_model = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
         last_epoch_seconds = time.perf_counter() - start
         state["train_seconds"] += last_epoch_seconds
         record["seconds"] = last_epoch_seconds
