@@ -292,7 +292,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         path = path / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not a video checkpoint of arma_core.nn.video")
     return ckpt
