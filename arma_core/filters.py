@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from array_api_compat import device as _device
+
 from ._validate import UnstableFilterError, check_finite, check_float_dtype, namespace
 
 __all__ = [
@@ -23,10 +25,10 @@ __all__ = [
 REGIONS = ("strip", "diamond")
 
 
-def _below_one(xp, dtype):
+def _below_one(xp, dtype, device):
     """The largest number of ``dtype`` below 1 (tanh saturates to exactly 1 in floating point)."""
-    one = xp.ones((), dtype=dtype)
-    return xp.nextafter(one, xp.zeros((), dtype=dtype))
+    one = xp.ones((), dtype=dtype, device=device)
+    return xp.nextafter(one, xp.zeros((), dtype=dtype, device=device))
 
 
 def _nudge_strip(xp, left, right):
@@ -91,7 +93,7 @@ def reparameterize(theta, region: str = "strip"):
     if region not in REGIONS:
         raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
     check_finite(xp, theta, "theta")
-    lim = _below_one(xp, theta.dtype)
+    lim = _below_one(xp, theta.dtype, _device(theta))
     a0, a1 = theta[..., 0], theta[..., 1]
     if region == "strip":
         s = xp.clip(xp.tanh(a1), -lim, lim)
