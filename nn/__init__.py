@@ -12,8 +12,6 @@
 See ``docs/nn.md``.
 """
 import importlib as _importlib
-import sys as _sys
-import types as _types
 
 from .convert import armafy
 from .modules import (
@@ -48,27 +46,13 @@ __all__ = [
 _SUBPACKAGES = ("models", "video")
 
 
-class _CallableModule(_types.ModuleType):
-    """``arma_core.nn.erf`` is both a submodule and, re-exported, its function ``erf``.
-
-    Importing the submodule binds the package attribute ``erf`` to the module, shadowing the
-    function; making the module callable keeps ``arma_core.nn.erf(...)`` working either way.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return self.erf(*args, **kwargs)
-
-
-def _erf_module():
-    module = _importlib.import_module(".erf", __name__)
-    if not isinstance(module, _CallableModule):
-        module.__class__ = _CallableModule
-    return module
-
-
 def erf(*args, **kwargs):
-    """Effective receptive field; see :func:`arma_core.nn.erf.erf` (imported on first call)."""
-    return _erf_module().erf(*args, **kwargs)
+    """Effective receptive field; see :func:`arma_core.nn.erf.erf` (imported on first call).
+
+    Importing the submodule ``arma_core.nn.erf`` rebinds this package attribute to the module,
+    which is itself callable as this function, so ``arma_core.nn.erf(...)`` works either way.
+    """
+    return _importlib.import_module(".erf", __name__).erf(*args, **kwargs)
 
 
 def __getattr__(name):
@@ -76,5 +60,3 @@ def __getattr__(name):
         return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-del _sys

@@ -232,6 +232,11 @@ class _ARNd(nn.Module):
             return torch.cat([theta[..., :1], one, theta[..., 1:]], dim=-1)
         return arma_core.reparameterize(theta, self.region)
 
+    # torch.compile runs the AR solve as it runs eagerly: its input checks and the stability
+    # nudging of reparameterize() are data-dependent Python (each would be a graph break), and
+    # inductor generates no code for the complex FFT or the per-axis inverses anyway. The
+    # convolutions and everything else in the model are still compiled.
+    @torch.compiler.disable
     def _solve(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
         """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64)."""
         dev = x.device.type
