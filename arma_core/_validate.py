@@ -142,4 +142,10 @@ def check_signal(xp, x, taps, *, name: str, dilation: int, boundary: str):
 def real_dtype_for_precision(xp, dtype):
     """float64 when the namespace has it (build small operators in high precision), else dtype."""
     f64 = getattr(xp, "float64", None)
-    return f64 if f64 is not None else dtype
+    if f64 is None:
+        return dtype
+    # jax names float64 but, unless jax_enable_x64 is set, truncates it to float32 with a
+    # warning on every call; its default float dtype tells which mode is on
+    if array_api_compat.is_jax_namespace(xp) and xp.asarray(0.0).dtype != f64:
+        return dtype
+    return f64
