@@ -50,7 +50,8 @@ def gather(xp, x, axis: int, index: list[int]):
         shape = list(x.shape)
         shape[axis] = 1
         x = xp.concat([x, xp.zeros(tuple(shape), dtype=x.dtype, device=_device(x))], axis=axis)
-    idx = xp.asarray(index, dtype=xp.int64, device=_device(x))
+    # the library's default integer dtype: int64 is not available everywhere (jax without x64)
+    idx = xp.asarray(index, device=_device(x))
     return xp.take(x, idx, axis=axis)
 
 
