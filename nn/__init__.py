@@ -57,6 +57,10 @@ def erf(*args, **kwargs):
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
-        return _importlib.import_module(f".{name}", __name__)
+        try:
+            return _importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the subpackage exists but one of its imports is missing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -254,6 +254,8 @@ class _ARNd(nn.Module):
                     f"{self.theta.dtype}; convert one of them (e.g. module.to({x.dtype}))"
                 )
             compute = out_dtype = x.dtype
+        if x.numel() == 0:  # an empty batch, as nn.Conv*d allows (an empty FFT would raise)
+            return x.to(out_dtype)
         with torch.autocast(dev, enabled=False):
             taps = self._taps(self.theta.to(compute))
             y = arma_core.ar_solve(

@@ -179,6 +179,16 @@ def test_identity_at_init_zero(boundary, k):
     torch.testing.assert_close(arma(x), conv(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_empty_batch(boundary):
+    m = ARMA2d(3, 4, 3, padding=1, ar_boundary=boundary)
+    x = torch.randn(0, 3, 8, 8, requires_grad=True)
+    y = m(x)
+    assert y.shape == (0, 4, 8, 8)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+
+
 def test_unbatched_equals_batched():
     m = _randomize_theta(ARMA2d(3, 4, 3, padding=1, ar_boundary="reflect"))
     x = torch.randn(3, 6, 7)
