@@ -171,13 +171,16 @@ def test_import_does_not_pull_optional_libraries():
 
 
 def test_numpy_solve_loads_no_other_library():
-    """Backends load lazily, per library seen: numpy work does not import torch, cupy, dask."""
+    """Backends load lazily, per library seen: numpy work does not import torch, cupy, dask.
+
+    (Explicit methods: a compiled method's first call would spend its time compiling.)
+    """
     code = (
         "import numpy as np, arma_core as ac\n"
         "taps = np.tile([0.2, 1.0, -0.3], (2, 2, 1, 1))\n"
         "t = np.ones((2, 5, 4))\n"
-        "ac.ar_solve(t, taps); ac.ar_solve(t, taps, boundary='zeros'); ac.ar_apply(t, taps)\n"
-        "ac.arma(t, np.ones((2, 2, 3, 3)), taps, padding=1)"
+        "ac.ar_solve(t, taps, method='fft'); ac.ar_solve(t, taps, boundary='zeros', method='dense')\n"
+        "ac.ar_apply(t, taps); ac.arma(t, np.ones((2, 2, 3, 3)), taps, padding=1, method='fft')"
     )
     # scipy may serve a numpy fast path; the others have nothing to do with numpy arrays
     assert [m for m in _imported_after(code) if m != "scipy"] == []
