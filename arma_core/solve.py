@@ -34,14 +34,35 @@ EXACT_FOR = {
 METHODS = ("auto",) + tuple(EXACT_FOR)
 
 
-def check_method(method: str, boundary: str) -> None:
+def backend_method(method: str, xp):
+    """The implementation a backend registered as ``"method:<method>"`` for ``xp``, or None.
+
+    A backend declares the boundaries its method is exact for in the implementation's
+    ``boundaries`` attribute (``arma_core.backends``).
+    """
+    from arma_core.backends import lookup
+
+    return lookup(f"method:{method}", xp)
+
+
+def check_method(method: str, boundary: str, xp=None) -> None:
+    """ValueError unless ``method`` solves ``boundary`` exactly (for the library of ``xp``)."""
     if method == "auto":
         return
-    if method not in EXACT_FOR:
-        raise ValueError(f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS)}")
-    if boundary not in EXACT_FOR[method]:
+    if method in EXACT_FOR:
+        exact = EXACT_FOR[method]
+    else:
+        impl = backend_method(method, xp) if isinstance(method, str) and xp is not None else None
+        if impl is None:
+            raise ValueError(
+                f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS)} nor a method "
+                "registered by this array library's backend (backend methods may need an optional "
+                "dependency, e.g. 'lines' needs numba: pip install 'arma-nets[fast]')"
+            )
+        exact = tuple(getattr(impl, "boundaries", ()))
+    if boundary not in exact:
         raise ValueError(
-            f"method={method!r} is exact only for boundary in {EXACT_FOR[method]}, "
+            f"method={method!r} is exact only for boundary in {exact}, "
             f"got boundary={boundary!r}; use method='dense' or 'auto'"
         )
 
@@ -183,9 +204,7 @@ def solve_kernel(xp, t, taps, *, boundary: str, dilation: int, method: str, adjo
         return _solve_fft(xp, t, taps, dilation, adjoint)
     if method == "dense":
         return _solve_dense(xp, t, taps, dilation, boundary, adjoint)
-    from arma_core.backends import lookup
-
-    impl = lookup(f"method:{method}", xp)
+    impl = backend_method(method, xp)
     if impl is None:
         raise ValueError(f"method={method!r} has no implementation for this array library")
     return impl(t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint)
@@ -250,7 +269,7 @@ def solve_vjp(xp, y, g, taps, *, boundary: str, dilation: int, method: str, adjo
 
 def _solve(t, taps, boundary, dilation, method, adjoint, name):
     xp = prepare(t, taps, boundary, dilation, name=name)
-    check_method(method, boundary)
+    check_method(method, boundary, xp)
     check_stable(taps)
     from arma_core.backends import lookup
 
@@ -277,9 +296,11 @@ def ar_solve(t, taps, *, boundary: str = "circular", dilation: int = 1, method: 
         Meaning of ``y[i +- d]`` outside an axis; ``reflect`` needs ``n > dilation``.
     dilation : int
         AR dilation ``d``.
-    method : {"auto", "fft", "dense"} or a backend method
+    method : {"auto", "fft", "dense"} or a backend method such as "lines"
         ``fft`` is exact for ``circular`` only; ``dense`` for every boundary; ``auto`` picks the
-        fastest exact one for the array library, boundary and size.
+        fastest exact one for the array library, boundary and size. A backend may register
+        more (``"lines"``: compiled O(N Q) line solvers for numpy and torch CPU arrays when
+        numba is installed; ``docs/performance.md``).
 
     Returns
     -------

@@ -1,7 +1,14 @@
 """PyTorch fast paths: the AR solve as an autograd Function (Theorem 4), conv via F.conv*d.
 
 The math is the core's (``arma_core.solve.solve_kernel`` / ``solve_vjp``); this module adds
-what is particular to torch: autograd, autocast, and the batched-LU hazard of the CPU build.
+what is particular to torch: autograd, autocast, the batched-LU hazard of the CPU build, and
+the two fast backward passes:
+
+- ``method="lines"`` (CPU, numba installed): the compiled line solver of
+  :mod:`arma_core.backends._lines`, forward and backward (one pass per channel plane each);
+- ``method="fft"``: the taps gradient in the Fourier domain (:mod:`arma_core.backends._fourier`).
+
+``method="auto"`` follows :func:`choose_method` (``docs/performance.md``).
 """
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from torch.autograd.function import once_differentiable
 from arma_core.backends import register
 from arma_core.solve import solve_kernel, solve_vjp
 
+from . import _lines
+from ._fourier import fft_solve_vjp
 from ._torch_conv import conv_torch
 
 register("conv", "torch")(conv_torch)
@@ -32,6 +41,82 @@ def linalg_inv(M):
     return torch.stack([torch.linalg.inv(m) for m in flat.unbind(0)]).reshape(M.shape)
 
 
+# ---------------------------------------------------------------------------------------------
+# the compiled line solver on CPU tensors
+
+
+def _numba_threads():
+    """Run numba's parallel loops on as many threads as torch (``torch.set_num_threads``)."""
+    import numba
+
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+
+
+def _host(x):
+    """A numpy view of a CPU tensor (copied only when not contiguous)."""
+    if x.device.type != "cpu":
+        raise ValueError(
+            f"method='lines' runs on CPU tensors only, got a tensor on {x.device}; "
+            "use method='auto' (or 'fft' / 'dense')"
+        )
+    return x.detach().contiguous().numpy()
+
+
+def _empty(shape, dtype):
+    """A new CPU tensor whose large buffer is backed by huge pages (``_lines.advise_hugepages``)."""
+    out = torch.empty(shape, dtype=dtype)
+    _lines.advise_hugepages(out.data_ptr(), out.numel() * out.element_size())
+    return out
+
+
+def lines_solve(t, taps, *, boundary, dilation, adjoint):
+    """``A^{-1} t`` (``A^{-T} t``) with the compiled line solver; a new contiguous tensor."""
+    _numba_threads()
+    out = _empty(t.shape, t.dtype)
+    _lines.solve(_host(t), _host(taps), boundary=boundary, dilation=dilation, adjoint=adjoint,
+                 out=out.numpy())
+    return out
+
+
+def lines_solve_vjp(y, g, taps, *, boundary, dilation, adjoint, need_taps):
+    """Theorem 4's backward in one compiled pass: ``(grad_t, grad_taps or None)``."""
+    _numba_threads()
+    out = _empty(g.shape, g.dtype)
+    _, gtaps = _lines.solve_vjp(_host(y), _host(g), _host(taps), boundary=boundary, dilation=dilation,
+                                adjoint=adjoint, need_taps=need_taps, out=out.numpy())
+    if gtaps is not None:
+        gtaps = torch.from_numpy(gtaps).to(dtype=taps.dtype, device=taps.device)
+    return out, gtaps
+
+
+if _lines.available():
+    lines_solve.boundaries = _lines.BOUNDARIES
+    register("method:lines", "torch")(lines_solve)
+
+
+# ---------------------------------------------------------------------------------------------
+# method="auto"
+
+
+@register("choose_method", "torch")
+def choose_method(t, taps, *, boundary, dilation):
+    """The fastest exact method for a torch tensor (measurements in ``docs/performance.md``).
+
+    - CPU with numba: ``"lines"`` for every boundary, size and Q (it does ``O(N Q)`` work in one
+      read and one write of the signal; it beat ``fft`` and ``dense`` at every measured size).
+    - otherwise (no numba, or a GPU): ``"fft"`` for ``circular``, ``"dense"`` for the others.
+    """
+    if t.device.type == "cpu" and _lines.available() and t.dtype in (torch.float32, torch.float64):
+        return "lines"
+    return "fft" if boundary == "circular" else "dense"
+
+
+# ---------------------------------------------------------------------------------------------
+# autograd
+
+
 class ARSolve(torch.autograd.Function):
     """``y = A^{-1} t`` (or ``A^{-T} t``) with the backward of Theorem 4; saves only ``y``."""
 
@@ -49,25 +134,31 @@ class ARSolve(torch.autograd.Function):
     def backward(ctx, g):
         y, taps = ctx.saved_tensors
         boundary, dilation, method, adjoint = ctx.opts
+        need_taps = ctx.needs_input_grad[1]
         with torch.autocast(g.device.type, enabled=False):
             xp = array_namespace(g)
             g = g.contiguous()
-            if not ctx.needs_input_grad[1]:
-                w = solve_kernel(
-                    xp, g, taps, boundary=boundary, dilation=dilation, method=method, adjoint=not adjoint
+            if method == "lines":
+                gt, gtaps = lines_solve_vjp(y, g, taps, boundary=boundary, dilation=dilation, adjoint=adjoint,
+                                            need_taps=need_taps)
+            elif method == "fft":
+                gt, gtaps = fft_solve_vjp(xp, y, g, taps, dilation=dilation, adjoint=adjoint, need_taps=need_taps)
+            elif not need_taps:
+                gt = solve_kernel(xp, g, taps, boundary=boundary, dilation=dilation, method=method,
+                                  adjoint=not adjoint)
+                gtaps = None
+            else:
+                gt, gtaps = solve_vjp(
+                    xp, y, g, taps, boundary=boundary, dilation=dilation, method=method, adjoint=adjoint
                 )
-                return w, None, None, None, None, None
-            gt, gtaps = solve_vjp(
-                xp, y, g, taps, boundary=boundary, dilation=dilation, method=method, adjoint=adjoint
-            )
         return (gt if ctx.needs_input_grad[0] else None), gtaps, None, None, None, None
 
 
 def _solve(t, taps, *, boundary, dilation, method, adjoint):
     if method == "auto":
-        from arma_core.solve import choose_method
+        from arma_core.solve import choose_method as rule
 
-        method = choose_method(array_namespace(t), t, taps, boundary, dilation)
+        method = rule(array_namespace(t), t, taps, boundary, dilation)
     return ARSolve.apply(t, taps, boundary, dilation, method, adjoint)
 
 

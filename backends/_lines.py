@@ -1,0 +1,291 @@
+"""Compiled ``O(N Q)`` line solvers for the AR system: the ``"lines"`` method (numba, optional).
+
+Each factor of one axis is an ``n x n`` matrix ``A_f = f_0 I + f_-1 S_{+d} + f_1 S_{-d}`` under
+the boundary rule (``docs/math.md``). It is split as
+
+    A_f = T + E,
+
+``T`` the same factor with the ``zeros`` rule (a Toeplitz matrix whose only diagonals are
+``0, +-d``: ``d`` interleaved tridiagonal chains) and ``E`` the boundary's correction, which
+lives in the first and last ``d`` rows only (rank ``m <= 2 d``; ``E = 0`` for ``zeros``).
+
+- ``T`` is solved by Thomas' algorithm without pivoting, which is safe on the whole stable
+  strip ``|f_-1 + f_1| < f_0`` of Theorem 6: the pivots obey ``p_i = f_0 - f_-1 f_1 / p_{i-d}``;
+  when ``f_-1 f_1 <= 0`` they stay ``>= f_0``, otherwise ``|f_-1| + |f_1| = |s| < f_0`` makes
+  ``T`` strictly diagonally dominant and ``p_i > f_0 - |f_-1| > |f_1|``. The pivots, the
+  multipliers and everything else below depend on the taps and the size only, so they are
+  computed once per call (per channel, axis and factor), never per batch item.
+- ``E = U V^T`` (``U`` the unit columns of the rows ``E`` touches) is handled exactly by the
+  Sherman-Morrison-Woodbury identity: with ``z = T^{-1} t``,
+  ``A_f^{-1} t = z - M z[cols]``, ``M = T^{-1} U (I + V^T T^{-1} U)^{-1} V^T[:, cols]``
+  (``n x |cols|``, ``|cols| <= 2 d``). ``I + V^T T^{-1} U`` is invertible exactly when ``A_f``
+  is (its inverse is ``I - V^T A_f^{-1} U``). This covers ``circular`` (cyclic Thomas),
+  ``reflect`` and ``replicate`` for every dilation, including their chain couplings for
+  ``d > 1``, without the zero pivots that eliminating the edge rows directly can hit (e.g.
+  ``replicate``'s first pivot ``f_0 + f_1`` vanishes at ``f_1 = -1``, inside the strip). Entries
+  of ``M`` below ``2^-60`` of its largest are dropped (they are far below either precision's
+  rounding) so that rows far from the edges cost nothing.
+
+Work per sample and factor: one forward and one backward recurrence (plus the correction near
+the edges); every axis of a channel-plane is solved while the plane is in cache, so the
+signal is read once and written once. Recurrences run across the contiguous trailing axis
+(vectorised); the last axis is solved on a transposed copy in a scratch buffer for the same
+reason. Parallel over the batch x channel planes.
+
+The backward pass (Theorem 4, Eq. 6) runs in one kernel per plane too: the transposed solve
+and the taps' gradient ``-<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>`` as
+dot products of shifted contiguous slices, accumulated in float64.
+
+numba is optional (``pip install arma-nets[fast]``): :func:`available` says whether it can be
+used; without it the generic array-API methods run.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+
+import numpy as np
+
+from arma_core.boundary import source
+
+__all__ = ["available", "solve", "solve_vjp", "BOUNDARIES", "operators", "empty", "advise_hugepages"]
+
+#: the boundaries the line solver is exact for
+BOUNDARIES = ("circular", "zeros", "reflect", "replicate")
+
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """True when numba is importable (the compiled line solver can run)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# host side: the structure of E (sizes only, no data)
+
+
+@functools.lru_cache(maxsize=256)
+def edge_structure(n: int, d: int, boundary: str):
+    """Entries of ``E = A_f - T`` as ``(rows, cols, taps)`` int arrays (structure only).
+
+    ``taps`` is 0 for an entry that carries ``f_-1`` (it multiplies ``y[i + d]``) and 2 for
+    ``f_1`` (``y[i - d]``). Repeated ``(row, col)`` pairs add up.
+    """
+    rows, cols, taps = [], [], []
+    for i in range(n):
+        for off, tap in ((d, 0), (-d, 2)):
+            p = i + off
+            if 0 <= p < n:
+                continue  # inside the axis: that entry is T's
+            j = source(p, n, boundary)
+            if j < n:
+                rows.append(i)
+                cols.append(j)
+                taps.append(tap)
+    as_int = functools.partial(np.asarray, dtype=np.int64)
+    return as_int(rows), as_int(cols), as_int(taps)
+
+
+@functools.lru_cache(maxsize=256)
+def _indexed_structure(n: int, d: int, boundary: str, transposed: bool):
+    """Rows and columns of ``E`` (of ``E^T`` when ``transposed``) as unique lists plus indices."""
+    rows, cols, taps = edge_structure(n, d, boundary)
+    if transposed:
+        rows, cols = cols, rows
+    urows = np.unique(rows)
+    ucols = np.unique(cols)
+    ri = np.searchsorted(urows, rows).astype(np.int64)
+    ci = np.searchsorted(ucols, cols).astype(np.int64)
+    return urows.astype(np.int64), ucols.astype(np.int64), ri, ci, taps
+
+
+def _kernels():
+    from . import _lines_kernels
+
+    return _lines_kernels
+
+
+# ---------------------------------------------------------------------------------------------
+# output memory
+
+_HUGE = 2 << 20  # a transparent huge page on x86-64 and aarch64 Linux
+
+
+@functools.lru_cache(maxsize=None)
+def _madvise():
+    """libc's ``madvise`` when this is Linux with transparent huge pages on request, else None."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            if "[never]" in f.read():
+                return None
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def advise_hugepages(ptr: int, nbytes: int) -> None:
+    """Ask the kernel to back a fresh (untouched) buffer with transparent huge pages.
+
+    Outputs of the solver are fresh allocations whose pages are first touched by the parallel
+    kernel; with 4 KiB pages the page faults of two threads contend and cost as much as the
+    solve itself (measured: 40 ms instead of 19 ms at 32 MiB). This is what torch's
+    ``THP_MEM_ALLOC_ENABLE=1`` does for its own allocations; it is a hint, harmless if ignored.
+    Only the 2 MiB-aligned interior of buffers of at least 4 MiB is advised.
+    """
+    if nbytes < 2 * _HUGE:
+        return
+    fn = _madvise()
+    if fn is None:
+        return
+    start = (ptr + _HUGE - 1) // _HUGE * _HUGE
+    stop = (ptr + nbytes) // _HUGE * _HUGE
+    if stop > start:
+        fn(start, stop - start, 14)  # MADV_HUGEPAGE
+
+
+def empty(shape, dtype) -> np.ndarray:
+    """``np.empty`` whose large buffers are backed by huge pages (:func:`advise_hugepages`)."""
+    a = np.empty(shape, dtype)
+    advise_hugepages(a.ctypes.data, a.nbytes)
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# host drivers
+
+
+def _block_shape(shape, k):
+    """``(..., C, n_1..n_k)`` -> ``(P, n1, n2, n3)`` with leading spatial sizes 1 when k < 3."""
+    spatial = tuple(shape[len(shape) - k :])
+    P = int(np.prod(shape[: len(shape) - k], dtype=np.int64))
+    return (P,) + (1,) * (3 - k) + spatial
+
+
+def operators(taps64, spatial, dilation, boundary, transposed):
+    """Per-axis solve operators (Thomas factors + Woodbury correction), one tuple per block axis.
+
+    Parameters
+    ----------
+    taps64 : ndarray (C, k, Q, 3) float64
+    spatial : tuple of k ints
+    transposed : bool
+        Operators of ``A^T`` (for ``ar_solve_adjoint`` and the backward pass).
+
+    Returns
+    -------
+    ops : 3 tuples ``(l, pinv, sup, M, rng, cols)`` for block axes 0, 1, 2 (dummies for
+    missing axes); zrows : the largest ``len(cols)`` (scratch rows).
+    """
+    precompute = _kernels().precompute
+    C, k, Q = taps64.shape[:3]
+    out = []
+    zrows = 1
+    for b in range(3):
+        j = b - (3 - k)
+        if j < 0:
+            z = np.zeros((C, Q, 1))
+            out.append((z, z, np.zeros((C, Q)), np.zeros((C, Q, 1, 0)),
+                        np.zeros((C, Q, 2), np.int64), np.zeros(0, np.int64)))
+            continue
+        n = int(spatial[j])
+        urows, ucols, ri, ci, etap = _indexed_structure(n, dilation, boundary, transposed)
+        nc = len(ucols)
+        l = np.empty((C, Q, n))
+        pinv = np.empty((C, Q, n))
+        sup = np.empty((C, Q))
+        M = np.zeros((C, Q, n, nc))
+        rng = np.zeros((C, Q, 2), np.int64)
+        precompute(np.ascontiguousarray(taps64[:, j]), n, dilation, transposed, urows, ucols, ri, ci,
+                   etap, l, pinv, sup, M, rng)
+        zrows = max(zrows, nc)
+        out.append((l, pinv, sup, M, rng, ucols))
+    return tuple(out), zrows
+
+
+def _edges(spatial, dilation, boundary, k):
+    out = []
+    for b in range(3):
+        j = b - (3 - k)
+        if j < 0:
+            e = np.zeros(0, np.int64)
+            out.append((e, e, e))
+        else:
+            out.append(edge_structure(int(spatial[j]), dilation, boundary))
+    return tuple(out)
+
+
+def _chunks(P):
+    from numba import get_num_threads
+
+    return max(1, min(P, 8 * get_num_threads()))
+
+
+def _prepare(t, taps):
+    t = np.ascontiguousarray(t)
+    if t.dtype not in (np.float32, np.float64):
+        raise TypeError(f"the line solver supports float32 and float64, got {t.dtype}")
+    taps64 = np.ascontiguousarray(taps, dtype=np.float64)
+    return t, taps64
+
+
+def solve(t, taps, *, boundary, dilation, adjoint=False, out=None):
+    """``A^{-1} t`` (``A^{-T} t`` when ``adjoint``) with the compiled line solver.
+
+    Parameters
+    ----------
+    t : ndarray ``(..., C, n_1, ..., n_k)``, float32 or float64 (validated by the caller).
+    taps : ndarray ``(C, k, Q, 3)``, stable.
+    out : optional C-contiguous ndarray like ``t`` to write into.
+
+    Returns
+    -------
+    ndarray like ``t``.
+    """
+    t, taps64 = _prepare(t, taps)
+    C, k = taps64.shape[:2]
+    spatial = t.shape[-k:]
+    ops, zrows = operators(taps64, spatial, dilation, boundary, adjoint)
+    if out is None:
+        out = empty(t.shape, t.dtype)
+    shape = _block_shape(t.shape, k)
+    _kernels().solve_planes(t.reshape(shape), out.reshape(shape), C, k, dilation, adjoint, ops[0], ops[1],
+                            ops[2], _chunks(shape[0]), zrows)
+    return out
+
+
+def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None):
+    """Backward of ``y = A^{-1} t`` (of ``A^{-T} t`` when ``adjoint``), Theorem 4 in one pass.
+
+    Returns
+    -------
+    grad_t : ndarray like ``g`` (``A^{-T} g``, or ``A^{-1} g`` for the adjoint solve).
+    grad_taps : ndarray ``(C, k, Q, 3)`` float64, or None when not ``need_taps``.
+    """
+    g, taps64 = _prepare(g, taps)
+    y = np.ascontiguousarray(y, dtype=g.dtype)
+    C, k, Q = taps64.shape[:3]
+    spatial = g.shape[-k:]
+    ops, zrows = operators(taps64, spatial, dilation, boundary, not adjoint)
+    if out is None:
+        out = empty(g.shape, g.dtype)
+    shape = _block_shape(g.shape, k)
+    P = shape[0]
+    part = np.zeros((P if need_taps else 1, k, Q, 3))
+    est = _edges(spatial, dilation, boundary, k)
+    _kernels().vjp_planes(y.reshape(shape), g.reshape(shape), out.reshape(shape), part, C, k, dilation,
+                          not adjoint, adjoint, ops[0], ops[1], ops[2], _chunks(P), zrows,
+                          taps64.astype(g.dtype), est[0], est[1], est[2], need_taps)
+    if not need_taps:
+        return out, None
+    return out, part.reshape((-1, C, k, Q, 3)).sum(axis=0)

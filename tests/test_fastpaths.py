@@ -1,0 +1,295 @@
+"""The backends' fast paths against the exact references.
+
+- ``method="lines"`` (compiled line solver, numba): forward and adjoint solves against
+  ``arma_core.reference`` on every boundary, 1-D/2-D/3-D, Q = 1..3, dilation 1..3, float32 and
+  float64, taps near the edge of the strip and the edge rows that defeat a naive elimination;
+  its one-pass backward against the generic Theorem 4 VJP and ``gradcheck``.
+- the Fourier-domain backward of ``method="fft"`` against the generic VJP and ``gradcheck``.
+- numpy's ``scipy.fft`` path, the ``auto`` rules, the registry's method checks.
+
+Tests of the compiled path skip when numba is not installed.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import arma_core as ac
+from arma_core import reference as R
+from arma_core.backends import _lines
+from arma_core.solve import solve_vjp
+from conftest import TOL, random_taps, rel_err, to_np
+
+needs_numba = pytest.mark.skipif(not _lines.available(), reason="numba is not installed")
+
+SHAPES = {
+    1: [(9,), (8,), (1,), (2,), (5,)],
+    2: [(5, 8), (6, 6), (1, 4), (7, 2), (3, 3)],
+    3: [(3, 4, 5), (2, 1, 4), (4, 3, 2)],
+}
+
+
+def _cases(k, step=1):
+    """A deterministic spread over shape, Q and dilation (every Q and d meets every shape)."""
+    combos = list(itertools.product(SHAPES[k], (1, 2, 3), (1, 2, 3)))
+    return combos[::step]
+
+
+def _taps(rng, C, k, Q, i):
+    """Alternate generic taps and taps within 1e-3 of the strip's edge."""
+    return random_taps(rng, C, k, Q, edge=1e-3 if i % 2 else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# lines: forward and adjoint solve against the reference
+
+
+@needs_numba
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_lines_matches_reference(boundary, k):
+    rng = np.random.default_rng(10 * k + len(boundary))
+    for i, (shape, Q, d) in enumerate(_cases(k)):
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        taps = _taps(rng, 2, k, Q, i)
+        t = rng.normal(size=(2, 2) + shape)
+        for dtype in ("float64", "float32"):
+            tt, tp = t.astype(dtype), taps.astype(dtype)
+            for adjoint in (False, True):
+                fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
+                y = fn(tt, tp, boundary=boundary, dilation=d, method="lines")
+                assert y.dtype == tt.dtype and y.shape == tt.shape
+                ref = R.ar_solve(tt, tp, boundary, d, adjoint=adjoint)
+                e = rel_err(y, ref)
+                assert e < TOL[dtype], (shape, Q, d, dtype, adjoint, e)
+
+
+@needs_numba
+@pytest.mark.parametrize("boundary", ["replicate", "reflect", "circular", "zeros"])
+def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
+    """replicate's first pivot f_0 + f_1 is 0 at f_1 = -1 (inside the strip when |f_-1 - 1| < 1),
+    its last f_0 + f_-1 is 0 at f_-1 = -1; reflect couples row 0 with f_-1 + f_1 only."""
+    rng = np.random.default_rng(1)
+    rows = [(0.9, 1.0, -1.0), (-1.0, 1.0, 0.5), (1.5, 1.0, -1.0), (-1.0, 1.0, 1.999), (0.0, 1.0, -0.999),
+            (-0.9995, 1.0, 0.0), (3.0, 1.0, -3.5), (-0.4995, 1.0, -0.4995)]
+    taps = np.array(rows)[:, None, None, :].repeat(2, axis=1)  # (8, 2, 1, 3)
+    for shape, d in [((6, 7), 1), ((9, 5), 2), ((4, 4), 3), ((2, 3), 1)]:
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        t = rng.normal(size=(2, len(rows)) + shape)
+        for adjoint in (False, True):
+            fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
+            y = fn(t, taps, boundary=boundary, dilation=d, method="lines")
+            assert np.all(np.isfinite(y))
+            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < 1e-10, (shape, d, adjoint)
+
+
+@needs_numba
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_long_lines_with_threads(boundary):
+    """n >= 256 (the batched-LU hazard size of DESIGN.md) and a buffer large enough for the
+    huge-page allocation path, with torch's thread count set."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        rng = np.random.default_rng(2)
+        taps = random_taps(rng, 3, 1, 2, edge=1e-2)
+        t = rng.normal(size=(2, 3, 300))
+        y = ac.ar_solve(torch.asarray(t), torch.asarray(taps), boundary=boundary, dilation=2, method="lines")
+        assert rel_err(y, R.ar_solve(t, taps, boundary, 2)) < 1e-10
+        big = rng.normal(size=(1, 3, 600, 700)).astype(np.float32)  # 5 MB
+        taps2 = random_taps(rng, 3, 2, 1).astype(np.float32)
+        yb = ac.ar_solve(big, taps2, boundary=boundary, method="lines")
+        back = ac.ar_apply(yb.astype(np.float64), taps2.astype(np.float64), boundary=boundary)
+        assert rel_err(back, big) < 1e-5
+    finally:
+        torch.set_num_threads(old)
+
+
+@needs_numba
+def test_lines_torch_layouts_and_nan():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    taps = torch.asarray(random_taps(rng, 3, 2, 2))
+    t = torch.asarray(rng.normal(size=(5, 4, 3, 2)))  # (W, H, C, B): non-contiguous once permuted
+    tp = t.permute(3, 2, 1, 0)
+    assert not tp.is_contiguous()
+    y = ac.ar_solve(tp, taps, boundary="reflect", method="lines")
+    assert rel_err(y, R.ar_solve(tp, taps, "reflect")) < 1e-10
+    bad = tp.clone()
+    bad[0, 1, 2, 3] = float("nan")
+    assert torch.isnan(ac.ar_solve(bad, taps, method="lines")[0, 1]).any()
+    # an empty batch
+    e = ac.ar_solve(torch.zeros(0, 3, 4, 5, dtype=torch.float64), taps, method="lines")
+    assert e.shape == (0, 3, 4, 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# lines: backward
+
+
+def _vjp_scale(xp_left, right):
+    return float(np.sqrt(np.sum(to_np(xp_left) ** 2) * np.sum(to_np(right) ** 2)))
+
+
+@needs_numba
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_lines_vjp_matches_generic(boundary, k):
+    """One-pass backward == arma_core.solve.solve_vjp (dense), grad_t and grad_taps.
+
+    The taps gradient is a sum of products of the size of ``|grad_t| |y|``; it is compared on
+    that scale (near the strip's edge its entries cancel and every method loses digits)."""
+    rng = np.random.default_rng(20 + k)
+    for i, (shape, Q, d) in enumerate(_cases(k, step=2)):
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        taps = _taps(rng, 2, k, Q, i)
+        y = rng.normal(size=(3, 2) + shape)
+        g = rng.normal(size=(3, 2) + shape)
+        for adjoint in (False, True):
+            w, gt = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
+            w2, gt2 = solve_vjp(np, y, g, taps, boundary=boundary, dilation=d, method="dense", adjoint=adjoint)
+            assert rel_err(w, w2) < 1e-10, (shape, Q, d, adjoint)
+            scale = _vjp_scale(w2, y) * 10.0 ** (Q - 1)
+            assert np.max(np.abs(gt - gt2)) < 1e-10 * scale, (shape, Q, d, adjoint)
+            if i % 2 == 0:  # generic taps: the entries themselves agree
+                assert rel_err(gt, gt2) < 1e-9, (shape, Q, d, adjoint)
+            w3, none = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint,
+                                        need_taps=False)
+            assert none is None and np.array_equal(w3, w)
+
+
+@needs_numba
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_gradcheck(boundary):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(30)
+    for k, shape, Q, d in [(1, (7,), 3, 2), (2, (4, 5), 2, 1), (3, (3, 2, 4), 1, 1), (2, (5, 3), 1, 2)]:
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        taps = torch.tensor(random_taps(rng, 2, k, Q, spread=1.0), requires_grad=True)
+        t = torch.tensor(rng.normal(size=(2, 2) + shape), requires_grad=True)
+        for fn in (ac.ar_solve, ac.ar_solve_adjoint):
+            assert torch.autograd.gradcheck(
+                lambda a, b: fn(a, b, boundary=boundary, dilation=d, method="lines"), (t, taps), fast_mode=True
+            )
+
+
+@needs_numba
+def test_lines_float32_backward_and_grad_of_t_only():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(31)
+    taps64 = random_taps(rng, 3, 2, 2)
+    t64 = rng.normal(size=(2, 3, 9, 11))
+    g64 = rng.normal(size=t64.shape)
+    t = torch.tensor(t64, dtype=torch.float32, requires_grad=True)
+    taps = torch.tensor(taps64, dtype=torch.float32, requires_grad=True)
+    y = ac.ar_solve(t, taps, boundary="replicate", method="lines")
+    gt, gtaps = torch.autograd.grad(y, (t, taps), torch.tensor(g64, dtype=torch.float32))
+    assert gt.dtype == torch.float32 and gtaps.dtype == torch.float32
+    w2, gtaps2 = solve_vjp(np, to_np(y), g64.astype(np.float32).astype(np.float64), to_np(taps),
+                           boundary="replicate", dilation=1, method="dense")
+    assert rel_err(gt, w2) < 1e-5 and rel_err(gtaps, gtaps2) < 1e-4
+    t2 = torch.tensor(t64, requires_grad=True)
+    y2 = ac.ar_solve(t2, torch.tensor(taps64), boundary="zeros", method="lines")
+    (gt2,) = torch.autograd.grad(y2, t2, torch.tensor(g64))
+    assert rel_err(gt2, R.ar_solve(g64, taps64, "zeros", adjoint=True)) < 1e-10
+
+
+# ---------------------------------------------------------------------------------------------
+# fft: the Fourier-domain backward
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_fft_vjp_matches_generic_and_gradcheck(k):
+    torch = pytest.importorskip("torch")
+    from array_api_compat import array_namespace
+
+    from arma_core.backends._fourier import fft_solve_vjp
+
+    rng = np.random.default_rng(40 + k)
+    for shape, Q, d in _cases(k, step=3):
+        taps = random_taps(rng, 2, k, Q)
+        y = rng.normal(size=(3, 2) + shape)
+        g = rng.normal(size=(3, 2) + shape)
+        for adjoint in (False, True):
+            w2, gt2 = solve_vjp(np, y, g, taps, boundary="circular", dilation=d, method="dense", adjoint=adjoint)
+            for xp, conv in ((np, np.asarray), (array_namespace(torch.zeros(1)), torch.asarray)):
+                w, gt = fft_solve_vjp(xp, conv(y), conv(g), conv(taps), dilation=d, adjoint=adjoint)
+                assert rel_err(w, w2) < 1e-10 and rel_err(gt, gt2) < 1e-10, (shape, Q, d, adjoint)
+    shape, Q, d = SHAPES[k][0], 2, 1
+    taps = torch.tensor(random_taps(rng, 2, k, Q, spread=1.0), requires_grad=True)
+    t = torch.tensor(rng.normal(size=(2, 2) + shape), requires_grad=True)
+    for fn in (ac.ar_solve, ac.ar_solve_adjoint):
+        assert torch.autograd.gradcheck(lambda a, b: fn(a, b, dilation=d, method="fft"), (t, taps), fast_mode=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy's scipy.fft path, auto rules, registry
+
+
+def test_numpy_fft_path_matches_reference():
+    pytest.importorskip("scipy")
+    rng = np.random.default_rng(50)
+    for shape, Q, d in [((6, 7), 2, 1), ((5,), 3, 2), ((3, 4, 5), 1, 1)]:
+        k = len(shape)
+        taps = random_taps(rng, 2, k, Q, edge=1e-3)
+        t = rng.normal(size=(2, 2) + shape)
+        for dtype in ("float64", "float32"):
+            for adjoint in (False, True):
+                fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
+                y = fn(t.astype(dtype), taps.astype(dtype), dilation=d, method="fft")
+                assert y.dtype == np.dtype(dtype)
+                ref = R.ar_solve(t.astype(dtype), taps.astype(dtype), "circular", d, adjoint=adjoint)
+                assert rel_err(y, ref) < TOL[dtype]
+
+
+def test_auto_rules(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from arma_core.backends import numpy_scipy
+    from arma_core.backends import torch as tb
+
+    t = torch.zeros(2, 3, 8, 8)
+    taps = torch.zeros(3, 2, 1, 3)
+    for b in ac.BOUNDARIES:
+        expect = "lines" if _lines.available() else ("fft" if b == "circular" else "dense")
+        assert tb.choose_method(t, taps, boundary=b, dilation=1) == expect
+        assert numpy_scipy.choose_method(t.numpy(), taps.numpy(), boundary=b, dilation=1) == expect
+    monkeypatch.setattr(_lines, "available", lambda: False)
+    for b in ac.BOUNDARIES:
+        expect = "fft" if b == "circular" else "dense"
+        assert tb.choose_method(t, taps, boundary=b, dilation=1) == expect
+        assert numpy_scipy.choose_method(t.numpy(), taps.numpy(), boundary=b, dilation=1) == expect
+    # float16 numpy arrays never go to the compiled path
+    monkeypatch.undo()
+    assert numpy_scipy.choose_method(np.zeros((3, 4), np.float16), None, boundary="zeros", dilation=1) == "dense"
+
+
+def test_backend_methods_are_checked():
+    strict = pytest.importorskip("array_api_strict")
+    t = strict.asarray(np.zeros((2, 5)))
+    taps = strict.asarray(random_taps(np.random.default_rng(0), 2, 1, 1))
+    with pytest.raises(ValueError, match="method='lines'"):
+        ac.ar_solve(t, taps, method="lines")
+    with pytest.raises(ValueError, match="method='nope'"):
+        ac.ar_solve(np.zeros((2, 5)), random_taps(np.random.default_rng(0), 2, 1, 1), method="nope")
+    if _lines.available():
+        impl = ac.solve.backend_method("lines", np)
+        assert set(impl.boundaries) == set(ac.BOUNDARIES)
+
+
+@needs_numba
+def test_lines_refuses_gpu_tensors():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    t = torch.zeros(2, 5, device="cuda", dtype=torch.float64)
+    taps = torch.asarray(random_taps(np.random.default_rng(0), 2, 1, 1), device="cuda")
+    with pytest.raises(ValueError, match="CPU"):
+        ac.ar_solve(t, taps, method="lines")
+    assert ac.solve.choose_method(ac._validate.namespace(t), t, taps, "zeros", 1) == "dense"
