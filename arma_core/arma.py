@@ -1,6 +1,7 @@
 """The ARMA layer: the MA convolution followed by the AR solve (the paper's Eq. 2 / Eq. 5)."""
 from __future__ import annotations
 
+from ._validate import check_boundary, check_positive_int
 from .conv import conv
 from .solve import ar_solve
 
@@ -39,6 +40,10 @@ def arma(
     -------
     y : array, shape ``(..., C_out, m_1, ..., m_k)`` (the convolution's output shape).
     """
+    # the AR arguments are checked under their own names here: ar_solve calls them "dilation"
+    # and "t", which in arma() would point at the convolution's dilation and input
+    check_positive_int(ar_dilation, "ar_dilation")
+    check_boundary(boundary)
     t = conv(
         x,
         weight,

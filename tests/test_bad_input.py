@@ -222,8 +222,6 @@ def test_arma_bad_input(xp):
     raises(ValueError, lambda: ac.arma(x[0, 0, ...], w, taps), "x")
 
 
-@pytest.mark.xfail(strict=True, reason="arma() reports its ar_dilation argument as 'dilation' "
-                                       "(the name of conv's own dilation argument)")
 def test_arma_names_ar_dilation():
     x, w, taps = _arma_case(np)
     raises(ValueError, lambda: ac.arma(x, w, taps, ar_dilation=0), "ar_dilation")
