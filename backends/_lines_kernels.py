@@ -2,12 +2,16 @@
 
 Conventions (see ``_lines`` for the math): a channel block is a C-contiguous ``(n1, n2, n3)``
 array (leading sizes 1 when the signal has k < 3 spatial axes). Per block axis the solve
-operators are a tuple ``ops = (l, pinv, sup, M, rng, cols)``:
+operators are a tuple ``ops = (l, pinv, sup, M, rng, cols, G, ge, Mp, rngp)``:
 
 - ``l (C, Q, n)``: Thomas multipliers (``l[i] = f_1 / p[i - d]``, 0 for ``i < d``),
 - ``pinv (C, Q, n)``: reciprocal pivots, ``sup (C, Q)``: the super-diagonal ``f_-1``,
-- ``M (C, Q, n, nc)``, ``cols (nc,)``: the Woodbury correction ``y -= M z[cols]``,
-- ``rng (C, Q, 2)``: rows ``[rng0, rng1)`` where ``M`` is zero (skipped).
+- ``M (C, Q, nc, n)``, ``cols (nc,)``: the Woodbury correction ``y -= M^T z[cols]``,
+- ``rng (C, Q, 2)``: rows ``[rng0, rng1)`` where ``M`` is zero (skipped),
+- ``G (C, Q, nc, n)``, ``ge (C, Q, nc)``: rows ``cols`` of ``U^{-1}`` (zero outside
+  ``[cols[j], ge[j])``), so that ``z[cols] = G w`` is known after the forward elimination,
+- ``Mp (C, Q, nc, n)``, ``rngp``: the correction rewritten for a back substitution that runs on
+  already corrected values (``Mp[:, i] = M[:, i] + sup pinv[i] M[:, i + d]``).
 
 The edge structure of a boundary, ``est = (erow, ecol, etap)``, lists the entries of
 ``E = A_f - T`` (``etap`` 0: carries ``f_-1``; 2: ``f_1``).
@@ -21,8 +25,9 @@ import numpy as np
 from numba import njit, prange
 
 _FLAGS = {"nsz", "arcp", "contract", "reassoc"}  # no "nnan"/"ninf": NaN in a signal propagates
-# entries of M smaller than this fraction of its largest are dropped (below either rounding)
-DROP = 2.0**-60
+# entries of M (and G) smaller than this fraction of their largest are dropped: float64's
+# unit roundoff, far below what float32 or float64 results can resolve
+DROP = 2.0**-53
 
 
 def _jit(**kw):
@@ -34,12 +39,37 @@ def _jit(**kw):
 
 
 @_jit()
-def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng):
+def drop_small(Mq, cut, out, rng):
+    """``out (nc, n) = Mq^T`` without entries ``<= cut``; ``rng`` = the longest run of zero rows."""
+    n, nc = Mq.shape
+    best0, best1, run0 = 0, 0, -1
+    for i in range(n):
+        nz = False
+        for b in range(nc):
+            v = Mq[i, b]
+            if abs(v) <= cut:
+                v = 0.0
+            else:
+                nz = True
+            out[b, i] = v
+        if nz:
+            run0 = -1
+        else:
+            if run0 < 0:
+                run0 = i
+            if i + 1 - run0 > best1 - best0:
+                best0, best1 = run0, i + 1
+    rng[0] = best0
+    rng[1] = best1
+
+
+@_jit()
+def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng, G, ge, Mp, rngp):
     """Thomas factors and the Woodbury correction for every (channel, factor) of one axis.
 
     ``taps_ax (C, Q, 3)`` float64; ``urows``/``ucols`` the rows/columns ``E`` (``E^T`` when
     ``transposed``) touches, ``ri``/``ci`` each entry's index into them, ``etap`` its tap.
-    Fills ``l, pinv, sup, M, rng`` (float64 / int64, shapes in the module docstring).
+    Fills ``l, pinv, sup, M, rng, G, ge, Mp, rngp`` (float64 / int64, module docstring).
     """
     C, Q = taps_ax.shape[0], taps_ax.shape[1]
     m, nc = urows.shape[0], ucols.shape[0]
@@ -49,6 +79,7 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
     K = np.empty((m, m))
     X = np.empty((m, nc))
     Mq = np.empty((n, nc))
+    Mpq = np.empty((n, nc))
     for c in range(C):
         for q in range(Q):
             fm = taps_ax[c, q, 0]
@@ -69,6 +100,8 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
             sup[c, q] = fm
             rng[c, q, 0] = 0
             rng[c, q, 1] = n
+            rngp[c, q, 0] = 0
+            rngp[c, q, 1] = n
             if m == 0:
                 continue
             # W = T^{-1} U
@@ -135,26 +168,39 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
                     Mq[i, b] = v
                     if abs(v) > big:
                         big = abs(v)
-            cut = big * DROP
-            best0, best1, run0 = 0, 0, -1
+            drop_small(Mq, big * DROP, M[c, q], rng[c, q])
+            # Mp = M + sup pinv_i M_{i+d}: the correction in terms of the corrected y[i + d]
+            big = 0.0
             for i in range(n):
-                nz = False
                 for b in range(nc):
                     v = Mq[i, b]
-                    if abs(v) <= cut:
-                        v = 0.0
+                    if i + d < n:
+                        v += sup[c, q] * pinv[c, q, i] * Mq[i + d, b]
+                    Mpq[i, b] = v
+                    if abs(v) > big:
+                        big = abs(v)
+            drop_small(Mpq, big * DROP, Mp[c, q], rngp[c, q])
+            # G[j] = row cols[j] of U^{-1}: z[cols[j]] = G[j] . w is known after the forward
+            # sweep, so the correction can be applied during the back substitution
+            for b in range(nc):
+                col = ucols[b]
+                for i in range(n):
+                    G[c, q, b, i] = 0.0
+                big = 0.0
+                for i in range(col, n):
+                    v = pinv[c, q, i] if i == col else 0.0
+                    if i - d >= col:
+                        v -= sup[c, q] * G[c, q, b, i - d] * pinv[c, q, i]
+                    G[c, q, b, i] = v
+                    if abs(v) > big:
+                        big = abs(v)
+                end = col
+                for i in range(col, n):
+                    if abs(G[c, q, b, i]) <= big * DROP:
+                        G[c, q, b, i] = 0.0
                     else:
-                        nz = True
-                    M[c, q, i, b] = v
-                if nz:
-                    run0 = -1
-                else:
-                    if run0 < 0:
-                        run0 = i
-                    if i + 1 - run0 > best1 - best0:
-                        best0, best1 = run0, i + 1
-            rng[c, q, 0] = best0
-            rng[c, q, 1] = best1
+                        end = i + 1
+                ge[c, q, b] = end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,62 +208,81 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
 
 
 @_jit()
-def forward(y, R, l, d):
-    """Forward elimination ``y[i] -= l[i] y[i - d]`` along axis 0 of ``y (n, >= R)``."""
-    n = y.shape[0]
-    for i in range(d, n):
-        li = l[i]
-        yi, yp = y[i], y[i - d]
-        for r in range(R):
-            yi[r] -= li * yp[r]
-
-
-@_jit()
-def forward_in(src, y, l, d):
-    """``forward`` fused with the copy ``y = src`` (rows of ``src (n, R)``, any float dtype)."""
-    n, R = src.shape
-    for i in range(min(d, n)):
-        yi, si = y[i], src[i]
-        for r in range(R):
-            yi[r] = si[r]
-    for i in range(d, n):
-        li = l[i]
-        yi, yp, si = y[i], y[i - d], src[i]
-        for r in range(R):
-            yi[r] = si[r] - li * yp[r]
-
-
-@_jit()
-def backward(y, R, pinv, sup, d, cols, M, lo, hi, zc):
-    """Back substitution then the Woodbury correction, along axis 0 of ``y (n, >= R)``."""
-    n = y.shape[0]
-    for i in range(n - 1, n - 1 - min(d, n), -1):
-        pi = pinv[i]
-        yi = y[i]
-        for r in range(R):
-            yi[r] *= pi
-    for i in range(n - 1 - d, -1, -1):
-        pi = pinv[i]
-        yi, yn = y[i], y[i + d]
-        for r in range(R):
-            yi[r] = (yi[r] - sup * yn[r]) * pi
-    nc = cols.shape[0]
-    if nc == 0:
-        return
-    for j in range(nc):
-        zj, yc = zc[j], y[cols[j]]
-        for r in range(R):
-            zj[r] = yc[r]
-    for i in range(n):
-        if lo <= i < hi:
-            continue
-        yi = y[i]
-        for j in range(nc):
-            mij = M[i, j]
-            if mij != 0.0:
+def accumulate(yi, R, i, cols, G, ge, zc):
+    """``zc[j] += G[j, i] y[i]`` for the j whose row of ``U^{-1}`` reaches row i."""
+    for j in range(cols.shape[0]):
+        if cols[j] <= i < ge[j]:
+            gji = G[j, i]
+            if gji != 0.0:
                 zj = zc[j]
                 for r in range(R):
-                    yi[r] -= mij * zj[r]
+                    zj[r] += gji * yi[r]
+
+
+@_jit()
+def forward(src, y, R, l, d, from_src, cols, G, ge, zc):
+    """Forward elimination along axis 0 of ``y (n, >= R)``: ``y[i] = x[i] - l[i] y[i - d]``
+    with ``x = src`` (any float dtype) when ``from_src`` else ``y`` itself, vectorised over R.
+
+    Also accumulates ``zc[j] = G[j] . y``, the back substitution's values at ``cols``, so that
+    :func:`backward` can apply the Woodbury correction as it goes.
+    """
+    n = y.shape[0]
+    nc = cols.shape[0]
+    for j in range(nc):
+        zj = zc[j]
+        for r in range(R):
+            zj[r] = 0.0
+    if from_src:
+        for i in range(min(d, n)):
+            yi, si = y[i], src[i]
+            for r in range(R):
+                yi[r] = si[r]
+            if nc > 0:
+                accumulate(yi, R, i, cols, G, ge, zc)
+        for i in range(d, n):
+            li = l[i]
+            yi, yp, si = y[i], y[i - d], src[i]
+            for r in range(R):
+                yi[r] = si[r] - li * yp[r]
+            if nc > 0:
+                accumulate(yi, R, i, cols, G, ge, zc)
+    else:
+        for i in range(n):
+            yi = y[i]
+            if i >= d:
+                li = l[i]
+                yp = y[i - d]
+                for r in range(R):
+                    yi[r] -= li * yp[r]
+            if nc > 0:
+                accumulate(yi, R, i, cols, G, ge, zc)
+
+
+@_jit()
+def backward(y, R, pinv, sup, d, cols, Mp, lo, hi, zc):
+    """Back substitution along axis 0 of ``y (n, >= R)`` with the Woodbury correction applied
+    row by row: ``y[i] = (w[i] - sup y[i + d]) / p[i] - Mp[:, i] . zc`` (``Mp`` accounts for
+    ``y[i + d]`` being already corrected), vectorised over R."""
+    n = y.shape[0]
+    nc = cols.shape[0]
+    for i in range(n - 1, -1, -1):
+        pi = pinv[i]
+        yi = y[i]
+        if i + d < n:
+            yn = y[i + d]
+            for r in range(R):
+                yi[r] = (yi[r] - sup * yn[r]) * pi
+        else:
+            for r in range(R):
+                yi[r] *= pi
+        if nc > 0 and not (lo <= i < hi):
+            for j in range(nc):
+                mji = Mp[j, i]
+                if mji != 0.0:
+                    zj = zc[j]
+                    for r in range(R):
+                        yi[r] -= mji * zj[r]
 
 
 @_jit()
@@ -226,17 +291,14 @@ def solve_axis(y3, ops, c, d, rev, zc, src3, from_src):
 
     With ``from_src`` the first factor reads its input from ``src3`` (same shape).
     """
-    l, pinv, sup, M, rng, cols = ops
+    l, pinv, sup, M, rng, cols, G, ge, Mp, rngp = ops
     Q = l.shape[1]
     R = y3.shape[2]
     for qq in range(Q):
         q = Q - 1 - qq if rev else qq
         for a in range(y3.shape[0]):
-            if qq == 0 and from_src:
-                forward_in(src3[a], y3[a], l[c, q], d)
-            else:
-                forward(y3[a], R, l[c, q], d)
-            backward(y3[a], R, pinv[c, q], sup[c, q], d, cols, M[c, q], rng[c, q, 0], rng[c, q, 1], zc)
+            forward(src3[a], y3[a], R, l[c, q], d, qq == 0 and from_src, cols, G[c, q], ge[c, q], zc)
+            backward(y3[a], R, pinv[c, q], sup[c, q], d, cols, Mp[c, q], rngp[c, q, 0], rngp[c, q, 1], zc)
 
 
 @_jit()
@@ -297,13 +359,10 @@ def rows_forward(src2, rows, from_src, buf, l, d):
 def rows_backward(buf, dst2, rows, to_dst, pinv, sup, d, cols, M, lo, hi, zc):
     """Back substitution and Woodbury correction along the 4 rows of ``buf (4, n)``.
 
-    With ``to_dst`` the results are also written to rows ``rows`` of ``dst2`` (rows in
-    ``[lo, hi)`` need no correction and are written as soon as they are final).
+    With ``to_dst`` the results are then written to rows ``rows`` of ``dst2``.
     """
     n = buf.shape[1]
     nc = cols.shape[0]
-    if nc == 0:
-        lo, hi = 0, n
     r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
     for i in range(n - 1, max(n - 1 - d, -1), -1):
         pi = pinv[i]
@@ -334,14 +393,16 @@ def rows_backward(buf, dst2, rows, to_dst, pinv, sup, d, cols, M, lo, hi, zc):
         for j in range(nc):
             for r in range(4):
                 zc[j, r] = buf[r, cols[j]]
-        for i in range(n):
-            if lo <= i < hi:
-                continue
-            for j in range(nc):
-                mij = M[i, j]
-                if mij != 0.0:
-                    for r in range(4):
-                        buf[r, i] -= mij * zc[j, r]
+        for j in range(nc):
+            mj = M[j]
+            for r in range(4):
+                z = zc[j, r]
+                br = buf[r]
+                for i in range(lo):
+                    br[i] -= mj[i] * z
+                bt, mt = br[hi:], mj[hi:]
+                for i in range(n - hi):
+                    bt[i] -= mt[i] * z
     if to_dst:
         for i in range(n):
             dst2[r0, i] = buf[0, i]
@@ -358,7 +419,7 @@ def solve_last(src2, dst2, ops, c, d, rev, buf, zc):
     the last row when L is not a multiple of 4), in the float64 scratch ``buf (4, n3)``.
     """
     L, n3 = src2.shape
-    l, pinv, sup, M, rng, cols = ops
+    l, pinv, sup, M, rng, cols, G, ge, Mp, rngp = ops
     Q = l.shape[1]
     rows = np.empty(4, np.int64)
     for a0 in range(0, L, 4):
@@ -420,6 +481,78 @@ def view(x, axis, k):
 
 
 @_jit()
+def apply_rows(s2, d2, fm, f0, fp, sh, est, f, transposed):
+    """``apply_factor`` along the contiguous rows of ``s2 (A, n)``: one pass over the flattened
+    plane, then the first and last ``sh`` samples of every row recomputed without the
+    neighbouring rows, then the boundary entries."""
+    A, n = s2.shape
+    N = A * n
+    s1 = s2.reshape(N)
+    d1 = d2.reshape(N)
+    erow, ecol, etap = est
+    if 2 * sh <= N:
+        dm, sm, sp, sq = d1[sh : N - sh], s1[sh : N - sh], s1[2 * sh :], s1[: N - 2 * sh]
+        for x in range(N - 2 * sh):
+            dm[x] = f0 * sm[x] + fm * sp[x] + fp * sq[x]
+    for a in range(A):
+        o = a * n
+        for i in range(min(sh, n)):
+            v = f0 * s1[o + i]
+            if i + sh < n:
+                v += fm * s1[o + i + sh]
+            d1[o + i] = v
+        for i in range(max(sh, n - sh), n):
+            v = f0 * s1[o + i]
+            if i >= sh:
+                v += fp * s1[o + i - sh]
+            d1[o + i] = v
+        for e in range(etap.shape[0]):
+            val = f[etap[e]]
+            i_to = ecol[e] if transposed else erow[e]
+            i_from = erow[e] if transposed else ecol[e]
+            d1[o + i_to] += val * s1[o + i_from]
+
+
+@_jit()
+def dots_rows(v2, u2, sh, est, out3):
+    """``shifted_dots`` along the contiguous rows of ``(A, n)`` planes: sums over the flattened
+    plane, minus the pairs that straddle two rows, plus the boundary entries."""
+    A, n = v2.shape
+    N = A * n
+    v1 = v2.reshape(N)
+    u1 = u2.reshape(N)
+    erow, ecol, etap = est
+    acc0 = 0.0
+    acc1 = 0.0
+    acc2 = 0.0
+    va, ua, ub, vb = v1[: N - sh], u1[: N - sh], u1[sh:], v1[sh:]
+    for x in range(N - sh):
+        vx = np.float64(va[x])
+        ux = np.float64(ua[x])
+        acc1 += vx * ux
+        acc0 += vx * np.float64(ub[x])
+        acc2 += np.float64(vb[x]) * ux
+    vt, ut = v1[N - sh :], u1[N - sh :]
+    for x in range(sh):
+        acc1 += np.float64(vt[x]) * np.float64(ut[x])
+    for a in range(A):
+        o = a * n
+        if a + 1 < A:
+            for i in range(n - sh, n):  # (row a, i) with (row a + 1, i + sh - n)
+                acc0 -= np.float64(v1[o + i]) * np.float64(u1[o + i + sh])
+                acc2 -= np.float64(v1[o + i + sh]) * np.float64(u1[o + i])
+        for e in range(etap.shape[0]):
+            prod = np.float64(v1[o + erow[e]]) * np.float64(u1[o + ecol[e]])
+            if etap[e] == 0:
+                acc0 += prod
+            else:
+                acc2 += prod
+    out3[0] -= acc0
+    out3[1] -= acc1
+    out3[2] -= acc2
+
+
+@_jit()
 def apply_factor(src, dst, axis, k, f, d, est, transposed):
     """``dst = A_f src`` (``A_f^T src`` when transposed) along spatial ``axis`` of blocks.
 
@@ -435,6 +568,9 @@ def apply_factor(src, dst, axis, k, f, d, est, transposed):
     fp = f[0] if transposed else f[2]
     N = n * R
     sh = min(d, n) * R
+    if R == 1 and A > 1:
+        apply_rows(s3.reshape((A, n)), d3.reshape((A, n)), fm, f0, fp, min(d, n), est, f, transposed)
+        return
     for a in range(A):
         s1 = s3[a].reshape(N)
         d1 = d3[a].reshape(N)
@@ -476,6 +612,9 @@ def shifted_dots(v, u, axis, k, d, est, out3):
     erow, ecol, etap = est
     N = n * R
     sh = min(d, n) * R
+    if R == 1 and A > 1:
+        dots_rows(v3.reshape((A, n)), u3.reshape((A, n)), min(d, n), est, out3)
+        return
     acc0 = 0.0
     acc1 = 0.0
     acc2 = 0.0
