@@ -104,11 +104,13 @@ if _lines.available():
 def choose_method(t, taps, *, boundary, dilation):
     """The fastest exact method for a torch tensor (measurements in ``docs/performance.md``).
 
-    - CPU with numba: ``"lines"`` for every boundary, size and Q (it does ``O(N Q)`` work in one
-      read and one write of the signal; it beat ``fft`` and ``dense`` at every measured size).
+    - CPU with numba: ``"lines"`` for zeros/reflect/replicate (it does ``O(N Q)`` work in one
+      read and one write of the signal). Not for ``circular``: its cyclic correction loses
+      accuracy when ``|f_-1 - f_1|`` is huge (rel. error 2e-2 at 1e8, which the strip allows),
+      while ``fft`` stays exact there.
     - otherwise (no numba, or a GPU): ``"fft"`` for ``circular``, ``"dense"`` for the others.
     """
-    if t.device.type == "cpu" and _lines.available() and t.dtype in (torch.float32, torch.float64):
+    if t.device.type == "cpu" and _lines.available() and t.dtype in (torch.float32, torch.float64) and boundary != "circular":
         return "lines"
     return "fft" if boundary == "circular" else "dense"
 
