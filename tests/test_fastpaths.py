@@ -257,7 +257,9 @@ def test_auto_rules(monkeypatch):
     t = torch.zeros(2, 3, 8, 8)
     taps = torch.zeros(3, 2, 1, 3)
     for b in ac.BOUNDARIES:
-        expect = "lines" if _lines.available() else ("fft" if b == "circular" else "dense")
+        # circular always goes to the exact fft: the cyclic line solver loses accuracy at huge
+        # |f_-1 - f_1| (see test_strip_gain_bound_for_any_theta[circular])
+        expect = "fft" if b == "circular" else ("lines" if _lines.available() else "dense")
         assert tb.choose_method(t, taps, boundary=b, dilation=1) == expect
         assert numpy_scipy.choose_method(t.numpy(), taps.numpy(), boundary=b, dilation=1) == expect
     monkeypatch.setattr(_lines, "available", lambda: False)
