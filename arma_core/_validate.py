@@ -109,8 +109,11 @@ def check_taps(xp, taps, *, name: str = "taps"):
     check_finite(xp, taps, name)
 
 
-def check_signal(xp, x, taps, *, name: str, dilation: int, boundary: str):
-    """``x`` of shape ``(..., C, n_1, ..., n_k)`` matching ``taps (C, k, Q, 3)``."""
+def check_signal(xp, x, taps, *, name: str, dilation: int, boundary: str, dilation_name: str = "dilation"):
+    """``x`` of shape ``(..., C, n_1, ..., n_k)`` matching ``taps (C, k, Q, 3)``.
+
+    ``name`` and ``dilation_name`` are what the error messages call the signal and the AR
+    dilation (the caller's own argument names)."""
     check_float_dtype(xp, x, name)
     if x.dtype != taps.dtype:
         raise TypeError(
@@ -135,7 +138,7 @@ def check_signal(xp, x, taps, *, name: str, dilation: int, boundary: str):
         if boundary == "reflect" and n <= dilation:
             raise ValueError(
                 f"{name}'s spatial axis {j} has size {n}, but boundary='reflect' with "
-                f"dilation={dilation} needs at least {dilation + 1} samples"
+                f"{dilation_name}={dilation} needs at least {dilation + 1} samples"
             )
 
 

@@ -1,7 +1,7 @@
 """The ARMA layer: the MA convolution followed by the AR solve (the paper's Eq. 2 / Eq. 5)."""
 from __future__ import annotations
 
-from ._validate import check_boundary, check_positive_int
+from ._validate import check_boundary, check_positive_int, check_signal, check_taps, namespace
 from .conv import conv
 from .solve import ar_solve
 
@@ -44,6 +44,12 @@ def arma(
     # and "t", which in arma() would point at the convolution's dilation and input
     check_positive_int(ar_dilation, "ar_dilation")
     check_boundary(boundary)
+    check_taps(namespace(taps), taps)
+    if weight.ndim >= 1 and taps.shape[0] != weight.shape[0]:
+        raise ValueError(
+            f"taps has C={taps.shape[0]} channels but weight has {weight.shape[0]} output channels "
+            f"(shape {tuple(weight.shape)}); the AR filter acts on the convolution's output"
+        )
     t = conv(
         x,
         weight,
@@ -54,4 +60,7 @@ def arma(
         groups=groups,
         padding_mode=padding_mode,
     )
+    out = "the convolution's output"
+    xp = namespace(t, taps, names=(out, "taps"), numpy_with_dask=True)
+    check_signal(xp, t, taps, name=out, dilation=ar_dilation, boundary=boundary, dilation_name="ar_dilation")
     return ar_solve(t, taps, boundary=boundary, dilation=ar_dilation, method=method)

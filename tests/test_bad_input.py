@@ -205,7 +205,7 @@ def test_arma_bad_input(xp):
     other = _other_library(xp)
     raises(TypeError, lambda: ac.arma(x, other.asarray(w_np), taps), "x:", "weight:")
     raises(TypeError, lambda: ac.arma(x, w, other.asarray(taps_np), padding=1), "taps:")
-    raises(ValueError, lambda: ac.arma(x, w, taps[:2, ...]), "taps has C=2")
+    raises(ValueError, lambda: ac.arma(x, w, taps[:2, ...]), "taps has C=2", "weight has 4 output channels")
     raises(ValueError, lambda: ac.arma(x, w, taps[..., :2]), "taps", "(C, k, Q, 3)")
     raises(ValueError, lambda: ac.arma(x, w, taps, boundary="wrap"), "boundary='wrap'")
     raises(ValueError, lambda: ac.arma(x, w, taps, method="lu"), "method='lu'")
@@ -218,7 +218,7 @@ def test_arma_bad_input(xp):
     raises(ValueError, lambda: ac.arma(x, w, xp.asarray(bad)), "taps contains NaN or inf")
     # the conv output is 4 x 5: reflect with AR dilation 4 needs at least 5 samples
     raises(ValueError, lambda: ac.arma(x, w, taps, boundary="reflect", ar_dilation=4),
-           "dilation=4", "at least 5")
+           "the convolution's output", "ar_dilation=4", "at least 5")
     raises(ValueError, lambda: ac.arma(x[0, 0, ...], w, taps), "x")
 
 
