@@ -38,11 +38,12 @@ if _lines.available():
 def choose_method(t, taps, *, boundary, dilation):
     """The fastest exact method for a numpy array (measurements in ``docs/performance.md``).
 
-    ``"fft"`` for ``circular`` (the compiled cyclic solver loses accuracy when
-    ``|f_-1 - f_1|`` is huge, which the strip allows); for the other boundaries ``"lines"`` when
-    numba is installed, else ``"dense"``.
+    ``"lines"`` when numba is installed, the dtype is float32/float64 and the taps are within the
+    line solver's accuracy bound (:func:`arma_core.backends._lines.accurate`:
+    ``|f_-1 - f_1| <= 16 f_0`` for the boundaries with an edge correction); otherwise ``"fft"``
+    for ``circular`` and ``"dense"`` for the others.
     """
-    if _lines.available() and t.dtype in (np.float32, np.float64) and boundary != "circular":
+    if _lines.available() and t.dtype in (np.float32, np.float64) and _lines.accurate(taps, boundary):
         return "lines"
     return "fft" if boundary == "circular" else "dense"
 

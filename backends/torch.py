@@ -104,14 +104,17 @@ if _lines.available():
 def choose_method(t, taps, *, boundary, dilation):
     """The fastest exact method for a torch tensor (measurements in ``docs/performance.md``).
 
-    - CPU with numba: ``"lines"`` for zeros/reflect/replicate (it does ``O(N Q)`` work in one
-      read and one write of the signal). Not for ``circular``: its cyclic correction loses
-      accuracy when ``|f_-1 - f_1|`` is huge (rel. error 2e-2 at 1e8, which the strip allows),
-      while ``fft`` stays exact there.
-    - otherwise (no numba, or a GPU): ``"fft"`` for ``circular``, ``"dense"`` for the others.
+    - CPU with numba, float32/float64: ``"lines"`` (``O(N Q)`` work in one read and one write
+      of the signal), for every boundary, as long as the taps are within the line solver's
+      accuracy bound (:func:`arma_core.backends._lines.accurate`: ``|f_-1 - f_1| <= 16 f_0``
+      for the boundaries with an edge correction); beyond it, as below.
+    - otherwise (no numba, a GPU, huge tap spreads): ``"fft"`` for ``circular``, ``"dense"``
+      for the others.
     """
-    if t.device.type == "cpu" and _lines.available() and t.dtype in (torch.float32, torch.float64) and boundary != "circular":
-        return "lines"
+    if t.device.type == "cpu" and _lines.available() and t.dtype in (torch.float32, torch.float64):
+        host = None if taps is None else taps.detach().to("cpu", torch.float64).numpy()
+        if _lines.accurate(host, boundary):
+            return "lines"
     return "fft" if boundary == "circular" else "dense"
 
 

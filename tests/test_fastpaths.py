@@ -255,13 +255,20 @@ def test_auto_rules(monkeypatch):
     from arma_core.backends import torch as tb
 
     t = torch.zeros(2, 3, 8, 8)
-    taps = torch.zeros(3, 2, 1, 3)
+    taps = ac.reparameterize(torch.zeros(3, 2, 1, 2))
     for b in ac.BOUNDARIES:
-        # circular always goes to the exact fft: the cyclic line solver loses accuracy at huge
-        # |f_-1 - f_1| (see test_strip_gain_bound_for_any_theta[circular])
-        expect = "fft" if b == "circular" else ("lines" if _lines.available() else "dense")
+        expect = "lines" if _lines.available() else ("fft" if b == "circular" else "dense")
         assert tb.choose_method(t, taps, boundary=b, dilation=1) == expect
         assert numpy_scipy.choose_method(t.numpy(), taps.numpy(), boundary=b, dilation=1) == expect
+    # a factor whose |f_-1 - f_1| exceeds the line solver's accuracy bound: the exact fallback,
+    # except for zeros, which has no edge correction
+    wide = taps.clone()
+    wide[1, 0, 0] = torch.tensor([0.5 * (0.3 + 100.0), 1.0, 0.5 * (0.3 - 100.0)])
+    for b in ac.BOUNDARIES:
+        expect = ("lines" if _lines.available() and b == "zeros"
+                  else "fft" if b == "circular" else "dense")
+        assert tb.choose_method(t, wide, boundary=b, dilation=1) == expect
+        assert numpy_scipy.choose_method(t.numpy(), wide.numpy(), boundary=b, dilation=1) == expect
     monkeypatch.setattr(_lines, "available", lambda: False)
     for b in ac.BOUNDARIES:
         expect = "fft" if b == "circular" else "dense"
@@ -270,6 +277,23 @@ def test_auto_rules(monkeypatch):
     # float16 numpy arrays never go to the compiled path
     monkeypatch.undo()
     assert numpy_scipy.choose_method(np.zeros((3, 4), np.float16), None, boundary="zeros", dilation=1) == "dense"
+
+
+def test_lines_accuracy_bound_is_honest():
+    """At the spread bound the line solver still meets the float64 tolerance on every boundary."""
+    if not _lines.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(51)
+    D = _lines.MAX_SPREAD
+    for b in ac.BOUNDARIES:
+        for n in (2, 5, 33):
+            for s in (0.999, 0.0, -0.999):
+                taps = np.array([[[[(s + D) / 2, 1.0, (s - D) / 2]], [[(s - D) / 2, 1.0, (s + D) / 2]]]])
+                assert _lines.accurate(taps, b)
+                t = rng.normal(size=(2, 1, n, n + 1))
+                y = ac.ar_solve(t, taps, boundary=b, method="lines")
+                ref = R.ar_solve(t, taps, b, 1)
+                assert rel_err(y, ref) < 1e-10, (b, n, s)
 
 
 def test_backend_methods_are_checked():
