@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -290,9 +291,11 @@ def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
     from arma_core.nn.video.cli import main
 
     args = ["--preset", "smoke", "--speed", "1", "2", "--no-progress"]
+    numba_env = os.environ.get("NUMBA_NUM_THREADS")
     assert main(args + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
     assert main(args + ["--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
     assert "2 runs in 2 parallel processes" in capsys.readouterr().out
+    assert os.environ.get("NUMBA_NUM_THREADS") == numba_env  # restored after the workers
     for speed in (1, 2):
         a, b = (json.loads((tmp_path / d / f"convlstm3-speed{speed}" / "results.json").read_text())
                 for d in ("seq", "par"))

@@ -369,17 +369,29 @@ def _run_parallel(todo: list, n: int, out_dir: Path, args, jobs: int, threads: i
     the cost estimate), so the workers finish close together. Workers print one line per epoch
     instead of progress bars, which would interleave.
     """
-    import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # The workers inherit this environment. numba's OpenMP pool starts NUMBA_NUM_THREADS
     # threads (default: every core) whatever numba.set_num_threads says later, and its idle
     # threads spin: two processes with two-thread pools on two cores ran ARMA-LSTM 10x slower
     # (34 s instead of 3.6 s per batch). Size the pools to the threads each worker may use.
     per_worker = str(threads or max(1, (os.cpu_count() or jobs) // jobs))
-    os.environ.setdefault("NUMBA_NUM_THREADS", per_worker)
-    os.environ.setdefault("OMP_NUM_THREADS", per_worker)
+    saved = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
+    for k in saved:
+        os.environ.setdefault(k, per_worker)
+    try:
+        _run_pool(todo, n, out_dir, args, jobs, threads)
+    finally:  # the caller's environment as it was (main() may run inside a larger program)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_pool(todo: list, n: int, out_dir: Path, args, jobs: int, threads: int | None) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     order = sorted(todo, key=lambda ic: -(ic[1].max_minutes or 0))
     print(f"{len(order)} runs in {jobs} parallel processes ({threads or 'default'} thread(s) each)", flush=True)
