@@ -406,6 +406,79 @@ def plot(growth: dict, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the algorithm landscape: every exact forward solve at the two target shapes
+
+
+def banded_scipy(t, taps):
+    """Zero-boundary AR solve with ``scipy.linalg.solve_banded`` (LAPACK gbsv, pivoted banded LU),
+    one call per channel, axis and factor with every line of that channel as right-hand sides.
+    A benchmark baseline (numpy, dilation 1), not a library method."""
+    from scipy.linalg import solve_banded
+
+    B, C, H, W = t.shape
+    y = np.array(t, dtype=t.dtype, copy=True)
+    for c in range(C):
+        for j, n in ((0, H), (1, W)):
+            for q in range(taps.shape[2]):
+                fm, f0, fp = (float(v) for v in taps[c, j, q])
+                ab = np.zeros((3, n), dtype=t.dtype)
+                ab[0, 1:] = fm  # a[i, i + 1] multiplies y[i + 1]
+                ab[1, :] = f0
+                ab[2, :-1] = fp  # a[i + 1, i] multiplies y[i]
+                yc = y[:, c]
+                if j == 1:  # lines along W: (W, B*H) is a Fortran-ordered view
+                    rhs = yc.reshape(-1, W).T
+                    y[:, c] = solve_banded((1, 1), ab, rhs, check_finite=False).T.reshape(B, H, W)
+                else:
+                    rhs = np.moveaxis(yc, 1, 0).reshape(H, -1)
+                    sol = solve_banded((1, 1), ab, rhs, check_finite=False)
+                    y[:, c] = np.moveaxis(sol.reshape(H, B, W), 0, 1)
+    return y
+
+
+def measure_algorithms(repeats: int, threads: int) -> list[tuple]:
+    """``[(shape, boundary, backend, method, seconds, seconds / clone)]``: forward, Q = 1."""
+    import torch
+
+    import arma_core as ac
+    from arma_core.backends import _lines
+
+    out = []
+    for shape in SHAPES:
+        B, C, H, W = shape
+        gen = torch.Generator().manual_seed(3)
+        xd = torch.randn(shape, generator=gen)
+        xn = xd.numpy()
+        taps = ar_module(C).taps().detach()
+        taps_n = taps.numpy()
+        clone = side_by_side({"clone": lambda: xd.clone()}, 10)["clone"]
+        for boundary in ("circular", "zeros"):
+            fns = {}
+            for m in (["lines"] if _lines.available() else []) + ["fft", "dense"]:
+                if m == "fft" and boundary != "circular":
+                    continue
+                fns[("torch", m)] = _no_grad(lambda t, m=m: ac.ar_solve(t, taps, boundary=boundary, method=m), xd)
+                fns[("numpy", m)] = _numpy_call(
+                    lambda t, m=m: ac.ar_solve(t, taps_n, boundary=boundary, method=m), xn, threads)
+            if boundary == "zeros":
+                ref = ac.ar_solve(xn.astype(np.float64), taps_n.astype(np.float64), boundary="zeros")
+                got = banded_scipy(xn, taps_n)
+                assert np.max(np.abs(got - ref)) < 1e-4 * np.max(np.abs(ref)), "solve_banded baseline is wrong"
+                fns[("numpy", "scipy solve_banded")] = lambda: banded_scipy(xn, taps_n)
+            t = side_by_side(fns, max(3, repeats // 3))
+            for (backend, m), sec in t.items():
+                out.append(("x".join(map(str, shape)), boundary, backend, m, sec, sec / clone))
+    return out
+
+
+def algorithms_table(rows) -> str:
+    lines = ["| shape | boundary | backend | method | forward | x clone |", "|---|---|---|---|---|---|"]
+    for shape, boundary, backend, m, sec, rel in rows:
+        lines.append(f"| {shape} | {boundary} | {backend} | {m} | {fmt_ms(sec)} | {rel:.1f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
 # output
 
 
@@ -459,6 +532,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15, help="timed rounds per comparison (default 15)")
     p.add_argument("--quick", action="store_true", help="3 rounds, smaller growth sweep")
     p.add_argument("--no-growth", action="store_true", help="skip target 7 and the plot")
+    p.add_argument("--no-algorithms", action="store_true", help="skip the table of every forward method")
     p.add_argument("--plot", metavar="PNG", help="write the log-log plot of time vs H*W")
     p.add_argument("--markdown", metavar="MD", help="also write the tables to this file")
     p.add_argument("--child-memory", nargs=2, metavar=("KIND", "SHAPE"), help=argparse.SUPPRESS)
@@ -476,6 +550,7 @@ def main(argv=None):
     head = "\n".join(f"- {k}: {v}" for k, v in env.items())
     print(head, flush=True)
     rows = measure_targets(repeats, args.threads)
+    algos = None if args.no_algorithms else measure_algorithms(repeats, args.threads)
     growth = None
     if not args.no_growth:
         global SIZES
@@ -484,6 +559,8 @@ def main(argv=None):
         growth = measure_growth(repeats, args.threads)
     env_after = os.getloadavg()
     out = [head, f"- load average after: {', '.join(f'{v:.2f}' for v in env_after)}", "", table(rows, growth)]
+    if algos:
+        out += ["", "Every exact forward solve (float32, Q = 1, no autograd):", "", algorithms_table(algos)]
     if growth:
         out += ["", "Times in ms (median), B*C = 16, Q = 1, circular, float32:", "", growth_table(growth)]
     text = "\n".join(out)
