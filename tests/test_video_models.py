@@ -270,7 +270,8 @@ def test_cli_smoke_preset(tmp_path, capsys):
     assert (out / "comparison-speed1.png").is_file()
     md = (out / "results.md").read_text()
     assert "Conv-LSTM (size 3)" in md and "Copy last frame" in md and "Blank frame" in md
-    assert "0.887M" in md and "18.24" in md  # our count and the paper's row
+    assert "| 887,489 |" in md and "0.887M" in md and "18.24" in md  # our count, the paper's row
+    assert "wall time of the invocation" in md
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["model"] for r in rows] == ["convlstm3", "copy_last", "blank"]
     assert float(rows[0]["paper_psnr"]) == 18.24 and rows[0]["params"] == "887489"

