@@ -8,7 +8,9 @@ Run from the repository root::
 Every ratio is measured in one process, the compared workloads timed in alternating blocks
 (:func:`side_by_side`) and summarised by their medians; each time is also given as a multiple of one
 ``x.clone()`` of the same tensor (one read and one write: the limit an exact solve could
-reach). Memory (target 6) is the peak resident set of a fresh subprocess over its baseline.
+reach). Memory (target 6) is the peak resident set of a fresh subprocess over its baseline,
+with glibc's mmap threshold fixed so that freed buffers leave the resident set (see
+``_CHILD_ENV``).
 The environment (versions, threads, load average, allocator variables) is printed first:
 timings on a machine shared with other work are noisy, so measure when the load average is
 low and read the ratios, not the absolute times.
@@ -216,12 +218,21 @@ def _ar_in(m):
     return m
 
 
+# glibc adapts its mmap threshold when a large block is freed: later large buffers then come from
+# the heap and stay resident after they are freed, so the peak RSS of one pass varied by a whole
+# tensor from run to run (4x16x256x256: Conv2d 72 or 88 MiB, ARMA2d 90, 107 or 120 MiB). A fixed
+# threshold returns every large buffer to the system when it is freed: the peak RSS is then the
+# peak of live memory, the same in every run (73.4 / 89.7 MiB).
+_CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
 def memory_ratio(shape, threads) -> dict:
     out = {}
+    env = {**os.environ, **_CHILD_ENV}
     for kind in ("conv", "arma"):
         res = subprocess.run(
             [sys.executable, __file__, "--child-memory", kind, "x".join(map(str, shape)), "--threads", str(threads)],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, check=True, env=env,
         )
         out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
