@@ -12,14 +12,15 @@ from .boundary import shift, shift_adjoint
 __all__ = ["ar_apply", "ar_apply_adjoint"]
 
 
-def prepare(t, taps, boundary, dilation, name="t"):
-    """Validate a (signal, taps) pair; returns the namespace."""
+def prepare(t, taps, boundary, dilation, name="t", dilation_name="dilation"):
+    """Validate a (signal, taps) pair; returns the namespace. ``name`` and ``dilation_name`` are
+    what the errors call the signal and the dilation (the public caller's argument names)."""
     # the dask backend takes numpy taps with a dask signal (it slices them per channel chunk)
     xp = namespace(t, taps, names=(name, "taps"), numpy_with_dask=True)
     check_boundary(boundary)
-    check_positive_int(dilation, "dilation")
+    check_positive_int(dilation, dilation_name)
     check_taps(xp, taps)
-    check_signal(xp, t, taps, name=name, dilation=dilation, boundary=boundary)
+    check_signal(xp, t, taps, name=name, dilation=dilation, boundary=boundary, dilation_name=dilation_name)
     return xp
 
 

@@ -1,9 +1,9 @@
 """The ARMA layer: the MA convolution followed by the AR solve (the paper's Eq. 2 / Eq. 5)."""
 from __future__ import annotations
 
-from ._validate import check_boundary, check_positive_int, check_signal, check_taps, namespace
+from ._validate import check_boundary, check_positive_int, check_taps, namespace
 from .conv import conv
-from .solve import ar_solve
+from .solve import _solve
 
 __all__ = ["arma"]
 
@@ -40,8 +40,9 @@ def arma(
     -------
     y : array, shape ``(..., C_out, m_1, ..., m_k)`` (the convolution's output shape).
     """
-    # the AR arguments are checked under their own names here: ar_solve calls them "dilation"
-    # and "t", which in arma() would point at the convolution's dilation and input
+    # the AR arguments are checked under their own names: ar_solve calls them "dilation" and "t",
+    # which in arma() would point at the convolution's dilation and input. The cheap ones and the
+    # taps/weight channel match go first, so that bad AR arguments fail before the convolution.
     check_positive_int(ar_dilation, "ar_dilation")
     check_boundary(boundary)
     check_taps(namespace(taps), taps)
@@ -60,7 +61,5 @@ def arma(
         groups=groups,
         padding_mode=padding_mode,
     )
-    out = "the convolution's output"
-    xp = namespace(t, taps, names=(out, "taps"), numpy_with_dask=True)
-    check_signal(xp, t, taps, name=out, dilation=ar_dilation, boundary=boundary, dilation_name="ar_dilation")
-    return ar_solve(t, taps, boundary=boundary, dilation=ar_dilation, method=method)
+    return _solve(t, taps, boundary, ar_dilation, method, False, "the convolution's output",
+                  dilation_name="ar_dilation")

@@ -267,8 +267,8 @@ def solve_vjp(xp, y, g, taps, *, boundary: str, dilation: int, method: str, adjo
 # public
 
 
-def _solve(t, taps, boundary, dilation, method, adjoint, name):
-    xp = prepare(t, taps, boundary, dilation, name=name)
+def _solve(t, taps, boundary, dilation, method, adjoint, name, dilation_name="dilation"):
+    xp = prepare(t, taps, boundary, dilation, name=name, dilation_name=dilation_name)
     check_method(method, boundary, xp)
     check_stable(taps)
     from arma_core.backends import lookup
