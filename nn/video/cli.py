@@ -45,11 +45,11 @@ PRESETS: dict[str, dict] = {
                        epochs=4, batch_size=4, eval_batch_size=32, tf_schedule="linear",
                        tf_linear_fraction=0.5, resample_train=True, grad_clip=3.0,
                        output_bias_init=True),
-        # Training-time caps (minutes), about 1.3x each model's expected time from the
-        # calibration in docs/experiments.md (s per training sequence with two runs on the two
-        # cores: 0.45 Conv-LSTM (size 3), 0.9 ARMA-LSTM, 1.07 Conv-LSTM (size 5)), so that the
-        # 9 runs, two at a time, stay under 60 minutes even on a busier machine; a run that hits
-        # its cap is marked in the table.
+        # Training-time caps (minutes), each model's expected time from the calibration in
+        # docs/experiments.md section 6 with a margin, so that the 9 runs, two at a time, stay
+        # under 60 minutes even on a slower or busier machine (section 7: two of the three
+        # models hit their caps after 3 of 4 epochs and the whole run took 47 minutes); a run
+        # that hits its cap is marked in the table.
         "per_model": {"convlstm3": {"max_minutes": 6.5}, "arma-lstm": {"max_minutes": 13.0},
                       "convlstm5": {"max_minutes": 15.0}},
         # One thread per run and two runs at once (one per core): on this 2-core machine one
