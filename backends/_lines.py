@@ -22,10 +22,9 @@ lives in the first and last ``d`` rows only (rank ``m <= 2 d``; ``E = 0`` for ``
   is (its inverse is ``I - V^T A_f^{-1} U``). This covers ``circular`` (cyclic Thomas),
   ``reflect`` and ``replicate`` for every dilation, including their chain couplings for
   ``d > 1``, without the zero pivots that eliminating the edge rows directly can hit (e.g.
-  ``replicate``'s first pivot ``f_0 + f_1`` vanishes at ``f_1 = -1``, inside the strip). With
-  ``T = L U``, the values ``z[cols] = G w`` (``G``: those rows of ``U^{-1}``) are summed during
-  the forward elimination ``w = L^{-1} t``, so the back substitution applies the correction
-  as it goes. Entries of ``M`` and ``G`` below ``2^-53`` of their largest are dropped (below
+  ``replicate``'s first pivot ``f_0 + f_1`` vanishes at ``f_1 = -1``, inside the strip). The
+  correction is one more vector pass after the back substitution, over the rows where ``M``
+  is not negligible: entries of ``M`` below ``2^-53`` of its largest are dropped (below
   float64's rounding), so rows far from the edges cost nothing when the filter decays fast.
 
 Work per sample and factor: one forward and one backward recurrence (plus the correction where
@@ -33,9 +32,10 @@ it is not negligible), in float64 whatever the signal's precision (float32 recur
 up to ``cond(A_f) * 2^-24`` near the edge of the strip). Every axis of a channel block is
 solved while the block is in cache, so the signal is read once and written once: the outer
 axes first, on a float64 copy of the block, with recurrences across rows vectorised along
-them; then the contiguous last axis four rows at a time (four independent scalar recurrences
-in flight), written straight to the output. Parallel over the batch x channel blocks. Output
-buffers are advised onto transparent huge pages (:func:`advise_hugepages`).
+them; then the contiguous last axis in strips of 32 rows, each transposed into a small
+scratch, solved with the same vectorised recurrences and transposed into the output (a
+transpose costs less than one factor's scalar recurrences). Parallel over the batch x channel
+blocks. Output buffers are advised onto transparent huge pages (:func:`advise_hugepages`).
 
 The backward pass (Theorem 4, Eq. 6) runs in one kernel per plane too: the transposed solve
 and the taps' gradient ``-<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>`` as
@@ -213,7 +213,7 @@ def operators(taps64, spatial, dilation, boundary, transposed):
 
     Returns
     -------
-    ops : 3 tuples ``(l, pinv, sup, M, rng, cols, G, ge, Mp, rngp)`` for block axes 0, 1, 2 (dummies for
+    ops : 3 tuples ``(l, pinv, sup, M, rng, cols)`` for block axes 0, 1, 2 (dummies for
     missing axes); zrows : the largest ``len(cols)`` (scratch rows).
     """
     precompute = _kernels().precompute
@@ -226,7 +226,7 @@ def operators(taps64, spatial, dilation, boundary, transposed):
             z = np.zeros((C, Q, 1))
             e = np.zeros((C, Q, 0, 1))
             r = np.zeros((C, Q, 2), np.int64)
-            out.append((z, z, np.zeros((C, Q)), e, r, np.zeros(0, np.int64), e, np.zeros((C, Q, 0), np.int64), e, r))
+            out.append((z, z, np.zeros((C, Q)), e, r, np.zeros(0, np.int64)))
             continue
         n = int(spatial[j])
         urows, ucols, ri, ci, etap = _indexed_structure(n, dilation, boundary, transposed)
@@ -236,14 +236,10 @@ def operators(taps64, spatial, dilation, boundary, transposed):
         sup = np.empty((C, Q))
         M = np.zeros((C, Q, nc, n))
         rng = np.zeros((C, Q, 2), np.int64)
-        G = np.zeros((C, Q, nc, n))
-        ge = np.zeros((C, Q, nc), np.int64)
-        Mp = np.zeros((C, Q, nc, n))
-        rngp = np.zeros((C, Q, 2), np.int64)
         precompute(np.ascontiguousarray(taps64[:, j]), n, dilation, transposed, urows, ucols, ri, ci,
-                   etap, l, pinv, sup, M, rng, G, ge, Mp, rngp)
+                   etap, l, pinv, sup, M, rng)
         zrows = max(zrows, nc)
-        out.append((l, pinv, sup, M, rng, ucols, G, ge, Mp, rngp))
+        out.append((l, pinv, sup, M, rng, ucols))
     return tuple(out), zrows
 
 

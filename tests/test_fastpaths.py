@@ -68,6 +68,28 @@ def test_lines_matches_reference(boundary, k):
 
 
 @needs_numba
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_last_axis_in_several_strips(boundary):
+    """The last axis is solved STRIP rows at a time after a transpose: blocks with more rows
+    than one strip and a partial last strip (2-D and 3-D, every dilation, both solves)."""
+    from arma_core.backends import _lines_kernels
+
+    S = _lines_kernels.STRIP
+    rng = np.random.default_rng(3)
+    for i, (shape, Q, d) in enumerate([((S + 5, 6), 3, 1), ((2 * S, 7), 2, 2), ((3, S // 2 + 3, 4), 2, 1),
+                                       ((S + 1, 9), 1, 3)]):
+        taps = _taps(rng, 2, len(shape), Q, i)
+        t = rng.normal(size=(3, 2) + shape)
+        for adjoint in (False, True):
+            fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
+            y = fn(t, taps, boundary=boundary, dilation=d, method="lines")
+            ref = R.ar_solve(t, taps, boundary, d, adjoint=adjoint)
+            assert rel_err(y, ref) < TOL["float64"], (shape, Q, d, adjoint)
+        w, gt = _lines.solve_vjp(y, t, taps, boundary=boundary, dilation=d, adjoint=True)
+        assert rel_err(w, R.ar_solve(t, taps, boundary, d)) < TOL["float64"], shape
+
+
+@needs_numba
 @pytest.mark.parametrize("boundary", ["replicate", "reflect", "circular", "zeros"])
 def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
     """replicate's first pivot f_0 + f_1 is 0 at f_1 = -1 (inside the strip when |f_-1 - 1| < 1),
