@@ -261,6 +261,13 @@ def solve_axis(y3, ops, c, d, rev, zc, src3, from_src):
 
 #: rows of the last axis solved together (the lanes of :func:`solve_axis` after a transpose)
 STRIP = 32
+#: longest last axis solved in strips when it has one factor (Q = 1); longer lines take the
+#: scalar chains of :func:`solve_last`. The strip's transposes read rows ``n3 * 8`` bytes
+#: apart, which from 256 on map onto few cache sets: measured side by side at Q = 1, strips
+#: are 1.6x faster than the chains at 64 x 64, even at 256 x 256 and 1.45x slower at
+#: 512 x 512 and 1024 x 1024; at Q >= 2 strips are faster at every size measured (up to 1.2x
+#: at 1024 x 1024, 2.2x at 64 x 64).
+STRIP_MAX_N = 128
 
 
 @_jit()
@@ -404,7 +411,8 @@ def solve_block(src, dst, wk, st, zc, c, k, d, rev, ops0, ops1, ops2):
     transposed into ``dst``. Measured on 64 x 64 planes, a transpose costs about 0.4 ns per
     element, a factor's forward and backward sweeps 0.35; four scalar recurrences in flight
     (:func:`solve_last`) cost about 1 ns per element and factor. 1-D blocks (``k == 1``,
-    one row each) take :func:`solve_last`.
+    one row each) and long last axes with one factor (``STRIP_MAX_N``) take
+    :func:`solve_last`.
     """
     n1, n2, n3 = dst.shape
     L = n1 * n2
@@ -418,6 +426,9 @@ def solve_block(src, dst, wk, st, zc, c, k, d, rev, ops0, ops1, ops2):
         solve_axis(w0, ops0, c, d, rev, zc, w0, False)
     w2 = wk.reshape((L, n3))
     d2 = dst.reshape((L, n3))
+    if n3 > STRIP_MAX_N and ops2[0].shape[1] == 1:
+        solve_last(w2, d2, ops2, c, d, rev, st[: 4 * n3].reshape((4, n3)), zc)
+        return
     for a0 in range(0, L, STRIP):
         R = min(STRIP, L - a0)
         wt = st[: n3 * R].reshape((n3, R))

@@ -71,13 +71,14 @@ def test_lines_matches_reference(boundary, k):
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_last_axis_in_several_strips(boundary):
     """The last axis is solved STRIP rows at a time after a transpose: blocks with more rows
-    than one strip and a partial last strip (2-D and 3-D, every dilation, both solves)."""
+    than one strip and a partial last strip (2-D and 3-D, every dilation, both solves); lines
+    longer than STRIP_MAX_N go to the scalar chains when Q = 1, to strips otherwise."""
     from arma_core.backends import _lines_kernels
 
-    S = _lines_kernels.STRIP
+    S, N = _lines_kernels.STRIP, _lines_kernels.STRIP_MAX_N
     rng = np.random.default_rng(3)
     for i, (shape, Q, d) in enumerate([((S + 5, 6), 3, 1), ((2 * S, 7), 2, 2), ((3, S // 2 + 3, 4), 2, 1),
-                                       ((S + 1, 9), 1, 3)]):
+                                       ((S + 1, 9), 1, 3), ((5, N + 3), 1, 1), ((S + 2, N + 3), 2, 2)]):
         taps = _taps(rng, 2, len(shape), Q, i)
         t = rng.normal(size=(3, 2) + shape)
         for adjoint in (False, True):
