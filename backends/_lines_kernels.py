@@ -263,8 +263,8 @@ def solve_axis(y3, ops, c, d, rev, zc, src3, from_src):
 STRIP = 32
 #: longest last axis solved in strips when it has one factor (Q = 1); longer lines take the
 #: scalar chains of :func:`solve_last`. The strip's transposes read rows ``n3 * 8`` bytes
-#: apart, which from 256 on map onto few cache sets. Measured side by side, the whole solve
-#: with strips against the same solve with chains on the last axis, circular: at Q = 1 1.6x
+#: apart, which from 256 on map onto few cache sets. Measured side by side, this solver with
+#: strips everywhere against the previous one (chains on the last axis), circular: at Q = 1 1.6x
 #: faster at 64 x 64, even at 256 x 256, 1.45x slower at 512 x 512 and 1024 x 1024; at Q = 3
 #: faster at every size (2.2x at 64 x 64, 1.2x at 1024 x 1024).
 STRIP_MAX_N = 128
