@@ -237,7 +237,7 @@ def operators(taps64, spatial, dilation, boundary, transposed):
         M = np.zeros((C, Q, nc, n))
         rng = np.zeros((C, Q, 2), np.int64)
         precompute(np.ascontiguousarray(taps64[:, j]), n, dilation, transposed, urows, ucols, ri, ci,
-                   etap, l, pinv, sup, M, rng)
+                   etap, l, pinv, sup, M, rng, _chunks(C * Q))
         zrows = max(zrows, nc)
         out.append((l, pinv, sup, M, rng, ucols))
     return tuple(out), zrows

@@ -61,8 +61,131 @@ def drop_small(Mq, cut, out, rng):
 
 
 @_jit()
-def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng):
-    """Thomas factors and the Woodbury correction for every (channel, factor) of one axis.
+def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng,
+                   p, W, Ec, K, X, Mq):
+    """:func:`precompute` for channel ``c`` and factor ``q``, in the scratch ``p (n)``,
+    ``W (n, m)``, ``Ec (m, nc)``, ``K (m, m)``, ``X (m, nc)``, ``Mq (n, nc)``."""
+    m, nc = urows.shape[0], ucols.shape[0]
+    fm = taps_ax[c, q, 0]
+    f0 = taps_ax[c, q, 1]
+    fp = taps_ax[c, q, 2]
+    if transposed:
+        fm, fp = fp, fm
+    # T: row i has f_-1 (fm) at column i + d, f_0 at i, f_1 (fp) at i - d
+    for i in range(min(d, n)):
+        p[i] = f0
+        l[c, q, i] = 0.0
+    # the d chains run the same recurrence from the same start; once a pivot repeats
+    # exactly (p[i] == p[i - d], d times in a row) every later pivot and multiplier
+    # repeats too, so the serial divisions stop there (the values are unchanged)
+    same = 0
+    conv = n
+    for i in range(d, n):
+        li = fp / p[i - d]
+        l[c, q, i] = li
+        p[i] = f0 - li * fm
+        same = same + 1 if p[i] == p[i - d] else 0
+        if same >= d:
+            conv = i + 1
+            break
+    for i in range(conv):
+        pinv[c, q, i] = 1.0 / p[i]
+    for i in range(conv, n):
+        l[c, q, i] = l[c, q, i - d]
+        p[i] = p[i - d]
+        pinv[c, q, i] = pinv[c, q, i - d]
+    sup[c, q] = fm
+    rng[c, q, 0] = 0
+    rng[c, q, 1] = n
+    if m == 0:
+        return
+    # W = T^{-1} U
+    # column kk is zero above its unit entry through the forward elimination (the edge rows
+    # sit at both ends, so half the columns skip it); the back substitution runs the m
+    # columns side by side (independent recurrences in flight)
+    for i in range(n):
+        for kk in range(m):
+            W[i, kk] = 0.0
+    lq = l[c, q]
+    for kk in range(m):
+        u = urows[kk]
+        W[u, kk] = 1.0
+        if d == 1:  # the chain's value stays in a register
+            w = 1.0
+            for i in range(u + 1, n):
+                w = -lq[i] * w
+                W[i, kk] = w
+        else:
+            for i in range(u + d, n):
+                W[i, kk] -= lq[i] * W[i - d, kk]
+    for i in range(n - 1, n - 1 - min(d, n), -1):
+        pi = pinv[c, q, i]
+        for kk in range(m):
+            W[i, kk] *= pi
+    for i in range(n - 1 - d, -1, -1):
+        pi = pinv[c, q, i]
+        for kk in range(m):
+            W[i, kk] = (W[i, kk] - fm * W[i + d, kk]) * pi
+    for a in range(m):
+        for b in range(nc):
+            Ec[a, b] = 0.0
+    for e in range(etap.shape[0]):
+        Ec[ri[e], ci[e]] += taps_ax[c, q, etap[e]]
+    # K = I + V^T T^{-1} U ;  X = K^{-1} Ec  (Gaussian elimination, partial pivoting)
+    for a in range(m):
+        for b in range(m):
+            acc = 1.0 if a == b else 0.0
+            for j in range(nc):
+                acc += Ec[a, j] * W[ucols[j], b]
+            K[a, b] = acc
+        for b in range(nc):
+            X[a, b] = Ec[a, b]
+    for col in range(m):
+        piv = col
+        for r in range(col + 1, m):
+            if abs(K[r, col]) > abs(K[piv, col]):
+                piv = r
+        if piv != col:
+            for b in range(m):
+                tmp = K[col, b]
+                K[col, b] = K[piv, b]
+                K[piv, b] = tmp
+            for b in range(nc):
+                tmp = X[col, b]
+                X[col, b] = X[piv, b]
+                X[piv, b] = tmp
+        inv = 1.0 / K[col, col]
+        for r in range(col + 1, m):
+            f = K[r, col] * inv
+            if f != 0.0:
+                for b in range(col, m):
+                    K[r, b] -= f * K[col, b]
+                for b in range(nc):
+                    X[r, b] -= f * X[col, b]
+    for col in range(m - 1, -1, -1):
+        for b in range(nc):
+            v = X[col, b]
+            for r in range(col + 1, m):
+                v -= K[col, r] * X[r, b]
+            X[col, b] = v / K[col, col]
+    # M = W X without its negligible entries; rng = the longest run of zero rows
+    big = 0.0
+    for i in range(n):
+        for b in range(nc):
+            v = 0.0
+            for a in range(m):
+                v += W[i, a] * X[a, b]
+            Mq[i, b] = v
+            if abs(v) > big:
+                big = abs(v)
+    drop_small(Mq, big * DROP, M[c, q], rng[c, q])
+
+
+
+@_jit(parallel=True)
+def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng, nchunks):
+    """Thomas factors and the Woodbury correction for every (channel, factor) of one axis,
+    the pairs in parallel (``nchunks`` chunks, each with its own scratch).
 
     ``taps_ax (C, Q, 3)`` float64; ``urows``/``ucols`` the rows/columns ``E`` (``E^T`` when
     ``transposed``) touches, ``ri``/``ci`` each entry's index into them, ``etap`` its tap.
@@ -70,99 +193,18 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
     """
     C, Q = taps_ax.shape[0], taps_ax.shape[1]
     m, nc = urows.shape[0], ucols.shape[0]
-    p = np.empty(n)
-    W = np.empty((n, m))
-    Ec = np.empty((m, nc))
-    K = np.empty((m, m))
-    X = np.empty((m, nc))
-    Mq = np.empty((n, nc))
-    for c in range(C):
-        for q in range(Q):
-            fm = taps_ax[c, q, 0]
-            f0 = taps_ax[c, q, 1]
-            fp = taps_ax[c, q, 2]
-            if transposed:
-                fm, fp = fp, fm
-            # T: row i has f_-1 (fm) at column i + d, f_0 at i, f_1 (fp) at i - d
-            for i in range(min(d, n)):
-                p[i] = f0
-                l[c, q, i] = 0.0
-            for i in range(d, n):
-                li = fp / p[i - d]
-                l[c, q, i] = li
-                p[i] = f0 - li * fm
-            for i in range(n):
-                pinv[c, q, i] = 1.0 / p[i]
-            sup[c, q] = fm
-            rng[c, q, 0] = 0
-            rng[c, q, 1] = n
-            if m == 0:
-                continue
-            # W = T^{-1} U
-            for kk in range(m):
-                for i in range(n):
-                    W[i, kk] = 0.0
-                W[urows[kk], kk] = 1.0
-                for i in range(d, n):
-                    W[i, kk] -= l[c, q, i] * W[i - d, kk]
-                for i in range(n - 1, -1, -1):
-                    v = W[i, kk]
-                    if i + d < n:
-                        v -= fm * W[i + d, kk]
-                    W[i, kk] = v * pinv[c, q, i]
-            for a in range(m):
-                for b in range(nc):
-                    Ec[a, b] = 0.0
-            for e in range(etap.shape[0]):
-                Ec[ri[e], ci[e]] += taps_ax[c, q, etap[e]]
-            # K = I + V^T T^{-1} U ;  X = K^{-1} Ec  (Gaussian elimination, partial pivoting)
-            for a in range(m):
-                for b in range(m):
-                    acc = 1.0 if a == b else 0.0
-                    for j in range(nc):
-                        acc += Ec[a, j] * W[ucols[j], b]
-                    K[a, b] = acc
-                for b in range(nc):
-                    X[a, b] = Ec[a, b]
-            for col in range(m):
-                piv = col
-                for r in range(col + 1, m):
-                    if abs(K[r, col]) > abs(K[piv, col]):
-                        piv = r
-                if piv != col:
-                    for b in range(m):
-                        tmp = K[col, b]
-                        K[col, b] = K[piv, b]
-                        K[piv, b] = tmp
-                    for b in range(nc):
-                        tmp = X[col, b]
-                        X[col, b] = X[piv, b]
-                        X[piv, b] = tmp
-                inv = 1.0 / K[col, col]
-                for r in range(col + 1, m):
-                    f = K[r, col] * inv
-                    if f != 0.0:
-                        for b in range(col, m):
-                            K[r, b] -= f * K[col, b]
-                        for b in range(nc):
-                            X[r, b] -= f * X[col, b]
-            for col in range(m - 1, -1, -1):
-                for b in range(nc):
-                    v = X[col, b]
-                    for r in range(col + 1, m):
-                        v -= K[col, r] * X[r, b]
-                    X[col, b] = v / K[col, col]
-            # M = W X without its negligible entries; rng = the longest run of zero rows
-            big = 0.0
-            for i in range(n):
-                for b in range(nc):
-                    v = 0.0
-                    for a in range(m):
-                        v += W[i, a] * X[a, b]
-                    Mq[i, b] = v
-                    if abs(v) > big:
-                        big = abs(v)
-            drop_small(Mq, big * DROP, M[c, q], rng[c, q])
+    CQ = C * Q
+    per = (CQ + nchunks - 1) // nchunks
+    for ch in prange(nchunks):
+        p = np.empty(n)
+        W = np.empty((n if m > 0 else 0, m))
+        Ec = np.empty((m, nc))
+        K = np.empty((m, m))
+        X = np.empty((m, nc))
+        Mq = np.empty((n if m > 0 else 0, nc))
+        for j in range(ch * per, min(CQ, (ch + 1) * per)):
+            precompute_one(taps_ax, j // Q, j % Q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv,
+                           sup, M, rng, p, W, Ec, K, X, Mq)
 
 
 # ---------------------------------------------------------------------------------------------
