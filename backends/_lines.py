@@ -54,7 +54,7 @@ import numpy as np
 
 from arma_core.boundary import source
 
-__all__ = ["available", "accurate", "MAX_SPREAD", "solve", "solve_vjp", "BOUNDARIES", "operators", "empty", "advise_hugepages"]
+__all__ = ["available", "accurate", "preferred", "MAX_SPREAD", "MIN_ROWS_1D", "solve", "solve_vjp", "BOUNDARIES", "operators", "empty", "advise_hugepages"]
 
 #: the boundaries the line solver is exact for
 BOUNDARIES = ("circular", "zeros", "reflect", "replicate")
@@ -93,6 +93,31 @@ def accurate(taps, boundary: str) -> bool:
     a = np.asarray(taps, dtype=np.float64)
     spread = np.abs(a[..., 0] - a[..., 2])
     return bool(np.all(spread <= MAX_SPREAD * np.abs(a[..., 1])))
+
+
+#: 1-D ``circular`` signals go to the line solver only with at least this many rows per channel
+#: and factor: its operators cost one serial pass per channel, factor and line (about 20 ns
+#: per sample), which the solve of a few rows does not repay, while ``fft`` needs no per-channel
+#: work. Measured with numpy on 16 channels, n = 1024..65536 (docs/performance.md): at Q = 1
+#: ``lines`` is 1.4-2.1x faster than ``fft`` with 4 rows, 0.8-1.2x with 1-2; at Q = 3 0.8-0.9x
+#: with 4 rows, even with 8.
+MIN_ROWS_1D = 4
+
+
+def preferred(shape, taps, boundary: str) -> bool:
+    """Whether ``method="auto"`` should take the line solver for a signal of ``shape``.
+
+    It must be accurate (:func:`accurate`); for 1-D ``circular`` signals it must also have at
+    least ``MIN_ROWS_1D * Q`` rows per channel (otherwise ``fft`` is faster). ``taps``: array
+    convertible to numpy ``(C, k, Q, 3)``, or None (unknown: not preferred).
+    """
+    if not accurate(taps, boundary):
+        return False
+    C, k, Q = np.shape(taps)[:3]
+    if boundary == "circular" and k == 1:
+        rows = int(np.prod(shape[:-1], dtype=np.int64)) // max(C, 1)
+        return rows >= MIN_ROWS_1D * Q
+    return True
 
 
 @functools.lru_cache(maxsize=256)
@@ -289,9 +314,19 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None):
     if out is None:
         out = empty(t.shape, t.dtype)
     shape = _block_shape(t.shape, k)
+    if k == 1:
+        _solve_lines(t, out, C, dilation, adjoint, ops[2], zrows)
+        return out
     _kernels().solve_planes(t.reshape(shape), out.reshape(shape), C, k, dilation, adjoint, ops[0], ops[1],
                             ops[2], _chunks(shape[0]), zrows)
     return out
+
+
+def _solve_lines(t, out, C, dilation, rev, ops, zrows):
+    """1-D signals: the rows of each channel 4 at a time (``_lines_kernels.solve_lines``)."""
+    n = t.shape[-1]
+    t2, out2 = t.reshape((-1, n)), out.reshape((-1, n))
+    _kernels().solve_lines(t2, out2, C, dilation, rev, ops, _chunks(t2.shape[0]), zrows)
 
 
 def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None):
@@ -313,9 +348,13 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     P = shape[0]
     part = np.zeros((P if need_taps else 1, k, Q, 3))
     est = _edges(spatial, dilation, boundary, k)
-    _kernels().vjp_planes(y.reshape(shape), g.reshape(shape), out.reshape(shape), part, C, k, dilation,
-                          not adjoint, adjoint, ops[0], ops[1], ops[2], _chunks(P), zrows,
-                          taps64.astype(g.dtype), est[0], est[1], est[2], need_taps)
+    solved = k == 1
+    if solved:
+        _solve_lines(g, out, C, dilation, not adjoint, ops[2], zrows)
+    if need_taps or not solved:
+        _kernels().vjp_planes(y.reshape(shape), g.reshape(shape), out.reshape(shape), part, C, k, dilation,
+                              not adjoint, adjoint, ops[0], ops[1], ops[2], _chunks(P), zrows,
+                              taps64.astype(g.dtype), est[0], est[1], est[2], need_taps, solved)
     if not need_taps:
         return out, None
     return out, part.reshape((-1, C, k, Q, 3)).sum(axis=0)

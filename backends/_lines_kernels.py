@@ -36,20 +36,21 @@ def _jit(**kw):
 
 
 @_jit()
-def drop_small(Mq, cut, out, rng):
-    """``out (nc, n) = Mq^T`` without entries ``<= cut``; ``rng`` = the longest run of zero rows."""
-    n, nc = Mq.shape
+def drop_small(Mt, cut, nzr, rng):
+    """Zero the entries of ``Mt (nc, n)`` that are ``<= cut`` in magnitude; ``rng`` = the
+    longest run of columns left all zero (``nzr (n,)`` scratch)."""
+    nc, n = Mt.shape
+    for i in range(n):
+        nzr[i] = 0
+    for b in range(nc):
+        mb = Mt[b]
+        for i in range(n):
+            keep = abs(mb[i]) > cut
+            mb[i] = mb[i] if keep else 0.0
+            nzr[i] |= keep
     best0, best1, run0 = 0, 0, -1
     for i in range(n):
-        nz = False
-        for b in range(nc):
-            v = Mq[i, b]
-            if abs(v) <= cut:
-                v = 0.0
-            else:
-                nz = True
-            out[b, i] = v
-        if nz:
+        if nzr[i]:
             run0 = -1
         else:
             if run0 < 0:
@@ -62,9 +63,9 @@ def drop_small(Mq, cut, out, rng):
 
 @_jit()
 def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng,
-                   p, W, Ec, K, X, Mq):
+                   p, W, Ec, K, X, nzr):
     """:func:`precompute` for channel ``c`` and factor ``q``, in the scratch ``p (n)``,
-    ``W (n, m)``, ``Ec (m, nc)``, ``K (m, m)``, ``X (m, nc)``, ``Mq (n, nc)``."""
+    ``W (n, m)``, ``Ec (m, nc)``, ``K (m, m)``, ``X (m, nc)``, ``nzr (n,)`` bool."""
     m, nc = urows.shape[0], ucols.shape[0]
     fm = taps_ax[c, q, 0]
     f0 = taps_ax[c, q, 1]
@@ -88,12 +89,15 @@ def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, 
         if same >= d:
             conv = i + 1
             break
+    lq, pq = l[c, q], pinv[c, q]
     for i in range(conv):
-        pinv[c, q, i] = 1.0 / p[i]
-    for i in range(conv, n):
-        l[c, q, i] = l[c, q, i - d]
-        p[i] = p[i - d]
-        pinv[c, q, i] = pinv[c, q, i - d]
+        pq[i] = 1.0 / p[i]
+    for j in range(conv - d, conv) if conv < n else range(0):  # fill each chain's tail
+        lj, pj, qj = lq[j], p[j], pq[j]
+        for i in range(j + d, n, d):
+            lq[i] = lj
+            p[i] = pj
+            pq[i] = qj
     sup[c, q] = fm
     rng[c, q, 0] = 0
     rng[c, q, 1] = n
@@ -106,7 +110,6 @@ def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, 
     for i in range(n):
         for kk in range(m):
             W[i, kk] = 0.0
-    lq = l[c, q]
     for kk in range(m):
         u = urows[kk]
         W[u, kk] = 1.0
@@ -168,17 +171,21 @@ def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, 
             for r in range(col + 1, m):
                 v -= K[col, r] * X[r, b]
             X[col, b] = v / K[col, col]
-    # M = W X without its negligible entries; rng = the longest run of zero rows
+    # M^T = (W X)^T without its negligible entries, rows of M^T as inner loops (vectorised);
+    # rng = the longest run of rows of M left zero
+    Mt = M[c, q]
     big = 0.0
-    for i in range(n):
-        for b in range(nc):
-            v = 0.0
-            for a in range(m):
-                v += W[i, a] * X[a, b]
-            Mq[i, b] = v
-            if abs(v) > big:
-                big = abs(v)
-    drop_small(Mq, big * DROP, M[c, q], rng[c, q])
+    for b in range(nc):
+        mb = Mt[b]
+        for i in range(n):
+            mb[i] = 0.0
+        for a in range(m):
+            x = X[a, b]
+            for i in range(n):
+                mb[i] += W[i, a] * x
+        for i in range(n):
+            big = max(big, abs(mb[i]))
+    drop_small(Mt, big * DROP, nzr, rng[c, q])
 
 
 
@@ -201,10 +208,10 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
         Ec = np.empty((m, nc))
         K = np.empty((m, m))
         X = np.empty((m, nc))
-        Mq = np.empty((n if m > 0 else 0, nc))
+        nzr = np.empty(n if m > 0 else 0, np.bool_)
         for j in range(ch * per, min(CQ, (ch + 1) * per)):
             precompute_one(taps_ax, j // Q, j % Q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv,
-                           sup, M, rng, p, W, Ec, K, X, Mq)
+                           sup, M, rng, p, W, Ec, K, X, nzr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,24 +430,56 @@ def rows_backward(buf, dst2, rows, to_dst, pinv, sup, d, cols, M, lo, hi, zc):
 
 
 @_jit()
+def solve_group(src2, dst2, rows, ops, c, d, rev, buf, zc):
+    """Every factor of a line axis for the 4 rows ``rows`` of ``src2 (L, n)`` (channel ``c``),
+    into the same rows of ``dst2``: 4 independent scalar recurrences in flight, in the float64
+    scratch ``buf (4, n)``. A row may repeat (it is then computed twice, identically)."""
+    l, pinv, sup, M, rng, cols = ops
+    Q = l.shape[1]
+    for qq in range(Q):
+        q = Q - 1 - qq if rev else qq
+        rows_forward(src2, rows, qq == 0, buf, l[c, q], d)
+        rows_backward(buf, dst2, rows, qq == Q - 1, pinv[c, q], sup[c, q], d, cols, M[c, q],
+                      rng[c, q, 0], rng[c, q, 1], zc)
+
+
+@_jit()
 def solve_last(src2, dst2, ops, c, d, rev, buf, zc):
     """Every factor of the last (contiguous) axis for the rows of ``src2 (L, n3)``, into ``dst2``.
 
-    Rows go 4 at a time (4 independent recurrences keep the FPU busy; the last group repeats
-    the last row when L is not a multiple of 4), in the float64 scratch ``buf (4, n3)``.
+    Rows go 4 at a time (:func:`solve_group`; the last group repeats the last row when L is
+    not a multiple of 4).
     """
-    L, n3 = src2.shape
-    l, pinv, sup, M, rng, cols = ops
-    Q = l.shape[1]
+    L = src2.shape[0]
     rows = np.empty(4, np.int64)
     for a0 in range(0, L, 4):
         for r in range(4):
             rows[r] = min(a0 + r, L - 1)
-        for qq in range(Q):
-            q = Q - 1 - qq if rev else qq
-            rows_forward(src2, rows, qq == 0, buf, l[c, q], d)
-            rows_backward(buf, dst2, rows, qq == Q - 1, pinv[c, q], sup[c, q], d, cols, M[c, q],
-                          rng[c, q, 0], rng[c, q, 1], zc)
+        solve_group(src2, dst2, rows, ops, c, d, rev, buf, zc)
+
+
+@_jit(parallel=True)
+def solve_lines(t2, out2, C, d, rev, ops, nchunks, zrows):
+    """1-D signals: ``out2[p] = A^{-1} t2[p]`` for the rows of ``t2 (P, n)``, channel ``p % C``.
+
+    The rows of one channel (``c, c + C, c + 2 C, ...``) go 4 at a time through
+    :func:`solve_group`, so that 4 different signals share the recurrences' latency.
+    """
+    P, n = t2.shape
+    NB = P // C
+    groups = (NB + 3) // 4
+    items = C * groups
+    per = (items + nchunks - 1) // nchunks
+    for ch in prange(nchunks):
+        buf = np.empty((4, n))
+        zc = np.empty((max(zrows, 1), 4))
+        rows = np.empty(4, np.int64)
+        for it in range(ch * per, min(items, (ch + 1) * per)):
+            c = it % C
+            g = it // C
+            for r in range(4):
+                rows[r] = c + C * min(4 * g + r, NB - 1)
+            solve_group(t2, out2, rows, ops, c, d, rev, buf, zc)
 
 
 @_jit()
@@ -489,7 +528,7 @@ def solve_block(src, dst, wk, st, zc, c, k, d, rev, ops0, ops1, ops2):
 def scratch(n1, n2, n3, k, zrows):
     """Per-thread float64 scratch of :func:`solve_block`: ``st`` (the transposed strip, or the
     4 rows of :func:`solve_last`), ``wk`` (the block), ``zc`` (``z[cols]`` per lane)."""
-    st = np.empty(max(4, STRIP) * n3)
+    st = np.empty((max(4, STRIP) if k > 1 else 4) * n3)
     wk = np.empty((n1, n2, n3) if k > 1 else (1, 1, 1))
     zc = np.empty((zrows, max(STRIP, n2 * n3)))
     return st, wk, zc
@@ -741,9 +780,10 @@ def taps_sums(left, right, c, k, taps, d, est0, est1, est2, bufs, part):
 
 @_jit(parallel=True)
 def vjp_planes(y, g, w, part, C, k, d, rev, adjoint, ops0, ops1, ops2, nchunks, zrows, taps,
-               est0, est1, est2, need_taps):
+               est0, est1, est2, need_taps, solved):
     """Per block: ``w = A^{-T} g`` (``A^{-1} g`` for the adjoint solve: ops and ``rev`` say
-    which) and ``part[p] = taps_vjp`` of the block (the caller sums over the batch)."""
+    which; skipped when ``solved``, ``w`` then given) and ``part[p] = taps_vjp`` of the block
+    (the caller sums over the batch)."""
     P, n1, n2, n3 = g.shape
     Q = taps.shape[2]
     per = (P + nchunks - 1) // nchunks
@@ -752,7 +792,8 @@ def vjp_planes(y, g, w, part, C, k, d, rev, adjoint, ops0, ops1, ops2, nchunks, 
         bufs = np.empty((3 + Q, n1, n2, n3), g.dtype)
         for p in range(ch * per, min(P, (ch + 1) * per)):
             c = p % C
-            solve_block(g[p], w[p], wk, st, zc, c, k, d, rev, ops0, ops1, ops2)
+            if not solved:
+                solve_block(g[p], w[p], wk, st, zc, c, k, d, rev, ops0, ops1, ops2)
             if need_taps:
                 if adjoint:
                     taps_sums(y[p], w[p], c, k, taps, d, est0, est1, est2, bufs, part[p])

@@ -38,12 +38,12 @@ if _lines.available():
 def choose_method(t, taps, *, boundary, dilation):
     """The fastest exact method for a numpy array (measurements in ``docs/performance.md``).
 
-    ``"lines"`` when numba is installed, the dtype is float32/float64 and the taps are within the
-    line solver's accuracy bound (:func:`arma_core.backends._lines.accurate`:
-    ``|f_-1 - f_1| <= 16 f_0`` for the boundaries with an edge correction); otherwise ``"fft"``
-    for ``circular`` and ``"dense"`` for the others.
+    ``"lines"`` when numba is installed, the dtype is float32/float64 and the line solver is
+    accurate and worth it (:func:`arma_core.backends._lines.preferred`: ``|f_-1 - f_1| <= 16 f_0``
+    for the boundaries with an edge correction; for 1-D ``circular`` signals at least
+    ``4 Q`` rows per channel); otherwise ``"fft"`` for ``circular`` and ``"dense"`` for the others.
     """
-    if _lines.available() and t.dtype in (np.float32, np.float64) and _lines.accurate(taps, boundary):
+    if _lines.available() and t.dtype in (np.float32, np.float64) and _lines.preferred(t.shape, taps, boundary):
         return "lines"
     return "fft" if boundary == "circular" else "dense"
 

@@ -106,14 +106,15 @@ def choose_method(t, taps, *, boundary, dilation):
 
     - CPU with numba, float32/float64: ``"lines"`` (``O(N Q)`` work in one read and one write
       of the signal), for every boundary, as long as the taps are within the line solver's
-      accuracy bound (:func:`arma_core.backends._lines.accurate`: ``|f_-1 - f_1| <= 16 f_0``
-      for the boundaries with an edge correction); beyond it, as below.
+      accuracy bound (:func:`arma_core.backends._lines.preferred`: ``|f_-1 - f_1| <= 16 f_0``
+      for the boundaries with an edge correction) and, for 1-D ``circular`` signals, there are
+      at least ``4 Q`` rows per channel; otherwise as below.
     - otherwise (no numba, a GPU, huge tap spreads): ``"fft"`` for ``circular``, ``"dense"``
       for the others.
     """
     if t.device.type == "cpu" and _lines.available() and t.dtype in (torch.float32, torch.float64):
         host = None if taps is None else taps.detach().to("cpu", torch.float64).numpy()
-        if _lines.accurate(host, boundary):
+        if _lines.preferred(tuple(t.shape), host, boundary):
             return "lines"
     return "fft" if boundary == "circular" else "dense"
 

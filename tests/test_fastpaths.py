@@ -91,6 +91,26 @@ def test_lines_last_axis_in_several_strips(boundary):
 
 
 @needs_numba
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_1d_rows_grouped_by_channel(boundary):
+    """1-D signals go 4 rows of one channel at a time: several batch axes, a row count per
+    channel that is not a multiple of 4, forward, adjoint and the backward pass."""
+    rng = np.random.default_rng(4)
+    for i, (bshape, C, n, Q, d) in enumerate([((3, 5), 2, 37, 2, 1), ((6,), 3, 11, 1, 2), ((1,), 4, 20, 3, 1)]):
+        taps = _taps(rng, C, 1, Q, i)
+        t = rng.normal(size=bshape + (C, n))
+        for adjoint in (False, True):
+            fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
+            y = fn(t, taps, boundary=boundary, dilation=d, method="lines")
+            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < TOL["float64"], (bshape, adjoint)
+            g = rng.normal(size=t.shape)
+            w, gt = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
+            w2, gt2 = solve_vjp(np, y, g, taps, boundary=boundary, dilation=d, method="dense", adjoint=adjoint)
+            assert rel_err(w, w2) < 1e-10, (bshape, adjoint)
+            assert np.max(np.abs(gt - gt2)) < 1e-10 * _vjp_scale(w2, y) * 10.0 ** (Q - 1), (bshape, adjoint)
+
+
+@needs_numba
 @pytest.mark.parametrize("boundary", ["replicate", "reflect", "circular", "zeros"])
 def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
     """replicate's first pivot f_0 + f_1 is 0 at f_1 = -1 (inside the strip when |f_-1 - 1| < 1),
@@ -292,6 +312,15 @@ def test_auto_rules(monkeypatch):
                   else "fft" if b == "circular" else "dense")
         assert tb.choose_method(t, wide, boundary=b, dilation=1) == expect
         assert numpy_scipy.choose_method(t.numpy(), wide.numpy(), boundary=b, dilation=1) == expect
+    # 1-D circular signals need MIN_ROWS_1D * Q rows per channel for the line solver
+    taps1 = ac.reparameterize(torch.zeros(3, 1, 2, 2))  # C = 3, Q = 2: 8 rows needed
+    for rows, b in [(7, "circular"), (8, "circular"), (1, "zeros"), (1, "reflect")]:
+        t1 = torch.zeros(rows, 3, 50)
+        enough = b != "circular" or rows >= _lines.MIN_ROWS_1D * 2
+        expect = ("lines" if _lines.available() and enough
+                  else "fft" if b == "circular" else "dense")
+        assert tb.choose_method(t1, taps1, boundary=b, dilation=1) == expect, (rows, b)
+        assert numpy_scipy.choose_method(t1.numpy(), taps1.numpy(), boundary=b, dilation=1) == expect
     monkeypatch.setattr(_lines, "available", lambda: False)
     for b in ac.BOUNDARIES:
         expect = "fft" if b == "circular" else "dense"
