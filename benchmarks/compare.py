@@ -482,6 +482,47 @@ def measure_algorithms(repeats: int, threads: int) -> list[tuple]:
     return out
 
 
+#: 1-D signals for the table behind ``_lines.MIN_ROWS_1D``: (rows per channel, channels, n)
+SHAPES_1D = [(b, 16, n) for n in (1024, 16384, 65536) for b in (1, 2, 4, 8)]
+
+
+def measure_1d(repeats: int, threads: int) -> list[tuple]:
+    """``[(shape, Q, lines seconds, fft seconds)]``: numpy, circular, float32, forward."""
+    import arma_core as ac
+
+    out = []
+    rng = np.random.default_rng(5)
+    for shape in SHAPES_1D:
+        B, C, n = shape
+        x = rng.standard_normal(shape).astype(np.float32)
+        for Q in (1, 3):
+            taps = np.asarray(ac.reparameterize(0.5 * rng.standard_normal((C, 1, Q, 2)))).astype(np.float32)
+            fns = {m: _numpy_call(lambda t, m=m: ac.ar_solve(t, taps, boundary="circular", method=m), x, threads)
+                   for m in ("lines", "fft")}
+            t = side_by_side(fns, max(3, repeats // 3))
+            out.append(("x".join(map(str, shape)), Q, t["lines"], t["fft"]))
+    return out
+
+
+def table_1d(rows) -> str:
+    from arma_core.backends import _lines
+
+    lines = ["| shape (rows x C x n) | Q | lines | fft | fft / lines | auto |", "|---|---|---|---|---|---|"]
+    for shape, Q, tl, tf in rows:
+        B, C, n = (int(v) for v in shape.split("x"))
+        taps = np.zeros((C, 1, Q, 3))
+        taps[..., 1] = 1.0
+        auto = "lines" if _lines.preferred((B, C, n), taps, "circular") else "fft"
+        lines.append(f"| {shape} | {Q} | {fmt_ms(tl)} | {fmt_ms(tf)} | {tf / tl:.2f} | {auto} |")
+    return "\n".join(lines)
+
+
+def _lines_available():
+    from arma_core.backends import _lines
+
+    return _lines.available()
+
+
 def algorithms_table(rows) -> str:
     lines = ["| shape | boundary | backend | method | forward | x clone |", "|---|---|---|---|---|---|"]
     for shape, boundary, backend, m, sec, rel in rows:
@@ -543,7 +584,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15, help="timed rounds per comparison (default 15)")
     p.add_argument("--quick", action="store_true", help="3 rounds, smaller growth sweep")
     p.add_argument("--no-growth", action="store_true", help="skip target 7 and the plot")
-    p.add_argument("--no-algorithms", action="store_true", help="skip the table of every forward method")
+    p.add_argument("--no-algorithms", action="store_true", help="skip the tables of every forward method and of 1-D signals")
     p.add_argument("--plot", metavar="PNG", help="write the log-log plot of time vs H*W")
     p.add_argument("--markdown", metavar="MD", help="also write the tables to this file")
     p.add_argument("--child-memory", nargs=2, metavar=("KIND", "SHAPE"), help=argparse.SUPPRESS)
@@ -562,6 +603,7 @@ def main(argv=None):
     print(head, flush=True)
     rows = measure_targets(repeats, args.threads)
     algos = None if args.no_algorithms else measure_algorithms(repeats, args.threads)
+    ones = None if args.no_algorithms or not _lines_available() else measure_1d(repeats, args.threads)
     growth = None
     if not args.no_growth:
         global SIZES
@@ -572,6 +614,9 @@ def main(argv=None):
     out = [head, f"- load average after: {', '.join(f'{v:.2f}' for v in env_after)}", "", table(rows, growth)]
     if algos:
         out += ["", "Every exact forward solve (float32, Q = 1, no autograd):", "", algorithms_table(algos)]
+    if ones:
+        out += ["", "1-D circular signals, numpy, float32, forward (the rule `_lines.MIN_ROWS_1D`):", "",
+                table_1d(ones)]
     if growth:
         out += ["", "Times in ms (median), B*C = 16, Q = 1, circular, float32:", "", growth_table(growth)]
     text = "\n".join(out)
