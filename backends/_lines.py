@@ -98,9 +98,9 @@ def accurate(taps, boundary: str) -> bool:
 #: 1-D ``circular`` signals go to the line solver only with at least this many rows per channel
 #: and factor: its operators cost one serial pass per channel, factor and line (about 20 ns
 #: per sample), which the solve of a few rows does not repay, while ``fft`` needs no per-channel
-#: work. Measured with numpy on 16 channels, n = 1024..65536 (docs/performance.md): at Q = 1
-#: ``lines`` is 1.4-2.1x faster than ``fft`` with 4 rows, 0.8-1.2x with 1-2; at Q = 3 0.8-0.9x
-#: with 4 rows, even with 8.
+#: work. Measured with numpy on 16 channels, n = 1024..65536 (``make compare``, table in
+#: docs/performance.md): at Q = 1 ``lines`` is 1.1-1.6x faster than ``fft`` with 4 rows and
+#: 2.0-2.7x with 8, 0.6-1.1x with 1-2; at Q = 3 0.7-0.8x with 4 rows, 1.0-1.1x with 8.
 MIN_ROWS_1D = 4
 
 
