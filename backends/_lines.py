@@ -109,12 +109,15 @@ def preferred(shape, taps, boundary: str) -> bool:
 
     It must be accurate (:func:`accurate`); for 1-D ``circular`` signals it must also have at
     least ``MIN_ROWS_1D * Q`` rows per channel (otherwise ``fft`` is faster). ``taps``: array
-    convertible to numpy ``(C, k, Q, 3)``, or None (unknown: not preferred).
+    convertible to numpy ``(C, k, Q, 3)``, or None (unknown: preferred for ``zeros`` only, as
+    :func:`accurate` says).
     """
     if not accurate(taps, boundary):
         return False
+    if boundary != "circular":  # taps may be None here (zeros)
+        return True
     C, k, Q = np.shape(taps)[:3]
-    if boundary == "circular" and k == 1:
+    if k == 1:
         rows = int(np.prod(shape[:-1], dtype=np.int64)) // max(C, 1)
         return rows >= MIN_ROWS_1D * Q
     return True

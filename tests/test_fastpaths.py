@@ -321,6 +321,11 @@ def test_auto_rules(monkeypatch):
                   else "fft" if b == "circular" else "dense")
         assert tb.choose_method(t1, taps1, boundary=b, dilation=1) == expect, (rows, b)
         assert numpy_scipy.choose_method(t1.numpy(), taps1.numpy(), boundary=b, dilation=1) == expect
+    # unknown taps: only zeros (no edge correction, no accuracy bound) can take the line solver
+    for b in ac.BOUNDARIES:
+        expect = ("lines" if _lines.available() and b == "zeros"
+                  else "fft" if b == "circular" else "dense")
+        assert tb.choose_method(t, None, boundary=b, dilation=1) == expect, b
     monkeypatch.setattr(_lines, "available", lambda: False)
     for b in ac.BOUNDARIES:
         expect = "fft" if b == "circular" else "dense"
