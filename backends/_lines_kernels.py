@@ -122,11 +122,11 @@ def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, 
             for i in range(u + d, n):
                 W[i, kk] -= lq[i] * W[i - d, kk]
     for i in range(n - 1, n - 1 - min(d, n), -1):
-        pi = pinv[c, q, i]
+        pi = pq[i]
         for kk in range(m):
             W[i, kk] *= pi
     for i in range(n - 1 - d, -1, -1):
-        pi = pinv[c, q, i]
+        pi = pq[i]
         for kk in range(m):
             W[i, kk] = (W[i, kk] - fm * W[i + d, kk]) * pi
     for a in range(m):
@@ -186,7 +186,6 @@ def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, 
         for i in range(n):
             big = max(big, abs(mb[i]))
     drop_small(Mt, big * DROP, nzr, rng[c, q])
-
 
 
 @_jit(parallel=True)
@@ -491,16 +490,12 @@ def solve_block(src, dst, wk, st, zc, c, k, d, rev, ops0, ops1, ops2):
     scratch ``st`` (at least ``STRIP * n3``), solved with the same vectorised recurrences,
     transposed into ``dst``. Measured on 64 x 64 planes, a transpose costs about 0.4 ns per
     element, a factor's forward and backward sweeps 0.35; four scalar recurrences in flight
-    (:func:`solve_last`) cost about 1 ns per element and factor. 1-D blocks (``k == 1``,
-    one row each) and long last axes with one factor (``STRIP_MAX_N``) take
-    :func:`solve_last`.
+    (:func:`solve_last`) cost about 1 ns per element and factor. Long last axes with one
+    factor (``STRIP_MAX_N``) take :func:`solve_last`. ``k >= 2``: 1-D signals go through
+    :func:`solve_lines`, which groups the rows of a channel.
     """
     n1, n2, n3 = dst.shape
     L = n1 * n2
-    if k == 1:
-        solve_last(src.reshape((L, n3)), dst.reshape((L, n3)), ops2, c, d, rev,
-                   st[: 4 * n3].reshape((4, n3)), zc)
-        return
     solve_axis(wk, ops1, c, d, rev, zc, src, True)
     if k >= 3:
         w0 = wk.reshape((1, n1, n2 * n3))
@@ -527,8 +522,9 @@ def solve_block(src, dst, wk, st, zc, c, k, d, rev, ops0, ops1, ops2):
 @_jit()
 def scratch(n1, n2, n3, k, zrows):
     """Per-thread float64 scratch of :func:`solve_block`: ``st`` (the transposed strip, or the
-    4 rows of :func:`solve_last`), ``wk`` (the block), ``zc`` (``z[cols]`` per lane)."""
-    st = np.empty((max(4, STRIP) if k > 1 else 4) * n3)
+    4 rows of :func:`solve_last`), ``wk`` (the block), ``zc`` (``z[cols]`` per lane); empty for
+    1-D signals (``k == 1``), which :func:`solve_block` does not take."""
+    st = np.empty((max(4, STRIP) if k > 1 else 0) * n3)
     wk = np.empty((n1, n2, n3) if k > 1 else (1, 1, 1))
     zc = np.empty((zrows, max(STRIP, n2 * n3)))
     return st, wk, zc
@@ -536,7 +532,8 @@ def scratch(n1, n2, n3, k, zrows):
 
 @_jit(parallel=True)
 def solve_planes(t, out, C, k, d, rev, ops0, ops1, ops2, nchunks, zrows):
-    """``out[p] = A^{-1} t[p]`` for every block of ``t (P, n1, n2, n3)``; channel ``p % C``."""
+    """``out[p] = A^{-1} t[p]`` for every block of ``t (P, n1, n2, n3)``; channel ``p % C``;
+    ``k >= 2`` (1-D signals: :func:`solve_lines`)."""
     P, n1, n2, n3 = t.shape
     per = (P + nchunks - 1) // nchunks
     for ch in prange(nchunks):
@@ -623,7 +620,6 @@ def dots_rows(v2, u2, sh, est, out3):
         acc1 += np.float64(vt[x]) * np.float64(ut[x])
     if A > 1:
         # (row a, column i) with (row a + 1, column i + sh - n), for i in [n - sh, n)
-        va, ua, ub, vb = v1[: N - n], u1[: N - n], u1[sh:], v1[sh:]
         for i in range(max(n - sh, 0), n):
             for a in range(A - 1):
                 x = a * n + i
@@ -782,8 +778,8 @@ def taps_sums(left, right, c, k, taps, d, est0, est1, est2, bufs, part):
 def vjp_planes(y, g, w, part, C, k, d, rev, adjoint, ops0, ops1, ops2, nchunks, zrows, taps,
                est0, est1, est2, need_taps, solved):
     """Per block: ``w = A^{-T} g`` (``A^{-1} g`` for the adjoint solve: ops and ``rev`` say
-    which; skipped when ``solved``, ``w`` then given) and ``part[p] = taps_vjp`` of the block
-    (the caller sums over the batch)."""
+    which; skipped when ``solved``, ``w`` then given, as it must be for ``k == 1``) and
+    ``part[p] = taps_vjp`` of the block (the caller sums over the batch)."""
     P, n1, n2, n3 = g.shape
     Q = taps.shape[2]
     per = (P + nchunks - 1) // nchunks

@@ -487,10 +487,14 @@ SHAPES_1D = [(b, 16, n) for n in (1024, 16384, 65536) for b in (1, 2, 4, 8)]
 
 
 def measure_1d(repeats: int, threads: int) -> list[tuple]:
-    """``[(shape, Q, lines seconds, fft seconds)]``: numpy, circular, float32, forward."""
+    """``[(shape, Q, lines seconds, fft seconds)]``: numpy, circular, float32, forward; empty
+    without numba (no line solver to compare)."""
     import arma_core as ac
+    from arma_core.backends import _lines
 
     out = []
+    if not _lines.available():
+        return out
     rng = np.random.default_rng(5)
     for shape in SHAPES_1D:
         B, C, n = shape
@@ -515,12 +519,6 @@ def table_1d(rows) -> str:
         auto = "lines" if _lines.preferred((B, C, n), taps, "circular") else "fft"
         lines.append(f"| {shape} | {Q} | {fmt_ms(tl)} | {fmt_ms(tf)} | {tf / tl:.2f} | {auto} |")
     return "\n".join(lines)
-
-
-def _lines_available():
-    from arma_core.backends import _lines
-
-    return _lines.available()
 
 
 def algorithms_table(rows) -> str:
@@ -603,7 +601,7 @@ def main(argv=None):
     print(head, flush=True)
     rows = measure_targets(repeats, args.threads)
     algos = None if args.no_algorithms else measure_algorithms(repeats, args.threads)
-    ones = None if args.no_algorithms or not _lines_available() else measure_1d(repeats, args.threads)
+    ones = None if args.no_algorithms else measure_1d(repeats, args.threads)
     growth = None
     if not args.no_growth:
         global SIZES
