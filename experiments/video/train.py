@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models import VIDEO_MODELS, build_video_model, count_parameters
+from .models import VIDEO_MODELS, build_video_model, count_parameters
 from .data import MovingMNIST
 from .metrics import FrameMetrics
 
