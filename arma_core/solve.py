@@ -267,10 +267,12 @@ def solve_vjp(xp, y, g, taps, *, boundary: str, dilation: int, method: str, adjo
 # public
 
 
-def _solve(t, taps, boundary, dilation, method, adjoint, name, dilation_name="dilation"):
+def _solve(t, taps, boundary, dilation, method, adjoint, name, dilation_name="dilation",
+           check_stability=True):
     xp = prepare(t, taps, boundary, dilation, name=name, dilation_name=dilation_name)
     check_method(method, boundary, xp)
-    check_stable(taps)
+    if check_stability:
+        check_stable(taps)
     from arma_core.backends import lookup
 
     impl = lookup("ar_solve_adjoint" if adjoint else "ar_solve", xp)
@@ -281,7 +283,8 @@ def _solve(t, taps, boundary, dilation, method, adjoint, name, dilation_name="di
     return solve_kernel(xp, t, taps, boundary=boundary, dilation=dilation, method=method, adjoint=adjoint)
 
 
-def ar_solve(t, taps, *, boundary: str = "circular", dilation: int = 1, method: str = "auto"):
+def ar_solve(t, taps, *, boundary: str = "circular", dilation: int = 1, method: str = "auto",
+             check_stability: bool = True):
     """Solve the AR layer ``A * y = t`` exactly (the paper's Eq. 5b with Eq. 7's separable ``A``).
 
     Parameters
@@ -302,6 +305,11 @@ def ar_solve(t, taps, *, boundary: str = "circular", dilation: int = 1, method: 
         more (``"lines"``: compiled O(N Q) line solvers for numpy and torch CPU arrays when
         numba is installed; ``docs/performance.md``).
 
+    check_stability : bool
+        Raise for taps outside the stable strip (default). ``False`` is for experiments with
+        unconstrained taps (the paper's Figure 5): the system is then solved as it stands
+        (``fft``: division by the response, inf/NaN where it vanishes).
+
     Returns
     -------
     y : array, same shape, namespace, device and dtype as ``t``.
@@ -318,7 +326,7 @@ def ar_solve(t, taps, *, boundary: str = "circular", dilation: int = 1, method: 
     On torch tensors the solve is differentiable w.r.t. ``t`` and ``taps`` with the backward of
     Theorem 4 (Eq. 6), saving only ``y``.
     """
-    return _solve(t, taps, boundary, dilation, method, False, "t")
+    return _solve(t, taps, boundary, dilation, method, False, "t", check_stability=check_stability)
 
 
 def ar_solve_adjoint(t, taps, *, boundary: str = "circular", dilation: int = 1, method: str = "auto"):

@@ -258,8 +258,13 @@ class _ARNd(nn.Module):
             return x.to(out_dtype)
         with torch.autocast(dev, enabled=False):
             taps = self._taps(self.theta.to(compute))
+            raw = self.region == "raw"
+            # raw taps are unconstrained: solved as the official code did (FFT division for
+            # circular), without the stability check, so training can leave the stable region
             y = arma_core.ar_solve(
-                x.to(compute), taps, boundary=self.boundary, dilation=self.dilation
+                x.to(compute), taps, boundary=self.boundary, dilation=self.dilation,
+                method="fft" if raw and self.boundary == "circular" else "auto",
+                check_stability=not raw,
             )
         return y.to(out_dtype)
 
@@ -307,8 +312,9 @@ _AR_DOC = """Learnable stable {k}-D autoregressive filter: ``y = A^{{-1}} x`` (p
         ``|f_-1 + f_1| < 1`` (sum ``tanh(theta[..., 1])``, difference ``theta[..., 0]``).
         "diamond": the official code's smaller ``|f_-1| + |f_1| < 1`` (needed to load its
         checkpoints). "raw": ``theta`` *are* the taps ``(f_-1, f_1)``, unconstrained -- for
-        experiments such as the paper's Figure 5 only; a step that leaves the strip makes the
-        forward pass raise :class:`arma_core.UnstableFilterError`.
+        experiments such as the paper's Figure 5 only: no stability check, and the circular
+        boundary is solved by FFT division as in the official code, so taps that leave the
+        strip give a diverging (or, on the unit circle, non-finite) output instead of an error.
     dilation : int, default 1
         AR dilation ``d``: a factor couples ``y[i - d], y[i], y[i + d]``.
     init : float in [0, 1), default 0.0

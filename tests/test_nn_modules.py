@@ -410,12 +410,22 @@ def test_bad_options(kw, match):
         ARMA2d(3, 4, 3, **kw)
 
 
-def test_unstable_raw_taps_raise():
+def test_unstable_raw_taps_are_solved_unchecked_by_fft():
+    """The Figure 5 "without" arm: raw taps outside the strip are not rejected; the circular
+    system is solved by FFT division as the official code does, the other boundaries as
+    they stand."""
     m = AR1d(1, region="raw")
     with torch.no_grad():
         m.theta.copy_(torch.tensor([0.7, 0.6]).reshape(1, 1, 1, 2))  # f_-1 + f_1 = 1.3
+    x = torch.randn(1, 1, 9, dtype=torch.float64)
+    m = m.double()
+    y = m(x)
+    taps = m.taps().detach()
+    assert not arma_core.is_stable(taps)
+    back = arma_core.ar_apply(y.detach(), taps, boundary="circular")
+    assert torch.allclose(back, x, atol=1e-10)  # still the exact circular solve
     with pytest.raises(arma_core.UnstableFilterError):
-        m(torch.randn(1, 1, 8))
+        arma_core.ar_solve(x, taps)  # the library's functions keep checking by default
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)

@@ -235,10 +235,11 @@ def _run(region, boundary, opt_name, seed):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if region != "raw":
-            for m in model.modules():
-                if isinstance(m, ARMA2d):
-                    assert arma_core.is_stable(m.ar.taps().detach())
+        stable = all(arma_core.is_stable(m.ar.taps().detach())
+                     for m in model.modules() if isinstance(m, ARMA2d))
+        if region == "raw" and not stable:
+            return step + 1, "left the strip"
+        assert stable
     return None
 
 
@@ -278,13 +279,9 @@ def test_huge_learning_rate_diamond_never_fails(opt_name):
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 @pytest.mark.parametrize("boundary", ["circular", "zeros"])
 def test_huge_learning_rate_raw_taps_leave_the_stable_region(boundary, opt_name):
-    """The same model with the taps as raw parameters fails within a few steps.
-
-    Our solve refuses taps outside the strip (``UnstableFilterError``) instead of returning what
-    the official FFT division would return there: inf/NaN at a zero of the response, or the
-    bounded solution of a non-causal, exponentially ill-conditioned system that no longer is
-    the stable filter the layer stands for.
-    """
+    """The same model with the taps as raw parameters leaves the stable strip within a few
+    steps (after which the raw layer solves the system as it stands, as the official FFT
+    division does: the Figure 5 experiment studies what training does from there)."""
     for seed in range(2):
         failed = _run("raw", boundary, opt_name, seed)
         assert failed is not None and failed[0] <= 5, failed
