@@ -18,7 +18,8 @@ import math
 import operator
 from typing import NamedTuple
 
-from .backends import lookup
+from ._array import device_kind
+from .capabilities import resolve
 from ._validate import check_float_dtype, namespace
 from .boundary import gather, source_indices
 
@@ -205,8 +206,9 @@ def _pad(xp, x, spec: _ConvSpec):
 _MIN_CONTRACTION = 128
 
 
-def _generic(xp, x, weight, bias, spec: _ConvSpec):
-    """Pad once, then ``out += W_chunk @ patches_chunk`` over chunks of kernel offsets."""
+def generic_kernel(xp, x, weight, bias, spec: _ConvSpec):
+    """The generic ``conv`` row: pad once, then ``out += W_chunk @ patches_chunk`` over chunks
+    of kernel offsets (any array-API library)."""
     k, groups = spec.k, spec.groups
     batch = tuple(x.shape[:-k - 1])
     c_in = x.shape[-k - 1]
@@ -255,16 +257,8 @@ def _offsets(kernel_size):
     return offsets
 
 
-def _conv_generic(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros"):
-    """:func:`conv` without the backend registry (the array-API path, for tests)."""
-    xp = namespace(x, weight, bias, names=("x", "weight", "bias"))
-    spec = _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    return _generic(xp, x, weight, bias, spec)
-
-
 def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros"):
+         padding_mode="zeros", method="auto"):
     """N-D convolution (cross-correlation): the MA layer of an ARMA layer (Eq. 5a).
 
     Same semantics as ``torch.nn.functional.conv1d/2d/3d``, with ``nn.Conv2d``'s
@@ -295,6 +289,10 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, default "zeros"
         Value of the padded samples (names of ``nn.Conv2d``; the index maps are those of the
         AR boundary rules). As in torch, "reflect" needs each pad < n and "circular" pad <= n.
+    method : {"auto", "native", "generic"}, default "auto"
+        ``"native"``: the library's own convolution (torch's ``F.conv*d``); ``"generic"``: the
+        array-API implementation; ``"auto"``: native where there is one
+        (:mod:`arma_core.capabilities`).
 
     Returns
     -------
@@ -311,12 +309,6 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
         Channel or group mismatch, bad ``padding``/``padding_mode``, ``"same"`` with
         stride > 1, non-positive stride/dilation, an input smaller than the dilated kernel.
 
-    Notes
-    -----
-    A registered fast path (``arma_core.backends``, e.g. ``torch.nn.functional.conv2d`` for
-    torch tensors) is used when present; it receives ``stride``/``dilation`` as k-tuples and
-    ``padding`` as k ``(left, right)`` pairs, already checked.
-
     Examples
     --------
     >>> import numpy as np
@@ -327,18 +319,6 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     """
     xp = namespace(x, weight, bias, names=("x", "weight", "bias"))
     spec = _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    impl = lookup("conv", xp)
-    if impl is not None:
-        out = impl(
-            x,
-            weight,
-            bias,
-            stride=spec.stride,
-            padding=spec.padding,
-            dilation=spec.dilation,
-            groups=spec.groups,
-            padding_mode=spec.padding_mode,
-        )
-        if out is not NotImplemented:
-            return out
-    return _generic(xp, x, weight, bias, spec)
+    row = resolve("conv", xp, method=method, boundary=spec.padding_mode, dtype=None,
+                  device=device_kind(x))
+    return row.load()(xp, x, weight, bias, spec)

@@ -23,7 +23,7 @@ import numpy as np
 from array_api_compat import device as _device
 
 from arma_core._validate import real_dtype_for_precision
-from arma_core.solve import denominator
+from arma_core.solve import cached, denominator
 
 __all__ = ["fft_solve_vjp"]
 
@@ -50,7 +50,8 @@ def _onesided_weight(n):
     return w
 
 
-def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_taps: bool = True):
+def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_taps: bool = True,
+                  cache=None):
     """Backward of the circular solve ``y = A^{-1} t`` (``A^{-T} t`` when ``adjoint``).
 
     Parameters
@@ -58,6 +59,8 @@ def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_
     y : array ``(..., C, n_1, ..., n_k)``, the forward output.
     g : array like ``y``, ``dL/dy``.
     taps : array ``(C, k, Q, 3)``.
+    cache : dict, optional
+        Shared with the ``fft`` kernel: the denominator of the transposed system is kept there.
 
     Returns
     -------
@@ -68,7 +71,8 @@ def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_
     spatial = tuple(g.shape[-k:])
     axes = tuple(range(-k, 0))
     G = xp.fft.rfftn(g, axes=axes)
-    D = denominator(xp, taps, spatial, dilation, conj=not adjoint, dtype=G.dtype)
+    D = cached(cache, ("fft", spatial, not adjoint, str(G.dtype)),
+               lambda: denominator(xp, taps, spatial, dilation, conj=not adjoint, dtype=G.dtype))
     grad_t = xp.astype(xp.fft.irfftn(G / D, s=spatial, axes=axes), g.dtype, copy=False)
     if not need_taps:
         return grad_t, None

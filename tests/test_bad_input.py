@@ -13,7 +13,8 @@ import pytest
 
 import arma_core as ac
 from arma_core import reference as R
-from conftest import random_taps, rel_err, to_np, to_xp
+from arma_core.capabilities import methods
+from conftest import lib_name, random_taps, rel_err, to_np, to_xp
 
 SOLVES = [ac.ar_solve, ac.ar_solve_adjoint]
 APPLIES = [ac.ar_apply, ac.ar_apply_adjoint]
@@ -270,8 +271,8 @@ def test_stability_margin_bad_input(xp):
 # never a silent pass-through, never NaN
 
 
-def _methods(boundary):
-    return ["auto"] + [m for m, bs in ac.solve.EXACT_FOR.items() if boundary in bs]
+def _methods(xp, boundary):
+    return ["auto"] + list(methods("solve", lib_name(xp), boundary))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -298,7 +299,7 @@ def test_tiny_images_are_solved_not_passed_through(xp, dtype):
                     continue
                 ref = R.ar_solve(t, taps, boundary, d)
                 assert np.max(np.abs(ref - to_np(t))) > 0.1  # the true answer is not the input
-                for m in _methods(boundary):
+                for m in _methods(xp, boundary):
                     y = ac.ar_solve(t, taps, boundary=boundary, dilation=d, method=m)
                     assert rel_err(y, ref) < tol, (shape, boundary, d, m)
                     ya = ac.ar_solve_adjoint(t, taps, boundary=boundary, dilation=d, method=m)
@@ -321,7 +322,7 @@ def test_taps_near_the_edge_give_finite_output(xp, dtype):
     t_np = rng.normal(size=(2, 2, 9, 8))
     t = to_xp(xp, t_np, dtype)
     for boundary in ac.BOUNDARIES:
-        for m in _methods(boundary):
+        for m in _methods(xp, boundary):
             for fn in SOLVES:
                 y = to_np(fn(t, taps, boundary=boundary, method=m))
                 assert np.all(np.isfinite(y)), (boundary, m, fn.__name__)

@@ -7,6 +7,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 
 import arma_core as ac  # noqa: E402
+from arma_core.capabilities import methods  # noqa: E402
 from conftest import random_taps  # noqa: E402
 
 FUNCTIONS = [ac.ar_solve, ac.ar_solve_adjoint, ac.ar_apply, ac.ar_apply_adjoint]
@@ -16,7 +17,7 @@ IDS = [f.__name__ for f in FUNCTIONS]
 def _methods(fn, boundary):
     if fn in (ac.ar_apply, ac.ar_apply_adjoint):
         return [None]
-    return ["auto"] + [m for m, bs in ac.solve.EXACT_FOR.items() if boundary in bs]
+    return ["auto"] + list(methods("solve", "dask", boundary))
 
 
 def _call(fn, x, taps, boundary, d, method):

@@ -16,16 +16,15 @@ import numpy as np
 import pytest
 
 import arma_core as ac
-from conftest import NAMESPACES, load_namespace, random_taps, rel_err
+from arma_core.capabilities import methods
+from arma_core.testing import LIBRARIES
+from conftest import load_namespace, random_taps, rel_err
 
 DTYPES = ["float32", "float64"]
 TOL = {"float32": 1e-5, "float64": 1e-10}
 
-LIBS = [(name, None) for name in NAMESPACES] + [
-    ("array_api_strict", "device1"),
-    ("torch", "cuda"),
-    ("jax", None),
-]
+LIBS = [(name, None if device == "cpu" else device) for name, device in LIBRARIES
+        if name != "dask" and (name, device) != ("cupy", "cuda")] + [("cupy", None)]
 # jax dispatches op by op and compiles each new (op, shape, dtype) once: ~25 s for this file
 PARAMS = [
     pytest.param((n, d), id=n if d is None else f"{n}-{d}",
@@ -125,8 +124,7 @@ def test_ar_operators(lib, dtype):
                     assert_like(out, t)
                     expect = fn(t_np.astype(dtype), taps_np.astype(dtype), boundary=boundary)
                     assert rel_err(out, expect) < TOL[dtype], (fn.__name__, boundary)
-                methods = ["auto"] + [m for m, bs in ac.solve.EXACT_FOR.items() if boundary in bs]
-                for method in methods:
+                for method in ["auto"] + list(methods("solve", lib.name, boundary)):
                     for fn in (ac.ar_solve, ac.ar_solve_adjoint):
                         out = fn(t, taps, boundary=boundary, method=method)
                         assert_like(out, t)
