@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import doctest
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -368,3 +369,28 @@ def test_kernel_type_error():
 def test_docstring_examples_run():
     result = doctest.testmod(poly, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("order, kernel", [(3, [1.0, 4.0, 1.0]), (5, [1.0, 26.0, 66.0, 26.0, 1.0])])
+def test_bspline_prefilter_matches_scipy_ndimage(order, kernel):
+    """The B-spline coefficients: reflect, replicate, circular against spline_filter1d's modes."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    taps = taps_from_kernel(np.array(kernel) / sum(kernel))
+    x = np.random.default_rng(8).standard_normal((2, 1, 37))
+    for boundary, mode in [("reflect", "mirror"), ("replicate", "reflect"), ("circular", "grid-wrap")]:
+        y = ar_solve(x, taps, boundary=boundary, method="dense")
+        assert rel(y, ndimage.spline_filter1d(x, order, mode=mode)) < 1e-13
+
+
+def test_math_doc_section_examples_run():
+    """The worked examples of docs/math.md, section "Filters from polynomials", as a doctest."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "math.md"
+    text = path.read_text()
+    start = text.index("## Filters from polynomials")
+    end = text.find("\n## ", start + 1)
+    section = text[start : None if end < 0 else end]
+    section = "\n".join("" if line.startswith("```") else line for line in section.splitlines())
+    test = doctest.DocTestParser().get_doctest(section, {}, "math.md", str(path), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert len(test.examples) > 10 and runner.failures == 0
