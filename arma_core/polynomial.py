@@ -194,6 +194,24 @@ def _check_causal_roots(roots: np.ndarray, tol: float) -> None:
             )
 
 
+def _complex_pole_message(c: complex) -> str:
+    msg = (
+        f"a has the complex pole pair {c:.6g} and its conjugate (modulus {abs(c):.6g}): a "
+        "causal second-order section spans delays 0, 1, 2 while a 3-tap factor spans -1, 0, "
+        "1, and no product of invertible 3-tap factors is lfilter's lower-triangular system. "
+        "Use taps_from_kernel for a zero-phase (symmetric two-sided) design, or "
+        "scipy.signal.sosfilt for causal complex poles"
+    )
+    if abs(c.imag) <= NEAR_REAL * max(1.0, abs(c)):
+        # a cluster of close real poles has roots that float64 coefficients cannot resolve
+        msg += (
+            ". The pair is nearly real: if a's poles are meant to be real, they are too "
+            "clustered for its float64 coefficients to define them; build the taps from the "
+            "poles themselves, (0, 1, -r) per pole r"
+        )
+    return msg
+
+
 def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
     """Taps of causal 3-tap factors whose solve is ``scipy.signal.lfilter([1], a, x)``.
 
@@ -274,14 +292,7 @@ def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
     _check_causal_roots(roots, tol)
     reals, pairs = _merge_multiple(*_split(roots), _monic, a)
     if pairs:
-        c = pairs[0]
-        raise ValueError(
-            f"a has the complex pole pair {c:.6g} and its conjugate (modulus {abs(c):.6g}): a "
-            "causal second-order section spans delays 0, 1, 2 while a 3-tap factor spans -1, 0, "
-            "1, and no product of invertible 3-tap factors is lfilter's lower-triangular system. "
-            "Use taps_from_kernel for a zero-phase (symmetric two-sided) design, or "
-            "scipy.signal.sosfilt for causal complex poles"
-        )
+        raise ValueError(_complex_pole_message(pairs[0]))
     r = np.asarray(reals)
     factors = np.stack([np.zeros_like(r), np.ones_like(r), -r], axis=-1)
     taps = _with_gain(factors, float(a[0]))

@@ -164,7 +164,7 @@ def test_lfilter_input_kinds_and_copy():
         ([1.0, -1.0], r"modulus 1, on \(or within tol of\) the unit circle"),
         ([1.0, -(1 - 1e-8)], r"within tol of\) the unit circle"),
         ([1.0, 0.0, 0.25], r"complex pole pair.*taps_from_kernel.*sosfilt"),
-        (np.poly([0.5 + 1e-4j, 0.5 - 1e-4j]).real, "complex pole pair"),  # nearly real: not merged
+        (np.poly([0.5 + 1e-4j, 0.5 - 1e-4j]).real, "complex pole pair.*nearly real"),  # not merged
     ],
 )
 def test_lfilter_errors(a, match):
@@ -216,6 +216,12 @@ def complex_kernel(seed, n_real, n_pairs, gain=1.0):
 
 BSPLINE3 = np.array([1.0, 4.0, 1.0]) / 6
 BSPLINE5 = np.array([1.0, 26.0, 66.0, 26.0, 1.0]) / 120
+def gaussian(sigma, truncate):
+    P = int(np.ceil(truncate * sigma))
+    g = np.exp(-np.arange(-P, P + 1) ** 2 / (2 * sigma**2))
+    return g / g.sum()
+
+
 KERNELS = {
     "bspline3": BSPLINE3,
     "bspline5": BSPLINE5,
@@ -223,6 +229,7 @@ KERNELS = {
     "bspline3_cubed": np.convolve(np.convolve(BSPLINE3, BSPLINE3), BSPLINE3),  # merged triple
     "real_P3": real_kernel(0, 3, 2.0),
     "real_P4_negative": real_kernel(1, 4, -0.5),
+    "gaussian_complex": gaussian(1.0, 4.0),  # two strip factors, one complex quadruple
     "complex_1pair": complex_kernel(2, 0, 1),
     "complex_mixed": complex_kernel(3, 2, 1, 3.0),
     "complex_2pairs_negative": complex_kernel(4, 1, 2, -1.5),
@@ -256,6 +263,21 @@ def test_kernel_product_and_form(name):
 def test_bspline3_is_its_own_factor():
     np.testing.assert_allclose(taps_from_kernel([1, 4, 1]), [[[[1.0, 4.0, 1.0]]]], rtol=1e-15)
     np.testing.assert_allclose(taps_from_kernel(BSPLINE3), BSPLINE3[None, None, None], rtol=1e-15)
+
+
+@pytest.mark.parametrize("degree", [7, 9, 13, 21])
+def test_high_degree_bspline_prefilters(degree):
+    """Samples of the degree-n B-spline at the integers: (n - 1) / 2 strip factors, exact."""
+    interpolate = pytest.importorskip("scipy.interpolate")
+    knots = np.arange(degree + 2) - (degree + 1) / 2
+    P = (degree - 1) // 2
+    kernel = interpolate.BSpline.basis_element(knots)(np.arange(-P, P + 1.0))
+    taps = taps_from_kernel(kernel)
+    assert taps.shape == (1, 1, P, 3)
+    assert np.all(np.abs(taps[..., 0] + taps[..., 2]) < taps[..., 1])
+    assert rel(laurent(taps), kernel) < 1e-12
+    x = np.random.default_rng(degree).standard_normal((1, 80))
+    assert rel(ar_solve(x, taps, boundary="circular"), divide(x, kernel)) < tolerance(kernel)
 
 
 def test_bspline5_factors_are_the_known_poles():
