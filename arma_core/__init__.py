@@ -16,6 +16,7 @@ from .filters import check_stable, is_stable, official_to_theta, reparameterize,
 from .operator import ARFilter, ar_apply, ar_apply_adjoint, ar_solve, ar_solve_adjoint
 from .conv import conv
 from .arma import arma
+from .polynomial import taps_from_kernel, taps_from_lfilter
 
 __version__ = "0.1.0"
 
@@ -36,4 +37,6 @@ __all__ = [
     "ar_solve_adjoint",
     "conv",
     "arma",
+    "taps_from_lfilter",
+    "taps_from_kernel",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 import array_api_compat as _compat
 import numpy as np
 
-__all__ = ["library_name", "device_kind", "to_numpy"]
+__all__ = ["library_name", "device_kind", "to_numpy", "concrete"]
 
 
 def library_name(xp: Any) -> str:
@@ -50,10 +50,17 @@ def device_kind(x: Any) -> str:
     return "cpu"
 
 
+def concrete(x: Any) -> Any:
+    """``x`` with its values computed when it is a lazy (dask) array, else ``x`` itself."""
+    if _compat.is_dask_array(x):
+        return x.compute()
+    return x
+
+
 def to_numpy(x: Any, dtype: Any = np.float64) -> np.ndarray:
     """A host copy of ``x`` (any array library, or a sequence) as a numpy array of ``dtype``.
 
-    Torch tensors leave autograd and their device behind; CuPy and Dask arrays are brought to
+    A numpy ``x`` of that dtype is returned as it is (no copy). Torch tensors leave autograd and their device behind; CuPy and Dask arrays are brought to
     the host (Dask: computed). ``dtype=None`` keeps the array's own dtype.
     """
     if isinstance(x, np.ndarray):
@@ -68,6 +75,6 @@ def to_numpy(x: Any, dtype: Any = np.float64) -> np.ndarray:
     elif _compat.is_dask_array(x):
         x = x.compute()
     try:
-        return np.asarray(np.from_dlpack(x), dtype=dtype)
+        return np.array(np.from_dlpack(x), dtype=dtype)
     except (TypeError, AttributeError, RuntimeError, BufferError, ValueError):
-        return np.asarray(x, dtype=dtype)
+        return np.array(x, dtype=dtype)

@@ -11,6 +11,7 @@ import operator
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from ._typing import BOUNDARIES
 
@@ -121,7 +122,8 @@ def check_float_dtype(xp, x, name: str, *, complex_ok: bool = False) -> None:
 def _any_nonfinite(xp, x) -> bool:
     # One reduction without a boolean temporary: the sum of finite values is finite unless it
     # overflows, and any NaN or inf makes it non-finite; only then is the elementwise test run.
-    total = xp.sum(x)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
+        total = xp.sum(x)
     if bool(xp.isfinite(total)):
         return False
     return not bool(xp.all(xp.isfinite(x)))
@@ -129,8 +131,8 @@ def _any_nonfinite(xp, x) -> bool:
 
 def check_finite(xp, x, name: str) -> None:
     """ValueError naming ``name`` when ``x`` holds NaN or inf (as ``scipy.linalg`` does)."""
-    if x.size == 0:
-        return
+    if x.size == 0 or not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        return  # integers and booleans are finite
     if _any_nonfinite(xp, x):
         raise ValueError(
             f"{name} contains NaN or inf; pass check_finite=False to filter it anyway "
@@ -173,7 +175,7 @@ def promote_signal(xp, x, taps_dtype, name: str):
     Returns
     -------
     dtype : the dtype of the result
-    real : the real dtype the kernels run in
+    real : the real dtype the kernels run in (float32 for half-precision results)
     """
     if xp.isdtype(x.dtype, ("integral", "bool")):
         base = real_dtype_for_precision(xp, taps_dtype)
@@ -186,6 +188,10 @@ def promote_signal(xp, x, taps_dtype, name: str):
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} has dtype {x.dtype}; a numeric dtype is required")
     real = xp.result_type(x.dtype, taps_dtype)
+    f32 = getattr(xp, "float32", None)
+    if f32 is not None and real != f32 and real != getattr(xp, "float64", None):
+        # half precision cannot hold the filter's gain or an FFT's round-off: computed in float32
+        return real, f32
     return real, real
 
 

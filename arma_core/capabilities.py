@@ -77,8 +77,9 @@ class Capability:
     auto_when : str or None
         An extra condition of the auto rule (a key of :data:`AUTO_CONDITIONS`).
     lazy : bool
-        The arrays are lazy (dask): the kernel also takes ``check_finite`` and checks inside
-        the graph, since values do not exist when the call is made.
+        The arrays are lazy (dask): the kernel also takes ``check_finite`` and ``name`` (the
+        signal's argument name) and checks inside the graph, since values do not exist when
+        the call is made.
     strip_only : bool
         Needs every factor in the strip ``|f_-1 + f_1| < |f_0|`` (winding number 0); rows
         without it also take circular factors with a nonzero response outside the strip.

@@ -531,7 +531,7 @@ def linear_erf(layers, size, *, method: str = "gradient"):
     if method == "impulse" and any(n % 2 == 0 for n in shape):
         raise ValueError(f"method='impulse' needs odd sizes (a pixel at the exact centre), got {shape}")
     from .conv import conv
-    from .solve import ar_solve, ar_solve_adjoint
+    from .operator import ar_solve, ar_solve_adjoint
 
     arrays = [l.weight for l in layers] + [l.taps for l in layers if l.taps is not None]
     xp = array_namespace(*arrays)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as _device
 
-from ._array import device_kind, to_numpy
+from ._array import concrete, device_kind, to_numpy
 from ._nonfinite import axis_kinds, reach
 from ._typing import Boundary, Method
 from ._validate import (
@@ -75,11 +75,12 @@ def _axis_index(a: Any, nd: int, name: str) -> int:
     return i % nd
 
 
-def _spatial_axes(nd: int, k: int, axes, name: str) -> list[int]:
+def _spatial_axes(shape, k: int, axes, name: str) -> list[int]:
+    nd = len(shape)
     if axes is None:
         if nd < k:
             raise ValueError(f"{name} must have at least {k} dimension(s) for taps with k={k} "
-                             f"spatial axes, got shape with {nd}")
+                             f"spatial axes, got shape {tuple(shape)}")
         return list(range(nd - k, nd))
     sp = [_axis_index(a, nd, "axes") for a in axes]
     if len(set(sp)) != len(sp):
@@ -101,8 +102,8 @@ def _channel(shape, sp, C: int, axes, channel_axis, name: str) -> int | None:
         if ch < 0:
             raise ValueError(
                 f"{name} must have shape (..., C, n_1, ..., n_{len(sp)}) for taps with C={C} "
-                f"channels, got {nd} dimension(s) {tuple(shape)} (taps with one channel "
-                "filter a signal of any shape)")
+                f"channels and k={len(sp)} spatial axes, got {nd} dimension(s) {tuple(shape)} "
+                "(taps with one channel filter a signal of any shape)")
     else:
         rest = [a for a in range(nd) if a not in sp]
         if not rest:
@@ -120,7 +121,7 @@ def _channel(shape, sp, C: int, axes, channel_axis, name: str) -> int | None:
 def _layout(shape, k: int, C: int, axes, channel_axis, name: str, boundary: str, dilation: int,
             dilation_name: str) -> _Layout:
     nd = len(shape)
-    sp = _spatial_axes(nd, k, axes, name)
+    sp = _spatial_axes(shape, k, axes, name)
     ch = _channel(shape, sp, C, axes, channel_axis, name)
     for j, a in enumerate(sp):
         n = finite_size(shape[a], name, j)
@@ -211,6 +212,8 @@ class ARFilter:
                  axes: Sequence[int] | None = None, channel_axis: int | None = None,
                  method: Method = "auto", check_stability: bool = True,
                  check_finite: bool = True, _names: tuple[str, str] = ("t", "dilation")):
+        # small taps of a lazy library are computed once, here (the signal stays lazy)
+        taps = concrete(taps)
         self._xp = namespace(taps, names=("taps",))
         self.boundary = check_boundary(boundary)
         self._names = _names
@@ -338,17 +341,20 @@ class ARFilter:
         opts = dict(boundary=self.boundary, dilation=self.dilation, adjoint=self._adjoint,
                     cache=self._cache)
         if cap.lazy:  # the values exist only when the graph runs: the check goes into it
-            opts["check_finite"] = check
+            opts.update(check_finite=check, name=name)
         v = lay.to_standard(xp, x)
-        if v.dtype != dtype:
-            v = xp.astype(v, dtype)
+        work = dtype if xp.isdtype(dtype, "complex floating") else real
+        if v.dtype != work:
+            v = xp.astype(v, work)
         if solve and not check:
             y = self._contained(xp, kernel, v, taps, opts)
-        elif xp.isdtype(dtype, "complex floating"):
-            y = (xp.astype(kernel(xp, xp.real(v), taps, **opts), dtype)
-                 + xp.astype(kernel(xp, xp.imag(v), taps, **opts), dtype) * 1j)
+        elif xp.isdtype(work, "complex floating"):
+            y = (xp.astype(kernel(xp, xp.real(v), taps, **opts), work)
+                 + xp.astype(kernel(xp, xp.imag(v), taps, **opts), work) * 1j)
         else:
             y = kernel(xp, v, taps, **opts)
+        if y.dtype != dtype:
+            y = xp.astype(y, dtype)
         return lay.from_standard(xp, y)
 
     def _resolve_solve(self, xp, x, real, lay):

@@ -259,9 +259,8 @@ def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
 
     Notes
     -----
-    A negative ``a[0]`` gives a first factor with ``f_0 < 0``: stable (``|f_-1 + f_1| < |f_0|``),
-    but outside Theorem 6's strip as stated (``f_0 > 0``); ``ar_solve`` accepts it once negative
-    ``f_0`` is part of the stability check, ``check_stability=False`` until then.
+    A negative ``a[0]`` gives a first factor with ``f_0 < 0``: in the strip
+    ``|f_-1 + f_1| < |f_0|`` (the stable filter times -1), accepted by every solver.
 
     Examples
     --------
@@ -408,7 +407,8 @@ def taps_from_kernel(kernel, *, tol: float = 1e-6) -> np.ndarray:
     What each boundary of ``ar_solve`` gives (``docs/math.md``, "Filters from polynomials"):
 
     - ``circular``: division by ``K(w)`` on the DFT grid, exact for every such kernel (factors
-      outside the strip need ``method="fft"`` and ``check_stability=False`` today).
+      outside the strip (winding +-1) are stable for the circular boundary, where ``fft`` and
+      ``dense`` solve them; the line solver and the other boundaries reject them).
     - With only real root pairs (every factor symmetric and in the strip), the non-circular
       boundaries are well conditioned and invert ``K`` applied to an extension of the signal:
       ``reflect`` the whole-sample symmetric one (``numpy.pad(mode="reflect")``),

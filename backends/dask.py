@@ -62,13 +62,13 @@ def _like_chunks(x, taps):
     return taps if same else xp.asarray(taps)
 
 
-def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check_finite, cache):
+def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check_finite, name):
     """The chunk library's kernel of ``(operation, method)`` on every block of ``x``, lazily."""
     from arma_core.capabilities import resolve
 
     taps = _host_taps(taps)
     k = taps.shape[1]
-    check_spatial_chunks(x, k, "the signal")
+    check_spatial_chunks(x, k, name)
     taps = _like_chunks(x, taps)
     cxp = array_api_compat.array_namespace(x._meta)
     kernel = resolve(operation, cxp, method=method, boundary=boundary,
@@ -83,10 +83,9 @@ def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check
 
     def block(b, block_id=None):
         if check_finite:
-            _check_finite(cxp, b, "the signal")
+            _check_finite(cxp, b, name)
         c0 = starts[block_id[ch]]
         tb = taps if broadcast else taps[c0:c0 + b.shape[ch]]
-        # a per-block cache would be rebuilt for every block: the kernels' own work is per call
         return kernel(cxp, b, tb, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=None)
 
     token = tokenize(x, taps, operation, method, boundary, dilation, adjoint, check_finite)
@@ -94,25 +93,32 @@ def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check
                          name=f"arma-{operation}-{method}-{library_name(cxp)}-{token}")
 
 
-def solve_lines(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True):
+# a per-block cache would be rebuilt for every block (``cache`` is accepted and not used)
+
+
+def solve_lines(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
+                name="t"):
     """Lazy ``A^{-1} t`` with the line solver of the chunks' library."""
     return _blockwise("solve", "lines", t, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, cache=cache)
+                      adjoint=adjoint, check_finite=check_finite, name=name)
 
 
-def solve_fft(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True):
+def solve_fft(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
+              name="t"):
     """Lazy ``A^{-1} t`` with the fft kernel of the chunks' library."""
     return _blockwise("solve", "fft", t, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, cache=cache)
+                      adjoint=adjoint, check_finite=check_finite, name=name)
 
 
-def solve_dense(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True):
+def solve_dense(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
+                name="t"):
     """Lazy ``A^{-1} t`` with the dense kernel of the chunks' library."""
     return _blockwise("solve", "dense", t, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, cache=cache)
+                      adjoint=adjoint, check_finite=check_finite, name=name)
 
 
-def apply_direct(xp, y, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True):
+def apply_direct(xp, y, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
+                 name="y"):
     """Lazy ``A y`` (``A^T y``) with the generic shifts on every chunk."""
     return _blockwise("apply", "direct", y, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, cache=cache)
+                      adjoint=adjoint, check_finite=check_finite, name=name)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from arma_core.backends._torch_conv import conv_torch
+from arma_core.capabilities import resolve
 from arma_core.conv import PADDING_MODES, conv
 
 
@@ -153,7 +154,6 @@ def test_torch_fast_path(case, padding_mode):
 
 def test_torch_dispatches_to_fast_path(monkeypatch):
     """On torch tensors ``conv`` calls the registered fast path with resolved arguments."""
-    from arma_core.backends import lookup
 
     calls = []
 
@@ -161,9 +161,11 @@ def test_torch_dispatches_to_fast_path(monkeypatch):
         calls.append(kw)
         return conv_torch(*args, **kw)
 
+    import arma_core.backends.torch as torch_backend
+
     xp = conv_module.namespace(torch.zeros(1))
-    assert lookup("conv", xp) is not None
-    monkeypatch.setattr(conv_module, "lookup", lambda f, xp_: spy if f == "conv" else None)
+    assert resolve("conv", xp).method == "native"
+    monkeypatch.setattr(torch_backend, "conv_torch", spy)
     x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
     w = torch.randn(4, 3, 2, 3, dtype=torch.float64)
     out = conv(x, w, padding="same", padding_mode="reflect")
@@ -174,14 +176,18 @@ def test_torch_dispatches_to_fast_path(monkeypatch):
     assert _rel_err(out.numpy(), _generic(x, w, padding="same", padding_mode="reflect").numpy()) < 1e-12
 
 
-def test_fast_path_falls_back_on_not_implemented(monkeypatch):
-    monkeypatch.setattr(conv_module, "lookup", lambda f, xp_: lambda *a, **k: NotImplemented)
+def test_methods_of_conv_are_checked():
     x = torch.randn(3, 9, dtype=torch.float64)
     w = torch.randn(2, 3, 3, dtype=torch.float64)
     expected = _reference(x.numpy(), w.numpy(), None, stride=1, padding=1, dilation=1,
                           groups=1, padding_mode="circular")
-    out = conv(x, w, padding=1, padding_mode="circular")
-    assert _rel_err(out.numpy(), expected) < 1e-12
+    for method in ("auto", "native", "generic"):
+        out = conv(x, w, padding=1, padding_mode="circular", method=method)
+        assert _rel_err(out.numpy(), expected) < 1e-12
+    with pytest.raises(ValueError, match="method='native' does not run on numpy"):
+        conv(x.numpy(), w.numpy(), method="native")
+    with pytest.raises(ValueError, match="method='fft' is not one of"):
+        conv(x, w, method="fft")
 
 
 @pytest.mark.parametrize(
