@@ -39,8 +39,8 @@ __all__ = ["Capability", "TABLE", "METHODS", "resolve", "rows", "methods", "mark
 
 REAL = ("float32", "float64")
 CIRCULAR = ("circular",)
-NO_GPU = ("no GPU on the CI machine: the same generic kernels are tested on numpy, torch (CPU) "
-          "and array_api_strict, including array_api_strict's non-default devices")
+NO_GPU = ("no GPU in CI: the same code runs on numpy, torch CPU and array_api_strict (also on "
+          "its non-default devices)")
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,11 @@ TABLE: tuple[Capability, ...] = (
                differentiable=True, **_LINES),
     Capability("solve", "torch", "fft", "arma_core.backends.torch:fft_kernel", CIRCULAR,
                devices=("cpu", "cuda"), differentiable=True, auto=1,
-               tested_by="CPU tensors (CUDA tensors run the same torch code; " + NO_GPU + ")",
+               tested_by="CPU tensors (CUDA: " + NO_GPU + ")",
                note=_FFT_NOTE + "; backward in the Fourier domain"),
     Capability("solve", "torch", "dense", "arma_core.backends.torch:dense_kernel",
                devices=("cpu", "cuda"), differentiable=True, auto=2,
-               tested_by="CPU tensors (CUDA tensors run the same torch code; " + NO_GPU + ")",
+               tested_by="CPU tensors (CUDA: " + NO_GPU + ")",
                note=_DENSE_NOTE + "; backward of Theorem 4 by forward shifts"),
     Capability("solve", "dask", kernel="arma_core.backends.dask:solve_lines", lazy=True,
                **{**_LINES, "note": "the numpy line solver, chunk by chunk (dask.array.map_blocks)"}),

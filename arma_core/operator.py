@@ -211,7 +211,8 @@ class ARFilter:
     def __init__(self, taps, *, boundary: Boundary = "circular", dilation: int = 1,
                  axes: Sequence[int] | None = None, channel_axis: int | None = None,
                  method: Method = "auto", check_stability: bool = True,
-                 check_finite: bool = True, _names: tuple[str, str] = ("t", "dilation")):
+                 check_finite: bool = True, _names: tuple[str, str] = ("t", "dilation"),
+                 _contain: bool = True):
         # small taps of a lazy library are computed once, here (the signal stays lazy)
         taps = concrete(taps)
         self._xp = namespace(taps, names=("taps",))
@@ -230,6 +231,8 @@ class ARFilter:
                                  "spatial axes (taps.shape[1])")
         self.taps, self.axes, self.channel_axis, self.method = taps, axes, channel_axis, method
         self.check_stability, self.check_finite = check_stability, check_finite
+        # layers neither check nor contain (no host sync, no extra passes): _contain=False
+        self._contain = _contain
         if check_stability:
             check_stable(taps, boundary=boundary)
         self._adjoint = False
@@ -346,7 +349,7 @@ class ARFilter:
         work = dtype if xp.isdtype(dtype, "complex floating") else real
         if v.dtype != work:
             v = xp.astype(v, work)
-        if solve and not check:
+        if solve and not check and self._contain:
             y = self._contained(xp, kernel, v, taps, opts)
         elif xp.isdtype(work, "complex floating"):
             y = (xp.astype(kernel(xp, xp.real(v), taps, **opts), work)

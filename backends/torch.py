@@ -14,6 +14,8 @@ When neither input needs a gradient the forward kernel is called directly (no au
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -32,17 +34,23 @@ __all__ = ["ARSolve", "Solver", "lines_kernel", "fft_kernel", "dense_kernel", "c
 # the compiled line solver on CPU tensors
 
 
-def _numba_threads() -> None:
-    """Run numba's parallel loops on as many threads as torch (``torch.set_num_threads``).
-
-    numba's thread count is per calling thread and must be set before each parallel call to
-    follow torch's; it is only lowered to torch's, never raised past NUMBA_NUM_THREADS.
-    """
+@contextlib.contextmanager
+def _numba_threads() -> Iterator[None]:
+    """numba's parallel loops on as many threads as torch's (``torch.set_num_threads``) for
+    the block, never more than ``NUMBA_NUM_THREADS``; the calling thread's numba setting is
+    restored after (numba's thread count is per calling thread)."""
     import numba
 
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)
+    before = numba.get_num_threads()
+    if before == n:
+        yield
+        return
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _host(x: torch.Tensor):
@@ -58,19 +66,19 @@ def _empty(shape, dtype) -> torch.Tensor:
 
 
 def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache):
-    _numba_threads()
     out = _empty(t.shape, t.dtype)
-    _lines.solve(_host(t), _host(taps), boundary=boundary, dilation=dilation, adjoint=adjoint,
-                 out=out.numpy(), cache=cache)
+    with _numba_threads():
+        _lines.solve(_host(t), _host(taps), boundary=boundary, dilation=dilation,
+                     adjoint=adjoint, out=out.numpy(), cache=cache)
     return out
 
 
 def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
-    _numba_threads()
     out = _empty(g.shape, g.dtype)
-    _, gtaps = _lines.solve_vjp(_host(y), _host(g), _host(taps), boundary=boundary,
-                                dilation=dilation, adjoint=adjoint, need_taps=need_taps,
-                                out=out.numpy(), cache=cache)
+    with _numba_threads():
+        _, gtaps = _lines.solve_vjp(_host(y), _host(g), _host(taps), boundary=boundary,
+                                    dilation=dilation, adjoint=adjoint, need_taps=need_taps,
+                                    out=out.numpy(), cache=cache)
     if gtaps is not None:
         gtaps = torch.from_numpy(gtaps).to(dtype=taps.dtype, device=taps.device)
     return out, gtaps

@@ -257,16 +257,35 @@ class _ARNd(nn.Module):
         if x.numel() == 0:  # an empty batch, as nn.Conv*d allows (an empty FFT would raise)
             return x.to(out_dtype)
         with torch.autocast(dev, enabled=False):
-            taps = self._taps(self.theta.to(compute))
-            raw = self.region == "raw"
-            # raw taps are unconstrained: solved as the official code did (FFT division for
-            # circular), without the stability check, so training can leave the stable region
-            y = arma_core.ar_solve(
-                x.to(compute), taps, boundary=self.boundary, dilation=self.dilation,
-                method="fft" if raw and self.boundary == "circular" else "auto",
-                check_stability=not raw,
-            )
+            y = self._filter(compute).solve(x.to(compute))
         return y.to(out_dtype)
+
+    def _filter(self, dtype: torch.dtype) -> arma_core.ARFilter:
+        """The AR operator of the current ``theta`` in ``dtype``.
+
+        Its taps are stable by construction (strip / diamond: proved in ``docs/math.md`` and
+        tested for any finite ``theta``), so the filter is built without the stability check
+        and without finiteness checks (no host sync on a GPU; a NaN ``theta`` gives NaN
+        outputs, which a training loop sees as a non-finite loss). Raw taps are unconstrained
+        and solved as the official code did (FFT division for circular), so training can leave
+        the stable region. Outside autograd (``torch.no_grad()`` or ``theta`` frozen) the
+        filter, with the line solver's per-channel operators, is kept until ``theta`` changes.
+        """
+        theta = self.theta
+        key = (id(theta), theta._version, theta.data_ptr(), theta.device, dtype)
+        grad = torch.is_grad_enabled() and self.theta.requires_grad
+        cached = self.__dict__.get("_cached_filter")
+        if not grad and cached is not None and cached[0] == key:
+            return cached[1]
+        raw = self.region == "raw"
+        f = arma_core.ARFilter(
+            self._taps(self.theta.to(dtype)), boundary=self.boundary, dilation=self.dilation,
+            method="fft" if raw and self.boundary == "circular" else "auto",
+            check_stability=False, check_finite=False, _contain=False,
+        )
+        if not grad:
+            self.__dict__["_cached_filter"] = (key, f)
+        return f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Solve ``A * y = x`` (Eq. 5) for ``y``.
@@ -361,9 +380,22 @@ _AR_CLASSES = {1: AR1d, 2: AR2d, 3: AR3d}
 
 
 class _ARMAMixin:
-    """Convolution (``nn.Conv{k}d.forward``, untouched) followed by the AR solve."""
+    """Convolution (``nn.Conv{k}d.forward``, untouched) followed by the AR solve.
+
+    Mixed in before ``nn.Conv{k}d``: ``super().__init__`` is the convolution's, with its own
+    arguments; the ``ar_*`` keywords build the AR part.
+    """
 
     _k: int = 0
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
+                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
+                 ar_init=0.0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device=device, dtype=dtype)
+        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
+                      {"device": device, "dtype": dtype})
 
     def _init_ar(self, ar_order, ar_boundary, ar_region, ar_dilation, ar_init, factory):
         ar_order = _check_count(ar_order, "ar_order", 0)
@@ -443,40 +475,13 @@ _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in f
 class ARMA1d(_ARMAMixin, nn.Conv1d):
     _k = 1
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
-
 
 class ARMA2d(_ARMAMixin, nn.Conv2d):
     _k = 2
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
-
 
 class ARMA3d(_ARMAMixin, nn.Conv3d):
     _k = 3
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
 
 
 for _cls in (ARMA1d, ARMA2d, ARMA3d):

@@ -770,3 +770,23 @@ def test_official_loader_errors():
         bad = dict(sd)
         bad["autoregressive.a.alpha"] = torch.zeros(4, 2)
         load_official_state_dict(ARMA2d(3, 4, 3, ar_region="diamond", dtype=torch.float64), bad)
+
+
+def test_inference_reuses_the_filter_until_theta_changes():
+    """Outside autograd the layer keeps its AR filter (and the line solver's operators) while
+    theta is unchanged; an optimizer step or a new state dict gives a new one."""
+    torch.manual_seed(3)
+    m = ARMA2d(3, 4, 3, padding=1, ar_boundary="reflect", ar_init=0.5)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        y1 = m(x)
+        f1 = m.ar._cached_filter[1]
+        y2 = m(x)
+        assert m.ar._cached_filter[1] is f1 and torch.equal(y1, y2)
+        m.ar.theta.add_(0.1)  # in place, as an optimizer step does
+        y3 = m(x)
+        assert m.ar._cached_filter[1] is not f1 and not torch.equal(y1, y3)
+    y4 = m(x)  # with autograd: a fresh filter every call, gradients flow
+    assert y4.requires_grad and torch.allclose(y4.detach(), y3)
+    y4.sum().backward()
+    assert m.ar.theta.grad is not None

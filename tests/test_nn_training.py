@@ -55,13 +55,13 @@ def test_autocast_bfloat16(boundary, monkeypatch):
     ref = model(x)
 
     seen = []
-    solve = arma_core.ar_solve
+    solve = arma_core.ARFilter.solve
 
-    def spy(t, taps, **kw):
-        seen.append((t.dtype, taps.dtype))
-        return solve(t, taps, **kw)
+    def spy(self, t, **kw):
+        seen.append((t.dtype, self.taps.dtype))
+        return solve(self, t, **kw)
 
-    monkeypatch.setattr(arma_core, "ar_solve", spy)
+    monkeypatch.setattr(arma_core.ARFilter, "solve", spy)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         first = model[0](x)
         out = model(x)
