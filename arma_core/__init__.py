@@ -10,12 +10,13 @@ Shapes: signals are channel-first ``(..., C, n_1, ..., n_k)`` by default (``axes
 others); AR taps are ``(C, k, Q, 3)`` (channel, spatial axis, factor, tap
 ``(f_-1, f_0, f_1)``); see ``docs/math.md``.
 """
+
 from ._typing import BOUNDARIES, METHODS, REGIONS
 from ._validate import UnstableFilterError
+from .arma import arma
+from .conv import conv
 from .filters import check_stable, is_stable, official_to_theta, reparameterize, stability_margin
 from .operator import ARFilter, ar_apply, ar_apply_adjoint, ar_solve, ar_solve_adjoint
-from .conv import conv
-from .arma import arma
 from .polynomial import taps_from_kernel, taps_from_lfilter
 
 __version__ = "0.1.0"

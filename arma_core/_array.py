@@ -2,6 +2,7 @@
 kind, and a host copy. The only place that names array libraries (through array-api-compat's
 ``is_*`` predicates, never by duck typing).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,8 +61,9 @@ def concrete(x: Any) -> Any:
 def to_numpy(x: Any, dtype: Any = np.float64) -> np.ndarray:
     """A host copy of ``x`` (any array library, or a sequence) as a numpy array of ``dtype``.
 
-    A numpy ``x`` of that dtype is returned as it is (no copy). Torch tensors leave autograd and their device behind; CuPy and Dask arrays are brought to
-    the host (Dask: computed). ``dtype=None`` keeps the array's own dtype.
+    A numpy ``x`` of that dtype is returned as it is (no copy). Torch tensors leave autograd
+    and their device behind; CuPy and Dask arrays are brought to the host (Dask: computed).
+    ``dtype=None`` keeps the array's own dtype.
     """
     if isinstance(x, np.ndarray):
         return np.asarray(x, dtype=dtype)

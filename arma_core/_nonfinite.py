@@ -20,6 +20,7 @@ The same rules hold for ``A`` itself (:func:`arma_core.ar_apply`), whose support
 axis is the stencil; there the kernel's ``0 * NaN`` only reaches the stencil anyway, so no
 containment is needed.
 """
+
 from __future__ import annotations
 
 import numpy as np

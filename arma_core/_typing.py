@@ -1,4 +1,5 @@
 """The names the public API accepts, as ``Literal`` types and the tuples that validate them."""
+
 from __future__ import annotations
 
 from typing import Literal, get_args

@@ -4,6 +4,7 @@ Every check raises an exception that names the offending argument, so that a use
 silent pass-through or a NaN in place of an error. The public functions validate once, at the
 edge; kernels trust what they are given.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,11 +55,7 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
     With ``numpy_with_dask``, numpy arrays may accompany dask arrays (the namespace is then
     dask's): for callers whose dask backend handles small numpy operands such as taps.
     """
-    named = [
-        (n, a)
-        for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays)
-        if a is not None
-    ]
+    named = [(n, a) for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays) if a is not None]
     # array_namespace accepts Python scalars (for mixing with arrays); our arguments are arrays
     for n, a in named:
         if not array_api_compat.is_array_api_obj(a):
@@ -74,8 +71,10 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
         # a dask array is made of numpy chunks: small numpy operands (taps) may go with a lazy
         # dask signal; the dask backend slices them per chunk
         dask = [a for a in present if array_api_compat.is_dask_array(a)]
-        if numpy_with_dask and dask and all(
-            array_api_compat.is_dask_array(a) or array_api_compat.is_numpy_array(a) for a in present
+        if (
+            numpy_with_dask
+            and dask
+            and all(array_api_compat.is_dask_array(a) or array_api_compat.is_numpy_array(a) for a in present)
         ):
             return array_api_compat.array_namespace(*dask)
         kinds = ", ".join(f"{n}: {type(a).__module__}.{type(a).__name__}" for n, a in named)
@@ -88,9 +87,7 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
 def check_boundary(boundary: Any) -> str:
     """``boundary`` if it is one of :data:`BOUNDARIES`, else a ValueError listing them."""
     if not isinstance(boundary, str) or boundary not in BOUNDARIES:
-        raise ValueError(
-            f"boundary={boundary!r} is not one of {', '.join(repr(b) for b in BOUNDARIES)}"
-        )
+        raise ValueError(f"boundary={boundary!r} is not one of {', '.join(repr(b) for b in BOUNDARIES)}")
     return boundary
 
 
@@ -114,9 +111,7 @@ def check_float_dtype(xp, x, name: str, *, complex_ok: bool = False) -> None:
             return
         raise TypeError(f"{name} has complex dtype {x.dtype}; only real floating dtypes are supported")
     if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(
-            f"{name} has dtype {x.dtype}; a real floating dtype (float32 or float64) is required"
-        )
+        raise TypeError(f"{name} has dtype {x.dtype}; a real floating dtype (float32 or float64) is required")
 
 
 def _any_nonfinite(xp, x) -> bool:

@@ -5,6 +5,7 @@ For one spatial axis the operator is the composition ``A^(1) o A^(2) o ... o A^(
 factors ``(A^(q) y)_i = f_-1 y[i+d] + f_0 y[i] + f_1 y[i-d]``; the full operator is the product
 over axes (axes commute; factors commute only for the circular boundary).
 """
+
 from __future__ import annotations
 
 from .boundary import shift, shift_adjoint

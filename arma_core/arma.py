@@ -1,4 +1,5 @@
 """The ARMA layer: the MA convolution followed by the AR solve (the paper's Eq. 2 / Eq. 5)."""
+
 from __future__ import annotations
 
 from .conv import conv
@@ -52,13 +53,26 @@ def arma(
     """
     # the AR filter is built (and its arguments checked, under arma()'s own names) before the
     # convolution runs, so that bad AR arguments fail first
-    ar = ARFilter(taps, boundary=boundary, dilation=ar_dilation, method=method,
-                  _names=("the convolution's output", "ar_dilation"))
+    ar = ARFilter(
+        taps,
+        boundary=boundary,
+        dilation=ar_dilation,
+        method=method,
+        _names=("the convolution's output", "ar_dilation"),
+    )
     if weight.ndim >= 1 and taps.shape[0] not in (1, weight.shape[0]):
         raise ValueError(
             f"taps has C={taps.shape[0]} channels but weight has {weight.shape[0]} output channels "
             f"(shape {tuple(weight.shape)}); the AR filter acts on the convolution's output"
         )
-    t = conv(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-             padding_mode=padding_mode)
+    t = conv(
+        x,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
     return ar.solve(t)

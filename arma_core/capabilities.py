@@ -23,6 +23,7 @@ dtype, already validated; ``cache`` is a dict the kernel may keep its taps-depen
 precomputation in between calls (:class:`arma_core.ARFilter` keeps one per filter). The core
 names a backend may use are listed in ``arma_core.backends``' docstring.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,8 +40,7 @@ __all__ = ["Capability", "TABLE", "METHODS", "resolve", "rows", "methods", "mark
 
 REAL = ("float32", "float64")
 CIRCULAR = ("circular",)
-NO_GPU = ("no GPU in CI: the same code runs on numpy, torch CPU and array_api_strict (also on "
-          "its non-default devices)")
+NO_GPU = "no GPU in CI: the same code runs on numpy, torch CPU and array_api_strict (also on its non-default devices)"
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,12 @@ class Capability:
         return _load(self.kernel)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(target: str) -> Callable[..., Any]:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -140,62 +140,175 @@ def _lines_preferred(shape, taps, boundary) -> bool:
 AUTO_CONDITIONS: dict[str, Callable[..., bool]] = {"lines_preferred": _lines_preferred}
 
 _LINES = dict(
-    method="lines", devices=("cpu",), requires=("numba",), auto=0, auto_when="lines_preferred",
+    method="lines",
+    devices=("cpu",),
+    requires=("numba",),
+    auto=0,
+    auto_when="lines_preferred",
     strip_only=True,
     note="compiled O(N Q) line solver: Thomas recurrences plus a Woodbury edge correction, "
-         "one read and one write of the signal",
+    "one read and one write of the signal",
 )
 _FFT_NOTE = "one real FFT; the separable denominator built analytically in O(n_1 + ... + n_k)"
-_DENSE_NOTE = ("per-axis dense inverses (circular: from the spectrum; the others: LU of the "
-               "banded factor matrices), applied as batched matrix products")
+_DENSE_NOTE = (
+    "per-axis dense inverses (circular: from the spectrum; the others: LU of the "
+    "banded factor matrices), applied as batched matrix products"
+)
 
 TABLE: tuple[Capability, ...] = (
     # ---- solve: A^{-1} t and A^{-T} t
     Capability("solve", "numpy", kernel="arma_core.backends.numpy_scipy:lines_kernel", **_LINES),
-    Capability("solve", "numpy", "fft", "arma_core.backends.numpy_scipy:fft_kernel", CIRCULAR,
-               devices=("cpu",), requires=("scipy",), auto=1,
-               note=_FFT_NOTE + " with scipy.fft (float32 in single precision, honours set_workers)"),
-    Capability("solve", "torch", kernel="arma_core.backends.torch:lines_kernel",
-               differentiable=True, **_LINES),
-    Capability("solve", "torch", "fft", "arma_core.backends.torch:fft_kernel", CIRCULAR,
-               devices=("cpu", "cuda"), differentiable=True, auto=1,
-               tested_by="CPU tensors (CUDA: " + NO_GPU + ")",
-               note=_FFT_NOTE + "; backward in the Fourier domain"),
-    Capability("solve", "torch", "dense", "arma_core.backends.torch:dense_kernel",
-               devices=("cpu", "cuda"), differentiable=True, auto=2,
-               tested_by="CPU tensors (CUDA: " + NO_GPU + ")",
-               note=_DENSE_NOTE + "; backward of Theorem 4 by forward shifts"),
-    Capability("solve", "dask", kernel="arma_core.backends.dask:solve_lines", lazy=True,
-               **{**_LINES, "note": "the numpy line solver, chunk by chunk (dask.array.map_blocks)"}),
-    Capability("solve", "dask", "fft", "arma_core.backends.dask:solve_fft", CIRCULAR, auto=1,
-               lazy=True, note="the chunk library's fft, chunk by chunk"),
-    Capability("solve", "dask", "dense", "arma_core.backends.dask:solve_dense", auto=2,
-               lazy=True, note="the chunk library's dense solve, chunk by chunk"),
-    Capability("solve", "cupy", "fft", "arma_core.solve:fft_kernel", CIRCULAR, devices=("cuda",),
-               auto=1, tested_by=NO_GPU, note=_FFT_NOTE + " (cupy.fft)"),
-    Capability("solve", "cupy", "dense", "arma_core.solve:dense_kernel", devices=("cuda",),
-               auto=2, tested_by=NO_GPU, note=_DENSE_NOTE + " (cupy.linalg)"),
-    Capability("solve", "*", "fft", "arma_core.solve:fft_kernel", CIRCULAR, auto=1,
-               tested_by="array_api_strict (and jax where installed)", note=_FFT_NOTE),
-    Capability("solve", "*", "dense", "arma_core.solve:dense_kernel", auto=2,
-               tested_by="array_api_strict (and jax where installed)", note=_DENSE_NOTE),
+    Capability(
+        "solve",
+        "numpy",
+        "fft",
+        "arma_core.backends.numpy_scipy:fft_kernel",
+        CIRCULAR,
+        devices=("cpu",),
+        requires=("scipy",),
+        auto=1,
+        note=_FFT_NOTE + " with scipy.fft (float32 in single precision, honours set_workers)",
+    ),
+    Capability("solve", "torch", kernel="arma_core.backends.torch:lines_kernel", differentiable=True, **_LINES),
+    Capability(
+        "solve",
+        "torch",
+        "fft",
+        "arma_core.backends.torch:fft_kernel",
+        CIRCULAR,
+        devices=("cpu", "cuda"),
+        differentiable=True,
+        auto=1,
+        tested_by="CPU tensors (CUDA: " + NO_GPU + ")",
+        note=_FFT_NOTE + "; backward in the Fourier domain",
+    ),
+    Capability(
+        "solve",
+        "torch",
+        "dense",
+        "arma_core.backends.torch:dense_kernel",
+        devices=("cpu", "cuda"),
+        differentiable=True,
+        auto=2,
+        tested_by="CPU tensors (CUDA: " + NO_GPU + ")",
+        note=_DENSE_NOTE + "; backward of Theorem 4 by forward shifts",
+    ),
+    Capability(
+        "solve",
+        "dask",
+        kernel="arma_core.backends.dask:solve_lines",
+        lazy=True,
+        **{**_LINES, "note": "the numpy line solver, chunk by chunk (dask.array.map_blocks)"},
+    ),
+    Capability(
+        "solve",
+        "dask",
+        "fft",
+        "arma_core.backends.dask:solve_fft",
+        CIRCULAR,
+        auto=1,
+        lazy=True,
+        note="the chunk library's fft, chunk by chunk",
+    ),
+    Capability(
+        "solve",
+        "dask",
+        "dense",
+        "arma_core.backends.dask:solve_dense",
+        auto=2,
+        lazy=True,
+        note="the chunk library's dense solve, chunk by chunk",
+    ),
+    Capability(
+        "solve",
+        "cupy",
+        "fft",
+        "arma_core.solve:fft_kernel",
+        CIRCULAR,
+        devices=("cuda",),
+        auto=1,
+        tested_by=NO_GPU,
+        note=_FFT_NOTE + " (cupy.fft)",
+    ),
+    Capability(
+        "solve",
+        "cupy",
+        "dense",
+        "arma_core.solve:dense_kernel",
+        devices=("cuda",),
+        auto=2,
+        tested_by=NO_GPU,
+        note=_DENSE_NOTE + " (cupy.linalg)",
+    ),
+    Capability(
+        "solve",
+        "*",
+        "fft",
+        "arma_core.solve:fft_kernel",
+        CIRCULAR,
+        auto=1,
+        tested_by="array_api_strict (and jax where installed)",
+        note=_FFT_NOTE,
+    ),
+    Capability(
+        "solve",
+        "*",
+        "dense",
+        "arma_core.solve:dense_kernel",
+        auto=2,
+        tested_by="array_api_strict (and jax where installed)",
+        note=_DENSE_NOTE,
+    ),
     # ---- apply: A y and A^T z
-    Capability("apply", "dask", "direct", "arma_core.backends.dask:apply_direct", auto=0,
-               lazy=True, note="the generic shifts, chunk by chunk"),
-    Capability("apply", "torch", "direct", "arma_core.apply:apply_kernel", differentiable=True,
-               auto=0, tested_by="CPU tensors (" + NO_GPU + ")",
-               note="shifted copies (roll / gather), differentiable by torch's autograd"),
-    Capability("apply", "*", "direct", "arma_core.apply:apply_kernel", auto=0,
-               tested_by="numpy, array_api_strict (and cupy, jax where present)",
-               note="shifted copies (roll / gather by the boundary's index map)"),
+    Capability(
+        "apply",
+        "dask",
+        "direct",
+        "arma_core.backends.dask:apply_direct",
+        auto=0,
+        lazy=True,
+        note="the generic shifts, chunk by chunk",
+    ),
+    Capability(
+        "apply",
+        "torch",
+        "direct",
+        "arma_core.apply:apply_kernel",
+        differentiable=True,
+        auto=0,
+        tested_by="CPU tensors (" + NO_GPU + ")",
+        note="shifted copies (roll / gather), differentiable by torch's autograd",
+    ),
+    Capability(
+        "apply",
+        "*",
+        "direct",
+        "arma_core.apply:apply_kernel",
+        auto=0,
+        tested_by="numpy, array_api_strict (and cupy, jax where present)",
+        note="shifted copies (roll / gather by the boundary's index map)",
+    ),
     # ---- conv: the MA part
-    Capability("conv", "torch", "native", "arma_core.backends.torch:conv_kernel",
-               devices=("cpu", "cuda"), differentiable=True, auto=0,
-               tested_by="CPU tensors (" + NO_GPU + ")",
-               note="torch.nn.functional.conv1d/2d/3d (F.pad first for non-zero modes)"),
-    Capability("conv", "*", "generic", "arma_core.conv:generic_kernel", auto=0,
-               tested_by="numpy, array_api_strict (and cupy, jax where present)",
-               note="pad once, then matmuls over chunks of kernel offsets"),
+    Capability(
+        "conv",
+        "torch",
+        "native",
+        "arma_core.backends.torch:conv_kernel",
+        devices=("cpu", "cuda"),
+        differentiable=True,
+        auto=0,
+        tested_by="CPU tensors (" + NO_GPU + ")",
+        note="torch.nn.functional.conv1d/2d/3d (F.pad first for non-zero modes)",
+    ),
+    Capability(
+        "conv",
+        "*",
+        "generic",
+        "arma_core.conv:generic_kernel",
+        auto=0,
+        tested_by="numpy, array_api_strict (and cupy, jax where present)",
+        note="pad once, then matmuls over chunks of kernel offsets",
+    ),
 )
 
 #: the methods a caller may name, per operation
@@ -207,16 +320,16 @@ METHODS: dict[str, tuple[str, ...]] = {
 
 def rows(operation: str, library: str | None = None) -> list[Capability]:
     """The rows of ``operation`` (of ``library`` and ``"*"`` when given), in table order."""
-    return [r for r in TABLE if r.operation == operation
-            and (library is None or r.library in (library, "*"))]
+    return [r for r in TABLE if r.operation == operation and (library is None or r.library in (library, "*"))]
 
 
 def _candidates(operation: str, library: str) -> list[Capability]:
     """The library's available rows, then the generic rows of methods it does not have."""
     own = [r for r in TABLE if r.operation == operation and r.library == library and r.available()]
     have = {r.method for r in own}
-    generic = [r for r in TABLE if r.operation == operation and r.library == "*"
-               and r.method not in have and r.available()]
+    generic = [
+        r for r in TABLE if r.operation == operation and r.library == "*" and r.method not in have and r.available()
+    ]
     return own + generic
 
 
@@ -229,42 +342,49 @@ def methods(operation: str, library: str, boundary: str | None = None) -> tuple[
     >>> "dense" in methods("solve", "numpy", "reflect") and "fft" not in methods("solve", "numpy", "reflect")
     True
     """
-    return tuple(dict.fromkeys(r.method for r in _candidates(operation, library)
-                               if boundary is None or boundary in r.boundaries))
+    return tuple(
+        dict.fromkeys(r.method for r in _candidates(operation, library) if boundary is None or boundary in r.boundaries)
+    )
 
 
-def _check_row(row: Capability, boundary: str | None, dtype: str | None, device: str,
-               operation: str) -> str | None:
+def _check_row(row: Capability, boundary: str | None, dtype: str | None, device: str, operation: str) -> str | None:
     """Why ``row`` cannot run this call, or None."""
     if not row.runs_on(device):
-        return (f"method={row.method!r} runs on {', '.join(row.devices)} only, "
-                f"got an array on {device}")
+        return f"method={row.method!r} runs on {', '.join(row.devices)} only, got an array on {device}"
     if dtype is not None and dtype not in row.dtypes:
         return f"method={row.method!r} supports {', '.join(row.dtypes)}, got {dtype}"
     if boundary is not None and boundary not in row.boundaries:
         what = "padding_mode" if operation == "conv" else "boundary"
-        return (f"method={row.method!r} is exact only for {what} in {row.boundaries}, "
-                f"got {what}={boundary!r}; use method='dense' or 'auto'")
+        return (
+            f"method={row.method!r} is exact only for {what} in {row.boundaries}, "
+            f"got {what}={boundary!r}; use method='dense' or 'auto'"
+        )
     return None
 
 
 def _missing(operation: str, method: str, library: str) -> str:
     """The error text for a method with no usable row for ``library``."""
-    mine = [r for r in TABLE if r.operation == operation and r.method == method
-            and r.library in (library, "*")]
+    mine = [r for r in TABLE if r.operation == operation and r.method == method and r.library in (library, "*")]
     for r in mine:
         if not r.available():
             need = ", ".join(m for m in r.requires if not _importable(m))
             extra = " (pip install 'arma-nets[fast]')" if "numba" in r.requires else ""
             return f"method={method!r} needs {need}, which is not installed{extra}"
     where = sorted({r.library for r in TABLE if r.operation == operation and r.method == method})
-    return (f"method={method!r} does not run on {library} arrays (it runs on: "
-            f"{', '.join(where)}); use method='auto'")
+    return f"method={method!r} does not run on {library} arrays (it runs on: {', '.join(where)}); use method='auto'"
 
 
-def resolve(operation: str, xp: Any, *, method: str = "auto", boundary: str | None = None,
-            dtype: str | None = None, device: str = "cpu", shape: Sequence[int] = (),
-            taps: Callable[[], Any] | None = None) -> Capability:
+def resolve(
+    operation: str,
+    xp: Any,
+    *,
+    method: str = "auto",
+    boundary: str | None = None,
+    dtype: str | None = None,
+    device: str = "cpu",
+    shape: Sequence[int] = (),
+    taps: Callable[[], Any] | None = None,
+) -> Capability:
     """The row that runs one call.
 
     Parameters
@@ -311,8 +431,9 @@ def resolve(operation: str, xp: Any, *, method: str = "auto", boundary: str | No
             continue
         if r.auto_when is None or AUTO_CONDITIONS[r.auto_when](tuple(shape), host, boundary):
             return r
-    raise ValueError(f"no method runs {operation} for {library} arrays on {device} with "
-                     f"dtype {dtype} and boundary {boundary!r}")
+    raise ValueError(
+        f"no method runs {operation} for {library} arrays on {device} with dtype {dtype} and boundary {boundary!r}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,25 +452,48 @@ def markdown() -> str:
         "Generated from `arma_core.capabilities.TABLE` by `python -m arma_core.capabilities "
         "> docs/backends.md`; a test fails when this file is stale. `*` is any array-API "
         "library (array-api-strict, jax, ...) for the methods its own rows do not cover. "
-        "`auto` gives the rank in the `method=\"auto\"` rule (lower first; a condition must "
+        '`auto` gives the rank in the `method="auto"` rule (lower first; a condition must '
         "hold too). Every row is exact (relative error below 1e-10 in float64, 1e-5 in float32, "
         "against `arma_core.reference`) for the boundaries it lists, for every dilation.",
         "",
     ]
-    titles = {"solve": "## `ar_solve`, `ar_solve_adjoint`, `ARFilter.solve`",
-              "apply": "## `ar_apply`, `ar_apply_adjoint`, `ARFilter.apply`",
-              "conv": "## `conv` (the MA part of `arma`)"}
-    head = ["library", "method", "boundaries", "dtypes", "devices", "dilations", "needs",
-            "autograd", "auto", "tested here by", "algorithm"]
+    titles = {
+        "solve": "## `ar_solve`, `ar_solve_adjoint`, `ARFilter.solve`",
+        "apply": "## `ar_apply`, `ar_apply_adjoint`, `ARFilter.apply`",
+        "conv": "## `conv` (the MA part of `arma`)",
+    }
+    head = [
+        "library",
+        "method",
+        "boundaries",
+        "dtypes",
+        "devices",
+        "dilations",
+        "needs",
+        "autograd",
+        "auto",
+        "tested here by",
+        "algorithm",
+    ]
     for op, title in titles.items():
         out += [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows(op):
             auto = "-" if r.auto is None else str(r.auto) + (f" if {r.auto_when}" if r.auto_when else "")
             if r.strip_only:
                 auto += " (strip taps only)"
-            cells = [f"`{r.library}`", f"`{r.method}`", _cell(r.boundaries), _cell(r.dtypes),
-                     _cell(r.devices), r.dilations, _cell(r.requires),
-                     "yes" if r.differentiable else "no", auto, r.tested_by or r.library, r.note]
+            cells = [
+                f"`{r.library}`",
+                f"`{r.method}`",
+                _cell(r.boundaries),
+                _cell(r.dtypes),
+                _cell(r.devices),
+                r.dilations,
+                _cell(r.requires),
+                "yes" if r.differentiable else "no",
+                auto,
+                r.tested_by or r.library,
+                r.note,
+            ]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     out += [

@@ -4,6 +4,7 @@ Prints one row per (backend, boundary, method): the relative error against the e
 scipy.sparse reference and the median solve time. Backends that are not installed (or, for
 CuPy, have no GPU) are listed as skipped with the reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,10 @@ def main(argv=None) -> int:
     taps = np.asarray(ac.reparameterize(theta))
     t = rng.normal(size=(B, C, H, W))
     margin = float(np.min(ac.stability_margin(taps)))
-    print(f"A*y = t with t of shape {(B, C, H, W)}, Q = {args.order} factors per axis, "
-          f"dilation {args.dilation}, smallest stability margin {margin:.3g}")
+    print(
+        f"A*y = t with t of shape {(B, C, H, W)}, Q = {args.order} factors per axis, "
+        f"dilation {args.dilation}, smallest stability margin {margin:.3g}"
+    )
     print(f"{'backend':<17}{'boundary':<11}{'method':<8}{'dtype':<9}{'rel. error':>12}{'time [ms]':>11}")
     for boundary in ac.BOUNDARIES:
         ref = R.ar_solve(t, taps, boundary, args.dilation)
@@ -90,12 +93,16 @@ def main(argv=None) -> int:
                     times = []
                     for _ in range(args.repeat):
                         t0 = time.perf_counter()
-                        y = _finish(name, ac.ar_solve(tx, kx, boundary=boundary,
-                                                      dilation=args.dilation, method=method))
+                        y = _finish(
+                            name,
+                            ac.ar_solve(tx, kx, boundary=boundary, dilation=args.dilation, method=method),
+                        )
                         times.append(time.perf_counter() - t0)
                     err = np.max(np.abs(R.to_numpy(y) - ref)) / scale
-                    print(f"{name:<17}{boundary:<11}{method:<8}{dtype:<9}{err:>12.2e}"
-                          f"{1e3 * float(np.median(times)):>11.2f}")
+                    print(
+                        f"{name:<17}{boundary:<11}{method:<8}{dtype:<9}{err:>12.2e}"
+                        f"{1e3 * float(np.median(times)):>11.2f}"
+                    )
     print("errors are max|y - y_ref| / max|y_ref| against arma_core.reference (float64 sparse LU)")
     return 0
 

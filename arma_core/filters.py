@@ -5,6 +5,7 @@ Conventions (``docs/math.md``): a length-3 factor ``(f_-1, f_0, f_1)`` acts alon
 ``f_-1 e^{iwd} + f_0 + f_1 e^{-iwd}``. With ``s = f_-1 + f_1`` and ``t = f_-1 - f_1`` the
 squared modulus is ``(f_0 + s cos w)^2 + t^2 sin^2 w``.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ __all__ = [
     "UnstableFilterError",
 ]
 
-from ._typing import REGIONS  # noqa: E402
+from ._typing import REGIONS
 
 
 def _below_one(xp, dtype, device):
@@ -126,9 +127,7 @@ def official_to_theta(alpha):
     xp = namespace(alpha, names=("alpha",))
     check_float_dtype(xp, alpha, "alpha")
     if alpha.ndim != 3 or alpha.shape[-1] != 4:
-        raise ValueError(
-            f"alpha must have the official shape (T, P, 4), got {tuple(alpha.shape)}"
-        )
+        raise ValueError(f"alpha must have the official shape (T, P, 4), got {tuple(alpha.shape)}")
     T, P = alpha.shape[0], alpha.shape[1]
     return xp.permute_dims(xp.reshape(alpha, (T, P, 2, 2)), (0, 2, 1, 3))
 
@@ -268,14 +267,20 @@ def _raise_unstable(taps, bad, name, boundary):
         kw = dict(channel=idx[0], axis=idx[1], factor=idx[2])
     else:
         where, kw = f"index {idx}", {}
-    head = (f"{name} is unstable at {where}: (f_-1, f_0, f_1) = ({f[0]:.6g}, {f[1]:.6g}, "
-            f"{f[2]:.6g}), stability margin {margin:.3g}")
+    head = (
+        f"{name} is unstable at {where}: (f_-1, f_0, f_1) = ({f[0]:.6g}, {f[1]:.6g}, "
+        f"{f[2]:.6g}), stability margin {margin:.3g}"
+    )
     if boundary == "circular" or margin == 0.0:
         why = "its response vanishes on the unit circle, so no boundary rule can solve it"
     else:
-        why = (f"|f_-1 + f_1| = {s:.6g} >= |f_0| = {abs(f[1]):.6g} (Theorem 6 needs |f_-1 + f_1| "
-               f"< |f_0|); such a factor (winding number +-1) can be solved only with "
-               f"boundary='circular', where a nonzero response suffices")
+        why = (
+            f"|f_-1 + f_1| = {s:.6g} >= |f_0| = {abs(f[1]):.6g} (Theorem 6 needs |f_-1 + f_1| "
+            f"< |f_0|); such a factor (winding number +-1) can be solved only with "
+            f"boundary='circular', where a nonzero response suffices"
+        )
     raise UnstableFilterError(
-        f"{head}: {why}. Use arma_core.reparameterize to get taps that are stable by "
-        "construction.", margin=margin, **kw)
+        f"{head}: {why}. Use arma_core.reparameterize to get taps that are stable by construction.",
+        margin=margin,
+        **kw,
+    )

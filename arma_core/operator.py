@@ -11,6 +11,7 @@ keeps each kernel's taps-dependent precomputation (the line solver's per-channel
 the FFT denominator, the dense inverses) between calls, so a filter applied to many batches
 pays for it once.
 """
+
 from __future__ import annotations
 
 import operator as _op
@@ -79,8 +80,9 @@ def _spatial_axes(shape, k: int, axes, name: str) -> list[int]:
     nd = len(shape)
     if axes is None:
         if nd < k:
-            raise ValueError(f"{name} must have at least {k} dimension(s) for taps with k={k} "
-                             f"spatial axes, got shape {tuple(shape)}")
+            raise ValueError(
+                f"{name} must have at least {k} dimension(s) for taps with k={k} spatial axes, got shape {tuple(shape)}"
+            )
         return list(range(nd - k, nd))
     sp = [_axis_index(a, nd, "axes") for a in axes]
     if len(set(sp)) != len(sp):
@@ -103,32 +105,37 @@ def _channel(shape, sp, C: int, axes, channel_axis, name: str) -> int | None:
             raise ValueError(
                 f"{name} must have shape (..., C, n_1, ..., n_{len(sp)}) for taps with C={C} "
                 f"channels and k={len(sp)} spatial axes, got {nd} dimension(s) {tuple(shape)} "
-                "(taps with one channel filter a signal of any shape)")
+                "(taps with one channel filter a signal of any shape)"
+            )
     else:
         rest = [a for a in range(nd) if a not in sp]
         if not rest:
-            raise ValueError(f"{name} of shape {tuple(shape)} has no axis left for the taps' "
-                             f"C={C} channels besides axes={tuple(axes)!r}")
+            raise ValueError(
+                f"{name} of shape {tuple(shape)} has no axis left for the taps' "
+                f"C={C} channels besides axes={tuple(axes)!r}"
+            )
         ch = rest[-1]
     if C == 1:
         return None
     if shape[ch] != C:
-        raise ValueError(f"{name} has {shape[ch]} channels at axis {ch} (shape {tuple(shape)}) "
-                         f"but taps has C={C}")
+        raise ValueError(f"{name} has {shape[ch]} channels at axis {ch} (shape {tuple(shape)}) but taps has C={C}")
     return ch
 
 
-def _layout(shape, k: int, C: int, axes, channel_axis, name: str, boundary: str, dilation: int,
-            dilation_name: str) -> _Layout:
+def _layout(
+    shape, k: int, C: int, axes, channel_axis, name: str, boundary: str, dilation: int, dilation_name: str
+) -> _Layout:
     nd = len(shape)
     sp = _spatial_axes(shape, k, axes, name)
     ch = _channel(shape, sp, C, axes, channel_axis, name)
     for j, a in enumerate(sp):
         n = finite_size(shape[a], name, j)
         if boundary == "reflect" and n <= dilation:
-            raise ValueError(f"{name}'s spatial axis {j} (axis {a}) has size {n}, but "
-                             f"boundary='reflect' with {dilation_name}={dilation} needs at "
-                             f"least {dilation + 1} samples")
+            raise ValueError(
+                f"{name}'s spatial axis {j} (axis {a}) has size {n}, but "
+                f"boundary='reflect' with {dilation_name}={dilation} needs at "
+                f"least {dilation + 1} samples"
+            )
     order = [a for a in range(nd) if a not in sp and a != ch] + ([ch] if ch is not None else []) + sp
     perm = None if order == list(range(nd)) else tuple(order)
     return _Layout(perm, ch is None, k, any(s == 0 for s in shape))
@@ -208,11 +215,20 @@ class ARFilter:
     True
     """
 
-    def __init__(self, taps, *, boundary: Boundary = "circular", dilation: int = 1,
-                 axes: Sequence[int] | None = None, channel_axis: int | None = None,
-                 method: Method = "auto", check_stability: bool = True,
-                 check_finite: bool = True, _names: tuple[str, str] = ("t", "dilation"),
-                 _contain: bool = True):
+    def __init__(
+        self,
+        taps,
+        *,
+        boundary: Boundary = "circular",
+        dilation: int = 1,
+        axes: Sequence[int] | None = None,
+        channel_axis: int | None = None,
+        method: Method = "auto",
+        check_stability: bool = True,
+        check_finite: bool = True,
+        _names: tuple[str, str] = ("t", "dilation"),
+        _contain: bool = True,
+    ):
         # small taps of a lazy library are computed once, here (the signal stays lazy)
         taps = concrete(taps)
         self._xp = namespace(taps, names=("taps",))
@@ -221,14 +237,14 @@ class ARFilter:
         self.dilation = check_positive_int(dilation, _names[1])
         check_taps(self._xp, taps, finite=check_finite)
         if method not in METHODS["solve"]:
-            raise ValueError(f"method={method!r} is not one of "
-                             f"{', '.join(repr(m) for m in METHODS['solve'])}")
+            raise ValueError(f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS['solve'])}")
         k = taps.shape[1]
         if axes is not None:
             axes = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
             if len(axes) != k:
-                raise ValueError(f"axes={axes!r} names {len(axes)} axes but taps has k={k} "
-                                 "spatial axes (taps.shape[1])")
+                raise ValueError(
+                    f"axes={axes!r} names {len(axes)} axes but taps has k={k} spatial axes (taps.shape[1])"
+                )
         self.taps, self.axes, self.channel_axis, self.method = taps, axes, channel_axis, method
         self.check_stability, self.check_finite = check_stability, check_finite
         # layers neither check nor contain (no host sync, no extra passes): _contain=False
@@ -271,8 +287,10 @@ class ARFilter:
 
     def __repr__(self) -> str:
         t = ".T" if self._adjoint else ""
-        return (f"ARFilter(C={self.channels}, k={self.ndim}, Q={self.order}, boundary="
-                f"{self.boundary!r}, dilation={self.dilation}, method={self.method!r}){t}")
+        return (
+            f"ARFilter(C={self.channels}, k={self.ndim}, Q={self.order}, boundary="
+            f"{self.boundary!r}, dilation={self.dilation}, method={self.method!r}){t}"
+        )
 
     # -- the two operations
 
@@ -324,25 +342,31 @@ class ARFilter:
     def _run(self, x, solve: bool, name: str, check: bool | None):
         xp = namespace(x, self.taps, names=(name, "taps"), numpy_with_dask=True)
         if self._xp is xp and _device(x) != _device(self.taps):
-            raise ValueError(f"{name} is on {_device(x)} but taps is on {_device(self.taps)}; "
-                             "move one of them")
+            raise ValueError(f"{name} is on {_device(x)} but taps is on {_device(self.taps)}; move one of them")
         dtype, real = promote_signal(xp, x, self.taps.dtype, name)
-        lay = _layout(x.shape, self.ndim, self.channels, self.axes, self.channel_axis, name,
-                      self.boundary, self.dilation, self._names[1])
+        lay = _layout(
+            x.shape,
+            self.ndim,
+            self.channels,
+            self.axes,
+            self.channel_axis,
+            name,
+            self.boundary,
+            self.dilation,
+            self._names[1],
+        )
         if lay.empty:
             return xp.zeros(x.shape, dtype=dtype, device=_device(x))
         check = self.check_finite if check is None else check
         if solve:
             cap = self._resolve_solve(xp, x, real, lay)
         else:
-            cap = resolve("apply", xp, boundary=self.boundary, dtype=_dtype_name(xp, real),
-                          device=device_kind(x))
+            cap = resolve("apply", xp, boundary=self.boundary, dtype=_dtype_name(xp, real), device=device_kind(x))
         if check and not cap.lazy:
             check_finite(xp, x, name)
         kernel = cap.load()
         taps = self._taps_as(real)
-        opts = dict(boundary=self.boundary, dilation=self.dilation, adjoint=self._adjoint,
-                    cache=self._cache)
+        opts = dict(boundary=self.boundary, dilation=self.dilation, adjoint=self._adjoint, cache=self._cache)
         if cap.lazy:  # the values exist only when the graph runs: the check goes into it
             opts.update(check_finite=check, name=name)
         v = lay.to_standard(xp, x)
@@ -352,8 +376,10 @@ class ARFilter:
         if solve and not check and self._contain:
             y = self._contained(xp, kernel, v, taps, opts)
         elif xp.isdtype(work, "complex floating"):
-            y = (xp.astype(kernel(xp, xp.real(v), taps, **opts), work)
-                 + xp.astype(kernel(xp, xp.imag(v), taps, **opts), work) * 1j)
+            y = (
+                xp.astype(kernel(xp, xp.real(v), taps, **opts), work)
+                + xp.astype(kernel(xp, xp.imag(v), taps, **opts), work) * 1j
+            )
         else:
             y = kernel(xp, v, taps, **opts)
         if y.dtype != dtype:
@@ -361,13 +387,22 @@ class ARFilter:
         return lay.from_standard(xp, y)
 
     def _resolve_solve(self, xp, x, real, lay):
-        cap = resolve("solve", xp, method=self.method, boundary=self.boundary,
-                      dtype=_dtype_name(xp, real), device=device_kind(x),
-                      shape=self._standard_shape(x, lay), taps=self._host)
+        cap = resolve(
+            "solve",
+            xp,
+            method=self.method,
+            boundary=self.boundary,
+            dtype=_dtype_name(xp, real),
+            device=device_kind(x),
+            shape=self._standard_shape(x, lay),
+            taps=self._host,
+        )
         if cap.strip_only and not self._in_strip():
-            raise ValueError(f"method={cap.method!r} needs every factor in the strip "
-                             "|f_-1 + f_1| < |f_0|; these taps are stable only for the circular "
-                             "boundary: use method='fft' or 'dense'")
+            raise ValueError(
+                f"method={cap.method!r} needs every factor in the strip "
+                "|f_-1 + f_1| < |f_0|; these taps are stable only for the circular "
+                "boundary: use method='fft' or 'dense'"
+            )
         return cap
 
     def _standard_shape(self, x, lay: _Layout) -> tuple[int, ...]:
@@ -375,7 +410,7 @@ class ARFilter:
         if lay.perm is not None:
             shape = tuple(shape[i] for i in lay.perm)
         if lay.insert:
-            shape = shape[: len(shape) - lay.k] + (1,) + shape[len(shape) - lay.k:]
+            shape = shape[: len(shape) - lay.k] + (1,) + shape[len(shape) - lay.k :]
         return shape
 
     def _contained(self, xp, kernel, v, taps, opts):
@@ -384,8 +419,10 @@ class ARFilter:
         zero = xp.zeros_like(v)
         clean = xp.where(bad, zero, v)
         if xp.isdtype(v.dtype, "complex floating"):
-            y = (xp.astype(kernel(xp, xp.real(clean), taps, **opts), v.dtype)
-                 + xp.astype(kernel(xp, xp.imag(clean), taps, **opts), v.dtype) * 1j)
+            y = (
+                xp.astype(kernel(xp, xp.real(clean), taps, **opts), v.dtype)
+                + xp.astype(kernel(xp, xp.imag(clean), taps, **opts), v.dtype) * 1j
+            )
         else:
             y = kernel(xp, clean, taps, **opts)
         kinds = axis_kinds(self._host(), self.boundary)
@@ -397,10 +434,18 @@ class ARFilter:
 # the array functions
 
 
-def ar_solve(t, taps, *, boundary: Boundary = "circular", dilation: int = 1,
-             method: Method = "auto", axes: Sequence[int] | None = None,
-             channel_axis: int | None = None, check_finite: bool = True,
-             check_stability: bool = True):
+def ar_solve(
+    t,
+    taps,
+    *,
+    boundary: Boundary = "circular",
+    dilation: int = 1,
+    method: Method = "auto",
+    axes: Sequence[int] | None = None,
+    channel_axis: int | None = None,
+    check_finite: bool = True,
+    check_stability: bool = True,
+):
     """Solve the AR layer ``A * y = t`` exactly (the paper's Eq. 5b with Eq. 7's separable ``A``).
 
     Parameters
@@ -470,15 +515,31 @@ def ar_solve(t, taps, *, boundary: Boundary = "circular", dilation: int = 1,
     ...             scipy.signal.lfilter([1], [1, -0.5], x.T, axis=0))
     True
     """
-    f = ARFilter(taps, boundary=boundary, dilation=dilation, axes=axes, channel_axis=channel_axis,
-                 method=method, check_stability=check_stability, check_finite=check_finite)
+    f = ARFilter(
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        axes=axes,
+        channel_axis=channel_axis,
+        method=method,
+        check_stability=check_stability,
+        check_finite=check_finite,
+    )
     return f.solve(t)
 
 
-def ar_solve_adjoint(t, taps, *, boundary: Boundary = "circular", dilation: int = 1,
-                     method: Method = "auto", axes: Sequence[int] | None = None,
-                     channel_axis: int | None = None, check_finite: bool = True,
-                     check_stability: bool = True):
+def ar_solve_adjoint(
+    t,
+    taps,
+    *,
+    boundary: Boundary = "circular",
+    dilation: int = 1,
+    method: Method = "auto",
+    axes: Sequence[int] | None = None,
+    channel_axis: int | None = None,
+    check_finite: bool = True,
+    check_stability: bool = True,
+):
     """Solve the transposed system ``A^T * y = t`` (Eq. 6b: ``dL/dT = A^{-T} dL/dY``).
 
     Same parameters, shapes and errors as :func:`ar_solve`.
@@ -493,14 +554,29 @@ def ar_solve_adjoint(t, taps, *, boundary: Boundary = "circular", dilation: int 
     >>> np.allclose(ac.ar_apply_adjoint(y, taps, boundary="reflect"), t)
     True
     """
-    f = ARFilter(taps, boundary=boundary, dilation=dilation, axes=axes, channel_axis=channel_axis,
-                 method=method, check_stability=check_stability, check_finite=check_finite)
+    f = ARFilter(
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        axes=axes,
+        channel_axis=channel_axis,
+        method=method,
+        check_stability=check_stability,
+        check_finite=check_finite,
+    )
     return f.T.solve(t)
 
 
-def ar_apply(y, taps, *, boundary: Boundary = "circular", dilation: int = 1,
-             axes: Sequence[int] | None = None, channel_axis: int | None = None,
-             check_finite: bool = True):
+def ar_apply(
+    y,
+    taps,
+    *,
+    boundary: Boundary = "circular",
+    dilation: int = 1,
+    axes: Sequence[int] | None = None,
+    channel_axis: int | None = None,
+    check_finite: bool = True,
+):
     """Apply the AR operator: ``t = A * y`` (the left-hand side of the paper's Eq. 5b / Eq. 7).
 
     Parameters
@@ -524,14 +600,28 @@ def ar_apply(y, taps, *, boundary: Boundary = "circular", dilation: int = 1,
     >>> ac.ar_apply(np.array([0.0, 1.0, 0.0, 0.0]), taps, boundary="zeros")
     array([1., 2., 3., 0.])
     """
-    f = ARFilter(taps, boundary=boundary, dilation=dilation, axes=axes, channel_axis=channel_axis,
-                 check_stability=False, check_finite=check_finite)
+    f = ARFilter(
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        axes=axes,
+        channel_axis=channel_axis,
+        check_stability=False,
+        check_finite=check_finite,
+    )
     return f.apply(y)
 
 
-def ar_apply_adjoint(z, taps, *, boundary: Boundary = "circular", dilation: int = 1,
-                     axes: Sequence[int] | None = None, channel_axis: int | None = None,
-                     check_finite: bool = True):
+def ar_apply_adjoint(
+    z,
+    taps,
+    *,
+    boundary: Boundary = "circular",
+    dilation: int = 1,
+    axes: Sequence[int] | None = None,
+    channel_axis: int | None = None,
+    check_finite: bool = True,
+):
     """Apply the transposed operator ``A^T z`` (used by Theorem 4's backward, Eq. 6).
 
     Same parameters and shapes as :func:`ar_apply`. For ``circular`` this is the filter with
@@ -546,6 +636,13 @@ def ar_apply_adjoint(z, taps, *, boundary: Boundary = "circular", dilation: int 
     >>> ac.ar_apply_adjoint(np.array([0.0, 1.0, 0.0, 0.0]), taps, boundary="circular")
     array([3., 2., 1., 0.])
     """
-    f = ARFilter(taps, boundary=boundary, dilation=dilation, axes=axes, channel_axis=channel_axis,
-                 check_stability=False, check_finite=check_finite)
+    f = ARFilter(
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        axes=axes,
+        channel_axis=channel_axis,
+        check_stability=False,
+        check_finite=check_finite,
+    )
     return f.T.apply(z, _name="z")

@@ -14,6 +14,7 @@ The functions are host-side set-up code: they take numbers (lists, numpy arrays 
 return float64 numpy taps of shape ``(1, 1, Q, 3)`` for the user to convert to their array
 library and broadcast over channels and axes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -302,9 +303,7 @@ def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
 def _symmetric(kernel: np.ndarray) -> np.ndarray:
     """The odd-length symmetric ``kernel`` with its outer zeros trimmed, or a clear error."""
     if kernel.size % 2 == 0:
-        raise ValueError(
-            f"kernel must have odd length 2P + 1 (centred on its middle tap), got length {kernel.size}"
-        )
+        raise ValueError(f"kernel must have odd length 2P + 1 (centred on its middle tap), got length {kernel.size}")
     scale = float(np.max(np.abs(kernel)))
     if scale == 0:
         raise ValueError("kernel is all zeros: it has no inverse")

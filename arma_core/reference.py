@@ -11,11 +11,12 @@ on its own: its condition number is about ``(1 + |f_-1| + |f_1|) / margin``).
 Inputs may come from any library that numpy can read (``np.from_dlpack`` / ``np.asarray``);
 outputs are float64 numpy arrays. scipy is imported here only.
 """
+
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.linalg as sla
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._array import to_numpy

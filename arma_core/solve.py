@@ -18,6 +18,7 @@ Kernels take a validated signal in the standard layout ``(..., C, n_1, ..., n_k)
 broadcast); see :mod:`arma_core.capabilities` for the calling convention. Which kernel runs
 is decided there; this module does no dispatch.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,16 @@ from ._validate import real_dtype_for_precision
 from .apply import apply_all, apply_axis
 from .boundary import shift, shift_matrix
 
-__all__ = ["fft_kernel", "dense_kernel", "denominator", "axis_inverse", "apply_along",
-           "taps_vjp", "solve_vjp", "cached"]
+__all__ = [
+    "fft_kernel",
+    "dense_kernel",
+    "denominator",
+    "axis_inverse",
+    "apply_along",
+    "taps_vjp",
+    "solve_vjp",
+    "cached",
+]
 
 
 def cached(cache: dict | None, key: Any, make):
@@ -93,8 +102,11 @@ def fft_kernel(xp, t, taps, *, boundary: str, dilation: int, adjoint: bool, cach
     spatial = tuple(t.shape[-k:])
     axes = tuple(range(-k, 0))
     T = xp.fft.rfftn(t, axes=axes)
-    D = cached(cache, ("fft", spatial, adjoint, str(T.dtype)),
-               lambda: denominator(xp, taps, spatial, dilation, conj=adjoint, dtype=T.dtype))
+    D = cached(
+        cache,
+        ("fft", spatial, adjoint, str(T.dtype)),
+        lambda: denominator(xp, taps, spatial, dilation, conj=adjoint, dtype=T.dtype),
+    )
     y = xp.fft.irfftn(T / D, s=spatial, axes=axes)
     return xp.astype(y, t.dtype, copy=False)
 
@@ -170,8 +182,11 @@ def dense_kernel(xp, t, taps, *, boundary: str, dilation: int, adjoint: bool, ca
     y = t
     for j in range(k):
         n = t.shape[j - k]
-        X = cached(cache, ("dense", j, n, str(t.dtype)),
-                   lambda: axis_inverse(xp, taps, j, n, dilation, boundary, t.dtype))
+        X = cached(
+            cache,
+            ("dense", j, n, str(t.dtype)),
+            lambda j=j, n=n: axis_inverse(xp, taps, j, n, dilation, boundary, t.dtype),
+        )
         y = apply_along(xp, X, y, j - k, k, transpose=adjoint)
     return y
 
@@ -217,8 +232,7 @@ def taps_vjp(xp, left, right, taps, *, boundary: str, dilation: int):
     return xp.astype(xp.stack(rows, axis=1), taps.dtype)
 
 
-def solve_vjp(xp, kernel, y, g, taps, *, boundary: str, dilation: int, adjoint: bool = False,
-              cache=None):
+def solve_vjp(xp, kernel, y, g, taps, *, boundary: str, dilation: int, adjoint: bool = False, cache=None):
     """Backward of ``y = A^{-1} t`` (or of ``y = A^{-T} t`` when ``adjoint``), Theorem 4.
 
     ``dL/dt = A^{-T} g`` (Eq. 6b; ``A^{-1} g`` for the adjoint solve), computed with the solve

@@ -20,6 +20,7 @@ Examples
 >>> dottest(A, (4, 16), solve=True)
 >>> assert_close(A.solve(A.apply(np.ones(16))), np.ones(16))
 """
+
 from __future__ import annotations
 
 import importlib
@@ -50,9 +51,18 @@ LIBRARIES: tuple[tuple[str, str], ...] = (
 )
 
 
-def assert_close(actual, desired, *, rtol: float | None = None, atol: float = 0.0,
-                 check_namespace: bool = True, check_dtype: bool = True,
-                 check_device: bool = True, check_shape: bool = True, err_msg: str = "") -> None:
+def assert_close(
+    actual,
+    desired,
+    *,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    check_namespace: bool = True,
+    check_dtype: bool = True,
+    check_device: bool = True,
+    check_shape: bool = True,
+    err_msg: str = "",
+) -> None:
     """Assert ``actual`` equals ``desired`` to tolerance, and is the same kind of array.
 
     Parameters
@@ -75,19 +85,18 @@ def assert_close(actual, desired, *, rtol: float | None = None, atol: float = 0.
     if check_dtype:
         assert actual.dtype == desired.dtype, f"{head}dtype {actual.dtype} != {desired.dtype}"
     if check_device:
-        assert _device(actual) == _device(desired), \
-            f"{head}device {_device(actual)} != {_device(desired)}"
+        assert _device(actual) == _device(desired), f"{head}device {_device(actual)} != {_device(desired)}"
     if check_shape:
-        assert tuple(actual.shape) == tuple(desired.shape), \
+        assert tuple(actual.shape) == tuple(desired.shape), (
             f"{head}shape {tuple(actual.shape)} != {tuple(desired.shape)}"
+        )
     a, d = to_numpy(actual, dtype=None), to_numpy(desired, dtype=None)
     if rtol is None:
         rtol = 1e-5 if a.dtype in (np.float32, np.complex64) else 1e-10
     np.testing.assert_allclose(a, d, rtol=rtol, atol=atol, err_msg=head)
 
 
-def dottest(op, shape: Sequence[int], *, solve: bool = False, rtol: float | None = None,
-            seed: int = 0) -> None:
+def dottest(op, shape: Sequence[int], *, solve: bool = False, rtol: float | None = None, seed: int = 0) -> None:
     """Assert ``<A x, y> = <x, A^T y>`` (or, with ``solve``, ``<A^-1 x, y> = <x, A^-T y>``).
 
     Parameters
@@ -114,8 +123,9 @@ def dottest(op, shape: Sequence[int], *, solve: bool = False, rtol: float | None
     if rtol is None:
         rtol = 1e-4 if to_numpy(op.taps, dtype=None).dtype == np.float32 else 1e-10
     scale = max(abs(lhs), abs(rhs), 1e-300)
-    assert abs(lhs - rhs) <= rtol * scale, \
+    assert abs(lhs - rhs) <= rtol * scale, (
         f"dot test of {op!r}{' solve' if solve else ''} on {tuple(shape)}: {lhs!r} != {rhs!r}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,8 +188,11 @@ class Case:
         if self.library == "torch":
             return mod.asarray(a, device=self.device)
         if self.library == "array_api_strict":
-            return mod.asarray(a, dtype=getattr(mod, dtype), device=mod.Device(
-                "CPU_DEVICE" if self.device == "cpu" else self.device))
+            return mod.asarray(
+                a,
+                dtype=getattr(mod, dtype),
+                device=mod.Device("CPU_DEVICE" if self.device == "cpu" else self.device),
+            )
         return mod.asarray(a, dtype=getattr(mod, dtype))
 
 
@@ -189,8 +202,7 @@ def _lands_on(row: Capability, library: str) -> bool:
         return True
     if row.library != "*":
         return False
-    own = [r for r in TABLE if r.operation == row.operation and r.library == library
-           and r.method == row.method]
+    own = [r for r in TABLE if r.operation == row.operation and r.library == library and r.method == row.method]
     return not own
 
 
@@ -213,4 +225,3 @@ def capability_cases(operation: str, *, method: str | None = None) -> list:
             marks = [pytest.mark.skip(reason=reason)] if reason else []
             out.append(pytest.param(case, id=case.id, marks=marks))
     return out
-

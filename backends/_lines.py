@@ -44,20 +44,32 @@ dot products of shifted contiguous slices, accumulated in float64.
 numba is optional (``pip install arma-nets[fast]``): :func:`available` says whether it can be
 used; without it the generic array-API methods run.
 """
+
 from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 
 import numpy as np
 
 from arma_core.boundary import source
 
-__all__ = ["available", "accurate", "preferred", "MAX_SPREAD", "MIN_ROWS_1D", "solve", "solve_vjp",
-           "plan", "operators", "empty", "advise_hugepages"]
+__all__ = [
+    "available",
+    "accurate",
+    "preferred",
+    "MAX_SPREAD",
+    "MIN_ROWS_1D",
+    "solve",
+    "solve_vjp",
+    "plan",
+    "operators",
+    "empty",
+    "advise_hugepages",
+]
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def available() -> bool:
     """True when numba is importable (the compiled line solver can run)."""
     return importlib.util.find_spec("numba") is not None
@@ -169,7 +181,7 @@ def _kernels():
 _HUGE = 2 << 20  # a transparent huge page on x86-64 and aarch64 Linux
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _madvise():
     """libc's ``madvise`` when this is Linux with transparent huge pages on request, else None."""
     import ctypes
@@ -263,8 +275,23 @@ def operators(taps64, spatial, dilation, boundary, transposed):
         sup = np.empty((C, Q))
         M = np.zeros((C, Q, nc, n))
         rng = np.zeros((C, Q, 2), np.int64)
-        precompute(np.ascontiguousarray(taps64[:, j]), n, dilation, transposed, urows, ucols, ri, ci,
-                   etap, l, pinv, sup, M, rng, _chunks(C * Q))
+        precompute(
+            np.ascontiguousarray(taps64[:, j]),
+            n,
+            dilation,
+            transposed,
+            urows,
+            ucols,
+            ri,
+            ci,
+            etap,
+            l,
+            pinv,
+            sup,
+            M,
+            rng,
+            _chunks(C * Q),
+        )
         zrows = max(zrows, nc)
         out.append((l, pinv, sup, M, rng, ucols))
     return tuple(out), zrows
@@ -334,8 +361,19 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None):
     if k == 1:
         _solve_lines(t, out, C, dilation, adjoint, ops[2], zrows)
         return out
-    _kernels().solve_planes(t.reshape(shape), out.reshape(shape), C, k, dilation, adjoint, ops[0], ops[1],
-                            ops[2], _chunks(shape[0]), zrows)
+    _kernels().solve_planes(
+        t.reshape(shape),
+        out.reshape(shape),
+        C,
+        k,
+        dilation,
+        adjoint,
+        ops[0],
+        ops[1],
+        ops[2],
+        _chunks(shape[0]),
+        zrows,
+    )
     return out
 
 
@@ -369,9 +407,28 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     if solved:
         _solve_lines(g, out, C, dilation, not adjoint, ops[2], zrows)
     if need_taps or not solved:
-        _kernels().vjp_planes(y.reshape(shape), g.reshape(shape), out.reshape(shape), part, C, k, dilation,
-                              not adjoint, adjoint, ops[0], ops[1], ops[2], _chunks(P), zrows,
-                              taps64.astype(g.dtype), est[0], est[1], est[2], need_taps, solved)
+        _kernels().vjp_planes(
+            y.reshape(shape),
+            g.reshape(shape),
+            out.reshape(shape),
+            part,
+            C,
+            k,
+            dilation,
+            not adjoint,
+            adjoint,
+            ops[0],
+            ops[1],
+            ops[2],
+            _chunks(P),
+            zrows,
+            taps64.astype(g.dtype),
+            est[0],
+            est[1],
+            est[2],
+            need_taps,
+            solved,
+        )
     if not need_taps:
         return out, None
     return out, part.reshape((-1, C, k, Q, 3)).sum(axis=0)

@@ -4,6 +4,7 @@
 :mod:`arma_core.capabilities`) calls :func:`conv_torch`. Differentiable by autograd (only
 torch operations are used).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,4 +63,3 @@ def conv_torch(x, weight, bias=None, *, stride, padding, dilation, groups, paddi
         conv_padding = 0
     out = _CONV[k](xb, weight, bias, stride, conv_padding, dilation, groups)
     return out.reshape(batch + tuple(out.shape[1:]))
-

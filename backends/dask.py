@@ -10,6 +10,7 @@ until ``.compute()``; the taps (``(C, k, Q, 3)``, tiny) are computed once, when 
 built. The signal's finiteness is checked inside the graph, block by block (its values do not
 exist when the call is made).
 """
+
 from __future__ import annotations
 
 import array_api_compat
@@ -71,8 +72,9 @@ def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check
     check_spatial_chunks(x, k, name)
     taps = _like_chunks(x, taps)
     cxp = array_api_compat.array_namespace(x._meta)
-    kernel = resolve(operation, cxp, method=method, boundary=boundary,
-                     dtype=str(x.dtype), device=device_kind(x._meta)).load()
+    kernel = resolve(
+        operation, cxp, method=method, boundary=boundary, dtype=str(x.dtype), device=device_kind(x._meta)
+    ).load()
     ch = x.ndim - k - 1
     # start of every channel chunk: block index i along the channel axis covers
     # channels [starts[i], starts[i] + x.chunks[ch][i])
@@ -85,40 +87,73 @@ def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check
         if check_finite:
             _check_finite(cxp, b, name)
         c0 = starts[block_id[ch]]
-        tb = taps if broadcast else taps[c0:c0 + b.shape[ch]]
+        tb = taps if broadcast else taps[c0 : c0 + b.shape[ch]]
         return kernel(cxp, b, tb, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=None)
 
     token = tokenize(x, taps, operation, method, boundary, dilation, adjoint, check_finite)
-    return da.map_blocks(block, x, dtype=x.dtype, meta=x._meta,
-                         name=f"arma-{operation}-{method}-{library_name(cxp)}-{token}")
+    return da.map_blocks(
+        block, x, dtype=x.dtype, meta=x._meta, name=f"arma-{operation}-{method}-{library_name(cxp)}-{token}"
+    )
 
 
 # a per-block cache would be rebuilt for every block (``cache`` is accepted and not used)
 
 
-def solve_lines(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
-                name="t"):
+def solve_lines(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="t"):
     """Lazy ``A^{-1} t`` with the line solver of the chunks' library."""
-    return _blockwise("solve", "lines", t, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, name=name)
+    return _blockwise(
+        "solve",
+        "lines",
+        t,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )
 
 
-def solve_fft(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
-              name="t"):
+def solve_fft(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="t"):
     """Lazy ``A^{-1} t`` with the fft kernel of the chunks' library."""
-    return _blockwise("solve", "fft", t, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, name=name)
+    return _blockwise(
+        "solve",
+        "fft",
+        t,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )
 
 
-def solve_dense(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
-                name="t"):
+def solve_dense(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="t"):
     """Lazy ``A^{-1} t`` with the dense kernel of the chunks' library."""
-    return _blockwise("solve", "dense", t, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, name=name)
+    return _blockwise(
+        "solve",
+        "dense",
+        t,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )
 
 
-def apply_direct(xp, y, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True,
-                 name="y"):
+def apply_direct(xp, y, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="y"):
     """Lazy ``A y`` (``A^T y``) with the generic shifts on every chunk."""
-    return _blockwise("apply", "direct", y, taps, boundary=boundary, dilation=dilation,
-                      adjoint=adjoint, check_finite=check_finite, name=name)
+    return _blockwise(
+        "apply",
+        "direct",
+        y,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )

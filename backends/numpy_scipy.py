@@ -8,6 +8,7 @@
 
 Their rows in :mod:`arma_core.capabilities` say when they run.
 """
+
 from __future__ import annotations
 
 from arma_core.solve import cached, denominator
@@ -30,7 +31,10 @@ def fft_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
     spatial = tuple(t.shape[-k:])
     axes = tuple(range(-k, 0))
     T = sfft.rfftn(t, axes=axes)
-    D = cached(cache, ("fft", spatial, adjoint, str(T.dtype)),
-               lambda: denominator(xp, taps, spatial, dilation, conj=adjoint, dtype=T.dtype))
+    D = cached(
+        cache,
+        ("fft", spatial, adjoint, str(T.dtype)),
+        lambda: denominator(xp, taps, spatial, dilation, conj=adjoint, dtype=T.dtype),
+    )
     T /= D
     return sfft.irfftn(T, s=spatial, axes=axes).astype(t.dtype, copy=False)

@@ -12,6 +12,7 @@ output ``y`` (Theorem 4 needs nothing else) and runs outside autocast:
 
 When neither input needs a gradient the forward kernel is called directly (no autograd node).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,9 @@ from typing import NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from arma_core.solve import dense_kernel as _dense, fft_kernel as _fft, solve_vjp
+from arma_core.solve import dense_kernel as _dense
+from arma_core.solve import fft_kernel as _fft
+from arma_core.solve import solve_vjp
 
 from . import _lines
 from ._fourier import fft_solve_vjp
@@ -68,33 +71,45 @@ def _empty(shape, dtype) -> torch.Tensor:
 def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache):
     out = _empty(t.shape, t.dtype)
     with _numba_threads():
-        _lines.solve(_host(t), _host(taps), boundary=boundary, dilation=dilation,
-                     adjoint=adjoint, out=out.numpy(), cache=cache)
+        _lines.solve(
+            _host(t),
+            _host(taps),
+            boundary=boundary,
+            dilation=dilation,
+            adjoint=adjoint,
+            out=out.numpy(),
+            cache=cache,
+        )
     return out
 
 
 def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
     out = _empty(g.shape, g.dtype)
     with _numba_threads():
-        _, gtaps = _lines.solve_vjp(_host(y), _host(g), _host(taps), boundary=boundary,
-                                    dilation=dilation, adjoint=adjoint, need_taps=need_taps,
-                                    out=out.numpy(), cache=cache)
+        _, gtaps = _lines.solve_vjp(
+            _host(y),
+            _host(g),
+            _host(taps),
+            boundary=boundary,
+            dilation=dilation,
+            adjoint=adjoint,
+            need_taps=need_taps,
+            out=out.numpy(),
+            cache=cache,
+        )
     if gtaps is not None:
         gtaps = torch.from_numpy(gtaps).to(dtype=taps.dtype, device=taps.device)
     return out, gtaps
 
 
 def _fft_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
-    return fft_solve_vjp(xp, y, g, taps, dilation=dilation, adjoint=adjoint, need_taps=need_taps,
-                         cache=cache)
+    return fft_solve_vjp(xp, y, g, taps, dilation=dilation, adjoint=adjoint, need_taps=need_taps, cache=cache)
 
 
 def _dense_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
     if not need_taps:
-        return _dense(xp, g, taps, boundary=boundary, dilation=dilation, adjoint=not adjoint,
-                      cache=cache), None
-    return solve_vjp(xp, _dense, y, g, taps, boundary=boundary, dilation=dilation,
-                     adjoint=adjoint, cache=cache)
+        return _dense(xp, g, taps, boundary=boundary, dilation=dilation, adjoint=not adjoint, cache=cache), None
+    return solve_vjp(xp, _dense, y, g, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
 class Solver(NamedTuple):
@@ -118,8 +133,7 @@ class ARSolve(torch.autograd.Function):
     def forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
         solver = _SOLVERS[method]
         with torch.autocast(t.device.type, enabled=False):
-            y = solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint,
-                               cache=cache)
+            y = solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
         ctx.save_for_backward(y, taps)
         ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
         return y
@@ -130,9 +144,17 @@ class ARSolve(torch.autograd.Function):
         y, taps = ctx.saved_tensors
         xp, solver, boundary, dilation, adjoint, cache = ctx.opts
         with torch.autocast(g.device.type, enabled=False):
-            gt, gtaps = solver.vjp(xp, y, g.contiguous(), taps, boundary=boundary,
-                                   dilation=dilation, adjoint=adjoint,
-                                   need_taps=ctx.needs_input_grad[1], cache=cache)
+            gt, gtaps = solver.vjp(
+                xp,
+                y,
+                g.contiguous(),
+                taps,
+                boundary=boundary,
+                dilation=dilation,
+                adjoint=adjoint,
+                need_taps=ctx.needs_input_grad[1],
+                cache=cache,
+            )
         return (gt if ctx.needs_input_grad[0] else None), gtaps, None, None, None, None, None, None
 
 
@@ -140,8 +162,7 @@ def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache):
     if torch.is_grad_enabled() and (t.requires_grad or taps.requires_grad):
         return ARSolve.apply(t, taps, xp, method, boundary, dilation, adjoint, cache)
     with torch.autocast(t.device.type, enabled=False):
-        return _SOLVERS[method].forward(xp, t, taps, boundary=boundary, dilation=dilation,
-                                        adjoint=adjoint, cache=cache)
+        return _SOLVERS[method].forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
 def lines_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
@@ -161,5 +182,13 @@ def dense_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
 
 def conv_kernel(xp, x, weight, bias, spec):
     """The ``conv`` row for torch: ``torch.nn.functional.conv{k}d`` (autograd by torch)."""
-    return conv_torch(x, weight, bias, stride=spec.stride, padding=spec.padding,
-                      dilation=spec.dilation, groups=spec.groups, padding_mode=spec.padding_mode)
+    return conv_torch(
+        x,
+        weight,
+        bias,
+        stride=spec.stride,
+        padding=spec.padding,
+        dilation=spec.dilation,
+        groups=spec.groups,
+        padding_mode=spec.padding_mode,
+    )

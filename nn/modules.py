@@ -11,6 +11,7 @@ The learnable AR parameters ``theta`` of shape ``(C, k, Q, 2)`` (channel, spatia
 region (paper Theorems 6 and 7, corrected as described in ``docs/math.md``), so no learning rate
 can make the layer unstable. ``theta = 0`` is the identity filter.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,9 +108,7 @@ def init_from_radius(radius: float, ndim: int = 2, order: int = 1, dilation: int
     Inverse of :func:`radius_from_init`: with ``v = radius^2 / (ndim * order * dilation^2)``
     the per-factor variance, ``init = v / (1 + v)``.
     """
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not (
-        0.0 <= float(radius) < math.inf
-    ):
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not (0.0 <= float(radius) < math.inf):
         raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
     ndim = _check_count(ndim, "ndim", 1)
     order = _check_count(order, "order", 1)
@@ -136,8 +135,7 @@ def _check_input(x, *, who: str, k: int, channels: int, channel_arg: str) -> Non
         raise TypeError(f"{who} expected a torch.Tensor input, got {type(x).__name__}")
     if x.is_complex() or not x.is_floating_point():
         raise TypeError(
-            f"{who} expected a real floating-point input (float32, float64, bfloat16 or "
-            f"float16), got dtype {x.dtype}"
+            f"{who} expected a real floating-point input (float32, float64, bfloat16 or float16), got dtype {x.dtype}"
         )
     if x.dim() not in (k + 1, k + 2):
         raise ValueError(
@@ -193,9 +191,7 @@ class _ARNd(nn.Module):
         self.channels = _check_count(channels, "channels", 1)
         self.order = _check_count(order, "order", 1)
         if boundary not in BOUNDARIES:
-            raise ValueError(
-                f"boundary={boundary!r} is not one of {', '.join(map(repr, BOUNDARIES))}"
-            )
+            raise ValueError(f"boundary={boundary!r} is not one of {', '.join(map(repr, BOUNDARIES))}")
         if region not in REGIONS:
             raise ValueError(f"region={region!r} is not one of {', '.join(map(repr, REGIONS))}")
         self.boundary = boundary
@@ -279,9 +275,13 @@ class _ARNd(nn.Module):
             return cached[1]
         raw = self.region == "raw"
         f = arma_core.ARFilter(
-            self._taps(self.theta.to(dtype)), boundary=self.boundary, dilation=self.dilation,
+            self._taps(self.theta.to(dtype)),
+            boundary=self.boundary,
+            dilation=self.dilation,
             method="fft" if raw and self.boundary == "circular" else "auto",
-            check_stability=False, check_finite=False, _contain=False,
+            check_stability=False,
+            check_finite=False,
+            _contain=False,
         )
         if not grad:
             self.__dict__["_cached_filter"] = (key, f)
@@ -388,22 +388,46 @@ class _ARMAMixin:
 
     _k: int = 0
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        device=None,
+        dtype=None,
+        *,
+        ar_order=1,
+        ar_boundary="circular",
+        ar_region="strip",
+        ar_dilation=1,
+        ar_init=0.0,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init, {"device": device, "dtype": dtype})
 
     def _init_ar(self, ar_order, ar_boundary, ar_region, ar_dilation, ar_init, factory):
         ar_order = _check_count(ar_order, "ar_order", 0)
         if ar_order == 0:
             # Validate the other AR options anyway, so a typo is not silently ignored.
-            _AR_CLASSES[self._k](
-                1, 1, ar_boundary, ar_region, ar_dilation, ar_init, device="meta"
-            )
+            _AR_CLASSES[self._k](1, 1, ar_boundary, ar_region, ar_dilation, ar_init, device="meta")
             self.ar = None
         else:
             self.ar = _AR_CLASSES[self._k](
@@ -433,7 +457,7 @@ class _ARMAMixin:
             k=self._k,
             dilation=self.ar.dilation,
             what="the convolution's output",
-            note=f" (input spatial size {tuple(x.shape[-self._k:])})",
+            note=f" (input spatial size {tuple(x.shape[-self._k :])})",
         )
         return self.ar._solve(y, who=who)
 

@@ -4,6 +4,7 @@
 where it is not installed or no GPU is present. Tests build data in numpy (float64) and move
 it to the namespace under test with :func:`to_xp`.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,19 +4,18 @@ Every public entry point (``ar_solve``, ``ar_solve_adjoint``, ``ar_apply``,
 ``ar_apply_adjoint``, ``arma``, ``reparameterize``, ``stability_margin``) on every namespace.
 The messages are matched on the argument's name and on what is wrong with it.
 """
-from __future__ import annotations
 
-import re
+from __future__ import annotations
 
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
+from conftest import lib_name, random_taps, rel_err, to_np, to_xp
 
 import arma_core as ac
 from arma_core import reference as R
 from arma_core._array import to_numpy
 from arma_core.capabilities import methods
-from conftest import lib_name, random_taps, rel_err, to_np, to_xp
 
 SOLVES = [ac.ar_solve, ac.ar_solve_adjoint]
 APPLIES = [ac.ar_apply, ac.ar_apply_adjoint]
@@ -82,8 +81,13 @@ def test_unknown_method_and_inexact_fft(xp, fn):
     t, taps = _case(xp)
     raises(ValueError, lambda: fn(t, taps, method="lu"), "method='lu'", "'dense'")
     for b in ("zeros", "reflect", "replicate"):
-        raises(ValueError, lambda: fn(t, taps, method="fft", boundary=b),
-               "method='fft'", f"boundary={b!r}", "circular")
+        raises(
+            ValueError,
+            lambda: fn(t, taps, method="fft", boundary=b),
+            "method='fft'",
+            f"boundary={b!r}",
+            "circular",
+        )
 
 
 @pytest.mark.parametrize("fn", AR, ids=AR_IDS)
@@ -161,8 +165,12 @@ def test_unstable_taps(xp, fn):
     t, taps = _case(xp)
     bad = to_np(taps)
     bad[1, 1, 0] = [0.7, 1.0, 0.3]  # on the edge: |f_-1 + f_1| = f_0
-    err = raises(ac.UnstableFilterError, lambda: fn(t, xp.asarray(bad)),
-                 "taps is unstable", "channel 1, axis 1, factor 0")
+    err = raises(
+        ac.UnstableFilterError,
+        lambda: fn(t, xp.asarray(bad)),
+        "taps is unstable",
+        "channel 1, axis 1, factor 0",
+    )
     assert (err.channel, err.axis, err.factor) == (1, 1, 0)
     bad[1, 1, 0] = [-1.5, 1.0, 0.2]
     raises(ac.UnstableFilterError, lambda: fn(t, xp.asarray(bad), boundary="zeros"), "channel 1, axis 1")
@@ -186,8 +194,14 @@ def test_axis_too_short_for_reflect(xp, fn):
     name = SIGNAL_NAME[fn]
     for shape, d, axis in [((5, 2), 2, 1), ((3, 7), 3, 0), ((1, 4), 1, 0), ((4, 4), 4, 0)]:
         t = to_xp(xp, rng.normal(size=(2,) + shape))
-        raises(ValueError, lambda: fn(t, taps, boundary="reflect", dilation=d),
-               name, f"spatial axis {axis}", f"dilation={d}", f"at least {d + 1}")
+        raises(
+            ValueError,
+            lambda: fn(t, taps, boundary="reflect", dilation=d),
+            name,
+            f"spatial axis {axis}",
+            f"dilation={d}",
+            f"at least {d + 1}",
+        )
         fn(t, taps, boundary="replicate", dilation=d)  # the other rules have no such limit
 
 
@@ -237,8 +251,13 @@ def test_arma_bad_input(xp):
     bad[3, 0, 0] = [np.nan, 1.0, 0.5]
     raises(ValueError, lambda: ac.arma(x, w, xp.asarray(bad)), "taps contains NaN or inf")
     # the conv output is 4 x 5: reflect with AR dilation 4 needs at least 5 samples
-    raises(ValueError, lambda: ac.arma(x, w, taps, boundary="reflect", ar_dilation=4),
-           "the convolution's output", "ar_dilation=4", "at least 5")
+    raises(
+        ValueError,
+        lambda: ac.arma(x, w, taps, boundary="reflect", ar_dilation=4),
+        "the convolution's output",
+        "ar_dilation=4",
+        "at least 5",
+    )
     raises(ValueError, lambda: ac.arma(x[0, 0, ...], w, taps), "x")
 
 
@@ -261,8 +280,12 @@ def test_reparameterize_bad_input(xp):
     raises(TypeError, lambda: ac.reparameterize(xp.asarray(np.zeros((3, 2), dtype="int64"))), "theta")
     raises(TypeError, lambda: ac.reparameterize(xp.asarray(np.zeros((3, 2), dtype=bool))), "theta")
     if hasattr(xp, "complex128"):
-        raises(TypeError, lambda: ac.reparameterize(xp.asarray(np.zeros((3, 2), dtype="complex128"))),
-               "theta", "complex")
+        raises(
+            TypeError,
+            lambda: ac.reparameterize(xp.asarray(np.zeros((3, 2), dtype="complex128"))),
+            "theta",
+            "complex",
+        )
     for value in (np.nan, np.inf, -np.inf):
         bad = np.zeros((3, 2))
         bad[1, 1] = value
@@ -275,8 +298,12 @@ def test_stability_margin_bad_input(xp):
         raises(ValueError, lambda: ac.stability_margin(xp.asarray(np.zeros(shape))), "taps", "(..., 3)")
     raises(TypeError, lambda: ac.stability_margin(xp.asarray(np.zeros((2, 3), dtype="int64"))), "taps")
     if hasattr(xp, "complex128"):
-        raises(TypeError, lambda: ac.stability_margin(xp.asarray(np.zeros((2, 3), dtype="complex128"))),
-               "taps", "complex")
+        raises(
+            TypeError,
+            lambda: ac.stability_margin(xp.asarray(np.zeros((2, 3), dtype="complex128"))),
+            "taps",
+            "complex",
+        )
     for value in (np.nan, np.inf):
         bad = np.tile([0.0, 1.0, 0.0], (2, 1))
         bad[1, 0] = value
@@ -313,8 +340,12 @@ def test_tiny_images_are_solved_not_passed_through(xp, dtype):
         for boundary in ac.BOUNDARIES:
             for d in dilations:
                 if boundary == "reflect" and min(shape) <= d:
-                    raises(ValueError, lambda: ac.ar_solve(t, taps, boundary=boundary, dilation=d),
-                           "boundary='reflect'", f"dilation={d}")
+                    raises(
+                        ValueError,
+                        lambda: ac.ar_solve(t, taps, boundary=boundary, dilation=d),
+                        "boundary='reflect'",
+                        f"dilation={d}",
+                    )
                     continue
                 ref = R.ar_solve(t, taps, boundary, d)
                 assert np.max(np.abs(ref - to_np(t))) > 0.1  # the true answer is not the input
@@ -323,8 +354,9 @@ def test_tiny_images_are_solved_not_passed_through(xp, dtype):
                     assert rel_err(y, ref) < tol, (shape, boundary, d, m)
                     ya = ac.ar_solve_adjoint(t, taps, boundary=boundary, dilation=d, method=m)
                     assert rel_err(ya, R.ar_solve(t, taps, boundary, d, adjoint=True)) < tol
-                assert rel_err(ac.ar_apply(t, taps, boundary=boundary, dilation=d),
-                               R.ar_apply(t, taps, boundary, d)) < tol
+                assert (
+                    rel_err(ac.ar_apply(t, taps, boundary=boundary, dilation=d), R.ar_apply(t, taps, boundary, d)) < tol
+                )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -1,4 +1,5 @@
 """The dask backend: lazy, chunk-by-chunk AR operators equal to the numpy path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +7,11 @@ import pytest
 
 da = pytest.importorskip("dask.array")
 
+from conftest import random_taps  # noqa: E402
+
 import arma_core as ac  # noqa: E402
 from arma_core._array import library_name  # noqa: E402
 from arma_core.capabilities import TABLE, Capability, methods  # noqa: E402
-from conftest import random_taps  # noqa: E402
 
 FUNCTIONS = [ac.ar_solve, ac.ar_solve_adjoint, ac.ar_apply, ac.ar_apply_adjoint]
 IDS = [f.__name__ for f in FUNCTIONS]
@@ -65,7 +67,10 @@ def test_equals_numpy_path(fn, chunking):
                     got = y.compute(scheduler="synchronous")
                     assert type(got) is np.ndarray
                     assert np.max(np.abs(got - expect)) <= 1e-12 * np.max(np.abs(expect)), (
-                        boundary, d, method)
+                        boundary,
+                        d,
+                        method,
+                    )
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS, ids=IDS)

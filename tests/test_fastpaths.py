@@ -9,22 +9,23 @@
 
 Tests of the compiled path skip when numba is not installed.
 """
+
 from __future__ import annotations
 
 import itertools
 
+import array_api_compat.numpy as XNP
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
+from conftest import TOL, random_taps, rel_err, to_np
 
 import arma_core as ac
 from arma_core import reference as R
-from arma_core.backends import _lines
-import array_api_compat.numpy as XNP
 from arma_core._array import device_kind, to_numpy
+from arma_core.backends import _lines
 from arma_core.capabilities import TABLE, resolve
 from arma_core.solve import dense_kernel, solve_vjp
-from conftest import TOL, random_taps, rel_err, to_np
 
 needs_numba = pytest.mark.skipif(not _lines.available(), reason="numba is not installed")
 
@@ -81,8 +82,16 @@ def test_lines_last_axis_in_several_strips(boundary):
 
     S, N = _lines_kernels.STRIP, _lines_kernels.STRIP_MAX_N
     rng = np.random.default_rng(3)
-    for i, (shape, Q, d) in enumerate([((S + 5, 6), 3, 1), ((2 * S, 7), 2, 2), ((3, S // 2 + 3, 4), 2, 1),
-                                       ((S + 1, 9), 1, 3), ((5, N + 3), 1, 1), ((S + 2, N + 3), 2, 2)]):
+    for i, (shape, Q, d) in enumerate(
+        [
+            ((S + 5, 6), 3, 1),
+            ((2 * S, 7), 2, 2),
+            ((3, S // 2 + 3, 4), 2, 1),
+            ((S + 1, 9), 1, 3),
+            ((5, N + 3), 1, 1),
+            ((S + 2, N + 3), 2, 2),
+        ]
+    ):
         taps = _taps(rng, 2, len(shape), Q, i)
         t = rng.normal(size=(3, 2) + shape)
         for adjoint in (False, True):
@@ -106,7 +115,10 @@ def test_lines_1d_rows_grouped_by_channel(boundary):
         for adjoint in (False, True):
             fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
             y = fn(t, taps, boundary=boundary, dilation=d, method="lines")
-            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < TOL["float64"], (bshape, adjoint)
+            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < TOL["float64"], (
+                bshape,
+                adjoint,
+            )
             g = rng.normal(size=t.shape)
             w, gt = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
             w2, gt2 = solve_vjp(XNP, dense_kernel, y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
@@ -120,8 +132,16 @@ def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
     """replicate's first pivot f_0 + f_1 is 0 at f_1 = -1 (inside the strip when |f_-1 - 1| < 1),
     its last f_0 + f_-1 is 0 at f_-1 = -1; reflect couples row 0 with f_-1 + f_1 only."""
     rng = np.random.default_rng(1)
-    rows = [(0.9, 1.0, -1.0), (-1.0, 1.0, 0.5), (1.5, 1.0, -1.0), (-1.0, 1.0, 1.999), (0.0, 1.0, -0.999),
-            (-0.9995, 1.0, 0.0), (3.0, 1.0, -3.5), (-0.4995, 1.0, -0.4995)]
+    rows = [
+        (0.9, 1.0, -1.0),
+        (-1.0, 1.0, 0.5),
+        (1.5, 1.0, -1.0),
+        (-1.0, 1.0, 1.999),
+        (0.0, 1.0, -0.999),
+        (-0.9995, 1.0, 0.0),
+        (3.0, 1.0, -3.5),
+        (-0.4995, 1.0, -0.4995),
+    ]
     taps = np.array(rows)[:, None, None, :].repeat(2, axis=1)  # (8, 2, 1, 3)
     for shape, d in [((6, 7), 1), ((9, 5), 2), ((4, 4), 3), ((2, 3), 1)]:
         if boundary == "reflect" and min(shape) <= d:
@@ -209,8 +229,7 @@ def test_lines_vjp_matches_generic(boundary, k):
             assert np.max(np.abs(gt - gt2)) < 1e-10 * scale, (shape, Q, d, adjoint)
             if i % 2 == 0:  # generic taps: the entries themselves agree
                 assert rel_err(gt, gt2) < 1e-9, (shape, Q, d, adjoint)
-            w3, none = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint,
-                                        need_taps=False)
+            w3, none = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint, need_taps=False)
             assert none is None and np.array_equal(w3, w)
 
 
@@ -226,7 +245,9 @@ def test_lines_gradcheck(boundary):
         t = torch.tensor(rng.normal(size=(2, 2) + shape), requires_grad=True)
         for fn in (ac.ar_solve, ac.ar_solve_adjoint):
             assert torch.autograd.gradcheck(
-                lambda a, b: fn(a, b, boundary=boundary, dilation=d, method="lines"), (t, taps), fast_mode=True
+                lambda a, b: fn(a, b, boundary=boundary, dilation=d, method="lines"),
+                (t, taps),
+                fast_mode=True,
             )
 
 
@@ -242,8 +263,15 @@ def test_lines_float32_backward_and_grad_of_t_only():
     y = ac.ar_solve(t, taps, boundary="replicate", method="lines")
     gt, gtaps = torch.autograd.grad(y, (t, taps), torch.tensor(g64, dtype=torch.float32))
     assert gt.dtype == torch.float32 and gtaps.dtype == torch.float32
-    w2, gtaps2 = solve_vjp(XNP, dense_kernel, to_np(y), g64.astype(np.float32).astype(np.float64),
-                           to_np(taps), boundary="replicate", dilation=1)
+    w2, gtaps2 = solve_vjp(
+        XNP,
+        dense_kernel,
+        to_np(y),
+        g64.astype(np.float32).astype(np.float64),
+        to_np(taps),
+        boundary="replicate",
+        dilation=1,
+    )
     assert rel_err(gt, w2) < 1e-5 and rel_err(gtaps, gtaps2) < 1e-4
     t2 = torch.tensor(t64, requires_grad=True)
     y2 = ac.ar_solve(t2, torch.tensor(taps64), boundary="zeros", method="lines")
@@ -304,8 +332,15 @@ def _auto(x, taps, boundary):
     xp = array_namespace(x)
     dtype = str(x.dtype).replace("torch.", "")
     host = None if taps is None else to_numpy(taps)
-    return resolve("solve", xp, boundary=boundary, dtype=dtype, device=device_kind(x),
-                   shape=tuple(x.shape), taps=lambda: host).method
+    return resolve(
+        "solve",
+        xp,
+        boundary=boundary,
+        dtype=dtype,
+        device=device_kind(x),
+        shape=tuple(x.shape),
+        taps=lambda: host,
+    ).method
 
 
 def test_auto_rules(monkeypatch):

@@ -5,6 +5,7 @@ arrays created on the default device by mistake), cupy and torch-on-CUDA where a
 and jax where it is installed (float64 under ``jax.enable_x64``). ``import arma_core`` must
 import none of the optional libraries.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,21 +15,23 @@ import sys
 import array_api_compat
 import numpy as np
 import pytest
+from conftest import load_namespace, random_taps, rel_err
 
 import arma_core as ac
 from arma_core.capabilities import methods
 from arma_core.testing import LIBRARIES
-from conftest import load_namespace, random_taps, rel_err
 
 DTYPES = ["float32", "float64"]
 TOL = {"float32": 1e-5, "float64": 1e-10}
 
-LIBS = [(name, None if device == "cpu" else device) for name, device in LIBRARIES
-        if name != "dask" and (name, device) != ("cupy", "cuda")] + [("cupy", None)]
+LIBS = [
+    (name, None if device == "cpu" else device)
+    for name, device in LIBRARIES
+    if name != "dask" and (name, device) != ("cupy", "cuda")
+] + [("cupy", None)]
 # jax dispatches op by op and compiles each new (op, shape, dtype) once: ~25 s for this file
 PARAMS = [
-    pytest.param((n, d), id=n if d is None else f"{n}-{d}",
-                 marks=[pytest.mark.slow] if n == "jax" else [])
+    pytest.param((n, d), id=n if d is None else f"{n}-{d}", marks=[pytest.mark.slow] if n == "jax" else [])
     for n, d in LIBS
 ]
 
@@ -156,8 +159,7 @@ def test_conv_and_arma(lib, dtype):
 
 def _imported_after(code: str) -> list[str]:
     script = (
-        f"import sys\n{code}\n"
-        "print(' '.join(m for m in ('torch', 'scipy', 'cupy', 'dask', 'jax') if m in sys.modules))"
+        f"import sys\n{code}\nprint(' '.join(m for m in ('torch', 'scipy', 'cupy', 'dask', 'jax') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -2,16 +2,17 @@
 on every row of the capability table, axes and channel layouts, broadcast taps, empty inputs,
 the non-finite policy, negative f_0, filters outside the strip on circular signals, and the
 dense method at large sizes (LU's growth on wrap-around matrices)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.signal
+from conftest import TOL, random_taps, rel_err, to_np
 
 import arma_core as ac
 from arma_core import reference as R
 from arma_core.testing import assert_close, capability_cases, dottest
-from conftest import TOL, random_taps, rel_err, to_np
 
 DILATIONS = (1, 2, 3)
 
@@ -35,8 +36,12 @@ def test_dottest_every_row(case, boundary, d):
     rng = np.random.default_rng(d + len(boundary))
     for k, shape in ((1, (3, 2, 9)), (2, (2, 2, 5, 6)), (3, (2, 4, 5, 6))):
         taps = case.asarray(random_taps(rng, 2, k, 2, edge=1e-2))
-        A = ac.ARFilter(taps, boundary=boundary, dilation=d, method=case.row.method
-                        if case.row.operation == "solve" else "auto")
+        A = ac.ARFilter(
+            taps,
+            boundary=boundary,
+            dilation=d,
+            method=case.row.method if case.row.operation == "solve" else "auto",
+        )
         if case.row.operation == "apply":
             dottest(A, shape)
         else:
@@ -57,9 +62,9 @@ def test_the_five_layouts_of_a_signal_user():
     taps = _causal(0.6)
     lf = lambda x, axis=-1: scipy.signal.lfilter([1.0], [1.0, -0.6], x, axis=axis)  # noqa: E731
     x = rng.normal(size=50)
-    assert_close(ac.ar_solve(x, taps, boundary="zeros"), lf(x))                      # (n,)
+    assert_close(ac.ar_solve(x, taps, boundary="zeros"), lf(x))  # (n,)
     xb = rng.normal(size=(4, 50))
-    assert_close(ac.ar_solve(xb, taps, boundary="zeros"), lf(xb))                    # (batch, n)
+    assert_close(ac.ar_solve(xb, taps, boundary="zeros"), lf(xb))  # (batch, n)
     xc = rng.normal(size=(50, 3))
     assert_close(ac.ar_solve(xc, taps, boundary="zeros", axes=(0,)), lf(xc, axis=0))  # (n, C)
     x3 = rng.normal(size=(4, 50, 3))
@@ -113,8 +118,12 @@ def test_empty_axes_of_every_kind(xp, boundary, method):
     rng = np.random.default_rng(3)
     taps2 = xp.asarray(random_taps(rng, 2, 2, 1))
     taps0 = xp.asarray(np.zeros((0, 2, 1, 3)))
-    for shape, taps in (((0, 2, 4, 5), taps2), ((3, 0, 4, 5), taps0), ((3, 2, 0, 5), taps2),
-                        ((3, 2, 4, 0), taps2)):
+    for shape, taps in (
+        ((0, 2, 4, 5), taps2),
+        ((3, 0, 4, 5), taps0),
+        ((3, 2, 0, 5), taps2),
+        ((3, 2, 4, 0), taps2),
+    ):
         t = xp.asarray(np.zeros(shape))
         if boundary == "reflect" and 0 in shape[2:]:
             with pytest.raises(ValueError, match="boundary='reflect'"):
@@ -149,8 +158,7 @@ def test_nan_stays_within_the_support(method):
     assert np.array_equal(bad, expect)
     lf = scipy.signal.lfilter([1.0], [1.0, -0.5], x)
     fin = ~bad
-    assert np.allclose(ac.ar_solve(x, _causal(0.5), boundary="zeros", method=method,
-                                   check_finite=False)[fin], lf[fin])
+    assert np.allclose(ac.ar_solve(x, _causal(0.5), boundary="zeros", method=method, check_finite=False)[fin], lf[fin])
     # anti-causal: up to the NaN; two-sided: the whole row; diagonal: the sample only
     anti = np.array([-0.5, 1.0, 0.0]).reshape(1, 1, 1, 3)
     expect = np.zeros_like(bad)
@@ -182,7 +190,7 @@ def test_nan_stays_within_the_support(method):
 def test_nan_in_2d_stays_in_its_rows_for_causal_axes():
     taps = np.zeros((1, 2, 1, 3))
     taps[0, 0, 0] = [0.0, 1.0, -0.5]  # causal down the rows
-    taps[0, 1, 0] = [0.0, 1.0, 0.0]   # identity across
+    taps[0, 1, 0] = [0.0, 1.0, 0.0]  # identity across
     x = np.ones((6, 5))
     x[2, 3] = np.nan
     for method in ("auto", "dense", "lines"):
@@ -234,8 +242,14 @@ def test_winding_factors_are_solved_on_circular_signals_only():
 
 def _wide_taps():
     """Stable taps from every region, including large |f_-1 - f_1| (off-diagonal dominant)."""
-    return [(1.5, 1.0, -1.0), (1.02, 1.0, -0.28), (-3.0, 1.0, 3.5), (0.0, -1.0, 0.9),
-            (40.0, 1.0, -39.5), (0.45, 1.0, 0.45)]
+    return [
+        (1.5, 1.0, -1.0),
+        (1.02, 1.0, -0.28),
+        (-3.0, 1.0, 3.5),
+        (0.0, -1.0, 0.9),
+        (40.0, 1.0, -39.5),
+        (0.45, 1.0, 0.45),
+    ]
 
 
 @pytest.mark.parametrize("n", [64, 256, 1024])

@@ -1,4 +1,5 @@
 """taps_from_lfilter / taps_from_kernel against scipy.signal.lfilter and FFT division."""
+
 from __future__ import annotations
 
 import doctest
@@ -216,9 +217,11 @@ def complex_kernel(seed, n_real, n_pairs, gain=1.0):
 
 BSPLINE3 = np.array([1.0, 4.0, 1.0]) / 6
 BSPLINE5 = np.array([1.0, 26.0, 66.0, 26.0, 1.0]) / 120
+
+
 def gaussian(sigma, truncate):
     P = int(np.ceil(truncate * sigma))
-    g = np.exp(-np.arange(-P, P + 1) ** 2 / (2 * sigma**2))
+    g = np.exp(-(np.arange(-P, P + 1) ** 2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -257,7 +260,7 @@ def test_kernel_product_and_form(name):
     np.testing.assert_array_equal(f[:S, 0], f[:S, 2])  # symmetric
     assert [winding_number(g) for g in f] == [0] * S + [1, -1] * ((P - S) // 2)
     np.testing.assert_allclose(f[S::2], f[S + 1 :: 2, ::-1])  # (in, out) are mirror images
-    assert (f[0, 1] < 0 if "negative" in name and S else True)
+    assert f[0, 1] < 0 if "negative" in name and S else True
 
 
 def test_bspline3_is_its_own_factor():
@@ -360,9 +363,7 @@ def test_kernel_trimming_constant_and_inputs():
     np.testing.assert_allclose(taps_from_kernel([0, 1, 4, 1, 0]), [[[[1.0, 4.0, 1.0]]]], rtol=1e-15)
     np.testing.assert_array_equal(taps_from_kernel([0.0, 2.0, 0.0]), [[[[0.0, 2.0, 0.0]]]])
     np.testing.assert_array_equal(taps_from_kernel(np.float32(5)), [[[[0.0, 5.0, 0.0]]]])
-    np.testing.assert_allclose(
-        taps_from_kernel((np.float64(1), 4, np.int64(1))), taps_from_kernel([1.0, 4.0, 1.0])
-    )
+    np.testing.assert_allclose(taps_from_kernel((np.float64(1), 4, np.int64(1))), taps_from_kernel([1.0, 4.0, 1.0]))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 """ar_solve / ar_apply and their adjoints against the scipy.sparse reference, on every namespace."""
+
 from __future__ import annotations
 
 import functools
@@ -7,12 +8,12 @@ import itertools
 import numpy as np
 import pytest
 from array_api_compat import device
+from conftest import TOL, lib_name, random_taps, rel_err, to_np, to_xp
 
 import arma_core as ac
 from arma_core import reference as R
 from arma_core.capabilities import methods
 from arma_core.testing import capability_cases
-from conftest import TOL, lib_name, random_taps, rel_err, to_np, to_xp
 
 SHAPES = {
     1: [(7,), (8,), (1,), (2,)],
@@ -45,7 +46,7 @@ def _boundary_cases(operation):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_set(k, boundary, dtype):
     """The inputs and reference solutions of :func:`test_solve_matches_reference` (computed
     once for every library and method that is tested on them)."""
@@ -104,8 +105,12 @@ def test_apply_matches_reference_and_inverts_solve(xp, boundary):
             assert abs(lhs - rhs) < 1e-10 * (1 + abs(lhs))
             # apply(solve(t)) == t, solve(apply(y)) == y
             for m in _methods(xp, boundary):
-                back = ac.ar_apply(ac.ar_solve(t, taps, boundary=boundary, dilation=d, method=m),
-                                   taps, boundary=boundary, dilation=d)
+                back = ac.ar_apply(
+                    ac.ar_solve(t, taps, boundary=boundary, dilation=d, method=m),
+                    taps,
+                    boundary=boundary,
+                    dilation=d,
+                )
                 assert rel_err(back, t) < 1e-10
                 assert rel_err(ac.ar_solve(t, taps, boundary=boundary, dilation=d, method=m), y) < 1e-9
 
@@ -140,13 +145,17 @@ def test_reference_matrix_is_the_product_of_factor_matrices():
 def test_factor_matrix_entries_follow_the_convention():
     """(A y)_i = f_-1 y[i+d] + f_0 y[i] + f_1 y[i-d]; reflect is numpy's 'reflect'."""
     f = (0.3, 1.0, -0.2)
-    for boundary, mode in [("circular", "wrap"), ("zeros", "constant"), ("reflect", "reflect"),
-                           ("replicate", "edge")]:
+    for boundary, mode in [
+        ("circular", "wrap"),
+        ("zeros", "constant"),
+        ("reflect", "reflect"),
+        ("replicate", "edge"),
+    ]:
         for d in (1, 2):
             y = np.arange(1.0, 7.0)
             M = R.factor_matrix(6, f, d, boundary).toarray()
             p = np.pad(y, d, mode=mode)
-            expect = f[0] * p[2 * d:] + f[1] * p[d:-d] + f[2] * p[:-2 * d]
+            expect = f[0] * p[2 * d :] + f[1] * p[d:-d] + f[2] * p[: -2 * d]
             assert np.allclose(M @ y, expect), (boundary, d)
 
 

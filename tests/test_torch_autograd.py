@@ -1,12 +1,13 @@
 """The torch autograd Function of the AR solve: Theorem 4's backward for every boundary."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import random_taps
 
 import arma_core as ac
 from arma_core.solve import dense_kernel, fft_kernel
-from conftest import random_taps
 
 torch = pytest.importorskip("torch")
 from array_api_compat import array_namespace  # noqa: E402
@@ -28,9 +29,7 @@ def test_gradcheck(boundary, k, Q):
     t, taps = _inputs(k, Q, seed=10 * k + Q)
     d = 2 if (k == 1 and boundary != "reflect") else 1
     for fn in (ac.ar_solve, ac.ar_solve_adjoint):
-        assert torch.autograd.gradcheck(
-            lambda a, b: fn(a, b, boundary=boundary, dilation=d), (t, taps), fast_mode=True
-        )
+        assert torch.autograd.gradcheck(lambda a, b: fn(a, b, boundary=boundary, dilation=d), (t, taps), fast_mode=True)
 
 
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)

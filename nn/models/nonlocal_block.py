@@ -1,4 +1,5 @@
 """Non-local (self-attention) block of Wang et al. (2018), as used by the paper's Table 4."""
+
 from __future__ import annotations
 
 import torch
