@@ -15,6 +15,6 @@ Region = Literal["strip", "diamond"]
 #: The operations the capability table describes.
 Operation = Literal["solve", "apply", "conv"]
 
-BOUNDARIES: tuple[str, ...] = get_args(Boundary)
-METHODS: tuple[str, ...] = get_args(Method)
-REGIONS: tuple[str, ...] = get_args(Region)
+BOUNDARIES: tuple[Boundary, ...] = get_args(Boundary)
+METHODS: tuple[Method, ...] = get_args(Method)
+REGIONS: tuple[Region, ...] = get_args(Region)

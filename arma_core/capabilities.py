@@ -139,7 +139,7 @@ def _lines_preferred(shape, taps, boundary) -> bool:
 #: ``host_taps()`` returns the taps as a float64 numpy array (computed once, only if asked)
 AUTO_CONDITIONS: dict[str, Callable[..., bool]] = {"lines_preferred": _lines_preferred}
 
-_LINES = dict(
+_LINES: dict[str, Any] = dict(
     method="lines",
     devices=("cpu",),
     requires=("numba",),
@@ -426,7 +426,7 @@ def resolve(
                 return r
         raise ValueError(reasons[0])
     host = functools.lru_cache(maxsize=1)(taps) if taps is not None else (lambda: None)
-    for r in sorted((r for r in cands if r.auto is not None), key=lambda r: r.auto):
+    for r in sorted((r for r in cands if r.auto is not None), key=lambda r: int(r.auto or 0)):
         if _check_row(r, boundary, dtype, device, operation) is not None:
             continue
         if r.auto_when is None or AUTO_CONDITIONS[r.auto_when](tuple(shape), host, boundary):

@@ -232,7 +232,7 @@ def generic_kernel(xp, x, weight, bias, spec: _ConvSpec):
 
 def _offsets(kernel_size):
     """All kernel offsets ``(o_1, ..., o_k)`` in C order."""
-    offsets = [()]
+    offsets: list[tuple[int, ...]] = [()]
     for K in kernel_size:
         offsets = [o + (i,) for o in offsets for i in range(K)]
     return offsets

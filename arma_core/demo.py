@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
+from typing import Any, cast
 
 import numpy as np
 
 import arma_core as ac
+from arma_core._typing import Method
+from arma_core.capabilities import methods
 
 
-def _namespaces():
+def _namespaces() -> list[tuple[str, Any, str]]:
     """(name, module or None, reason) for every backend this demo knows."""
-    out = [("numpy", np, "")]
+    out: list[tuple[str, Any, str]] = [("numpy", np, "")]
     for name in ("torch", "array_api_strict", "dask.array", "cupy"):
         try:
             mod = importlib.import_module(name)
@@ -84,8 +87,8 @@ def main(argv=None) -> int:
                 if boundary == ac.BOUNDARIES[0]:
                     print(f"{name:<17}{'-':<11}{'-':<8}{'-':<9}{'skipped: ' + why:>23}")
                 continue
-            methods = [m for m, bs in ac.solve.EXACT_FOR.items() if boundary in bs]
-            for method in methods:
+            library = "dask" if name == "dask.array" else name
+            for method in cast("list[Method]", list(methods("solve", library, boundary))):
                 for dtype in ("float64", "float32"):
                     tx = _convert(mod, name, t.astype(dtype))
                     kx = taps.astype(dtype)

@@ -239,13 +239,14 @@ class ARFilter:
         if method not in METHODS["solve"]:
             raise ValueError(f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS['solve'])}")
         k = taps.shape[1]
+        axes_t: tuple[Any, ...] | None = None
         if axes is not None:
-            axes = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
-            if len(axes) != k:
+            axes_t = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
+            if len(axes_t) != k:
                 raise ValueError(
-                    f"axes={axes!r} names {len(axes)} axes but taps has k={k} spatial axes (taps.shape[1])"
+                    f"axes={axes_t!r} names {len(axes_t)} axes but taps has k={k} spatial axes (taps.shape[1])"
                 )
-        self.taps, self.axes, self.channel_axis, self.method = taps, axes, channel_axis, method
+        self.taps, self.axes, self.channel_axis, self.method = taps, axes_t, channel_axis, method
         self.check_stability, self.check_finite = check_stability, check_finite
         # layers neither check nor contain (no host sync, no extra passes): _contain=False
         self._contain = _contain

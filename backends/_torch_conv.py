@@ -60,6 +60,6 @@ def conv_torch(x, weight, bias=None, *, stride, padding, dilation, groups, paddi
         if any(flat):
             mode = "constant" if padding_mode == "zeros" else padding_mode
             xb = F.pad(xb, flat, mode=mode)
-        conv_padding = 0
+        conv_padding = (0,) * k
     out = _CONV[k](xb, weight, bias, stride, conv_padding, dilation, groups)
     return out.reshape(batch + tuple(out.shape[1:]))

@@ -16,8 +16,8 @@ When neither input needs a gradient the forward kernel is called directly (no au
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -44,7 +44,7 @@ def _numba_threads() -> Iterator[None]:
     restored after (numba's thread count is per calling thread)."""
     import numba
 
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     before = numba.get_num_threads()
     if before == n:
         yield
@@ -115,8 +115,8 @@ def _dense_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache)
 class Solver(NamedTuple):
     """A forward kernel and its vector-Jacobian product (Theorem 4)."""
 
-    forward: object
-    vjp: object
+    forward: Callable[..., Any]
+    vjp: Callable[..., Any]
 
 
 _SOLVERS = {

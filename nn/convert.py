@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from torch import nn
 
@@ -38,9 +39,9 @@ def _matcher(spec: NameFilter, arg: str) -> Callable[[str], bool] | None:
 
 def _convert_one(conv: nn.Module, ar_options: dict) -> nn.Module:
     """The ARMA layer with ``conv``'s hyperparameters and *its* Parameter objects."""
-    cls = _TARGETS[type(conv)]
+    cls: Any = _TARGETS[type(conv)]  # type: ignore[index]  # callers pass convolutions only
     weight = conv.weight
-    arma = cls(
+    arma: Any = cls(
         conv.in_channels,
         conv.out_channels,
         conv.kernel_size,

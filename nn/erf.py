@@ -215,6 +215,7 @@ def erf(
     out_spatial = tuple(out.shape[2:])
     if out_spatial and len(out_spatial) != k:
         raise ValueError(f"the output has {len(out_spatial)} spatial axes, the input {k}")
+    targets: list[int | None]
     if channels == "sum":
         targets = [None]
     elif channels == "each":

@@ -15,13 +15,14 @@ can make the layer unstable. ``theta = 0`` is the identity filter.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 import numbers
 
 import torch
 from torch import nn
 
 import arma_core
-from arma_core._validate import BOUNDARIES
+from arma_core._typing import BOUNDARIES, Boundary
 
 __all__ = [
     "AR1d",
@@ -180,7 +181,7 @@ class _ARNd(nn.Module):
         self,
         channels: int,
         order: int = 1,
-        boundary: str = "circular",
+        boundary: Boundary = "circular",
         region: str = "strip",
         dilation: int = 1,
         init: float = 0.0,
@@ -194,7 +195,7 @@ class _ARNd(nn.Module):
             raise ValueError(f"boundary={boundary!r} is not one of {', '.join(map(repr, BOUNDARIES))}")
         if region not in REGIONS:
             raise ValueError(f"region={region!r} is not one of {', '.join(map(repr, REGIONS))}")
-        self.boundary = boundary
+        self.boundary: Boundary = boundary
         self.region = region
         self.dilation = _check_count(dilation, "dilation", 1)
         self.init = _check_init(init)
@@ -349,9 +350,9 @@ _AR_DOC = """Learnable stable {k}-D autoregressive filter: ``y = A^{{-1}} x`` (p
     theta : Parameter, shape ``(channels, {k}, order, 2)``
         Axis 1 follows the input's spatial axes ({axes}).
 
-    Shape
+    Notes
     -----
-    Input ``(N, C, {axes})`` or ``(C, {axes})``; output the same. Every spatial size must be at
+    Shape: input ``(N, C, {axes})`` or ``(C, {axes})``; output the same. Every spatial size must be at
     least ``2 * dilation + 1`` (a ``ValueError`` otherwise: no silent pass-through).
     """
 
@@ -370,6 +371,7 @@ class AR3d(_ARNd):
 
 for _cls in (AR1d, AR2d, AR3d):
     _cls.__doc__ = _AR_DOC.format(k=_cls._k, axes=_AXES[_cls._k])
+del _cls
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,6 +389,10 @@ class _ARMAMixin:
     """
 
     _k: int = 0
+    # the convolution's attributes the mixin reads
+    in_channels: int
+    out_channels: int
+    ar: _ARNd | None
 
     def __init__(
         self,
@@ -408,7 +414,8 @@ class _ARMAMixin:
         ar_dilation=1,
         ar_init=0.0,
     ):
-        super().__init__(
+        # the convolution's own __init__ (next in the MRO; the mixin has no base of its own)
+        cast(Any, super()).__init__(
             in_channels,
             out_channels,
             kernel_size,
@@ -441,14 +448,15 @@ class _ARMAMixin:
             )
 
     def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if getattr(self, "ar", None) is not None:
-            self.ar.reset_parameters()
+        cast(Any, super()).reset_parameters()
+        ar = getattr(self, "ar", None)
+        if ar is not None:
+            ar.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         who = type(self).__name__
         _check_input(x, who=who, k=self._k, channels=self.in_channels, channel_arg="in_channels")
-        y = super().forward(x)
+        y = cast(Any, super()).forward(x)
         if self.ar is None:
             return y
         _check_ar_size(
@@ -487,9 +495,9 @@ _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in f
         ``sqrt({k} * ar_order * ar_dilation**2 * ar_init / (1 - ar_init))`` pixels
         (:func:`radius_from_init`). ``0`` starts as the plain convolution.
 
-    Shape
+    Notes
     -----
-    Input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
+    Shape: input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
     spatial size of the convolution's output must be at least ``2 * ar_dilation + 1``.
     Inside ``torch.autocast`` the convolution runs in the autocast dtype and the AR solve in
     float32; the output has the autocast dtype.
@@ -508,6 +516,6 @@ class ARMA3d(_ARMAMixin, nn.Conv3d):
     _k = 3
 
 
-for _cls in (ARMA1d, ARMA2d, ARMA3d):
-    _cls.__doc__ = _ARMA_DOC.format(k=_cls._k, axes=_AXES[_cls._k])
-del _cls
+for _arma in (ARMA1d, ARMA2d, ARMA3d):
+    _arma.__doc__ = _ARMA_DOC.format(k=_arma._k, axes=_AXES[_arma._k])
+del _arma
