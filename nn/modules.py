@@ -15,8 +15,8 @@ can make the layer unstable. ``theta = 0`` is the identity filter.
 from __future__ import annotations
 
 import math
-from typing import Any, cast
 import numbers
+from typing import Any, cast
 
 import torch
 from torch import nn
