@@ -39,6 +39,8 @@ from ._typing import BOUNDARIES
 __all__ = ["Capability", "TABLE", "METHODS", "resolve", "rows", "methods", "markdown", "main"]
 
 REAL = ("float32", "float64")
+#: the compiled line solver (C, built by the install step when a compiler is present)
+LINES_EXTENSION = "arma_core.backends._lines_c"
 CIRCULAR = ("circular",)
 NO_GPU = "no GPU in CI: the same code runs on numpy, torch CPU and array_api_strict (also on its non-default devices)"
 
@@ -142,7 +144,7 @@ AUTO_CONDITIONS: dict[str, Callable[..., bool]] = {"lines_preferred": _lines_pre
 _LINES: dict[str, Any] = dict(
     method="lines",
     devices=("cpu",),
-    requires=("numba",),
+    requires=(LINES_EXTENSION,),
     auto=0,
     auto_when="lines_preferred",
     strip_only=True,
@@ -368,8 +370,12 @@ def _missing(operation: str, method: str, library: str) -> str:
     for r in mine:
         if not r.available():
             need = ", ".join(m for m in r.requires if not _importable(m))
-            extra = " (pip install 'arma-nets[fast]')" if "numba" in r.requires else ""
-            return f"method={method!r} needs {need}, which is not installed{extra}"
+            if LINES_EXTENSION in r.requires:
+                return (
+                    f"method={method!r} needs the compiled line solver ({LINES_EXTENSION}), which was "
+                    "not built when arma-nets was installed (reinstall it with a C compiler present)"
+                )
+            return f"method={method!r} needs {need}, which is not installed"
     where = sorted({r.library for r in TABLE if r.operation == operation and r.method == method})
     return f"method={method!r} does not run on {library} arrays (it runs on: {', '.join(where)}); use method='auto'"
 

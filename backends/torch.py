@@ -4,8 +4,9 @@ Each solve row of :mod:`arma_core.capabilities` for torch is one :class:`Solver`
 kernel and its vector-Jacobian product, wrapped in :class:`ARSolve`, which saves only the
 output ``y`` (Theorem 4 needs nothing else) and runs outside autocast:
 
-- ``lines`` (CPU, numba installed): the compiled line solver of
-  :mod:`arma_core.backends._lines`, forward and backward in one pass per channel plane each;
+- ``lines`` (CPU, the compiled extension installed): the line solver of
+  :mod:`arma_core.backends._lines` on as many threads as ``torch.get_num_threads()``, forward
+  and backward in one pass per channel plane each;
 - ``fft``: the core's FFT kernel; the taps gradient in the Fourier domain
   (:mod:`arma_core.backends._fourier`);
 - ``dense``: the core's dense kernel; the generic backward of :func:`arma_core.solve.solve_vjp`.
@@ -15,8 +16,7 @@ When neither input needs a gradient the forward kernel is called directly (no au
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -37,25 +37,6 @@ __all__ = ["ARSolve", "Solver", "lines_kernel", "fft_kernel", "dense_kernel", "c
 # the compiled line solver on CPU tensors
 
 
-@contextlib.contextmanager
-def _numba_threads() -> Iterator[None]:
-    """numba's parallel loops on as many threads as torch's (``torch.set_num_threads``) for
-    the block, never more than ``NUMBA_NUM_THREADS``; the calling thread's numba setting is
-    restored after (numba's thread count is per calling thread)."""
-    import numba
-
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    before = numba.get_num_threads()
-    if before == n:
-        yield
-        return
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
 def _host(x: torch.Tensor):
     """A numpy view of a CPU tensor (copied only when not contiguous)."""
     return x.detach().contiguous().numpy()
@@ -70,33 +51,33 @@ def _empty(shape, dtype) -> torch.Tensor:
 
 def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache):
     out = _empty(t.shape, t.dtype)
-    with _numba_threads():
-        _lines.solve(
-            _host(t),
-            _host(taps),
-            boundary=boundary,
-            dilation=dilation,
-            adjoint=adjoint,
-            out=out.numpy(),
-            cache=cache,
-        )
+    _lines.solve(
+        _host(t),
+        _host(taps),
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        out=out.numpy(),
+        cache=cache,
+        threads=torch.get_num_threads(),
+    )
     return out
 
 
 def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
     out = _empty(g.shape, g.dtype)
-    with _numba_threads():
-        _, gtaps = _lines.solve_vjp(
-            _host(y),
-            _host(g),
-            _host(taps),
-            boundary=boundary,
-            dilation=dilation,
-            adjoint=adjoint,
-            need_taps=need_taps,
-            out=out.numpy(),
-            cache=cache,
-        )
+    _, gtaps = _lines.solve_vjp(
+        _host(y),
+        _host(g),
+        _host(taps),
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        need_taps=need_taps,
+        out=out.numpy(),
+        cache=cache,
+        threads=torch.get_num_threads(),
+    )
     if gtaps is not None:
         gtaps = torch.from_numpy(gtaps).to(dtype=taps.dtype, device=taps.device)
     return out, gtaps

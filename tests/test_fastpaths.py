@@ -1,13 +1,13 @@
 """The backends' fast paths against the exact references.
 
-- ``method="lines"`` (compiled line solver, numba): forward and adjoint solves against
+- ``method="lines"`` (the compiled line solver): forward and adjoint solves against
   ``arma_core.reference`` on every boundary, 1-D/2-D/3-D, Q = 1..3, dilation 1..3, float32 and
   float64, taps near the edge of the strip and the edge rows that defeat a naive elimination;
   its one-pass backward against the generic Theorem 4 VJP and ``gradcheck``.
 - the Fourier-domain backward of ``method="fft"`` against the generic VJP and ``gradcheck``.
 - numpy's ``scipy.fft`` path, the ``auto`` rules, the registry's method checks.
 
-Tests of the compiled path skip when numba is not installed.
+Tests of the compiled path skip when the extension is not built.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from arma_core.backends import _lines
 from arma_core.capabilities import TABLE, resolve
 from arma_core.solve import dense_kernel, solve_vjp
 
-needs_numba = pytest.mark.skipif(not _lines.available(), reason="numba is not installed")
+needs_lines = pytest.mark.skipif(not _lines.available(), reason="the compiled line solver is not built")
 
 SHAPES = {
     1: [(9,), (8,), (1,), (2,), (5,)],
@@ -51,7 +51,7 @@ def _taps(rng, C, k, Q, i):
 # lines: forward and adjoint solve against the reference
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_lines_matches_reference(boundary, k):
@@ -72,15 +72,15 @@ def test_lines_matches_reference(boundary, k):
                 assert e < TOL[dtype], (shape, Q, d, dtype, adjoint, e)
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_last_axis_in_several_strips(boundary):
     """The last axis is solved STRIP rows at a time after a transpose: blocks with more rows
     than one strip and a partial last strip (2-D and 3-D, every dilation, both solves); lines
     longer than STRIP_MAX_N go to the scalar chains when Q = 1, to strips otherwise."""
-    from arma_core.backends import _lines_kernels
+    from arma_core.backends import _lines_c
 
-    S, N = _lines_kernels.STRIP, _lines_kernels.STRIP_MAX_N
+    S, N = _lines_c.STRIP, _lines_c.STRIP_MAX_N
     rng = np.random.default_rng(3)
     for i, (shape, Q, d) in enumerate(
         [
@@ -103,7 +103,7 @@ def test_lines_last_axis_in_several_strips(boundary):
         assert rel_err(w, R.ar_solve(t, taps, boundary, d)) < TOL["float64"], shape
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_1d_rows_grouped_by_channel(boundary):
     """1-D signals go 4 rows of one channel at a time: several batch axes, a row count per
@@ -126,7 +126,7 @@ def test_lines_1d_rows_grouped_by_channel(boundary):
             assert np.max(np.abs(gt - gt2)) < 1e-10 * _vjp_scale(w2, y) * 10.0 ** (Q - 1), (bshape, adjoint)
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ["replicate", "reflect", "circular", "zeros"])
 def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
     """replicate's first pivot f_0 + f_1 is 0 at f_1 = -1 (inside the strip when |f_-1 - 1| < 1),
@@ -154,7 +154,7 @@ def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
             assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < 1e-10, (shape, d, adjoint)
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_long_lines_with_threads(boundary):
     """n >= 256 (the batched-LU hazard size of DESIGN.md) and a buffer large enough for the
@@ -177,7 +177,7 @@ def test_lines_long_lines_with_threads(boundary):
         torch.set_num_threads(old)
 
 
-@needs_numba
+@needs_lines
 def test_lines_torch_layouts_and_nan():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
@@ -206,7 +206,7 @@ def _vjp_scale(xp_left, right):
     return float(np.sqrt(np.sum(to_np(xp_left) ** 2) * np.sum(to_np(right) ** 2)))
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_lines_vjp_matches_generic(boundary, k):
@@ -233,7 +233,7 @@ def test_lines_vjp_matches_generic(boundary, k):
             assert none is None and np.array_equal(w3, w)
 
 
-@needs_numba
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_gradcheck(boundary):
     torch = pytest.importorskip("torch")
@@ -251,7 +251,7 @@ def test_lines_gradcheck(boundary):
             )
 
 
-@needs_numba
+@needs_lines
 def test_lines_float32_backward_and_grad_of_t_only():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(31)
@@ -373,10 +373,10 @@ def test_auto_rules(monkeypatch):
     for b in ac.BOUNDARIES:
         expect = "lines" if lines and b == "zeros" else "fft" if b == "circular" else "dense"
         assert _auto(t, None, b) == expect, b
-    # without numba the rows of the line solver are not available
+    # without the compiled extension the rows of the line solver are not available
     from arma_core import capabilities
 
-    monkeypatch.setattr(capabilities, "_importable", lambda m: m != "numba")
+    monkeypatch.setattr(capabilities, "_importable", lambda m: m != capabilities.LINES_EXTENSION)
     for b in ac.BOUNDARIES:
         expect = "fft" if b == "circular" else "dense"
         assert _auto(t, taps, b) == _auto(t.numpy(), taps.numpy(), b) == expect
@@ -397,7 +397,7 @@ def test_half_precision_is_computed_in_float32():
 def test_lines_accuracy_bound_is_honest():
     """At the spread bound the line solver still meets the float64 tolerance on every boundary."""
     if not _lines.available():
-        pytest.skip("numba is not installed")
+        pytest.skip("the compiled line solver is not built")
     rng = np.random.default_rng(51)
     D = _lines.MAX_SPREAD
     for b in ac.BOUNDARIES:
@@ -424,7 +424,7 @@ def test_backend_methods_are_checked():
     assert lines[("torch", "lines")].devices == ("cpu",)
 
 
-@needs_numba
+@needs_lines
 def test_lines_refuses_gpu_tensors():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():

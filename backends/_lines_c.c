@@ -1,0 +1,1285 @@
+/*
+ * The compiled line solver of arma_core (method="lines"): a CPython extension, built by the
+ * install step (setup.py), optional. The math and the operators are documented in
+ * backends/_lines.py (the Python driver that calls this module); this file holds the loops.
+ *
+ * Conventions
+ * - A signal is P blocks (batch x channel, channel p % C) of shape (n1, n2, n3), C-contiguous,
+ *   float32 or float64; leading block sizes are 1 when it has k < 3 spatial axes. 1-D signals
+ *   (k == 1) are P rows of length n3.
+ * - All recurrences run in float64 whatever the signal's precision.
+ * - A plan (bytes) holds, per block axis and per (channel, factor), the Thomas factors of T
+ *   (the factor with the zeros rule) and the Woodbury correction M of the boundary
+ *   (A_f^{-1} t = z - M z[cols], z = T^{-1} t), plus the taps themselves.
+ * - Pivots of the d interleaved chains are identical and converge: p[i] and l[i] are stored
+ *   for i < S only; from S on they are the constants pinf, linf (exactly: the recurrence is
+ *   deterministic once a pivot repeats).
+ * - M is stored only outside the rows [lo, hi) where it is zero (entries below 2^-53 of its
+ *   largest dropped), column by column.
+ * - Work is split over threads by contiguous ranges of blocks (or groups of rows), so results
+ *   do not depend on the thread count; the GIL is released around the loops.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <pthread.h>
+#endif
+
+typedef int64_t i64;
+
+/* Hot kernels get an AVX2+FMA and an AVX-512 clone next to the baseline build on x86-64 glibc
+ * (chosen at load time by the dynamic linker); helpers are inlined into each clone. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && !defined(ARMA_NO_CLONES)
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define HOT
+#endif
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
+#define STRIP 32          /* rows of the last axis solved together after a transpose */
+#define STRIP_MAX_N 128   /* longer last axes with one factor take the scalar chains */
+#define MAX_THREADS 256
+
+enum { B_CIRCULAR = 0, B_ZEROS = 1, B_REFLECT = 2, B_REPLICATE = 3 };
+
+static i64 imin(i64 a, i64 b) { return a < b ? a : b; }
+static i64 imax(i64 a, i64 b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* threads: fn(ctx, lo, hi, tid) over contiguous ranges of [0, n)                              */
+
+typedef void (*work_fn)(void *ctx, i64 lo, i64 hi, int tid);
+
+typedef struct {
+    work_fn fn;
+    void *ctx;
+    i64 lo, hi;
+    int tid;
+} Job;
+
+#ifdef _WIN32
+static DWORD WINAPI job_main(LPVOID arg) {
+    Job *j = (Job *)arg;
+    j->fn(j->ctx, j->lo, j->hi, j->tid);
+    return 0;
+}
+#else
+static void *job_main(void *arg) {
+    Job *j = (Job *)arg;
+    j->fn(j->ctx, j->lo, j->hi, j->tid);
+    return NULL;
+}
+#endif
+
+/* Runs fn over [0, n) in `threads` contiguous parts (the caller's thread takes part 0). A part
+ * whose thread cannot be started runs on the caller's thread: the result is the same. */
+static void run_parallel(work_fn fn, void *ctx, i64 n, int threads) {
+    if (threads > n) threads = (int)n;
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads == 1) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    Job jobs[MAX_THREADS];
+    int started[MAX_THREADS];
+#ifdef _WIN32
+    HANDLE handles[MAX_THREADS];
+#else
+    pthread_t handles[MAX_THREADS];
+#endif
+    for (int t = 0; t < threads; t++) {
+        jobs[t].fn = fn;
+        jobs[t].ctx = ctx;
+        jobs[t].lo = n * t / threads;
+        jobs[t].hi = n * (t + 1) / threads;
+        jobs[t].tid = t;
+        started[t] = 0;
+    }
+    for (int t = 1; t < threads; t++) {
+#ifdef _WIN32
+        handles[t] = CreateThread(NULL, 0, job_main, &jobs[t], 0, NULL);
+        started[t] = handles[t] != NULL;
+#else
+        started[t] = pthread_create(&handles[t], NULL, job_main, &jobs[t]) == 0;
+#endif
+    }
+    fn(ctx, jobs[0].lo, jobs[0].hi, 0);
+    for (int t = 1; t < threads; t++) {
+        if (started[t]) {
+#ifdef _WIN32
+            WaitForSingleObject(handles[t], INFINITE);
+            CloseHandle(handles[t]);
+#else
+            pthread_join(handles[t], NULL);
+#endif
+        } else {
+            fn(ctx, jobs[t].lo, jobs[t].hi, t);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* boundary rules and the structure of E = A_f - T                                              */
+
+/* index in [0, n) of the sample at position p, or n for a zero (arma_core.boundary.source) */
+static i64 source(i64 p, i64 n, int b) {
+    if (p >= 0 && p < n) return p;
+    if (b == B_CIRCULAR) {
+        i64 q = p % n;
+        return q < 0 ? q + n : q;
+    }
+    if (b == B_ZEROS) return n;
+    if (b == B_REPLICATE) return p < 0 ? 0 : n - 1;
+    if (n == 1) return 0; /* reflect */
+    i64 m = 2 * n - 2;
+    i64 q = p % m;
+    if (q < 0) q += m;
+    return q < n ? q : m - q;
+}
+
+/* Entries of E as (row, col, tap): tap 0 carries f_-1 (it multiplies y[i + d]), 2 carries f_1.
+ * Only the first and last d rows have them; at most 2 * min(n, 2 d) entries. */
+typedef struct {
+    i64 cnt;
+    i64 *row, *col, *tap;
+} Edges;
+
+static int edges_build(i64 n, i64 d, int b, Edges *e) {
+    i64 cap = 2 * imin(n, 2 * d) + 2;
+    e->cnt = 0;
+    e->row = (i64 *)malloc(3 * cap * sizeof(i64));
+    if (!e->row) return -1;
+    e->col = e->row + cap;
+    e->tap = e->col + cap;
+    i64 head = imin(d, n);
+    i64 tail = imax(head, n - d);
+    for (i64 i = 0; i < n; i++) {
+        if (i == head && i < tail) i = tail;
+        if (i >= n) break;
+        for (int s = 0; s < 2; s++) {
+            i64 p = s == 0 ? i + d : i - d;
+            if (p >= 0 && p < n) continue;
+            i64 j = source(p, n, b);
+            if (j < n) {
+                e->row[e->cnt] = i;
+                e->col[e->cnt] = j;
+                e->tap[e->cnt] = s == 0 ? 0 : 2;
+                e->cnt++;
+            }
+        }
+    }
+    return 0;
+}
+
+static void edges_free(Edges *e) { free(e->row); }
+
+/* sorted unique values of v[0..cnt) into u; returns their number */
+static i64 unique_sorted(const i64 *v, i64 cnt, i64 *u) {
+    i64 m = 0;
+    for (i64 e = 0; e < cnt; e++) {
+        i64 x = v[e], pos = 0;
+        while (pos < m && u[pos] < x) pos++;
+        if (pos < m && u[pos] == x) continue;
+        memmove(u + pos + 1, u + pos, (size_t)(m - pos) * sizeof(i64));
+        u[pos] = x;
+        m++;
+    }
+    return m;
+}
+
+static i64 index_of(const i64 *u, i64 m, i64 x) {
+    for (i64 i = 0; i < m; i++)
+        if (u[i] == x) return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* plans                                                                                        */
+
+#define PLAN_MAGIC 0x31304e4c414d5241LL
+
+typedef struct {
+    i64 n;    /* length (1 for block axes the signal does not have) */
+    i64 nc;   /* correction columns */
+    i64 cols; /* byte offset of i64[nc] */
+    i64 fac;  /* byte offset of Fac[C * Q] (0 for absent axes) */
+} Axis;
+
+typedef struct {
+    double sup, linf, pinf; /* f_-1 of T; multiplier and reciprocal pivot for rows >= S */
+    i64 S, lo, hi;          /* explicit rows [0, S); M is zero on rows [lo, hi) */
+    i64 l, p, M;            /* byte offsets: double[S], double[S], double[nc * (lo + n - hi)] */
+} Fac;
+
+typedef struct {
+    i64 magic, C, k, Q, d, boundary, transposed, zrows;
+    i64 taps; /* byte offset of double[C * k * Q * 3], the taps as given */
+    Axis ax[3];
+} Plan;
+
+/* one factor's operators, resolved to pointers */
+typedef struct {
+    double sup, linf, pinf;
+    i64 S, lo, hi, n, nc, mlen;
+    const double *l, *p, *M;
+    const i64 *cols;
+} FV;
+
+static FV fac_view(const Plan *pl, int b, i64 c, i64 q) {
+    const char *base = (const char *)pl;
+    const Axis *ax = &pl->ax[b];
+    const Fac *f = (const Fac *)(base + ax->fac) + (c * pl->Q + q);
+    FV v;
+    v.sup = f->sup;
+    v.linf = f->linf;
+    v.pinf = f->pinf;
+    v.S = f->S;
+    v.lo = f->lo;
+    v.hi = f->hi;
+    v.n = ax->n;
+    v.nc = ax->nc;
+    v.mlen = f->lo + ax->n - f->hi;
+    v.l = (const double *)(base + f->l);
+    v.p = (const double *)(base + f->p);
+    v.M = (const double *)(base + f->M);
+    v.cols = (const i64 *)(base + ax->cols);
+    return v;
+}
+
+INLINE double Lof(const FV *v, i64 i) { return i < v->S ? v->l[i] : v->linf; }
+INLINE double Pof(const FV *v, i64 i) { return i < v->S ? v->p[i] : v->pinf; }
+INLINE double Mof(const FV *v, i64 j, i64 i) { return v->M[j * v->mlen + (i < v->lo ? i : v->lo + i - v->hi)]; }
+
+/* One factor's operators before they are packed into the plan. */
+typedef struct {
+    double sup, linf, pinf;
+    i64 S, lo, hi;
+    double *l, *p, *M; /* malloc'd */
+} FacTmp;
+
+typedef struct {
+    i64 n, d, m, nc, ecnt;
+    const i64 *urows, *ucols, *ri, *ci, *etap;
+} Structure;
+
+/* Thomas factors of T and the Woodbury correction M for one factor (fm, f0, fp) of T, where E's
+ * entries take their values from the untransposed taps f (module comment). */
+static int factor_build(const Structure *s, double fm, double f0, double fp, const double *f, FacTmp *out) {
+    i64 n = s->n, d = s->d, m = s->m, nc = s->nc;
+    /* the d chains are identical: chain step t covers rows [t d, (t + 1) d) */
+    i64 steps = (n + d - 1) / d;
+    double *P = (double *)malloc((size_t)(2 * steps + 1) * sizeof(double));
+    if (!P) return -1;
+    double *Lc = P + steps;
+    P[0] = f0;
+    Lc[0] = 0.0;
+    i64 conv = steps; /* first chain step from which l and p are constant */
+    for (i64 t = 1; t < steps; t++) {
+        double li = fp / P[t - 1];
+        Lc[t] = li;
+        P[t] = f0 - li * fm;
+        if (P[t] == P[t - 1]) {
+            conv = t;
+            break;
+        }
+    }
+    i64 S = imin(n, conv * d);
+    out->sup = fm;
+    out->S = S;
+    out->linf = conv < steps ? Lc[conv] : 0.0;
+    out->pinf = conv < steps ? 1.0 / P[conv] : 1.0;
+    out->lo = 0;
+    out->hi = n;
+    out->M = NULL;
+    out->l = (double *)malloc((size_t)(2 * S + 1) * sizeof(double));
+    if (!out->l) {
+        free(P);
+        return -1;
+    }
+    out->p = out->l + S;
+    for (i64 i = 0; i < S; i++) {
+        out->l[i] = Lc[i / d];
+        out->p[i] = 1.0 / P[i / d];
+    }
+    free(P);
+    if (m == 0) return 0;
+    FV v = {0};
+    v.S = S;
+    v.l = out->l;
+    v.p = out->p;
+    v.linf = out->linf;
+    v.pinf = out->pinf;
+    /* W = T^{-1} U, column kk holds T^{-1} e_{urows[kk]} */
+    double *W = (double *)malloc((size_t)(n * m + n * nc + 2 * m * m + 2 * m * nc) * sizeof(double));
+    if (!W) return -1;
+    double *Mt = W + n * m, *K = Mt + n * nc, *Ec = K + m * m, *X = Ec + m * nc;
+    for (i64 kk = 0; kk < m; kk++) {
+        double *w = W + kk * n;
+        i64 u = s->urows[kk];
+        for (i64 i = 0; i < n; i++) w[i] = 0.0;
+        w[u] = 1.0;
+        for (i64 i = u + d; i < n; i += d) w[i] = -Lof(&v, i) * w[i - d];
+        for (i64 i = n - 1; i >= imax(n - d, 0); i--) w[i] *= Pof(&v, i);
+        for (i64 i = n - 1 - d; i >= 0; i--) w[i] = (w[i] - fm * w[i + d]) * Pof(&v, i);
+    }
+    for (i64 a = 0; a < m * nc; a++) Ec[a] = 0.0;
+    for (i64 e = 0; e < s->ecnt; e++) Ec[s->ri[e] * nc + s->ci[e]] += f[s->etap[e]];
+    /* K = I + V^T T^{-1} U ; X = K^{-1} Ec by Gaussian elimination with partial pivoting */
+    for (i64 a = 0; a < m; a++) {
+        for (i64 b = 0; b < m; b++) {
+            double acc = a == b ? 1.0 : 0.0;
+            for (i64 j = 0; j < nc; j++) acc += Ec[a * nc + j] * W[b * n + s->ucols[j]];
+            K[a * m + b] = acc;
+        }
+        for (i64 b = 0; b < nc; b++) X[a * nc + b] = Ec[a * nc + b];
+    }
+    for (i64 col = 0; col < m; col++) {
+        i64 piv = col;
+        for (i64 r = col + 1; r < m; r++)
+            if (fabs(K[r * m + col]) > fabs(K[piv * m + col])) piv = r;
+        if (piv != col) {
+            for (i64 b = 0; b < m; b++) {
+                double t = K[col * m + b];
+                K[col * m + b] = K[piv * m + b];
+                K[piv * m + b] = t;
+            }
+            for (i64 b = 0; b < nc; b++) {
+                double t = X[col * nc + b];
+                X[col * nc + b] = X[piv * nc + b];
+                X[piv * nc + b] = t;
+            }
+        }
+        double inv = 1.0 / K[col * m + col];
+        for (i64 r = col + 1; r < m; r++) {
+            double g = K[r * m + col] * inv;
+            if (g != 0.0) {
+                for (i64 b = col; b < m; b++) K[r * m + b] -= g * K[col * m + b];
+                for (i64 b = 0; b < nc; b++) X[r * nc + b] -= g * X[col * nc + b];
+            }
+        }
+    }
+    for (i64 col = m - 1; col >= 0; col--) {
+        for (i64 b = 0; b < nc; b++) {
+            double x = X[col * nc + b];
+            for (i64 r = col + 1; r < m; r++) x -= K[col * m + r] * X[r * nc + b];
+            X[col * nc + b] = x / K[col * m + col];
+        }
+    }
+    /* M^T = (W X)^T, row b of M^T is column b of M; entries below 2^-53 of the largest dropped */
+    double big = 0.0;
+    for (i64 b = 0; b < nc; b++) {
+        double *mb = Mt + b * n;
+        for (i64 i = 0; i < n; i++) mb[i] = 0.0;
+        for (i64 a = 0; a < m; a++) {
+            double x = X[a * nc + b];
+            const double *w = W + a * n;
+            for (i64 i = 0; i < n; i++) mb[i] += w[i] * x;
+        }
+        for (i64 i = 0; i < n; i++) big = fmax(big, fabs(mb[i]));
+    }
+    double cut = big * 0x1p-53;
+    i64 best0 = 0, best1 = 0, run0 = -1;
+    for (i64 i = 0; i < n; i++) {
+        int keep = 0;
+        for (i64 b = 0; b < nc; b++) {
+            if (fabs(Mt[b * n + i]) > cut)
+                keep = 1;
+            else
+                Mt[b * n + i] = 0.0;
+        }
+        if (keep) {
+            run0 = -1;
+        } else {
+            if (run0 < 0) run0 = i;
+            if (i + 1 - run0 > best1 - best0) {
+                best0 = run0;
+                best1 = i + 1;
+            }
+        }
+    }
+    out->lo = best0;
+    out->hi = best1;
+    i64 len = best0 + n - best1;
+    out->M = (double *)malloc((size_t)(nc * len + 1) * sizeof(double));
+    if (!out->M) {
+        free(W);
+        return -1;
+    }
+    for (i64 b = 0; b < nc; b++) {
+        memcpy(out->M + b * len, Mt + b * n, (size_t)best0 * sizeof(double));
+        memcpy(out->M + b * len + best0, Mt + b * n + best1, (size_t)(n - best1) * sizeof(double));
+    }
+    free(W);
+    return 0;
+}
+
+typedef struct {
+    const Structure *s;
+    const double *taps; /* (C, k, Q, 3) */
+    i64 k, Q, j;
+    int transposed;
+    FacTmp *out; /* C * Q */
+    int failed;
+} BuildCtx;
+
+static void build_range(void *vctx, i64 lo, i64 hi, int tid) {
+    BuildCtx *ctx = (BuildCtx *)vctx;
+    (void)tid;
+    for (i64 cq = lo; cq < hi; cq++) {
+        i64 c = cq / ctx->Q, q = cq % ctx->Q;
+        const double *f = ctx->taps + ((c * ctx->k + ctx->j) * ctx->Q + q) * 3;
+        double fm = ctx->transposed ? f[2] : f[0];
+        double fp = ctx->transposed ? f[0] : f[2];
+        if (factor_build(ctx->s, fm, f[1], fp, f, &ctx->out[cq]) != 0) ctx->failed = 1;
+    }
+}
+
+typedef struct {
+    Structure s;
+    i64 *buf;
+    FacTmp *facs;
+} AxisTmp;
+
+static void axis_tmp_free(AxisTmp *a, i64 CQ) {
+    if (a->facs) {
+        for (i64 i = 0; i < CQ; i++) {
+            free(a->facs[i].l);
+            free(a->facs[i].M);
+        }
+        free(a->facs);
+    }
+    free(a->buf);
+}
+
+/* The structure of E (E^T when transposed) for one axis and every factor's operators. */
+static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64 d, int b, int transposed,
+                      int threads, AxisTmp *a) {
+    Edges e;
+    memset(a, 0, sizeof(*a));
+    if (edges_build(n, d, b, &e) != 0) return -1;
+    i64 cnt = e.cnt;
+    a->buf = (i64 *)malloc((size_t)(5 * cnt + 1) * sizeof(i64));
+    a->facs = (FacTmp *)calloc((size_t)(C * Q + 1), sizeof(FacTmp));
+    if (!a->buf || !a->facs) {
+        edges_free(&e);
+        return -1;
+    }
+    i64 *urows = a->buf, *ucols = urows + cnt, *ri = ucols + cnt, *ci = ri + cnt, *etap = ci + cnt;
+    const i64 *rows = transposed ? e.col : e.row;
+    const i64 *cols = transposed ? e.row : e.col;
+    i64 m = unique_sorted(rows, cnt, urows);
+    i64 nc = unique_sorted(cols, cnt, ucols);
+    for (i64 x = 0; x < cnt; x++) {
+        ri[x] = index_of(urows, m, rows[x]);
+        ci[x] = index_of(ucols, nc, cols[x]);
+        etap[x] = e.tap[x];
+    }
+    edges_free(&e);
+    a->s = (Structure){n, d, m, nc, cnt, urows, ucols, ri, ci, etap};
+    BuildCtx ctx = {&a->s, taps, k, Q, j, transposed, a->facs, 0};
+    /* the per-factor work is about n (m + nc) multiply-adds: threads only for long axes */
+    run_parallel(build_range, &ctx, C * Q, n * (m + 1) * C * Q >= (1 << 18) ? threads : 1);
+    return ctx.failed ? -1 : 0;
+}
+
+static i64 align8(i64 x) { return (x + 7) & ~(i64)7; }
+
+/* plan(taps, C, k, Q, sizes, d, boundary, transposed, threads) -> bytes */
+static PyObject *py_plan(PyObject *self, PyObject *args) {
+    Py_buffer tb;
+    long long C, k, Q, d;
+    PyObject *sizes;
+    int boundary, transposed, threads;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*LLLOLiii", &tb, &C, &k, &Q, &sizes, &d, &boundary, &transposed, &threads))
+        return NULL;
+    PyObject *result = NULL;
+    AxisTmp axes[3];
+    memset(axes, 0, sizeof(axes));
+    i64 n[3] = {1, 1, 1};
+    if (k < 1 || k > 3 || C < 1 || Q < 1 || d < 1 || boundary < 0 || boundary > 3 ||
+        tb.len != (Py_ssize_t)(C * k * Q * 3 * sizeof(double)) || !PyTuple_Check(sizes) || PyTuple_GET_SIZE(sizes) != k) {
+        PyErr_SetString(PyExc_ValueError, "_lines_c.plan: inconsistent arguments");
+        goto done;
+    }
+    for (i64 j = 0; j < k; j++) {
+        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(sizes, j));
+        if (v < 1) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "_lines_c.plan: sizes must be >= 1");
+            goto done;
+        }
+        n[3 - k + j] = v;
+    }
+    const double *taps = (const double *)tb.buf;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (i64 j = 0; j < k && !failed; j++) {
+        int bx = (int)(3 - k + j);
+        failed = axis_build(taps, C, k, Q, j, n[bx], d, boundary, transposed, threads, &axes[bx]) != 0;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* layout: header, taps, then per axis: cols, Fac[C Q], and each factor's arrays */
+    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8;
+    i64 zrows = 1;
+    for (int bx = 3 - (int)k; bx < 3; bx++) {
+        const AxisTmp *a = &axes[bx];
+        size += a->s.nc * 8 + C * Q * (i64)sizeof(Fac);
+        for (i64 i = 0; i < C * Q; i++)
+            size += 16 * a->facs[i].S + 8 * a->s.nc * (a->facs[i].lo + n[bx] - a->facs[i].hi);
+        zrows = imax(zrows, a->s.nc);
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!result) goto done;
+    char *base = PyBytes_AS_STRING(result);
+    memset(base, 0, (size_t)size);
+    Plan *pl = (Plan *)base;
+    pl->magic = PLAN_MAGIC;
+    pl->C = C;
+    pl->k = k;
+    pl->Q = Q;
+    pl->d = d;
+    pl->boundary = boundary;
+    pl->transposed = transposed;
+    pl->zrows = zrows;
+    i64 off = align8(sizeof(Plan));
+    pl->taps = off;
+    memcpy(base + off, taps, (size_t)(C * k * Q * 3 * 8));
+    off += C * k * Q * 3 * 8;
+    for (int bx = 0; bx < 3; bx++) {
+        Axis *ax = &pl->ax[bx];
+        ax->n = n[bx];
+        if (bx < 3 - k) continue;
+        const AxisTmp *a = &axes[bx];
+        ax->nc = a->s.nc;
+        ax->cols = off;
+        memcpy(base + off, a->s.ucols, (size_t)(a->s.nc * 8));
+        off += a->s.nc * 8;
+        ax->fac = off;
+        Fac *fac = (Fac *)(base + off);
+        off += C * Q * (i64)sizeof(Fac);
+        for (i64 i = 0; i < C * Q; i++) {
+            const FacTmp *t = &a->facs[i];
+            i64 mlen = a->s.nc * (t->lo + n[bx] - t->hi);
+            fac[i] = (Fac){t->sup, t->linf, t->pinf, t->S, t->lo, t->hi, off, off + 8 * t->S, off + 16 * t->S};
+            memcpy(base + off, t->l, (size_t)(8 * t->S));
+            memcpy(base + off + 8 * t->S, t->p, (size_t)(8 * t->S));
+            if (mlen) memcpy(base + off + 16 * t->S, t->M, (size_t)(8 * mlen));
+            off += 16 * t->S + 8 * mlen;
+        }
+    }
+done:
+    for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx], C * Q);
+    PyBuffer_Release(&tb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sweeps along one axis with R lanes: y (n, R) float64                                         */
+
+INLINE void row_from_f64(double *restrict y, const double *restrict x, const double *restrict ym, double l, i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] = x[r] - l * ym[r];
+}
+INLINE void row_from_f32(double *restrict y, const float *restrict x, const double *restrict ym, double l, i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] = (double)x[r] - l * ym[r];
+}
+INLINE void row_sub(double *restrict y, const double *restrict ym, double l, i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] -= l * ym[r];
+}
+
+/* forward elimination y[i] = x[i] - l[i] y[i - d]; x = src (float32 or float64) or y itself */
+INLINE void forward(double *y, const void *src, int f32, i64 n, i64 R, const FV *v, i64 d) {
+    if (src) {
+        for (i64 i = 0; i < imin(d, n); i++) {
+            if (f32) {
+                const float *x = (const float *)src + i * R;
+                for (i64 r = 0; r < R; r++) y[i * R + r] = (double)x[r];
+            } else {
+                memcpy(y + i * R, (const double *)src + i * R, (size_t)R * sizeof(double));
+            }
+        }
+        for (i64 i = d; i < n; i++) {
+            if (f32)
+                row_from_f32(y + i * R, (const float *)src + i * R, y + (i - d) * R, Lof(v, i), R);
+            else
+                row_from_f64(y + i * R, (const double *)src + i * R, y + (i - d) * R, Lof(v, i), R);
+        }
+    } else {
+        for (i64 i = d; i < n; i++) row_sub(y + i * R, y + (i - d) * R, Lof(v, i), R);
+    }
+}
+
+INLINE void row_back(double *restrict y, const double *restrict yp, double sup, double pi, i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] = (y[r] - sup * yp[r]) * pi;
+}
+INLINE void row_scale(double *restrict y, double pi, i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] *= pi;
+}
+INLINE void row_axpy(double *restrict y, const double *restrict z, double a, i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] -= a * z[r];
+}
+
+/* back substitution, then the Woodbury correction y -= M z[cols] (zc: nc x R scratch) */
+INLINE void backward(double *y, i64 n, i64 R, const FV *v, i64 d, double *zc) {
+    for (i64 i = n - 1; i >= imax(n - d, 0); i--) row_scale(y + i * R, Pof(v, i), R);
+    for (i64 i = n - 1 - d; i >= 0; i--) row_back(y + i * R, y + (i + d) * R, v->sup, Pof(v, i), R);
+    if (v->nc == 0) return;
+    for (i64 j = 0; j < v->nc; j++) memcpy(zc + j * R, y + v->cols[j] * R, (size_t)R * sizeof(double));
+    for (i64 i = 0; i < n; i++) {
+        if (i == v->lo && v->hi > v->lo) {
+            i = v->hi - 1;
+            continue;
+        }
+        for (i64 j = 0; j < v->nc; j++) {
+            double mji = Mof(v, j, i);
+            if (mji != 0.0) row_axpy(y + i * R, zc + j * R, mji, R);
+        }
+    }
+}
+
+/* every factor of block axis b on y (A, n, R); the first reads src (same shape) when given */
+INLINE void solve_axis(double *y, const void *src, int f32, i64 A, i64 n, i64 R, const Plan *pl, int b, i64 c,
+                       int rev, double *zc) {
+    i64 Q = pl->Q;
+    for (i64 qq = 0; qq < Q; qq++) {
+        i64 q = rev ? Q - 1 - qq : qq;
+        FV v = fac_view(pl, b, c, q);
+        for (i64 a = 0; a < A; a++) {
+            const void *s = NULL;
+            if (qq == 0 && src) s = f32 ? (const void *)((const float *)src + a * n * R) : (const void *)((const double *)src + a * n * R);
+            forward(y + a * n * R, s, f32, n, R, &v, pl->d);
+            backward(y + a * n * R, n, R, &v, pl->d, zc);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* four scalar recurrences in flight: rows of 1-D signals and long last axes                    */
+
+typedef struct {
+    const void *src[4]; /* rows to read (float32 when sf32) */
+    void *dst[4];       /* rows to write (float32 when df32) */
+    i64 c[4];           /* channel of each lane */
+} Group;
+
+INLINE double ld(const void *p, int f32, i64 i) { return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i]; }
+INLINE void st(void *p, int f32, i64 i, double x) {
+    if (f32)
+        ((float *)p)[i] = (float)x;
+    else
+        ((double *)p)[i] = x;
+}
+
+/* forward elimination of 4 lanes into buf (4, n) (from src when given). With `scale` (every
+ * lane has f_-1 = 0 and no correction, d = 1: the back substitution is y = z pinv) the result
+ * y is written instead, to dst when given, else to buf. */
+INLINE void lanes_forward(const Group *g, int sf32, int from_src, double *buf, i64 n, const FV *v, i64 d, int scale,
+                          void *const *dst, int df32) {
+    double *b0 = buf, *b1 = buf + n, *b2 = buf + 2 * n, *b3 = buf + 3 * n;
+    if (d == 1 && n > 0) {
+        double y0, y1, y2, y3;
+        if (from_src) {
+            y0 = ld(g->src[0], sf32, 0), y1 = ld(g->src[1], sf32, 0), y2 = ld(g->src[2], sf32, 0), y3 = ld(g->src[3], sf32, 0);
+        } else {
+            y0 = b0[0], y1 = b1[0], y2 = b2[0], y3 = b3[0];
+        }
+        i64 Smax = imin(n, imax(imax(v[0].S, v[1].S), imax(v[2].S, v[3].S)));
+        if (scale && dst) {
+            st(dst[0], df32, 0, y0 * Pof(&v[0], 0)), st(dst[1], df32, 0, y1 * Pof(&v[1], 0));
+            st(dst[2], df32, 0, y2 * Pof(&v[2], 0)), st(dst[3], df32, 0, y3 * Pof(&v[3], 0));
+        } else if (scale) {
+            b0[0] = y0 * Pof(&v[0], 0), b1[0] = y1 * Pof(&v[1], 0), b2[0] = y2 * Pof(&v[2], 0), b3[0] = y3 * Pof(&v[3], 0);
+        } else {
+            b0[0] = y0, b1[0] = y1, b2[0] = y2, b3[0] = y3;
+        }
+#define LANES_STEP(X0, X1, X2, X3, L0, L1, L2, L3, OUT)                                                                \
+    y0 = (X0) - (L0) * y0;                                                                                             \
+    y1 = (X1) - (L1) * y1;                                                                                             \
+    y2 = (X2) - (L2) * y2;                                                                                             \
+    y3 = (X3) - (L3) * y3;                                                                                             \
+    OUT
+#define OUT_BUF b0[i] = y0, b1[i] = y1, b2[i] = y2, b3[i] = y3;
+#define OUT_BUF_SCALED b0[i] = y0 * P0, b1[i] = y1 * P1, b2[i] = y2 * P2, b3[i] = y3 * P3;
+        /* rows [1, Smax): per-lane explicit factors */
+        for (i64 i = 1; i < Smax; i++) {
+            double X0 = from_src ? ld(g->src[0], sf32, i) : b0[i], X1 = from_src ? ld(g->src[1], sf32, i) : b1[i];
+            double X2 = from_src ? ld(g->src[2], sf32, i) : b2[i], X3 = from_src ? ld(g->src[3], sf32, i) : b3[i];
+            double P0 = Pof(&v[0], i), P1 = Pof(&v[1], i), P2 = Pof(&v[2], i), P3 = Pof(&v[3], i);
+            LANES_STEP(X0, X1, X2, X3, Lof(&v[0], i), Lof(&v[1], i), Lof(&v[2], i), Lof(&v[3], i), ;)
+            if (scale && dst) {
+                st(dst[0], df32, i, y0 * P0), st(dst[1], df32, i, y1 * P1);
+                st(dst[2], df32, i, y2 * P2), st(dst[3], df32, i, y3 * P3);
+            } else if (scale) {
+                OUT_BUF_SCALED
+            } else {
+                OUT_BUF
+            }
+        }
+        /* rows [Smax, n): constant factors, the hot loop of long lines */
+        i64 i0 = imax(Smax, 1);
+        double L0 = v[0].linf, L1 = v[1].linf, L2 = v[2].linf, L3 = v[3].linf;
+        double P0 = v[0].pinf, P1 = v[1].pinf, P2 = v[2].pinf, P3 = v[3].pinf;
+        if (from_src && sf32) {
+            const float *s0 = (const float *)g->src[0], *s1 = (const float *)g->src[1], *s2 = (const float *)g->src[2],
+                        *s3 = (const float *)g->src[3];
+            if (scale && dst && df32) {
+                float *d0 = (float *)dst[0], *d1 = (float *)dst[1], *d2 = (float *)dst[2], *d3 = (float *)dst[3];
+                for (i64 i = i0; i < n; i++) {
+                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3,
+                               d0[i] = (float)(y0 * P0); d1[i] = (float)(y1 * P1); d2[i] = (float)(y2 * P2);
+                               d3[i] = (float)(y3 * P3);)
+                }
+            } else if (scale && dst) {
+                double *d0 = (double *)dst[0], *d1 = (double *)dst[1], *d2 = (double *)dst[2], *d3 = (double *)dst[3];
+                for (i64 i = i0; i < n; i++) {
+                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, d0[i] = y0 * P0; d1[i] = y1 * P1;
+                               d2[i] = y2 * P2; d3[i] = y3 * P3;)
+                }
+            } else if (scale) {
+                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF_SCALED) }
+            } else {
+                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF) }
+            }
+        } else if (from_src) {
+            const double *s0 = (const double *)g->src[0], *s1 = (const double *)g->src[1],
+                         *s2 = (const double *)g->src[2], *s3 = (const double *)g->src[3];
+            if (scale && dst && df32) {
+                float *d0 = (float *)dst[0], *d1 = (float *)dst[1], *d2 = (float *)dst[2], *d3 = (float *)dst[3];
+                for (i64 i = i0; i < n; i++) {
+                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3,
+                               d0[i] = (float)(y0 * P0); d1[i] = (float)(y1 * P1); d2[i] = (float)(y2 * P2);
+                               d3[i] = (float)(y3 * P3);)
+                }
+            } else if (scale && dst) {
+                double *d0 = (double *)dst[0], *d1 = (double *)dst[1], *d2 = (double *)dst[2], *d3 = (double *)dst[3];
+                for (i64 i = i0; i < n; i++) {
+                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, d0[i] = y0 * P0; d1[i] = y1 * P1;
+                               d2[i] = y2 * P2; d3[i] = y3 * P3;)
+                }
+            } else if (scale) {
+                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF_SCALED) }
+            } else {
+                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF) }
+            }
+        } else if (scale && dst) {
+            for (i64 i = i0; i < n; i++) {
+                LANES_STEP(b0[i], b1[i], b2[i], b3[i], L0, L1, L2, L3, st(dst[0], df32, i, y0 * P0);
+                           st(dst[1], df32, i, y1 * P1); st(dst[2], df32, i, y2 * P2); st(dst[3], df32, i, y3 * P3);)
+            }
+        } else if (scale) {
+            for (i64 i = i0; i < n; i++) { LANES_STEP(b0[i], b1[i], b2[i], b3[i], L0, L1, L2, L3, OUT_BUF_SCALED) }
+        } else {
+            for (i64 i = i0; i < n; i++) { LANES_STEP(b0[i], b1[i], b2[i], b3[i], L0, L1, L2, L3, OUT_BUF) }
+        }
+#undef LANES_STEP
+#undef OUT_BUF
+#undef OUT_BUF_SCALED
+        return;
+    }
+    /* d > 1 (never scaled: the caller runs the back substitution) */
+    double *bl[4] = {b0, b1, b2, b3};
+    for (int r = 0; r < 4; r++) {
+        double *br = bl[r];
+        const FV *vr = &v[r];
+        if (from_src)
+            for (i64 i = 0; i < imin(d, n); i++) br[i] = ld(g->src[r], sf32, i);
+        for (i64 i = d; i < n; i++) br[i] = (from_src ? ld(g->src[r], sf32, i) : br[i]) - Lof(vr, i) * br[i - d];
+    }
+}
+
+/* back substitution and correction of the 4 lanes in buf; then to dst when given */
+INLINE void lanes_backward(double *buf, i64 n, const FV *v, i64 d, double *zc, void *const *dst, int df32) {
+    double *b0 = buf, *b1 = buf + n, *b2 = buf + 2 * n, *b3 = buf + 3 * n;
+    double *bl[4] = {b0, b1, b2, b3};
+    for (i64 i = n - 1; i >= imax(n - d, 0); i--)
+        for (int r = 0; r < 4; r++) bl[r][i] *= Pof(&v[r], i);
+    if (d == 1 && n > 1) {
+        double y0 = b0[n - 1], y1 = b1[n - 1], y2 = b2[n - 1], y3 = b3[n - 1];
+        double s0 = v[0].sup, s1 = v[1].sup, s2 = v[2].sup, s3 = v[3].sup;
+        i64 Smax = imax(imax(v[0].S, v[1].S), imax(v[2].S, v[3].S));
+        i64 i = n - 2;
+        double P0 = v[0].pinf, P1 = v[1].pinf, P2 = v[2].pinf, P3 = v[3].pinf;
+        for (; i >= Smax; i--) {
+            y0 = (b0[i] - s0 * y0) * P0;
+            y1 = (b1[i] - s1 * y1) * P1;
+            y2 = (b2[i] - s2 * y2) * P2;
+            y3 = (b3[i] - s3 * y3) * P3;
+            b0[i] = y0, b1[i] = y1, b2[i] = y2, b3[i] = y3;
+        }
+        for (; i >= 0; i--) {
+            y0 = (b0[i] - s0 * y0) * Pof(&v[0], i);
+            y1 = (b1[i] - s1 * y1) * Pof(&v[1], i);
+            y2 = (b2[i] - s2 * y2) * Pof(&v[2], i);
+            y3 = (b3[i] - s3 * y3) * Pof(&v[3], i);
+            b0[i] = y0, b1[i] = y1, b2[i] = y2, b3[i] = y3;
+        }
+    } else {
+        for (int r = 0; r < 4; r++) {
+            double *br = bl[r];
+            for (i64 i = n - 1 - d; i >= 0; i--) br[i] = (br[i] - v[r].sup * br[i + d]) * Pof(&v[r], i);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        const FV *vr = &v[r];
+        double *br = bl[r];
+        if (vr->nc == 0) continue;
+        for (i64 j = 0; j < vr->nc; j++) zc[j] = br[vr->cols[j]];
+        for (i64 j = 0; j < vr->nc; j++) {
+            double z = zc[j];
+            const double *mj = vr->M + j * vr->mlen;
+            for (i64 i = 0; i < vr->lo; i++) br[i] -= mj[i] * z;
+            double *bt = br + vr->hi;
+            const double *mt = mj + vr->lo;
+            for (i64 i = 0; i < n - vr->hi; i++) bt[i] -= mt[i] * z;
+        }
+    }
+    if (dst) {
+        for (int r = 0; r < 4; r++) {
+            if (df32) {
+                float *o = (float *)dst[r];
+                for (i64 i = 0; i < n; i++) o[i] = (float)bl[r][i];
+            } else {
+                memcpy(dst[r], bl[r], (size_t)n * sizeof(double));
+            }
+        }
+    }
+}
+
+/* every factor of axis b for the 4 lanes of g: src -> dst, scratch buf (4 n) and zc */
+INLINE void solve_group(const Group *g, int sf32, int df32, i64 n, const Plan *pl, int b, int rev, double *buf,
+                        double *zc) {
+    i64 Q = pl->Q, d = pl->d;
+    for (i64 qq = 0; qq < Q; qq++) {
+        i64 q = rev ? Q - 1 - qq : qq;
+        FV v[4];
+        int scale = d == 1;
+        for (int r = 0; r < 4; r++) {
+            v[r] = fac_view(pl, b, g->c[r], q);
+            scale = scale && v[r].sup == 0.0 && v[r].nc == 0;
+        }
+        int last = qq == Q - 1;
+        void *const *dst = last ? g->dst : NULL;
+        lanes_forward(g, sf32, qq == 0, buf, n, v, d, scale, dst, df32);
+        if (!scale) lanes_backward(buf, n, v, d, zc, dst, df32);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* 1-D signals: rows grouped 4 at a time, rows of one channel together                          */
+
+typedef struct {
+    const Plan *pl;
+    const char *src;
+    char *dst;
+    i64 P, n;
+    int sf32, df32, rev, failed;
+} LinesCtx;
+
+/* row of the s-th item: the rows of channel 0 first, then channel 1, ... */
+INLINE i64 line_row(i64 s, i64 C, i64 NB) { return (s / NB) + C * (s % NB); }
+
+HOT static void lines_range(void *vctx, i64 lo, i64 hi, int tid) {
+    LinesCtx *ctx = (LinesCtx *)vctx;
+    const Plan *pl = ctx->pl;
+    i64 n = ctx->n, P = ctx->P, C = pl->C, NB = P / C;
+    size_t se = ctx->sf32 ? 4 : 8, de = ctx->df32 ? 4 : 8;
+    (void)tid;
+    double *buf = (double *)malloc((size_t)(4 * n + 4 * pl->zrows + 4) * sizeof(double));
+    if (!buf) {
+        ctx->failed = 1;
+        return;
+    }
+    double *zc = buf + 4 * n;
+    for (i64 gi = lo; gi < hi; gi++) {
+        Group g;
+        for (int r = 0; r < 4; r++) {
+            i64 s = imin(4 * gi + r, P - 1);
+            i64 row = line_row(s, C, NB);
+            g.src[r] = ctx->src + (size_t)row * n * se;
+            g.dst[r] = ctx->dst + (size_t)row * n * de;
+            g.c[r] = row % C;
+        }
+        solve_group(&g, ctx->sf32, ctx->df32, n, pl, 2, ctx->rev, buf, zc);
+    }
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* blocks (k >= 2): outer axes vectorised across rows, the last axis in transposed strips        */
+
+typedef struct {
+    double *wk; /* n1 n2 n3 */
+    double *st; /* max(4, STRIP) n3 */
+    double *zc; /* zrows x max(STRIP, n2 n3) */
+} Scratch;
+
+static int scratch_alloc(Scratch *s, const Plan *pl) {
+    i64 n1 = pl->ax[0].n, n2 = pl->ax[1].n, n3 = pl->ax[2].n;
+    i64 lanes = imax(STRIP, n2 * n3);
+    size_t total = (size_t)(n1 * n2 * n3 + imax(4, STRIP) * n3 + pl->zrows * lanes + 8);
+    s->wk = (double *)malloc(total * sizeof(double));
+    if (!s->wk) return -1;
+    s->st = s->wk + n1 * n2 * n3;
+    s->zc = s->st + imax(4, STRIP) * n3;
+    return 0;
+}
+
+/* wt (n3, R) = the rows w (R, n3) transposed, in 8 x 8 tiles (whole tiles are read and
+ * written as contiguous runs of 8: no strided access, whatever n3) */
+INLINE void transpose_in(const double *restrict w, double *restrict wt, i64 n3, i64 R) {
+    i64 i = 0;
+    for (; i + 8 <= n3; i += 8) {
+        i64 r = 0;
+        for (; r + 8 <= R; r += 8) {
+            double t[8][8];
+            for (int a = 0; a < 8; a++)
+                for (int b = 0; b < 8; b++) t[a][b] = w[(r + a) * n3 + i + b];
+            for (int b = 0; b < 8; b++)
+                for (int a = 0; a < 8; a++) wt[(i + b) * R + r + a] = t[a][b];
+        }
+        for (; r < R; r++)
+            for (int b = 0; b < 8; b++) wt[(i + b) * R + r] = w[r * n3 + i + b];
+    }
+    for (; i < n3; i++)
+        for (i64 r = 0; r < R; r++) wt[i * R + r] = w[r * n3 + i];
+}
+
+/* the rows dst (R, n3) = wt (n3, R) transposed, in dst's type */
+#define TRANSPOSE_OUT(NAME, TYPE)                                                                                      \
+    INLINE void NAME(const double *restrict wt, TYPE *restrict dst, i64 n3, i64 R) {                                  \
+        i64 i = 0;                                                                                                     \
+        for (; i + 8 <= n3; i += 8) {                                                                                  \
+            i64 r = 0;                                                                                                 \
+            for (; r + 8 <= R; r += 8) {                                                                               \
+                double t[8][8];                                                                                        \
+                for (int b = 0; b < 8; b++)                                                                            \
+                    for (int a = 0; a < 8; a++) t[a][b] = wt[(i + b) * R + r + a];                                     \
+                for (int a = 0; a < 8; a++)                                                                            \
+                    for (int b = 0; b < 8; b++) dst[(r + a) * n3 + i + b] = (TYPE)t[a][b];                             \
+            }                                                                                                          \
+            for (; r < R; r++)                                                                                         \
+                for (int b = 0; b < 8; b++) dst[r * n3 + i + b] = (TYPE)wt[(i + b) * R + r];                          \
+        }                                                                                                              \
+        for (; i < n3; i++)                                                                                            \
+            for (i64 r = 0; r < R; r++) dst[r * n3 + i] = (TYPE)wt[i * R + r];                                         \
+    }
+TRANSPOSE_OUT(transpose_out_f32, float)
+TRANSPOSE_OUT(transpose_out_f64, double)
+#undef TRANSPOSE_OUT
+
+/* dst = A^{-1} src for one block (A^{-T}: a transposed plan and rev) */
+INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev, Scratch *sc) {
+    i64 n1 = pl->ax[0].n, n2 = pl->ax[1].n, n3 = pl->ax[2].n, k = pl->k;
+    double *wk = sc->wk;
+    solve_axis(wk, src, sf32, n1, n2, n3, pl, 1, c, rev, sc->zc);
+    if (k >= 3) solve_axis(wk, NULL, 0, 1, n1, n2 * n3, pl, 0, c, rev, sc->zc);
+    i64 L = n1 * n2;
+    if (n3 > STRIP_MAX_N && pl->Q == 1) {
+        for (i64 a0 = 0; a0 < L; a0 += 4) {
+            Group g;
+            for (int r = 0; r < 4; r++) {
+                i64 a = imin(a0 + r, L - 1);
+                g.src[r] = wk + a * n3;
+                g.dst[r] = df32 ? (void *)((float *)dst + a * n3) : (void *)((double *)dst + a * n3);
+                g.c[r] = c;
+            }
+            solve_group(&g, 0, df32, n3, pl, 2, rev, sc->st, sc->zc);
+        }
+        return;
+    }
+    for (i64 a0 = 0; a0 < L; a0 += STRIP) {
+        i64 R = imin(STRIP, L - a0);
+        double *wt = sc->st;
+        transpose_in(wk + a0 * n3, wt, n3, R);
+        solve_axis(wt, NULL, 0, 1, n3, R, pl, 2, c, rev, sc->zc);
+        if (df32)
+            transpose_out_f32(wt, (float *)dst + a0 * n3, n3, R);
+        else
+            transpose_out_f64(wt, (double *)dst + a0 * n3, n3, R);
+    }
+}
+
+typedef struct {
+    const Plan *pl;
+    const char *src;
+    char *dst;
+    int sf32, df32, rev, failed;
+} BlocksCtx;
+
+HOT static void blocks_range(void *vctx, i64 lo, i64 hi, int tid) {
+    BlocksCtx *ctx = (BlocksCtx *)vctx;
+    const Plan *pl = ctx->pl;
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
+    size_t se = ctx->sf32 ? 4 : 8, de = ctx->df32 ? 4 : 8;
+    Scratch sc;
+    (void)tid;
+    if (scratch_alloc(&sc, pl) != 0) {
+        ctx->failed = 1;
+        return;
+    }
+    for (i64 p = lo; p < hi; p++)
+        solve_block(ctx->src + (size_t)(p * N) * se, ctx->sf32, ctx->dst + (size_t)(p * N) * de, ctx->df32, pl,
+                    p % pl->C, ctx->rev, &sc);
+    free(sc.wk);
+}
+
+static const Plan *plan_of(Py_buffer *b) {
+    const Plan *pl = (const Plan *)b->buf;
+    if (b->len < (Py_ssize_t)sizeof(Plan) || pl->magic != PLAN_MAGIC) {
+        PyErr_SetString(PyExc_ValueError, "_lines_c: not a plan");
+        return NULL;
+    }
+    return pl;
+}
+
+/* the work of a solve, in multiply-adds: threads only pay off above a few hundred thousand */
+static int threads_for(i64 work, int threads) {
+    i64 most = work / (1 << 17);
+    if (most < 1) return 1;
+    return (int)imin(threads, most);
+}
+
+static void solve_any(const Plan *pl, const char *src, int sf32, char *dst, int df32, i64 P, int rev, int threads,
+                      int *failed) {
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
+    int t = threads_for(P * N * pl->Q * pl->k, threads);
+    if (pl->k == 1) {
+        LinesCtx ctx = {pl, src, dst, P, pl->ax[2].n, sf32, df32, rev, 0};
+        run_parallel(lines_range, &ctx, (P + 3) / 4, t);
+        *failed = ctx.failed;
+    } else {
+        BlocksCtx ctx = {pl, src, dst, sf32, df32, rev, 0};
+        run_parallel(blocks_range, &ctx, P, t);
+        *failed = ctx.failed;
+    }
+}
+
+/* solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): dst = A^{-1} src (A^{-T}: a
+ * transposed plan and rev = 1); P blocks (rows for 1-D) */
+static PyObject *py_solve(PyObject *self, PyObject *args) {
+    Py_buffer sb, db, pb;
+    long long P;
+    int sf32, df32, rev, threads;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*w*y*Liiii", &sb, &db, &pb, &P, &sf32, &df32, &rev, &threads)) return NULL;
+    PyObject *result = NULL;
+    const Plan *pl = plan_of(&pb);
+    if (!pl) goto done;
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
+    if (P < 0 || P % pl->C || sb.len != (Py_ssize_t)(P * N * (sf32 ? 4 : 8)) ||
+        db.len != (Py_ssize_t)(P * N * (df32 ? 4 : 8))) {
+        PyErr_SetString(PyExc_ValueError, "_lines_c.solve: buffer sizes do not match the plan");
+        goto done;
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    solve_any(pl, (const char *)sb.buf, sf32, (char *)db.buf, df32, P, rev, threads, &failed);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&db);
+    PyBuffer_Release(&pb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the backward pass: the taps' gradient (Theorem 4) by shifted dot products                    */
+
+/* block (n1, n2, n3) seen along block axis b as (A, n, R) */
+INLINE void view_dims(i64 n1, i64 n2, i64 n3, int b, i64 *A, i64 *n, i64 *R) {
+    if (b == 2) {
+        *A = n1 * n2, *n = n3, *R = 1;
+    } else if (b == 1) {
+        *A = n1, *n = n2, *R = n3;
+    } else {
+        *A = 1, *n = n1, *R = n2 * n3;
+    }
+}
+
+/* apply_factor, shifted_dots and taps_sums on float32 (T = float) and float64 blocks: the taps'
+ * gradient works on the signal's precision (half the memory traffic for float32) and
+ * accumulates its dot products in float64 */
+#define T float
+#define SFX(name) name##_f32
+#include "_lines_c_grad.h"
+#undef T
+#undef SFX
+#define T double
+#define SFX(name) name##_f64
+#include "_lines_c_grad.h"
+#undef T
+#undef SFX
+
+typedef struct {
+    const Plan *pl; /* operators of the backward solve */
+    const char *y, *g;
+    char *w;
+    double *part;       /* (P, k, Q, 3) */
+    const float *taps32; /* the plan's taps in float32 (float32 signals) */
+    const Edges *est;
+    int f32, rev, adjoint, need_taps, solved, failed;
+} VjpCtx;
+
+HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
+    VjpCtx *ctx = (VjpCtx *)vctx;
+    const Plan *pl = ctx->pl;
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n, KQ3 = pl->k * pl->Q * 3;
+    size_t es = ctx->f32 ? 4 : 8;
+    const double *taps64 = (const double *)((const char *)pl + pl->taps);
+    (void)tid;
+    Scratch sc = {NULL, NULL, NULL};
+    void *bufs = NULL;
+    if (!ctx->solved && scratch_alloc(&sc, pl) != 0) goto fail;
+    if (ctx->need_taps) {
+        bufs = malloc((size_t)((3 + pl->Q) * N + 1) * es);
+        if (!bufs) goto fail;
+    }
+    for (i64 p = lo; p < hi; p++) {
+        i64 c = p % pl->C;
+        const char *gp = ctx->g + (size_t)(p * N) * es;
+        char *wp = ctx->w + (size_t)(p * N) * es;
+        const char *yp = ctx->y + (size_t)(p * N) * es;
+        if (!ctx->solved) solve_block(gp, ctx->f32, wp, ctx->f32, pl, c, ctx->rev, &sc);
+        if (!ctx->need_taps) continue;
+        /* left and right: (y, w) for the adjoint solve, (w, y) otherwise */
+        const char *left = ctx->adjoint ? yp : wp, *right = ctx->adjoint ? wp : yp;
+        double *part = ctx->part + p * KQ3;
+        if (ctx->f32)
+            taps_sums_f32((const float *)left, (const float *)right, c, pl, ctx->taps32, ctx->est, (float *)bufs, part);
+        else
+            taps_sums_f64((const double *)left, (const double *)right, c, pl, taps64, ctx->est, (double *)bufs, part);
+    }
+    free(sc.wk);
+    free(bufs);
+    return;
+fail:
+    free(sc.wk);
+    free(bufs);
+    ctx->failed = 1;
+}
+
+/* vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of
+ * y = A^{-1} t (A^{-T} t when adjoint) with the plan of the backward solve (transposed unless
+ * adjoint): w = A^{-T} g, and gtaps (C, k, Q, 3) float64 = the taps' gradient when need_taps */
+static PyObject *py_vjp(PyObject *self, PyObject *args) {
+    Py_buffer yb, gb, wb, tb, pb;
+    long long P;
+    int f32, adjoint, need_taps, threads;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*y*Liiii", &yb, &gb, &wb, &tb, &pb, &P, &f32, &adjoint, &need_taps, &threads))
+        return NULL;
+    PyObject *result = NULL;
+    double *part = NULL;
+    float *taps32 = NULL;
+    Edges est[3];
+    memset(est, 0, sizeof(est));
+    const Plan *pl = plan_of(&pb);
+    if (!pl) goto done;
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n, C = pl->C, KQ3 = pl->k * pl->Q * 3;
+    Py_ssize_t bytes = (Py_ssize_t)(P * N * (f32 ? 4 : 8));
+    if (P < 0 || P % C || yb.len != bytes || gb.len != bytes || wb.len != bytes ||
+        tb.len != (Py_ssize_t)(C * KQ3 * 8)) {
+        PyErr_SetString(PyExc_ValueError, "_lines_c.vjp: buffer sizes do not match the plan");
+        goto done;
+    }
+    int failed = 0;
+    for (int b = 3 - (int)pl->k; b < 3 && !failed; b++) failed = edges_build(pl->ax[b].n, pl->d, (int)pl->boundary, &est[b]);
+    part = (double *)calloc((size_t)(need_taps ? P * KQ3 + 1 : 1), sizeof(double));
+    taps32 = (float *)malloc((size_t)(C * KQ3 + 1) * sizeof(float));
+    if (failed || !part || !taps32) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const double *taps64 = (const double *)((const char *)pl + pl->taps);
+    for (i64 x = 0; x < C * KQ3; x++) taps32[x] = (float)taps64[x];
+    Py_BEGIN_ALLOW_THREADS
+    int rev = !adjoint, solved = 0;
+    if (pl->k == 1) { /* the rows of a channel are solved in groups first */
+        solve_any(pl, (const char *)gb.buf, f32, (char *)wb.buf, f32, P, rev, threads, &failed);
+        solved = 1;
+    }
+    if (!failed && (need_taps || !solved)) {
+        VjpCtx ctx = {pl,  (const char *)yb.buf, (const char *)gb.buf, (char *)wb.buf, part, taps32, est, f32, rev,
+                      adjoint, need_taps, solved, 0};
+        run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads));
+        failed = ctx.failed;
+    }
+    if (!failed && need_taps) {
+        double *out = (double *)tb.buf;
+        for (i64 x = 0; x < C * KQ3; x++) out[x] = 0.0;
+        for (i64 p = 0; p < P; p++) {
+            double *o = out + (p % C) * KQ3;
+            const double *s = part + p * KQ3;
+            for (i64 x = 0; x < KQ3; x++) o[x] += s[x];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int b = 0; b < 3; b++) edges_free(&est[b]);
+    free(part);
+    free(taps32);
+    PyBuffer_Release(&yb);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&pb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static PyMethodDef methods[] = {
+    {"plan", py_plan, METH_VARARGS,
+     "plan(taps, C, k, Q, sizes, dilation, boundary, transposed, threads) -> bytes: the solve operators"},
+    {"solve", py_solve, METH_VARARGS,
+     "solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): dst = A^{-1} src for P blocks"},
+    {"vjp", py_vjp, METH_VARARGS,
+     "vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of the solve"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_lines_c", "The compiled line solver (see arma_core.backends._lines).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__lines_c(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    if (PyModule_AddIntConstant(m, "STRIP", STRIP) < 0 || PyModule_AddIntConstant(m, "STRIP_MAX_N", STRIP_MAX_N) < 0 ||
+        PyModule_AddIntConstant(m, "CIRCULAR", B_CIRCULAR) < 0 || PyModule_AddIntConstant(m, "ZEROS", B_ZEROS) < 0 ||
+        PyModule_AddIntConstant(m, "REFLECT", B_REFLECT) < 0 ||
+        PyModule_AddIntConstant(m, "REPLICATE", B_REPLICATE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

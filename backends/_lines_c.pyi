@@ -1,0 +1,39 @@
+"""Type stub of the compiled line solver (``backends/_lines_c.c``); see :mod:`arma_core.backends._lines`."""
+
+from typing_extensions import Buffer
+
+STRIP: int
+STRIP_MAX_N: int
+CIRCULAR: int
+ZEROS: int
+REFLECT: int
+REPLICATE: int
+
+def plan(
+    taps: Buffer,
+    C: int,
+    k: int,
+    Q: int,
+    sizes: tuple[int, ...],
+    dilation: int,
+    boundary: int,
+    transposed: int,
+    threads: int,
+    /,
+) -> bytes: ...
+def solve(
+    src: Buffer, dst: Buffer, plan: bytes, P: int, src_f32: bool, dst_f32: bool, rev: bool, threads: int, /
+) -> None: ...
+def vjp(
+    y: Buffer,
+    g: Buffer,
+    w: Buffer,
+    gtaps: Buffer,
+    plan: bytes,
+    P: int,
+    f32: bool,
+    adjoint: bool,
+    need_taps: bool,
+    threads: int,
+    /,
+) -> None: ...

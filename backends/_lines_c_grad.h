@@ -1,0 +1,184 @@
+/*
+ * The taps' gradient of the line solver's backward pass, for one element type: included by
+ * _lines_c.c with T = float (SFX(name) = name_f32) and T = double (name_f64). Blocks are
+ * (n1, n2, n3) arrays of T; sums are accumulated in double.
+ */
+
+/* apply_factor along the contiguous rows of s2 (A, n): one pass over the flattened plane,
+ * then the first and last sh columns without the neighbouring rows, then the boundary entries
+ * (the fix-ups run down columns: one short loop per column, not per row and column) */
+INLINE void SFX(apply_rows)(const T *s2, T *d2, i64 A, i64 n, T fm, T f0, T fp, i64 sh, const Edges *e, const T *f,
+                            int transposed) {
+    i64 N = A * n;
+    if (2 * sh <= N) {
+        T *restrict dm = d2 + sh;
+        const T *restrict sm = s2 + sh;
+        const T *restrict sp = s2 + 2 * sh;
+        const T *restrict sq = s2;
+        for (i64 x = 0; x < N - 2 * sh; x++) dm[x] = f0 * sm[x] + fm * sp[x] + fp * sq[x];
+    }
+    for (i64 i = 0; i < imin(sh, n); i++) {
+        if (i + sh < n)
+            for (i64 a = 0; a < A; a++) d2[a * n + i] = f0 * s2[a * n + i] + fm * s2[a * n + i + sh];
+        else
+            for (i64 a = 0; a < A; a++) d2[a * n + i] = f0 * s2[a * n + i];
+    }
+    for (i64 i = imax(sh, n - sh); i < n; i++) {
+        if (i >= sh)
+            for (i64 a = 0; a < A; a++) d2[a * n + i] = f0 * s2[a * n + i] + fp * s2[a * n + i - sh];
+        else
+            for (i64 a = 0; a < A; a++) d2[a * n + i] = f0 * s2[a * n + i];
+    }
+    for (i64 x = 0; x < e->cnt; x++) {
+        T val = f[e->tap[x]];
+        i64 to = transposed ? e->col[x] : e->row[x];
+        i64 from = transposed ? e->row[x] : e->col[x];
+        for (i64 a = 0; a < A; a++) d2[a * n + to] += val * s2[a * n + from];
+    }
+}
+
+/* dst = A_f src (A_f^T src when transposed) along block axis b; f = (f_-1, f_0, f_1) */
+INLINE void SFX(apply_factor)(const T *src, T *dst, i64 n1, i64 n2, i64 n3, int b, const T *f, i64 d,
+                              const Edges *e, int transposed) {
+    i64 A, n, R;
+    view_dims(n1, n2, n3, b, &A, &n, &R);
+    T f0 = f[1];
+    T fm = transposed ? f[2] : f[0]; /* T^T is T with f_-1 and f_1 swapped */
+    T fp = transposed ? f[0] : f[2];
+    i64 N = n * R, sh = imin(d, n) * R;
+    if (R == 1 && A > 1) {
+        SFX(apply_rows)(src, dst, A, n, fm, f0, fp, imin(d, n), e, f, transposed);
+        return;
+    }
+    for (i64 a = 0; a < A; a++) {
+        const T *s1 = src + a * N;
+        T *d1 = dst + a * N;
+        if (2 * sh <= N) {
+            T *restrict dm = d1 + sh;
+            const T *restrict sm = s1 + sh, *restrict sp = s1 + 2 * sh, *restrict sq = s1;
+            for (i64 x = 0; x < N - 2 * sh; x++) dm[x] = f0 * sm[x] + fm * sp[x] + fp * sq[x];
+            for (i64 x = 0; x < sh; x++) d1[x] = f0 * s1[x] + fm * s1[sh + x];
+            for (i64 x = 0; x < sh; x++) d1[N - sh + x] = f0 * s1[N - sh + x] + fp * s1[N - 2 * sh + x];
+        } else {
+            for (i64 x = 0; x < N; x++) {
+                T v = f0 * s1[x];
+                if (x + sh < N) v += fm * s1[x + sh];
+                if (x >= sh) v += fp * s1[x - sh];
+                d1[x] = v;
+            }
+        }
+        for (i64 x = 0; x < e->cnt; x++) {
+            T val = f[e->tap[x]]; /* E^T keeps each entry's tap and swaps its row and column */
+            i64 to = transposed ? e->col[x] : e->row[x];
+            i64 from = transposed ? e->row[x] : e->col[x];
+            T *dr = d1 + to * R;
+            const T *sr = s1 + from * R;
+            for (i64 r = 0; r < R; r++) dr[r] += val * sr[r];
+        }
+    }
+}
+
+/* out3 -= (<v, S_{+d} u>, <v, u>, <v, S_{-d} u>) along block axis b, boundary shifts included */
+INLINE void SFX(shifted_dots)(const T *v, const T *u, i64 n1, i64 n2, i64 n3, int b, i64 d, const Edges *e,
+                              double *out3) {
+    i64 A, n, R;
+    view_dims(n1, n2, n3, b, &A, &n, &R);
+    double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0;
+    if (R == 1 && A > 1) {
+        /* the rows of (A, n) flattened; minus the pairs that straddle two rows */
+        i64 N = A * n, sh = imin(d, n);
+        const T *va = v, *ua = u, *ub = u + sh, *vb = v + sh;
+        for (i64 x = 0; x < N - sh; x++) {
+            double vx = (double)va[x], ux = (double)ua[x];
+            acc1 += vx * ux;
+            acc0 += vx * (double)ub[x];
+            acc2 += (double)vb[x] * ux;
+        }
+        for (i64 x = N - sh; x < N; x++) acc1 += (double)v[x] * (double)u[x];
+        for (i64 i = imax(n - sh, 0); i < n; i++) {
+            for (i64 a = 0; a < A - 1; a++) {
+                i64 x = a * n + i;
+                acc0 -= (double)va[x] * (double)ub[x];
+                acc2 -= (double)vb[x] * (double)ua[x];
+            }
+        }
+        for (i64 x = 0; x < e->cnt; x++) {
+            double acc = 0.0;
+            for (i64 a = 0; a < A; a++) acc += (double)v[a * n + e->row[x]] * (double)u[a * n + e->col[x]];
+            if (e->tap[x] == 0)
+                acc0 += acc;
+            else
+                acc2 += acc;
+        }
+    } else {
+        i64 N = n * R, sh = imin(d, n) * R;
+        for (i64 a = 0; a < A; a++) {
+            const T *v1 = v + a * N, *u1 = u + a * N;
+            for (i64 x = 0; x < N - sh; x++) {
+                double vx = (double)v1[x], ux = (double)u1[x];
+                acc1 += vx * ux;
+                acc0 += vx * (double)u1[x + sh];
+                acc2 += (double)v1[x + sh] * ux;
+            }
+            for (i64 x = N - sh; x < N; x++) acc1 += (double)v1[x] * (double)u1[x];
+            for (i64 x = 0; x < e->cnt; x++) {
+                double acc = 0.0;
+                const T *vr = v1 + e->row[x] * R, *ur = u1 + e->col[x] * R;
+                for (i64 r = 0; r < R; r++) acc += (double)vr[r] * (double)ur[r];
+                if (e->tap[x] == 0)
+                    acc0 += acc;
+                else
+                    acc2 += acc;
+            }
+        }
+    }
+    out3[0] -= acc0;
+    out3[1] -= acc1;
+    out3[2] -= acc2;
+}
+
+/* part (k, Q, 3) += the taps' gradient -<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>
+ * of one block (arma_core.solve.taps_vjp); taps (C, k, Q, 3) in T; bufs: (3 + Q) blocks:
+ * 0/1 hold z = B_j right (the other axes' operators), 2/3 v_q = (A_j^(1..q-1))^T left,
+ * 4 + q u_q = A_j^(q+1..Q) z */
+INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl, const T *taps, const Edges *est,
+                           T *bufs, double *part) {
+    i64 n1 = pl->ax[0].n, n2 = pl->ax[1].n, n3 = pl->ax[2].n, N = n1 * n2 * n3;
+    i64 k = pl->k, Q = pl->Q, d = pl->d;
+#define BUF(i) (bufs + (i) * N)
+#define TAP(j, q) (taps + ((c * k + (j)) * Q + (q)) * 3)
+    for (i64 j = 0; j < k; j++) {
+        int bj = (int)(j + 3 - k);
+        const T *z = right;
+        int zi = -1;
+        for (i64 o = 0; o < k; o++) {
+            if (o == j) continue;
+            int bo = (int)(o + 3 - k);
+            for (i64 qq = 0; qq < Q; qq++) {
+                i64 q = Q - 1 - qq;
+                int dst = zi == 0 ? 1 : 0;
+                SFX(apply_factor)(z, BUF(dst), n1, n2, n3, bo, TAP(o, q), d, &est[bo], 0);
+                zi = dst;
+                z = BUF(dst);
+            }
+        }
+        for (i64 q = Q - 2; q >= 0; q--) {
+            const T *s = q == Q - 2 ? z : BUF(4 + q + 1);
+            SFX(apply_factor)(s, BUF(4 + q), n1, n2, n3, bj, TAP(j, q + 1), d, &est[bj], 0);
+        }
+        const T *vq = left;
+        int vi = -1;
+        for (i64 q = 0; q < Q; q++) {
+            const T *uq = q == Q - 1 ? z : BUF(4 + q);
+            SFX(shifted_dots)(vq, uq, n1, n2, n3, bj, d, &est[bj], part + (j * Q + q) * 3);
+            if (q + 1 < Q) {
+                int dst = vi == 2 ? 3 : 2;
+                SFX(apply_factor)(vq, BUF(dst), n1, n2, n3, bj, TAP(j, q), d, &est[bj], 1);
+                vi = dst;
+                vq = BUF(dst);
+            }
+        }
+    }
+#undef BUF
+#undef TAP
+}
