@@ -24,7 +24,9 @@ __all__ = [
     "check_positive_int",
     "check_float_dtype",
     "check_finite",
+    "check_finite_values",
     "check_taps",
+    "isdtype",
     "real_dtype_for_precision",
     "promote_signal",
 ]
@@ -49,12 +51,29 @@ class UnstableFilterError(ValueError):
         self.margin = margin
 
 
+#: array types whose namespace does not depend on the instance (numpy and torch arrays)
+_NAMESPACE_OF_TYPE: dict[type, Any] = {}
+
+
+def _namespace_of_type(arrays: tuple) -> Any:
+    """The cached namespace when every array has the same known type, else None."""
+    kind = type(arrays[0])
+    for a in arrays[1:]:
+        if type(a) is not kind:
+            return None
+    return _NAMESPACE_OF_TYPE.get(kind)
+
+
 def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_dask: bool = False):
     """The array namespace shared by ``arrays``; a TypeError naming the arguments otherwise.
 
     With ``numpy_with_dask``, numpy arrays may accompany dask arrays (the namespace is then
     dask's): for callers whose dask backend handles small numpy operands such as taps.
     """
+    if arrays and arrays[0] is not None and all(a is not None for a in arrays):
+        fast = _namespace_of_type(arrays)
+        if fast is not None:
+            return fast
     named = [(n, a) for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays) if a is not None]
     # array_namespace accepts Python scalars (for mixing with arrays); our arguments are arrays
     for n, a in named:
@@ -66,7 +85,7 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
             )
     present = [a for _, a in named]
     try:
-        return array_api_compat.array_namespace(*present)
+        xp = array_api_compat.array_namespace(*present)
     except TypeError as exc:
         # a dask array is made of numpy chunks: small numpy operands (taps) may go with a lazy
         # dask signal; the dask backend slices them per chunk
@@ -82,6 +101,26 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
             f"arrays from different or unsupported array libraries were mixed ({kinds}); "
             "convert them to one library first"
         ) from exc
+    if present and all(type(a) is type(present[0]) for a in present):
+        if array_api_compat.is_numpy_array(present[0]) or array_api_compat.is_torch_array(present[0]):
+            _NAMESPACE_OF_TYPE.setdefault(type(present[0]), xp)
+    return xp
+
+
+#: ``xp.isdtype`` answers, which depend on the namespace, dtype and kind only
+_DTYPE_KIND: dict[tuple, bool] = {}
+
+
+def isdtype(xp, dtype, kind) -> bool:
+    """``xp.isdtype(dtype, kind)``, memoised (the array-API call costs a microsecond or more)."""
+    try:
+        key = (xp, dtype, kind)
+        hit = _DTYPE_KIND.get(key)
+    except TypeError:  # an unhashable dtype
+        return bool(xp.isdtype(dtype, kind))
+    if hit is None:
+        hit = _DTYPE_KIND[key] = bool(xp.isdtype(dtype, kind))
+    return hit
 
 
 def check_boundary(boundary: Any) -> str:
@@ -106,19 +145,39 @@ def check_positive_int(value: Any, name: str) -> int:
 
 def check_float_dtype(xp, x, name: str, *, complex_ok: bool = False) -> None:
     """Reject integer and boolean arrays (and complex ones unless ``complex_ok``)."""
-    if xp.isdtype(x.dtype, "complex floating"):
+    if isdtype(xp, x.dtype, "complex floating"):
         if complex_ok:
             return
         raise TypeError(f"{name} has complex dtype {x.dtype}; only real floating dtypes are supported")
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not isdtype(xp, x.dtype, "real floating"):
         raise TypeError(f"{name} has dtype {x.dtype}; a real floating dtype (float32 or float64) is required")
 
 
+#: arrays up to this many elements are tested elementwise (one call, a small boolean temporary);
+#: larger ones by their sum first (no temporary)
+_SMALL = 1 << 14
+
+
+def _numel(x) -> int:
+    n = x.size
+    if callable(n):  # torch
+        return int(x.numel())
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return 0  # unknown (lazy): never empty for the check
+    return int(n)
+
+
 def _any_nonfinite(xp, x) -> bool:
+    if _numel(x) <= _SMALL:
+        return not bool(xp.all(xp.isfinite(x)))
     # One reduction without a boolean temporary: the sum of finite values is finite unless it
     # overflows, and any NaN or inf makes it non-finite; only then is the elementwise test run.
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
-        total = xp.sum(x)
+    # float32 is summed in float64, where it cannot overflow.
+    if x.dtype == getattr(xp, "float32", None):
+        total = xp.sum(x, dtype=xp.float64)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
+            total = xp.sum(x)
     if bool(xp.isfinite(total)):
         return False
     return not bool(xp.all(xp.isfinite(x)))
@@ -126,8 +185,13 @@ def _any_nonfinite(xp, x) -> bool:
 
 def check_finite(xp, x, name: str) -> None:
     """ValueError naming ``name`` when ``x`` holds NaN or inf (as ``scipy.linalg`` does)."""
-    if x.size == 0 or not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+    if not isdtype(xp, x.dtype, ("real floating", "complex floating")) or _numel(x) == 0:
         return  # integers and booleans are finite
+    check_finite_values(xp, x, name)
+
+
+def check_finite_values(xp, x, name: str) -> None:
+    """:func:`check_finite` for a floating array (its dtype already known)."""
     if _any_nonfinite(xp, x):
         raise ValueError(
             f"{name} contains NaN or inf; pass check_finite=False to filter it anyway "
@@ -172,15 +236,17 @@ def promote_signal(xp, x, taps_dtype, name: str):
     dtype : the dtype of the result
     real : the real dtype the kernels run in (float32 for half-precision results)
     """
-    if xp.isdtype(x.dtype, ("integral", "bool")):
+    if x.dtype == taps_dtype and (x.dtype == getattr(xp, "float32", None) or x.dtype == getattr(xp, "float64", None)):
+        return x.dtype, x.dtype
+    if isdtype(xp, x.dtype, ("integral", "bool")):
         base = real_dtype_for_precision(xp, taps_dtype)
         real = xp.result_type(base, taps_dtype)
         return real, real
-    if xp.isdtype(x.dtype, "complex floating"):
+    if isdtype(xp, x.dtype, "complex floating"):
         real_x = xp.float64 if x.dtype == getattr(xp, "complex128", None) else xp.float32
         real = xp.result_type(real_x, taps_dtype)
         return (xp.complex128 if real == getattr(xp, "float64", None) else xp.complex64), real
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not isdtype(xp, x.dtype, "real floating"):
         raise TypeError(f"{name} has dtype {x.dtype}; a numeric dtype is required")
     real = xp.result_type(x.dtype, taps_dtype)
     f32 = getattr(xp, "float32", None)

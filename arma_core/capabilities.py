@@ -131,6 +131,36 @@ def _load(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+_LIBRARIES: dict[Any, str] = {}
+
+
+def _library(xp: Any) -> str:
+    """:func:`arma_core._array.library_name`, memoised per namespace."""
+    try:
+        return _LIBRARIES[xp]
+    except (KeyError, TypeError):
+        name = library_name(xp)
+    try:
+        _LIBRARIES[xp] = name
+    except TypeError:  # an unhashable namespace object
+        pass
+    return name
+
+
+class _Once:
+    """``taps()`` computed on the first call only (None when no callable is given)."""
+
+    __slots__ = ("fn", "value", "done")
+
+    def __init__(self, fn: Callable[[], Any] | None):
+        self.fn, self.value, self.done = fn, None, fn is None
+
+    def __call__(self) -> Any:
+        if not self.done:
+            self.value, self.done = self.fn(), True  # type: ignore[misc]
+        return self.value
+
+
 def _lines_preferred(shape, taps, boundary) -> bool:
     from .backends._lines import preferred
 
@@ -335,6 +365,15 @@ def _candidates(operation: str, library: str) -> list[Capability]:
     return own + generic
 
 
+@functools.cache
+def _auto_order(operation: str, library: str, importable: Callable[[str], bool]) -> tuple[Capability, ...]:
+    """The candidates of the auto rule, by rank. What is installed does not change while a
+    process runs; ``importable`` (the current :func:`_importable`) is part of the key so that
+    a test that replaces it sees its own answer."""
+    cands = [r for r in _candidates(operation, library) if r.auto is not None]
+    return tuple(sorted(cands, key=lambda r: int(r.auto or 0)))
+
+
 def methods(operation: str, library: str, boundary: str | None = None) -> tuple[str, ...]:
     """The methods ``library`` can run here for ``operation`` (exact for ``boundary`` if given).
 
@@ -417,12 +456,12 @@ def resolve(
         Unknown method, a method without a row for this library, device or dtype, a missing
         optional dependency, or a boundary the method is not exact for (each message says which).
     """
-    library = library_name(xp)
+    library = _library(xp)
     known = METHODS[operation]
     if not isinstance(method, str) or method not in known:
         raise ValueError(f"method={method!r} is not one of {', '.join(repr(m) for m in known)}")
-    cands = _candidates(operation, library)
     if method != "auto":
+        cands = _candidates(operation, library)
         mine = [r for r in cands if r.method == method]
         if not mine:
             raise ValueError(_missing(operation, method, library))
@@ -431,8 +470,8 @@ def resolve(
             if why is None:
                 return r
         raise ValueError(reasons[0])
-    host = functools.lru_cache(maxsize=1)(taps) if taps is not None else (lambda: None)
-    for r in sorted((r for r in cands if r.auto is not None), key=lambda r: int(r.auto or 0)):
+    host = _Once(taps)
+    for r in _auto_order(operation, library, _importable):
         if _check_row(r, boundary, dtype, device, operation) is not None:
             continue
         if r.auto_when is None or AUTO_CONDITIONS[r.auto_when](tuple(shape), host, boundary):

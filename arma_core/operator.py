@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import operator as _op
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from array_api_compat import device as _device
@@ -28,14 +27,16 @@ from ._typing import Boundary, Method
 from ._validate import (
     check_boundary,
     check_finite,
+    check_finite_values,
     check_positive_int,
     check_taps,
     finite_size,
+    isdtype,
     namespace,
     promote_signal,
 )
 from .capabilities import METHODS, resolve
-from .filters import check_stable
+from .filters import check_stable_validated
 
 __all__ = ["ARFilter", "ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adjoint"]
 
@@ -44,8 +45,7 @@ __all__ = ["ARFilter", "ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adj
 # layout: where the spatial and channel axes of a signal are
 
 
-@dataclass(frozen=True)
-class _Layout:
+class _Layout(NamedTuple):
     """How a signal maps to the standard layout ``(..., C, n_1, ..., n_k)`` and back."""
 
     perm: tuple[int, ...] | None  # axes of the signal in standard order (None: already)
@@ -235,7 +235,12 @@ class ARFilter:
         self.boundary = check_boundary(boundary)
         self._names = _names
         self.dilation = check_positive_int(dilation, _names[1])
-        check_taps(self._xp, taps, finite=check_finite)
+        check_taps(self._xp, taps, finite=False)
+        # the checks of the values run on a host copy in the taps' own dtype (the same
+        # comparisons as on the device, one transfer instead of a round trip per operation)
+        host = to_numpy(taps, dtype=None) if check_finite or check_stability else None
+        if host is not None:
+            check_finite_values(np, host, "taps")
         if method not in METHODS["solve"]:
             raise ValueError(f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS['solve'])}")
         k = taps.shape[1]
@@ -250,11 +255,14 @@ class ARFilter:
         self.check_stability, self.check_finite = check_stability, check_finite
         # layers neither check nor contain (no host sync, no extra passes): _contain=False
         self._contain = _contain
-        if check_stability:
-            check_stable(taps, boundary=boundary)
         self._adjoint = False
         self._cache: dict = {}
-        self._state: dict = {}  # host copy of the taps and facts derived from it
+        self._state: dict = {}  # host copies of the taps and facts derived from them
+        self._casts: dict = {}  # the taps in other dtypes
+        if host is not None:
+            self._state["native"] = host
+        if check_stability:
+            check_stable_validated(np, host, self.boundary)
 
     # -- description
 
@@ -322,9 +330,18 @@ class ARFilter:
     # -- internals
 
     def _host(self) -> np.ndarray:
-        if "host" not in self._state:
-            self._state["host"] = to_numpy(self.taps)
-        return self._state["host"]
+        """The taps on the host in float64 (for the auto rule's conditions)."""
+        h = self._state.get("host")
+        if h is None:
+            h = self._state["host"] = to_numpy(self.taps)
+        return h
+
+    def _host_native(self) -> np.ndarray:
+        """The taps on the host in their own dtype."""
+        h = self._state.get("native")
+        if h is None:
+            h = self._state["native"] = to_numpy(self.taps, dtype=None)
+        return h
 
     def _in_strip(self) -> bool:
         if "strip" not in self._state:
@@ -335,34 +352,30 @@ class ARFilter:
     def _taps_as(self, dtype):
         if self.taps.dtype == dtype:
             return self.taps
-        key = ("taps", str(dtype))
-        if key not in self._state:
-            self._state[key] = self._xp.astype(self.taps, dtype)
-        return self._state[key]
+        key = str(dtype)
+        if key not in self._casts:
+            self._casts[key] = self._xp.astype(self.taps, dtype)
+        return self._casts[key]
+
+    def _bind(self, taps) -> ARFilter:
+        """This filter with ``taps`` in place of its own: the same values as another tensor
+        (e.g. a node of an autograd graph), sharing the precomputation; not validated."""
+        other = object.__new__(ARFilter)
+        other.__dict__.update(self.__dict__)
+        other.taps = taps
+        other._casts = {}
+        return other
 
     def _run(self, x, solve: bool, name: str, check: bool | None):
         xp = namespace(x, self.taps, names=(name, "taps"), numpy_with_dask=True)
-        if self._xp is xp and _device(x) != _device(self.taps):
+        if type(x) is not np.ndarray and self._xp is xp and _device(x) != _device(self.taps):
             raise ValueError(f"{name} is on {_device(x)} but taps is on {_device(self.taps)}; move one of them")
         dtype, real = promote_signal(xp, x, self.taps.dtype, name)
-        lay = _layout(
-            x.shape,
-            self.ndim,
-            self.channels,
-            self.axes,
-            self.channel_axis,
-            name,
-            self.boundary,
-            self.dilation,
-            self._names[1],
-        )
+        lay = self._layout_of(tuple(x.shape), name)
         if lay.empty:
             return xp.zeros(x.shape, dtype=dtype, device=_device(x))
         check = self.check_finite if check is None else check
-        if solve:
-            cap = self._resolve_solve(xp, x, real, lay)
-        else:
-            cap = resolve("apply", xp, boundary=self.boundary, dtype=_dtype_name(xp, real), device=device_kind(x))
+        cap = self._row(xp, x, real, lay, solve)
         if check and not cap.lazy:
             check_finite(xp, x, name)
         kernel = cap.load()
@@ -371,12 +384,12 @@ class ARFilter:
         if cap.lazy:  # the values exist only when the graph runs: the check goes into it
             opts.update(check_finite=check, name=name)
         v = lay.to_standard(xp, x)
-        work = dtype if xp.isdtype(dtype, "complex floating") else real
+        work = dtype if isdtype(xp, dtype, "complex floating") else real
         if v.dtype != work:
             v = xp.astype(v, work)
         if solve and not check and self._contain:
             y = self._contained(xp, kernel, v, taps, opts)
-        elif xp.isdtype(work, "complex floating"):
+        elif work != real:
             y = (
                 xp.astype(kernel(xp, xp.real(v), taps, **opts), work)
                 + xp.astype(kernel(xp, xp.imag(v), taps, **opts), work) * 1j
@@ -387,14 +400,50 @@ class ARFilter:
             y = xp.astype(y, dtype)
         return lay.from_standard(xp, y)
 
-    def _resolve_solve(self, xp, x, real, lay):
+    def _layout_of(self, shape: tuple, name: str) -> _Layout:
+        """:func:`_layout` of a signal shape, kept per shape (the filter's options are fixed)."""
+        key = ("layout", shape, name)
+        lay = self._state.get(key)
+        if lay is None:
+            lay = self._state[key] = _layout(
+                shape,
+                self.ndim,
+                self.channels,
+                self.axes,
+                self.channel_axis,
+                name,
+                self.boundary,
+                self.dilation,
+                self._names[1],
+            )
+        return lay
+
+    def _row(self, xp, x, real, lay: _Layout, solve: bool):
+        """The capability row of a call, kept per library, dtype, device and shape (the rule
+        depends on nothing else once the taps are fixed)."""
+        device = "cpu" if type(x) is np.ndarray else device_kind(x)
+        key: tuple | None = ("row", solve, xp, real, device, tuple(x.shape), lay)
+        try:
+            cap = self._state.get(key)
+        except TypeError:  # an unhashable dtype: no memo
+            key, cap = None, None
+        if cap is None:
+            if solve:
+                cap = self._resolve_solve(xp, x, real, lay, device)
+            else:
+                cap = resolve("apply", xp, boundary=self.boundary, dtype=_dtype_name(xp, real), device=device)
+            if key is not None:
+                self._state[key] = cap
+        return cap
+
+    def _resolve_solve(self, xp, x, real, lay, device):
         cap = resolve(
             "solve",
             xp,
             method=self.method,
             boundary=self.boundary,
             dtype=_dtype_name(xp, real),
-            device=device_kind(x),
+            device=device,
             shape=self._standard_shape(x, lay),
             taps=self._host,
         )

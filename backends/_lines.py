@@ -86,10 +86,16 @@ def available() -> bool:
     return importlib.util.find_spec("arma_core.backends._lines_c") is not None
 
 
-def _ext():
-    from . import _lines_c
+_EXT = None
 
-    return _lines_c
+
+def _ext():
+    global _EXT
+    if _EXT is None:
+        from . import _lines_c
+
+        _EXT = _lines_c
+    return _EXT
 
 
 def default_threads() -> int:
@@ -120,13 +126,12 @@ def accurate(taps, boundary: str) -> bool:
     counts as accurate for ``zeros`` only."""
     if taps is None:
         return boundary == "zeros"
-    a = np.asarray(taps, dtype=np.float64)
-    f0 = np.abs(a[..., 1])
-    if not np.all(np.abs(a[..., 0] + a[..., 2]) < f0):
-        return False  # outside the strip Thomas' pivots may vanish (only fft/dense solve those)
-    if boundary == "zeros":
-        return True
-    return bool(np.all(np.abs(a[..., 0] - a[..., 2]) <= MAX_SPREAD * f0))
+    fm, f0, fp = np.asarray(taps, dtype=np.float64).reshape(-1, 3).T
+    f0 = abs(f0)
+    ok = abs(fm + fp) < f0  # outside the strip Thomas' pivots may vanish (only fft/dense solve those)
+    if boundary != "zeros":
+        ok &= abs(fm - fp) <= MAX_SPREAD * f0
+    return bool(ok.all())
 
 
 #: 1-D ``circular`` signals go to the line solver only with at least this many rows per channel
@@ -205,7 +210,8 @@ def advise_hugepages(ptr: int, nbytes: int) -> None:
 def empty(shape, dtype) -> np.ndarray:
     """``np.empty`` whose large buffers are backed by huge pages (:func:`advise_hugepages`)."""
     a = np.empty(shape, dtype)
-    advise_hugepages(a.ctypes.data, a.nbytes)
+    if a.nbytes >= 2 * _HUGE:
+        advise_hugepages(a.__array_interface__["data"][0], a.nbytes)
     return a
 
 

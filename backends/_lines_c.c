@@ -267,7 +267,7 @@ INLINE double Mof(const FV *v, i64 j, i64 i) { return v->M[j * v->mlen + (i < v-
 typedef struct {
     double sup, linf, pinf;
     i64 S, lo, hi;
-    double *l, *p, *M; /* malloc'd */
+    double *l, *p, *M; /* one allocation at l */
 } FacTmp;
 
 typedef struct {
@@ -275,69 +275,9 @@ typedef struct {
     const i64 *urows, *ucols, *ri, *ci, *etap;
 } Structure;
 
-/* Thomas factors of T and the Woodbury correction M for one factor (fm, f0, fp) of T, where E's
- * entries take their values from the untransposed taps f (module comment). */
-static int factor_build(const Structure *s, double fm, double f0, double fp, const double *f, FacTmp *out) {
-    i64 n = s->n, d = s->d, m = s->m, nc = s->nc;
-    /* the d chains are identical: chain step t covers rows [t d, (t + 1) d) */
-    i64 steps = (n + d - 1) / d;
-    double *P = (double *)malloc((size_t)(2 * steps + 1) * sizeof(double));
-    if (!P) return -1;
-    double *Lc = P + steps;
-    P[0] = f0;
-    Lc[0] = 0.0;
-    i64 conv = steps; /* first chain step from which l and p are constant */
-    for (i64 t = 1; t < steps; t++) {
-        double li = fp / P[t - 1];
-        Lc[t] = li;
-        P[t] = f0 - li * fm;
-        if (P[t] == P[t - 1]) {
-            conv = t;
-            break;
-        }
-    }
-    i64 S = imin(n, conv * d);
-    out->sup = fm;
-    out->S = S;
-    out->linf = conv < steps ? Lc[conv] : 0.0;
-    out->pinf = conv < steps ? 1.0 / P[conv] : 1.0;
-    out->lo = 0;
-    out->hi = n;
-    out->M = NULL;
-    out->l = (double *)malloc((size_t)(2 * S + 1) * sizeof(double));
-    if (!out->l) {
-        free(P);
-        return -1;
-    }
-    out->p = out->l + S;
-    for (i64 i = 0; i < S; i++) {
-        out->l[i] = Lc[i / d];
-        out->p[i] = 1.0 / P[i / d];
-    }
-    free(P);
-    if (m == 0) return 0;
-    FV v = {0};
-    v.S = S;
-    v.l = out->l;
-    v.p = out->p;
-    v.linf = out->linf;
-    v.pinf = out->pinf;
-    /* W = T^{-1} U, column kk holds T^{-1} e_{urows[kk]} */
-    double *W = (double *)malloc((size_t)(n * m + n * nc + 2 * m * m + 2 * m * nc) * sizeof(double));
-    if (!W) return -1;
-    double *Mt = W + n * m, *K = Mt + n * nc, *Ec = K + m * m, *X = Ec + m * nc;
-    for (i64 kk = 0; kk < m; kk++) {
-        double *w = W + kk * n;
-        i64 u = s->urows[kk];
-        for (i64 i = 0; i < n; i++) w[i] = 0.0;
-        w[u] = 1.0;
-        for (i64 i = u + d; i < n; i += d) w[i] = -Lof(&v, i) * w[i - d];
-        for (i64 i = n - 1; i >= imax(n - d, 0); i--) w[i] *= Pof(&v, i);
-        for (i64 i = n - 1 - d; i >= 0; i--) w[i] = (w[i] - fm * w[i + d]) * Pof(&v, i);
-    }
-    for (i64 a = 0; a < m * nc; a++) Ec[a] = 0.0;
-    for (i64 e = 0; e < s->ecnt; e++) Ec[s->ri[e] * nc + s->ci[e]] += f[s->etap[e]];
-    /* K = I + V^T T^{-1} U ; X = K^{-1} Ec by Gaussian elimination with partial pivoting */
+/* K = I + V^T T^{-1} U and X = K^{-1} Ec (m x nc) by Gaussian elimination with partial pivoting */
+static void solve_small(double *K, double *X, const double *Ec, const double *W, const Structure *s, i64 n) {
+    i64 m = s->m, nc = s->nc;
     for (i64 a = 0; a < m; a++) {
         for (i64 b = 0; b < m; b++) {
             double acc = a == b ? 1.0 : 0.0;
@@ -378,19 +318,11 @@ static int factor_build(const Structure *s, double fm, double f0, double fp, con
             X[col * nc + b] = x / K[col * m + col];
         }
     }
-    /* M^T = (W X)^T, row b of M^T is column b of M; entries below 2^-53 of the largest dropped */
-    double big = 0.0;
-    for (i64 b = 0; b < nc; b++) {
-        double *mb = Mt + b * n;
-        for (i64 i = 0; i < n; i++) mb[i] = 0.0;
-        for (i64 a = 0; a < m; a++) {
-            double x = X[a * nc + b];
-            const double *w = W + a * n;
-            for (i64 i = 0; i < n; i++) mb[i] += w[i] * x;
-        }
-        for (i64 i = 0; i < n; i++) big = fmax(big, fabs(mb[i]));
-    }
-    double cut = big * 0x1p-53;
+}
+
+/* zero the entries of M^T (nc x n) at most cut; [lo, hi) = the longest run of rows of M left
+ * zero; the rest stored column by column in out->M */
+static void drop_and_store(double *Mt, i64 nc, i64 n, double cut, FacTmp *out) {
     i64 best0 = 0, best1 = 0, run0 = -1;
     for (i64 i = 0; i < n; i++) {
         int keep = 0;
@@ -413,16 +345,89 @@ static int factor_build(const Structure *s, double fm, double f0, double fp, con
     out->lo = best0;
     out->hi = best1;
     i64 len = best0 + n - best1;
-    out->M = (double *)malloc((size_t)(nc * len + 1) * sizeof(double));
-    if (!out->M) {
-        free(W);
-        return -1;
-    }
     for (i64 b = 0; b < nc; b++) {
         memcpy(out->M + b * len, Mt + b * n, (size_t)best0 * sizeof(double));
         memcpy(out->M + b * len + best0, Mt + b * n + best1, (size_t)(n - best1) * sizeof(double));
     }
-    free(W);
+}
+
+/* scratch of factor_build for an axis of length n: chain pivots, W, M^T, K, Ec, X */
+static i64 factor_scratch_size(const Structure *s) {
+    i64 n = s->n, m = s->m, nc = s->nc, steps = (n + s->d - 1) / s->d;
+    return 2 * steps + 1 + n * m + n * nc + 2 * m * m + 2 * m * nc;
+}
+
+/* Thomas factors of T and the Woodbury correction M for one factor (fm, f0, fp) of T, where E's
+ * entries take their values from the untransposed taps f (module comment). One allocation
+ * holds the results (out->l; p and M point into it). */
+static int factor_build(const Structure *s, double fm, double f0, double fp, const double *f, FacTmp *out,
+                        double *scratch) {
+    i64 n = s->n, d = s->d, m = s->m, nc = s->nc;
+    /* the d chains are identical: chain step t covers rows [t d, (t + 1) d) */
+    i64 steps = (n + d - 1) / d;
+    double *P = scratch, *Lc = P + steps;
+    P[0] = f0;
+    Lc[0] = 0.0;
+    i64 conv = steps; /* first chain step from which l and p are constant */
+    for (i64 t = 1; t < steps; t++) {
+        double li = fp / P[t - 1];
+        Lc[t] = li;
+        P[t] = f0 - li * fm;
+        if (P[t] == P[t - 1]) {
+            conv = t;
+            break;
+        }
+    }
+    i64 S = imin(n, conv * d);
+    out->sup = fm;
+    out->S = S;
+    out->linf = conv < steps ? Lc[conv] : 0.0;
+    out->pinf = conv < steps ? 1.0 / P[conv] : 1.0;
+    out->lo = 0;
+    out->hi = n;
+    /* the explicit rows, then M at its largest (pages past its stored part stay untouched) */
+    out->l = (double *)malloc((size_t)(2 * S + nc * n + 1) * sizeof(double));
+    if (!out->l) return -1;
+    out->p = out->l + S;
+    out->M = out->p + S;
+    for (i64 i = 0; i < S; i++) {
+        out->l[i] = Lc[i / d];
+        out->p[i] = 1.0 / P[i / d];
+    }
+    if (m == 0) return 0;
+    FV v = {0};
+    v.S = S;
+    v.l = out->l;
+    v.p = out->p;
+    v.linf = out->linf;
+    v.pinf = out->pinf;
+    /* W = T^{-1} U, column kk holds T^{-1} e_{urows[kk]} */
+    double *W = Lc + steps + 1, *Mt = W + n * m, *K = Mt + n * nc, *Ec = K + m * m, *X = Ec + m * nc;
+    for (i64 kk = 0; kk < m; kk++) {
+        double *w = W + kk * n;
+        i64 u = s->urows[kk];
+        for (i64 i = 0; i < n; i++) w[i] = 0.0;
+        w[u] = 1.0;
+        for (i64 i = u + d; i < n; i += d) w[i] = -Lof(&v, i) * w[i - d];
+        for (i64 i = n - 1; i >= imax(n - d, 0); i--) w[i] *= Pof(&v, i);
+        for (i64 i = n - 1 - d; i >= 0; i--) w[i] = (w[i] - fm * w[i + d]) * Pof(&v, i);
+    }
+    for (i64 a = 0; a < m * nc; a++) Ec[a] = 0.0;
+    for (i64 e = 0; e < s->ecnt; e++) Ec[s->ri[e] * nc + s->ci[e]] += f[s->etap[e]];
+    solve_small(K, X, Ec, W, s, n);
+    /* M^T = (W X)^T, row b of M^T is column b of M; entries below 2^-53 of the largest dropped */
+    double big = 0.0;
+    for (i64 b = 0; b < nc; b++) {
+        double *mb = Mt + b * n;
+        for (i64 i = 0; i < n; i++) mb[i] = 0.0;
+        for (i64 a = 0; a < m; a++) {
+            double x = X[a * nc + b];
+            const double *w = W + a * n;
+            for (i64 i = 0; i < n; i++) mb[i] += w[i] * x;
+        }
+        for (i64 i = 0; i < n; i++) big = fmax(big, fabs(mb[i]));
+    }
+    drop_and_store(Mt, nc, n, big * 0x1p-53, out);
     return 0;
 }
 
@@ -438,13 +443,19 @@ typedef struct {
 static void build_range(void *vctx, i64 lo, i64 hi, int tid) {
     BuildCtx *ctx = (BuildCtx *)vctx;
     (void)tid;
+    double *scratch = (double *)malloc((size_t)factor_scratch_size(ctx->s) * sizeof(double));
+    if (!scratch) {
+        ctx->failed = 1;
+        return;
+    }
     for (i64 cq = lo; cq < hi; cq++) {
         i64 c = cq / ctx->Q, q = cq % ctx->Q;
         const double *f = ctx->taps + ((c * ctx->k + ctx->j) * ctx->Q + q) * 3;
         double fm = ctx->transposed ? f[2] : f[0];
         double fp = ctx->transposed ? f[0] : f[2];
-        if (factor_build(ctx->s, fm, f[1], fp, f, &ctx->out[cq]) != 0) ctx->failed = 1;
+        if (factor_build(ctx->s, fm, f[1], fp, f, &ctx->out[cq], scratch) != 0) ctx->failed = 1;
     }
+    free(scratch);
 }
 
 typedef struct {
@@ -455,10 +466,7 @@ typedef struct {
 
 static void axis_tmp_free(AxisTmp *a, i64 CQ) {
     if (a->facs) {
-        for (i64 i = 0; i < CQ; i++) {
-            free(a->facs[i].l);
-            free(a->facs[i].M);
-        }
+        for (i64 i = 0; i < CQ; i++) free(a->facs[i].l);
         free(a->facs);
     }
     free(a->buf);

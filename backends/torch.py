@@ -16,12 +16,14 @@ When neither input needs a gradient the forward kernel is called directly (no au
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from arma_core.filters import reparameterize_vjp
 from arma_core.solve import dense_kernel as _dense
 from arma_core.solve import fft_kernel as _fft
 from arma_core.solve import solve_vjp
@@ -30,7 +32,7 @@ from . import _lines
 from ._fourier import fft_solve_vjp
 from ._torch_conv import conv_torch
 
-__all__ = ["ARSolve", "Solver", "lines_kernel", "fft_kernel", "dense_kernel", "conv_kernel"]
+__all__ = ["ARSolve", "Reparameterize", "Solver", "lines_kernel", "fft_kernel", "dense_kernel", "conv_kernel"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,13 +109,20 @@ _SOLVERS = {
 }
 
 
+def _no_autocast(device_type: str):
+    """A context without autocast on ``device_type`` (nothing to enter when it is off)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class ARSolve(torch.autograd.Function):
     """``y = A^{-1} t`` (or ``A^{-T} t``) with the backward of Theorem 4; saves only ``y``."""
 
     @staticmethod
     def forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
         solver = _SOLVERS[method]
-        with torch.autocast(t.device.type, enabled=False):
+        with _no_autocast(t.device.type):
             y = solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
         ctx.save_for_backward(y, taps)
         ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
@@ -124,7 +133,7 @@ class ARSolve(torch.autograd.Function):
     def backward(ctx, g):
         y, taps = ctx.saved_tensors
         xp, solver, boundary, dilation, adjoint, cache = ctx.opts
-        with torch.autocast(g.device.type, enabled=False):
+        with _no_autocast(g.device.type):
             gt, gtaps = solver.vjp(
                 xp,
                 y,
@@ -142,7 +151,7 @@ class ARSolve(torch.autograd.Function):
 def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache):
     if torch.is_grad_enabled() and (t.requires_grad or taps.requires_grad):
         return ARSolve.apply(t, taps, xp, method, boundary, dilation, adjoint, cache)
-    with torch.autocast(t.device.type, enabled=False):
+    with _no_autocast(t.device.type):
         return _SOLVERS[method].forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
@@ -159,6 +168,31 @@ def fft_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
 def dense_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
     """``method="dense"`` on any device, differentiable."""
     return _solve("dense", xp, t, taps, boundary, dilation, adjoint, cache)
+
+
+class Reparameterize(torch.autograd.Function):
+    """``taps = arma_core.reparameterize(theta, region)`` as one autograd node.
+
+    ``value`` is the forward result, computed by the caller without autograd (a layer computes
+    it once per ``theta`` and reuses it for every call until ``theta`` changes); the backward
+    is :func:`arma_core.filters.reparameterize_vjp`, one node instead of the dozen of the
+    generic function. Saves only ``theta``.
+    """
+
+    @staticmethod
+    def forward(ctx, theta, region, value):
+        ctx.save_for_backward(theta)
+        ctx.region = region
+        return value.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (theta,) = ctx.saved_tensors
+        if theta.device.type == "cpu":  # a dozen tiny operations: numpy's cost per call is lower
+            gtheta = reparameterize_vjp(theta.numpy(), g.contiguous().numpy(), ctx.region)
+            return torch.from_numpy(gtheta), None, None
+        return reparameterize_vjp(theta, g, ctx.region), None, None
 
 
 def conv_kernel(xp, x, weight, bias, spec):

@@ -205,6 +205,12 @@ class _ARNd(nn.Module):
         self.theta = nn.Parameter(torch.empty(self.channels, self._k, self.order, 2, **factory))
         self.reset_parameters()
 
+    def __getstate__(self):
+        # the kept filter (arma_core.ARFilter holds its array namespace) is rebuilt on demand
+        state = dict(super().__getstate__())
+        state.pop("_cached_filter", None)
+        return state
+
     def reset_parameters(self) -> None:
         """Set every factor to ``(-init/2, 1, -init/2)`` (identity when ``init = 0``).
 
@@ -265,28 +271,44 @@ class _ARNd(nn.Module):
         and without finiteness checks (no host sync on a GPU; a NaN ``theta`` gives NaN
         outputs, which a training loop sees as a non-finite loss). Raw taps are unconstrained
         and solved as the official code did (FFT division for circular), so training can leave
-        the stable region. Outside autograd (``torch.no_grad()`` or ``theta`` frozen) the
-        filter, with the line solver's per-channel operators, is kept until ``theta`` changes.
+        the stable region. The filter, with the taps' values and the solver's per-channel
+        operators, is kept until ``theta`` changes (its values, device or dtype, or the
+        compute dtype): a recurrent network calling the layer at every time step builds it
+        once per optimizer step. With autograd each call gets its own graph node from
+        ``theta`` to the taps (:class:`arma_core.backends.torch.Reparameterize`).
         """
         theta = self.theta
-        key = (id(theta), theta._version, theta.data_ptr(), theta.device, dtype)
-        grad = torch.is_grad_enabled() and self.theta.requires_grad
+        key = (theta.device, theta.dtype, theta.shape, dtype)
         cached = self.__dict__.get("_cached_filter")
-        if not grad and cached is not None and cached[0] == key:
-            return cached[1]
-        raw = self.region == "raw"
-        f = arma_core.ARFilter(
-            self._taps(self.theta.to(dtype)),
-            boundary=self.boundary,
-            dilation=self.dilation,
-            method="fft" if raw and self.boundary == "circular" else "auto",
-            check_stability=False,
-            check_finite=False,
-            _contain=False,
-        )
-        if not grad:
-            self.__dict__["_cached_filter"] = (key, f)
+        # the values decide, not theta's version counter: changes through ``.data`` (as
+        # gradcheck's perturbations) do not count as versions
+        if cached is not None and cached[0] == key and torch.equal(cached[2], theta):
+            f = cached[1]
+        else:
+            with torch.no_grad():
+                taps = self._taps(theta.detach().to(dtype))
+            raw = self.region == "raw"
+            f = arma_core.ARFilter(
+                taps,
+                boundary=self.boundary,
+                dilation=self.dilation,
+                method="fft" if raw and self.boundary == "circular" else "auto",
+                check_stability=False,
+                check_finite=False,
+                _contain=False,
+            )
+            self.__dict__["_cached_filter"] = (key, f, theta.detach().clone())
+        if torch.is_grad_enabled() and theta.requires_grad:
+            f = f._bind(self._taps_node(theta.to(dtype), f.taps))
         return f
+
+    def _taps_node(self, theta: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """The taps ``value`` as a function of ``theta`` for autograd."""
+        if self.region == "raw":
+            return self._taps(theta)
+        from arma_core.backends.torch import Reparameterize
+
+        return Reparameterize.apply(theta, self.region, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Solve ``A * y = x`` (Eq. 5) for ``y``.

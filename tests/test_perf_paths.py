@@ -1,0 +1,228 @@
+"""The paths that make calls cheap, against what they replace.
+
+- the compiled line solver: results independent of the thread count, the one-pass causal
+  factor against ``scipy.signal.lfilter``, 1-D rows grouped across channels, plans of long
+  axes (pivots stored up to convergence, the edge correction stored where it is not
+  negligible), the tiled transposes of the last axis;
+- the checks: finiteness of large and small arrays, float32 sums that would overflow;
+- the layers: the filter kept across calls (also with autograd) and rebuilt when ``theta``
+  changes by any route, the one-node reparameterization against autograd through
+  :func:`arma_core.reparameterize`, modules that pickle and copy after a forward.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+
+import numpy as np
+import pytest
+from conftest import random_taps, rel_err
+
+import arma_core as ac
+from arma_core import reference as R
+from arma_core.backends import _lines
+from arma_core.filters import reparameterize_vjp
+
+needs_lines = pytest.mark.skipif(not _lines.available(), reason="the compiled line solver is not built")
+
+
+# ---------------------------------------------------------------------------------------------
+# the compiled line solver
+
+
+@needs_lines
+@pytest.mark.parametrize("shape", [(3, 4, 40, 48), (2, 3, 10, 12, 14), (40, 3, 3000)])
+def test_lines_results_do_not_depend_on_threads(shape):
+    rng = np.random.default_rng(0)
+    k = len(shape) - 2
+    taps = random_taps(rng, 3, k, 2)
+    t = rng.normal(size=shape).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    for b in ac.BOUNDARIES:
+        y1 = _lines.solve(t, taps, boundary=b, dilation=1, threads=1)
+        y3 = _lines.solve(t, taps, boundary=b, dilation=1, threads=3)
+        assert np.array_equal(y1, y3), b
+        w1, gt1 = _lines.solve_vjp(y1, g, taps, boundary=b, dilation=1, threads=1)
+        w3, gt3 = _lines.solve_vjp(y1, g, taps, boundary=b, dilation=1, threads=3)
+        assert np.array_equal(w1, w3) and np.array_equal(gt1, gt3), b
+
+
+@needs_lines
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lines_causal_factor_in_one_pass(dtype):
+    """f_-1 = 0 with the zeros rule: lfilter([1], [f_0, f_1]) per factor, rows of one channel
+    and one row per channel, one and two factors (the second reads the first's output)."""
+    scipy_signal = pytest.importorskip("scipy.signal")
+    rng = np.random.default_rng(1)
+    for shape, C, Q in [((4, 1, 700), 1, 1), ((1, 6, 700), 6, 1), ((2, 3, 500), 3, 2), ((5, 700), 1, 2)]:
+        a = rng.uniform(-0.95, 0.95, size=(C, 1, Q))
+        f0 = rng.uniform(0.5, 2.0, size=(C, 1, Q))
+        taps = np.stack([np.zeros_like(a), f0, -a * f0], axis=-1).astype(dtype)
+        t = rng.normal(size=shape).astype(dtype)
+        y = ac.ar_solve(t, taps, boundary="zeros", method="lines")
+        ref = t.astype(np.float64)
+        for q in range(Q):
+            coef = taps[:, 0, q].astype(np.float64)
+            if C == 1:
+                ref = scipy_signal.lfilter([1.0], [coef[0, 1], coef[0, 2]], ref, axis=-1)
+            else:
+                ref = np.stack(
+                    [scipy_signal.lfilter([1.0], [coef[c, 1], coef[c, 2]], ref[..., c, :]) for c in range(C)], axis=-2
+                )
+        assert rel_err(y, ref) < (1e-5 if dtype == "float32" else 1e-12), (shape, C, Q)
+
+
+@needs_lines
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_1d_rows_across_channels(boundary):
+    """Channels with fewer than 4 rows share the 4 recurrences in flight with other channels."""
+    rng = np.random.default_rng(2)
+    import array_api_compat.numpy as xnp
+
+    from arma_core.solve import dense_kernel, solve_vjp
+
+    for bshape, C, n, Q, d in [((), 5, 33, 1, 1), ((2,), 3, 20, 2, 2), ((1,), 7, 9, 3, 1)]:
+        taps = random_taps(rng, C, 1, Q)
+        t = rng.normal(size=bshape + (C, n))
+        for adjoint in (False, True):
+            fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
+            y = fn(t, taps, boundary=boundary, dilation=d, method="lines")
+            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < 1e-10, (bshape, C, adjoint)
+            g = rng.normal(size=t.shape)
+            w, gt = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
+            w2, gt2 = solve_vjp(xnp, dense_kernel, y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
+            assert rel_err(w, w2) < 1e-10 and rel_err(gt, gt2) < 1e-8, (bshape, C, adjoint)
+
+
+@needs_lines
+@pytest.mark.parametrize("boundary", ["circular", "reflect", "replicate"])
+def test_lines_long_axes_with_fast_and_slow_decay(boundary):
+    """Long lines: the pivots converge early (fast decay) or late (taps at the strip's edge,
+    where the edge correction stays dense), against the FFT (circular) or the sparse reference."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    for s in (0.3, 1 - 1e-4):
+        taps = np.array([[[[s / 2 + 0.2, 1.0, s / 2 - 0.2]]], [[[-s / 2, 1.0, -s / 2]]]])
+        t = rng.normal(size=(3, 2, n))
+        y = ac.ar_solve(t, taps, boundary=boundary, method="lines")
+        if boundary == "circular":
+            ref = ac.ar_solve(t, taps, boundary=boundary, method="fft")
+        else:
+            ref = R.ar_solve(t, taps, boundary, 1)
+        assert rel_err(y, ref) < 1e-10, (s, boundary)
+
+
+@needs_lines
+def test_lines_tiled_transposes():
+    """The last axis goes through 8 x 8 tiles: sizes that are and are not multiples of 8, strips
+    with fewer rows than a tile."""
+    rng = np.random.default_rng(4)
+    for shape in [(8, 8), (9, 7), (33, 16), (5, 17), (31, 9), (3, 2, 24)]:
+        taps = random_taps(rng, 2, len(shape), 2)
+        t = rng.normal(size=(2, 2) + shape).astype(np.float32)
+        for b in ("circular", "zeros"):
+            y = ac.ar_solve(t, taps.astype(np.float32), boundary=b, method="lines")
+            assert rel_err(y, R.ar_solve(t, taps, b, 1)) < 1e-5, (shape, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+
+
+def test_check_finite_large_and_small_arrays():
+    for n in (10, 100_000):
+        x = np.ones(n, dtype=np.float32)
+        ac.ar_solve(x, np.array([[[[0.2, 1.0, 0.1]]]], dtype=np.float32), boundary="zeros")
+        for bad in (np.inf, -np.inf, np.nan):
+            y = x.copy()
+            y[n // 2] = bad
+            with pytest.raises(ValueError, match="t contains NaN or inf"):
+                ac.ar_solve(y, np.array([[[[0.2, 1.0, 0.1]]]], dtype=np.float32), boundary="zeros")
+    # finite values whose sum overflows are not rejected
+    ac.ar_solve(np.full(100_000, 1e300), np.array([[[[0.0, 1.0, 0.0]]]]), boundary="zeros")
+    big = np.full(100_000, np.finfo(np.float32).max / 2, dtype=np.float32)
+    ac.ar_solve(big, np.array([[[[0.0, 1.0, 0.0]]]], dtype=np.float32), boundary="zeros")
+
+
+# ---------------------------------------------------------------------------------------------
+# layers
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("region", ["strip", "diamond"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reparameterize_vjp_matches_autograd(region, dtype):
+    dt = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(5)
+    theta = 3 * torch.randn(40, 2, 2, 2, generator=gen, dtype=dt)
+    theta[0, 0, 0] = torch.tensor([0.3, 40.0])  # tanh rounds to 1: clipped, no gradient
+    theta[1, 0, 0] = torch.tensor([25.0, -30.0])
+    theta.requires_grad_(True)
+    taps = ac.reparameterize(theta, region)
+    g = torch.randn(taps.shape, generator=gen, dtype=dt)
+    taps.backward(g)
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    for got in (
+        reparameterize_vjp(theta.detach(), g, region),
+        reparameterize_vjp(theta.detach().numpy(), g.numpy(), region),
+    ):
+        got = torch.as_tensor(got)
+        assert got.dtype == dt and torch.allclose(got, theta.grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("region", ["strip", "diamond", "raw"])
+def test_layer_keeps_its_filter_until_theta_changes(region):
+    from arma_core.nn import ARMA2d
+
+    torch.manual_seed(6)
+    m = ARMA2d(3, 4, 3, padding=1, ar_region=region, ar_init=0.4, dtype=torch.float64)
+    with torch.no_grad():
+        m.ar.theta.add_(0.1 * torch.randn_like(m.ar.theta))
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    y1 = m(x)
+    f1 = m.ar._cached_filter[1]
+    y2 = m(x)  # with autograd too: the same filter, a new graph node per call
+    assert m.ar._cached_filter[1] is f1 and torch.equal(y1, y2)
+    (y1.sum() + 2 * y2.sum()).backward()
+    grad = m.ar.theta.grad.clone()
+    # the same gradient through the generic autograd path
+    m.ar.theta.grad = None
+    taps = m.ar._taps(m.ar.theta)
+    conv = torch.nn.functional.conv2d(x, m.weight, m.bias, padding=1)
+    method = "fft" if region == "raw" else "auto"
+    y = ac.ar_solve(conv, taps, check_stability=False, method=method)
+    (3 * y.sum()).backward()
+    assert torch.allclose(grad, m.ar.theta.grad, rtol=1e-10, atol=1e-12)
+    # changes by an optimizer step, through .data (as gradcheck perturbs), and by a new state
+    for change in (
+        lambda th: th.add_(0.01),
+        lambda th: th.data.mul_(0.5),
+        lambda th: m.ar.load_state_dict({"theta": torch.zeros_like(th)}),
+    ):
+        before = m.ar._cached_filter[1]
+        with torch.no_grad():
+            change(m.ar.theta)
+        y3 = m(x)
+        assert m.ar._cached_filter[1] is not before
+        assert torch.allclose(
+            y3, ac.ar_solve(conv.detach(), m.ar.taps().detach(), method=method, check_stability=False)
+        )
+
+
+def test_layer_pickles_and_copies_after_a_forward():
+    from arma_core.nn import ARMA2d
+
+    m = ARMA2d(2, 3, 3, padding=1, ar_init=0.5)
+    x = torch.randn(1, 2, 6, 6)
+    y = m(x)
+    with torch.no_grad():
+        m(x)
+    for other in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert torch.equal(other(x), y)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    assert torch.equal(torch.load(buf, weights_only=False)(x), y)
