@@ -20,6 +20,7 @@ GCC_FLAGS = [
     "-freciprocal-math",
     "-ffp-contract=fast",
     "-fvisibility=hidden",
+    "-Wno-psabi",  # vectors passed between always-inline helpers of the x86-64 clones
 ]
 MSVC_FLAGS = ["/O2", "/fp:fast"]
 

@@ -35,6 +35,22 @@ def _below_one(xp, dtype, device):
     return xp.nextafter(one, xp.zeros((), dtype=dtype, device=device))
 
 
+_BELOW_ONE: dict = {}
+
+
+def _largest_below_one(xp, x) -> float:
+    """:func:`_below_one` of ``x``'s dtype as a Python float (exact in that dtype), memoised."""
+    try:
+        return _BELOW_ONE[(xp, x.dtype)]
+    except (KeyError, TypeError):
+        lim = float(_below_one(xp, x.dtype, _device(x)))
+    try:
+        _BELOW_ONE[(xp, x.dtype)] = lim
+    except TypeError:  # an unhashable dtype
+        pass
+    return lim
+
+
 def _nudge_strip(xp, left, right):
     """Move ``right`` by ulps until ``|left + right| < 1`` holds for the taps as stored.
 
@@ -151,17 +167,19 @@ def reparameterize_vjp(theta, grad_taps, region: str = "strip"):
     xp = namespace(theta, grad_taps, names=("theta", "grad_taps"))
     if region not in REGIONS:
         raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
-    lim = float(_below_one(xp, theta.dtype, _device(theta)))  # exact in theta's dtype
-    gl, gr = grad_taps[..., 0], grad_taps[..., 2]
+    lim = _largest_below_one(xp, theta)
 
     def through_tanh(a, g):
         t = xp.tanh(a)
         return xp.where(xp.abs(t) <= lim, g, 0.0) * (1 - t * t)
 
     if region == "strip":
-        g0 = gl / 2 - gr / 2
-        g1 = through_tanh(theta[..., 1], gl / 2 + gr / 2)
+        half = grad_taps * 0.5  # exact: the halving of left = (s + a0) / 2, right = (s - a0) / 2
+        gl, gr = half[..., 0], half[..., 2]
+        g0 = gl - gr
+        g1 = through_tanh(theta[..., 1], gl + gr)
     else:
+        gl, gr = grad_taps[..., 0], grad_taps[..., 2]
         c, sn = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
         root2 = math.sqrt(2)
         g0 = through_tanh(theta[..., 0], (gl * c + gr * sn) / root2)

@@ -223,7 +223,7 @@ def plan(taps, spatial, dilation: int, boundary: str, transposed: bool, cache=No
     """The solve operators of ``taps`` (any array numpy can read, ``(C, k, Q, 3)``) for signals
     with spatial sizes ``spatial``, kept in ``cache`` (a dict, or None) under
     ``("lines", spatial, transposed)``: an opaque ``bytes`` object for the extension."""
-    key = ("lines", tuple(int(n) for n in spatial), bool(transposed))
+    key = ("lines", tuple(spatial), bool(transposed))
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
@@ -279,7 +279,7 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
     ndarray like ``t``.
     """
     t = _signal(t)
-    k = np.shape(taps)[1]
+    k = taps.shape[1]
     threads = threads or default_threads()
     pl = plan(taps, t.shape[t.ndim - k :], dilation, boundary, adjoint, cache, threads)
     if out is None:
@@ -300,12 +300,12 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     """
     g = _signal(g)
     y = np.ascontiguousarray(y, dtype=g.dtype)
-    k = np.shape(taps)[1]
+    k = taps.shape[1]
     threads = threads or default_threads()
     pl = plan(taps, g.shape[g.ndim - k :], dilation, boundary, not adjoint, cache, threads)
     if out is None:
         out = empty(g.shape, g.dtype)
-    gtaps = np.zeros(np.shape(taps)[:3] + (3,))
+    gtaps = np.zeros(taps.shape[:3] + (3,))
     if g.size:
         P = _blocks(g.shape, k)
         _ext().vjp(y, g, out, gtaps, pl, P, g.dtype == np.float32, bool(adjoint), bool(need_taps), threads)

@@ -48,6 +48,56 @@ typedef int64_t i64;
 #define INLINE static inline
 #endif
 
+/* GCC and Clang vector extensions (lowered to whatever each clone's instruction set has): the
+ * recurrences keep their carried rows in registers and the transposes shuffle 4 x 4 blocks;
+ * other compilers take the plain loops. */
+#if defined(__GNUC__)
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef long long v4i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define SHUF4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define SHUF4(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4i){i, j, k, l})
+#endif
+INLINE v8d ld8(const double *p) {
+    v8d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE v8d ld8f(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, v8d);
+}
+INLINE void st8(double *p, v8d v) { memcpy(p, &v, sizeof v); }
+INLINE v4d ld4(const double *p) {
+    v4d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE void st4(double *p, v4d v) { memcpy(p, &v, sizeof v); }
+INLINE void st4f(float *p, v4d v) {
+    v4f f = __builtin_convertvector(v, v4f);
+    memcpy(p, &f, sizeof f);
+}
+/* the columns c[0..3] of the 4 x 4 block whose rows start at s, s + ls, s + 2 ls, s + 3 ls */
+INLINE void tr4(const double *s, i64 ls, v4d *c) {
+    v4d r0 = ld4(s), r1 = ld4(s + ls), r2 = ld4(s + 2 * ls), r3 = ld4(s + 3 * ls);
+    v4d t0 = SHUF4(r0, r1, 0, 4, 2, 6), t1 = SHUF4(r0, r1, 1, 5, 3, 7);
+    v4d t2 = SHUF4(r2, r3, 0, 4, 2, 6), t3 = SHUF4(r2, r3, 1, 5, 3, 7);
+    c[0] = SHUF4(t0, t2, 0, 1, 4, 5);
+    c[1] = SHUF4(t1, t3, 0, 1, 4, 5);
+    c[2] = SHUF4(t0, t2, 2, 3, 6, 7);
+    c[3] = SHUF4(t1, t3, 2, 3, 6, 7);
+}
+#define VEC 1
+#else
+#define VEC 0
+#endif
+
 #define STRIP 32          /* rows of the last axis solved together after a transpose */
 #define STRIP_MAX_N 128   /* longer last axes with one factor take the scalar chains */
 #define MAX_THREADS 256
@@ -56,6 +106,18 @@ enum { B_CIRCULAR = 0, B_ZEROS = 1, B_REFLECT = 2, B_REPLICATE = 3 };
 
 static i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 static i64 imax(i64 a, i64 b) { return a > b ? a : b; }
+
+/* Ask for the next block while this one is computed: blocks are a few pages each, and the
+ * hardware prefetchers do not run ahead across pages. */
+static void prefetch(const void *p, size_t bytes) {
+#if defined(__GNUC__)
+    const char *c = (const char *)p;
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* threads: fn(ctx, lo, hi, tid) over contiguous ranges of [0, n)                              */
@@ -611,26 +673,71 @@ INLINE void row_sub(double *restrict y, const double *restrict ym, double l, i64
     for (i64 r = 0; r < R; r++) y[r] -= l * ym[r];
 }
 
-/* forward elimination y[i] = x[i] - l[i] y[i - d]; x = src (float32 or float64) or y itself */
-INLINE void forward(double *y, const void *src, int f32, i64 n, i64 R, const FV *v, i64 d) {
+/* forward elimination y[i] = x[i] - l[i] y[i - d] on the lanes [r0, R); x = src (float32 or
+ * float64) or y itself */
+INLINE void forward_rows(double *y, const void *src, int f32, i64 n, i64 R, i64 r0, const FV *v, i64 d) {
+    i64 w = R - r0;
+    y += r0;
     if (src) {
+        const float *s32 = (const float *)src + r0;
+        const double *s64 = (const double *)src + r0;
         for (i64 i = 0; i < imin(d, n); i++) {
-            if (f32) {
-                const float *x = (const float *)src + i * R;
-                for (i64 r = 0; r < R; r++) y[i * R + r] = (double)x[r];
-            } else {
-                memcpy(y + i * R, (const double *)src + i * R, (size_t)R * sizeof(double));
-            }
+            if (f32)
+                for (i64 r = 0; r < w; r++) y[i * R + r] = (double)s32[i * R + r];
+            else
+                memcpy(y + i * R, s64 + i * R, (size_t)w * sizeof(double));
         }
         for (i64 i = d; i < n; i++) {
             if (f32)
-                row_from_f32(y + i * R, (const float *)src + i * R, y + (i - d) * R, Lof(v, i), R);
+                row_from_f32(y + i * R, s32 + i * R, y + (i - d) * R, Lof(v, i), w);
             else
-                row_from_f64(y + i * R, (const double *)src + i * R, y + (i - d) * R, Lof(v, i), R);
+                row_from_f64(y + i * R, s64 + i * R, y + (i - d) * R, Lof(v, i), w);
         }
     } else {
-        for (i64 i = d; i < n; i++) row_sub(y + i * R, y + (i - d) * R, Lof(v, i), R);
+        for (i64 i = d; i < n; i++) row_sub(y + i * R, y + (i - d) * R, Lof(v, i), w);
     }
+}
+
+#if VEC
+/* d = 1 on NV x 8 lanes from r: the previous row stays in registers (no store-to-load round
+ * trip in the recurrence); X(i, r) loads lane block r of row i of the input */
+#define FORWARD_LANES(NV, X)                                                                                           \
+    for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
+        v8d c[NV];                                                                                                     \
+        for (int k = 0; k < NV; k++) st8(y + r + 8 * k, c[k] = X(0, r + 8 * k));                                      \
+        for (i64 i = 1; i < n; i++) {                                                                                  \
+            double li = Lof(v, i);                                                                                     \
+            for (int k = 0; k < NV; k++) st8(y + i * R + r + 8 * k, c[k] = X(i, r + 8 * k) - li * c[k]);               \
+        }                                                                                                              \
+    }
+#define X_Y(i, r) ld8(y + (i) * R + (r))
+#define X_F64(i, r) ld8(s64 + (i) * R + (r))
+#define X_F32(i, r) ld8f(s32 + (i) * R + (r))
+#endif
+
+/* forward elimination y[i] = x[i] - l[i] y[i - d]; x = src (float32 or float64) or y itself */
+INLINE void forward(double *y, const void *src, int f32, i64 n, i64 R, const FV *v, i64 d) {
+    i64 r = 0;
+#if VEC
+    if (d == 1 && n > 0) {
+        const float *s32 = (const float *)src;
+        const double *s64 = (const double *)src;
+        if (!src) {
+            FORWARD_LANES(4, X_Y)
+            FORWARD_LANES(2, X_Y)
+            FORWARD_LANES(1, X_Y)
+        } else if (f32) {
+            FORWARD_LANES(4, X_F32)
+            FORWARD_LANES(2, X_F32)
+            FORWARD_LANES(1, X_F32)
+        } else {
+            FORWARD_LANES(4, X_F64)
+            FORWARD_LANES(2, X_F64)
+            FORWARD_LANES(1, X_F64)
+        }
+    }
+#endif
+    if (r < R) forward_rows(y, src, f32, n, R, r, v, d);
 }
 
 INLINE void row_back(double *restrict y, const double *restrict yp, double sup, double pi, i64 R) {
@@ -642,11 +749,45 @@ INLINE void row_scale(double *restrict y, double pi, i64 R) {
 INLINE void row_axpy(double *restrict y, const double *restrict z, double a, i64 R) {
     for (i64 r = 0; r < R; r++) y[r] -= a * z[r];
 }
+INLINE void row_axpy2(double *restrict y, const double *restrict z0, const double *restrict z1, double a0, double a1,
+                      i64 R) {
+    for (i64 r = 0; r < R; r++) y[r] -= a0 * z0[r] + a1 * z1[r];
+}
+
+/* back substitution z = U^{-1} w on the lanes [r, R) */
+INLINE void backward_rows(double *y, i64 n, i64 R, i64 r, const FV *v, i64 d) {
+    i64 w = R - r;
+    y += r;
+    for (i64 i = n - 1; i >= imax(n - d, 0); i--) row_scale(y + i * R, Pof(v, i), w);
+    for (i64 i = n - 1 - d; i >= 0; i--) row_back(y + i * R, y + (i + d) * R, v->sup, Pof(v, i), w);
+}
 
 /* back substitution, then the Woodbury correction y -= M z[cols] (zc: nc x R scratch) */
 INLINE void backward(double *y, i64 n, i64 R, const FV *v, i64 d, double *zc) {
-    for (i64 i = n - 1; i >= imax(n - d, 0); i--) row_scale(y + i * R, Pof(v, i), R);
-    for (i64 i = n - 1 - d; i >= 0; i--) row_back(y + i * R, y + (i + d) * R, v->sup, Pof(v, i), R);
+    i64 r = 0;
+#if VEC
+    if (d == 1 && n > 0) { /* the next row stays in registers, 32, 16 then 8 lanes at a time */
+        double sup = v->sup;
+#define BACKWARD_LANES(NV)                                                                                             \
+    for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
+        v8d c[NV];                                                                                                     \
+        double pl = Pof(v, n - 1);                                                                                     \
+        for (int k = 0; k < NV; k++) st8(y + (n - 1) * R + r + 8 * k, c[k] = ld8(y + (n - 1) * R + r + 8 * k) * pl);  \
+        for (i64 i = n - 2; i >= 0; i--) {                                                                             \
+            double pi = Pof(v, i);                                                                                     \
+            for (int k = 0; k < NV; k++) {                                                                             \
+                double *yi = y + i * R + r + 8 * k;                                                                    \
+                st8(yi, c[k] = (ld8(yi) - sup * c[k]) * pi);                                                           \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+        BACKWARD_LANES(4)
+        BACKWARD_LANES(2)
+        BACKWARD_LANES(1)
+#undef BACKWARD_LANES
+    }
+#endif
+    if (r < R) backward_rows(y, n, R, r, v, d);
     if (v->nc == 0) return;
     for (i64 j = 0; j < v->nc; j++) memcpy(zc + j * R, y + v->cols[j] * R, (size_t)R * sizeof(double));
     for (i64 i = 0; i < n; i++) {
@@ -654,10 +795,11 @@ INLINE void backward(double *y, i64 n, i64 R, const FV *v, i64 d, double *zc) {
             i = v->hi - 1;
             continue;
         }
-        for (i64 j = 0; j < v->nc; j++) {
-            double mji = Mof(v, j, i);
-            if (mji != 0.0) row_axpy(y + i * R, zc + j * R, mji, R);
-        }
+        i64 x = i < v->lo ? i : v->lo + i - v->hi; /* the row's place in the stored columns */
+        if (v->nc == 2) /* d = 1: both columns in one pass over the row */
+            row_axpy2(y + i * R, zc, zc + R, v->M[x], v->M[v->mlen + x], R);
+        else
+            for (i64 j = 0; j < v->nc; j++) row_axpy(y + i * R, zc + j * R, v->M[j * v->mlen + x], R);
     }
 }
 
@@ -948,48 +1090,64 @@ static int scratch_alloc(Scratch *s, const Plan *pl) {
     return 0;
 }
 
-/* wt (n3, R) = the rows w (R, n3) transposed, in 8 x 8 tiles (whole tiles are read and
- * written as contiguous runs of 8: no strided access, whatever n3) */
+/* Transposes of the last axis: 4 x 4 blocks of vectors (four row loads, eight shuffles, four
+ * column stores; the compilers do not find this for the plain loops), element by element
+ * elsewhere. */
+/* wt (n3, R) = the rows w (R, n3) transposed */
 INLINE void transpose_in(const double *restrict w, double *restrict wt, i64 n3, i64 R) {
-    i64 i = 0;
-    for (; i + 8 <= n3; i += 8) {
-        i64 r = 0;
-        for (; r + 8 <= R; r += 8) {
-            double t[8][8];
-            for (int a = 0; a < 8; a++)
-                for (int b = 0; b < 8; b++) t[a][b] = w[(r + a) * n3 + i + b];
-            for (int b = 0; b < 8; b++)
-                for (int a = 0; a < 8; a++) wt[(i + b) * R + r + a] = t[a][b];
+    i64 r = 0;
+#if VEC
+    for (; r + 4 <= R; r += 4) {
+        i64 i = 0;
+        for (; i + 4 <= n3; i += 4) {
+            v4d c[4];
+            tr4(w + r * n3 + i, n3, c);
+            for (int b = 0; b < 4; b++) st4(wt + (i + b) * R + r, c[b]);
         }
-        for (; r < R; r++)
-            for (int b = 0; b < 8; b++) wt[(i + b) * R + r] = w[r * n3 + i + b];
+        for (; i < n3; i++)
+            for (int a = 0; a < 4; a++) wt[i * R + r + a] = w[(r + a) * n3 + i];
     }
-    for (; i < n3; i++)
-        for (i64 r = 0; r < R; r++) wt[i * R + r] = w[r * n3 + i];
+#endif
+    for (; r < R; r++)
+        for (i64 i = 0; i < n3; i++) wt[i * R + r] = w[r * n3 + i];
 }
 
 /* the rows dst (R, n3) = wt (n3, R) transposed, in dst's type */
-#define TRANSPOSE_OUT(NAME, TYPE)                                                                                      \
-    INLINE void NAME(const double *restrict wt, TYPE *restrict dst, i64 n3, i64 R) {                                  \
-        i64 i = 0;                                                                                                     \
-        for (; i + 8 <= n3; i += 8) {                                                                                  \
-            i64 r = 0;                                                                                                 \
-            for (; r + 8 <= R; r += 8) {                                                                               \
-                double t[8][8];                                                                                        \
-                for (int b = 0; b < 8; b++)                                                                            \
-                    for (int a = 0; a < 8; a++) t[a][b] = wt[(i + b) * R + r + a];                                     \
-                for (int a = 0; a < 8; a++)                                                                            \
-                    for (int b = 0; b < 8; b++) dst[(r + a) * n3 + i + b] = (TYPE)t[a][b];                             \
-            }                                                                                                          \
-            for (; r < R; r++)                                                                                         \
-                for (int b = 0; b < 8; b++) dst[r * n3 + i + b] = (TYPE)wt[(i + b) * R + r];                          \
-        }                                                                                                              \
-        for (; i < n3; i++)                                                                                            \
-            for (i64 r = 0; r < R; r++) dst[r * n3 + i] = (TYPE)wt[i * R + r];                                         \
+INLINE void transpose_out_f64(const double *restrict wt, double *restrict dst, i64 n3, i64 R) {
+    i64 i = 0;
+#if VEC
+    for (; i + 4 <= n3; i += 4) {
+        i64 r = 0;
+        for (; r + 4 <= R; r += 4) {
+            v4d c[4];
+            tr4(wt + i * R + r, R, c);
+            for (int a = 0; a < 4; a++) st4(dst + (r + a) * n3 + i, c[a]);
+        }
+        for (; r < R; r++)
+            for (int b = 0; b < 4; b++) dst[r * n3 + i + b] = wt[(i + b) * R + r];
     }
-TRANSPOSE_OUT(transpose_out_f32, float)
-TRANSPOSE_OUT(transpose_out_f64, double)
-#undef TRANSPOSE_OUT
+#endif
+    for (; i < n3; i++)
+        for (i64 r = 0; r < R; r++) dst[r * n3 + i] = wt[i * R + r];
+}
+
+INLINE void transpose_out_f32(const double *restrict wt, float *restrict dst, i64 n3, i64 R) {
+    i64 i = 0;
+#if VEC
+    for (; i + 4 <= n3; i += 4) {
+        i64 r = 0;
+        for (; r + 4 <= R; r += 4) {
+            v4d c[4];
+            tr4(wt + i * R + r, R, c);
+            for (int a = 0; a < 4; a++) st4f(dst + (r + a) * n3 + i, c[a]);
+        }
+        for (; r < R; r++)
+            for (int b = 0; b < 4; b++) dst[r * n3 + i + b] = (float)wt[(i + b) * R + r];
+    }
+#endif
+    for (; i < n3; i++)
+        for (i64 r = 0; r < R; r++) dst[r * n3 + i] = (float)wt[i * R + r];
+}
 
 /* dst = A^{-1} src for one block (A^{-T}: a transposed plan and rev) */
 INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev, Scratch *sc) {
@@ -1041,9 +1199,11 @@ HOT static void blocks_range(void *vctx, i64 lo, i64 hi, int tid) {
         ctx->failed = 1;
         return;
     }
-    for (i64 p = lo; p < hi; p++)
+    for (i64 p = lo; p < hi; p++) {
+        if (p + 1 < hi) prefetch(ctx->src + (size_t)((p + 1) * N) * se, (size_t)N * se);
         solve_block(ctx->src + (size_t)(p * N) * se, ctx->sf32, ctx->dst + (size_t)(p * N) * de, ctx->df32, pl,
                     p % pl->C, ctx->rev, &sc);
+    }
     free(sc.wk);
 }
 
@@ -1147,6 +1307,7 @@ typedef struct {
     double *part;       /* (P, k, Q, 3) */
     const float *taps32; /* the plan's taps in float32 (float32 signals) */
     const Edges *est;
+    const i64 *rows, *cols; /* shift maps of the two axes (taps_sums_2d_q1) */
     int f32, rev, adjoint, need_taps, solved, failed;
 } VjpCtx;
 
@@ -1160,8 +1321,9 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
     Scratch sc = {NULL, NULL, NULL};
     void *bufs = NULL;
     if (!ctx->solved && scratch_alloc(&sc, pl) != 0) goto fail;
-    if (ctx->need_taps) {
-        bufs = malloc((size_t)((3 + pl->Q) * N + 1) * es);
+    if (ctx->need_taps) { /* taps_sums: (3 + Q) blocks of T; taps_sums_2d_q1: two padded blocks of doubles */
+        i64 d = pl->d, S = pl->ax[2].n + 2 * d, pad = (2 * pl->ax[1].n + 2 * d) * S + 2 * d;
+        bufs = malloc((size_t)(imax((3 + pl->Q) * N * (i64)es, ctx->rows ? 8 * pad : 0) + 8));
         if (!bufs) goto fail;
     }
     for (i64 p = lo; p < hi; p++) {
@@ -1169,15 +1331,31 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
         const char *gp = ctx->g + (size_t)(p * N) * es;
         char *wp = ctx->w + (size_t)(p * N) * es;
         const char *yp = ctx->y + (size_t)(p * N) * es;
+        if (p + 1 < hi) {
+            if (!ctx->solved) prefetch(gp + N * es, (size_t)N * es);
+            if (ctx->need_taps) prefetch(yp + N * es, (size_t)N * es);
+        }
         if (!ctx->solved) solve_block(gp, ctx->f32, wp, ctx->f32, pl, c, ctx->rev, &sc);
         if (!ctx->need_taps) continue;
         /* left and right: (y, w) for the adjoint solve, (w, y) otherwise */
         const char *left = ctx->adjoint ? yp : wp, *right = ctx->adjoint ? wp : yp;
         double *part = ctx->part + p * KQ3;
-        if (ctx->f32)
+        if (ctx->rows) {
+            i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n, d = pl->d;
+            if (ctx->f32) {
+                const float *f = ctx->taps32 + c * 6;
+                taps_sums_2d_q1_f32((const float *)left, (const float *)right, n2, n3, d, ctx->rows, ctx->cols, f, f + 3,
+                                    part, bufs);
+            } else {
+                const double *f = taps64 + c * 6;
+                taps_sums_2d_q1_f64((const double *)left, (const double *)right, n2, n3, d, ctx->rows, ctx->cols, f,
+                                    f + 3, part, bufs);
+            }
+        } else if (ctx->f32) {
             taps_sums_f32((const float *)left, (const float *)right, c, pl, ctx->taps32, ctx->est, (float *)bufs, part);
-        else
+        } else {
             taps_sums_f64((const double *)left, (const double *)right, c, pl, taps64, ctx->est, (double *)bufs, part);
+        }
     }
     free(sc.wk);
     free(bufs);
@@ -1201,6 +1379,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     double *part = NULL;
     float *taps32 = NULL;
+    i64 *maps = NULL; /* rows (n2 + 2 d), then cols (n3 + 2 d): the padded maps of a 2-D block */
     Edges est[3];
     memset(est, 0, sizeof(est));
     const Plan *pl = plan_of(&pb);
@@ -1216,12 +1395,20 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
     for (int b = 3 - (int)pl->k; b < 3 && !failed; b++) failed = edges_build(pl->ax[b].n, pl->d, (int)pl->boundary, &est[b]);
     part = (double *)calloc((size_t)(need_taps ? P * KQ3 + 1 : 1), sizeof(double));
     taps32 = (float *)malloc((size_t)(C * KQ3 + 1) * sizeof(float));
-    if (failed || !part || !taps32) {
+    i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
+    if (pl->k == 2 && pl->Q == 1) maps = (i64 *)malloc((size_t)(n2 + n3 + 4 * pl->d) * sizeof(i64));
+    if (failed || !part || !taps32 || (pl->k == 2 && pl->Q == 1 && !maps)) {
         PyErr_NoMemory();
         goto done;
     }
     const double *taps64 = (const double *)((const char *)pl + pl->taps);
     for (i64 x = 0; x < C * KQ3; x++) taps32[x] = (float)taps64[x];
+    if (maps) { /* what stands at padded row i' and column j' (taps_sums_2d_q1) */
+        int b = (int)pl->boundary;
+        i64 d = pl->d;
+        for (i64 i = 0; i < n2 + 2 * d; i++) maps[i] = source(i - d, n2, b);
+        for (i64 j = 0; j < n3 + 2 * d; j++) maps[n2 + 2 * d + j] = source(j - d, n3, b);
+    }
     Py_BEGIN_ALLOW_THREADS
     int rev = !adjoint, solved = 0;
     if (pl->k == 1) { /* the rows of a channel are solved in groups first */
@@ -1229,8 +1416,8 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
         solved = 1;
     }
     if (!failed && (need_taps || !solved)) {
-        VjpCtx ctx = {pl,  (const char *)yb.buf, (const char *)gb.buf, (char *)wb.buf, part, taps32, est, f32, rev,
-                      adjoint, need_taps, solved, 0};
+        VjpCtx ctx = {pl,  (const char *)yb.buf, (const char *)gb.buf, (char *)wb.buf, part, taps32, est, maps,
+                      maps ? maps + n2 + 2 * pl->d : NULL, f32, rev, adjoint, need_taps, solved, 0};
         run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads));
         failed = ctx.failed;
     }
@@ -1254,6 +1441,7 @@ done:
     for (int b = 0; b < 3; b++) edges_free(&est[b]);
     free(part);
     free(taps32);
+    free(maps);
     PyBuffer_Release(&yb);
     PyBuffer_Release(&gb);
     PyBuffer_Release(&wb);

@@ -182,3 +182,69 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 #undef BUF
 #undef TAP
 }
+
+/* One 2-D block with one factor per axis (k = 2, Q = 1, the layers' default), in one pass:
+ * with D[t][b] = <v, S_H^(t) S_W^(b) u> (t, b = 0, 1, 2 for the shifts +d, 0, -d, the
+ * boundary rule applied along each axis),
+ *     part[H][t] -= sum_b fW[b] D[t][b]    (<v, S_H^(t) A_W u>)
+ *     part[W][b] -= sum_t fH[t] D[t][b]    (<v, S_W^(b) A_H u>),
+ * the same sums as taps_sums (the shifts of the two axes commute), without the filtered
+ * copies of u. v and u are (n2, n3); rows[i'] / cols[j'] give the row / column of u that
+ * stands at position i' - d / j' - d (n2 / n3: a zero), for i' < n2 + 2 d, j' < n3 + 2 d.
+ *
+ * u is copied in float64 with a halo of d rows and columns holding what the boundary rule
+ * puts there, and v with d zero columns on each side and the same row stride S = n3 + 2 d:
+ * then every shift is a fixed offset and the nine sums are one pass over the padded rows.
+ * w64: pad_size(n2, n3, d) doubles. */
+INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, const i64 *rows, const i64 *cols,
+                                 const T *fH, const T *fW, double *part, double *w64) {
+    i64 S = n3 + 2 * d, NV = n2 * S;
+    double *vp = w64, *up = w64 + NV + d; /* up[-d .. (n2 + 2 d) S + d) */
+    for (i64 i = 0; i < n2; i++) {
+        double *o = vp + i * S;
+        for (i64 j = 0; j < d; j++) o[j] = o[d + n3 + j] = 0.0;
+        for (i64 j = 0; j < n3; j++) o[d + j] = (double)v[i * n3 + j];
+    }
+    for (i64 j = 0; j < d; j++) up[-d + j] = up[(n2 + 2 * d) * S + j] = 0.0;
+    for (i64 ip = 0; ip < n2 + 2 * d; ip++) {
+        double *o = up + ip * S;
+        i64 h = rows[ip];
+        if (h >= n2) {
+            for (i64 j = 0; j < S; j++) o[j] = 0.0;
+            continue;
+        }
+        const T *uh = u + h * n3;
+        for (i64 j = 0; j < n3; j++) o[d + j] = (double)uh[j];
+        for (i64 jp = 0; jp < S; jp++) {
+            if (jp == d) jp = d + n3;
+            if (jp >= S) break;
+            o[jp] = cols[jp] < n3 ? (double)uh[cols[jp]] : 0.0;
+        }
+    }
+    i64 off[9];
+    for (int t = 0; t < 3; t++)
+        for (int b = 0; b < 3; b++) off[3 * t + b] = (2 - t) * d * S + (1 - b) * d;
+    double D[9] = {0.0}; /* D[3 t + b] */
+    i64 x = 0;
+#if VEC
+    v8d A[9];
+    for (int k = 0; k < 9; k++) A[k] = (v8d){0};
+    for (; x + 8 <= NV; x += 8) {
+        v8d vx = ld8(vp + x);
+        for (int k = 0; k < 9; k++) A[k] += vx * ld8(up + x + off[k]);
+    }
+    for (int k = 0; k < 9; k++)
+        for (int l = 0; l < 8; l++) D[k] += A[k][l];
+#endif
+    for (; x < NV; x++)
+        for (int k = 0; k < 9; k++) D[k] += vp[x] * up[x + off[k]];
+    for (int t = 0; t < 3; t++) {
+        double sH = 0.0, sW = 0.0;
+        for (int b = 0; b < 3; b++) {
+            sH += (double)fW[b] * D[3 * t + b];
+            sW += (double)fH[b] * D[3 * b + t];
+        }
+        part[t] -= sH;     /* part[0][0][t]: axis H */
+        part[3 + t] -= sW; /* part[1][0][t]: axis W */
+    }
+}

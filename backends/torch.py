@@ -81,7 +81,9 @@ def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache)
         threads=torch.get_num_threads(),
     )
     if gtaps is not None:
-        gtaps = torch.from_numpy(gtaps).to(dtype=taps.dtype, device=taps.device)
+        gtaps = torch.from_numpy(gtaps)
+        if gtaps.dtype != taps.dtype:
+            gtaps = gtaps.to(taps.dtype)
     return out, gtaps
 
 
@@ -116,6 +118,21 @@ def _no_autocast(device_type: str):
     return contextlib.nullcontext()
 
 
+def _first_order(backward):
+    """``backward`` as a first-order derivative: called directly in an ordinary backward pass
+    (autograd records nothing then), through ``once_differentiable`` under ``create_graph``
+    (whose double backward it refuses); ``once_differentiable``'s own ``no_grad`` context
+    costs more than the small solves themselves."""
+    guarded = once_differentiable(backward)
+
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled():
+            return guarded(ctx, *grads)
+        return backward(ctx, *grads)
+
+    return wrapper
+
+
 class ARSolve(torch.autograd.Function):
     """``y = A^{-1} t`` (or ``A^{-T} t``) with the backward of Theorem 4; saves only ``y``."""
 
@@ -129,7 +146,7 @@ class ARSolve(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @_first_order
     def backward(ctx, g):
         y, taps = ctx.saved_tensors
         xp, solver, boundary, dilation, adjoint, cache = ctx.opts
@@ -186,7 +203,7 @@ class Reparameterize(torch.autograd.Function):
         return value.clone()
 
     @staticmethod
-    @once_differentiable
+    @_first_order
     def backward(ctx, g):
         (theta,) = ctx.saved_tensors
         if theta.device.type == "cpu":  # a dozen tiny operations: numpy's cost per call is lower

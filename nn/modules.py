@@ -259,9 +259,14 @@ class _ARNd(nn.Module):
             compute = out_dtype = x.dtype
         if x.numel() == 0:  # an empty batch, as nn.Conv*d allows (an empty FFT would raise)
             return x.to(out_dtype)
-        with torch.autocast(dev, enabled=False):
-            y = self._filter(compute).solve(x.to(compute))
-        return y.to(out_dtype)
+        if x.dtype != compute:
+            x = x.to(compute)
+        if autocast:
+            with torch.autocast(dev, enabled=False):
+                y = self._filter(compute).solve(x)
+        else:
+            y = self._filter(compute).solve(x)
+        return y if y.dtype == out_dtype else y.to(out_dtype)
 
     def _filter(self, dtype: torch.dtype) -> arma_core.ARFilter:
         """The AR operator of the current ``theta`` in ``dtype``.
