@@ -226,3 +226,31 @@ def test_layer_pickles_and_copies_after_a_forward():
     torch.save(m, buf)
     buf.seek(0)
     assert torch.equal(torch.load(buf, weights_only=False)(x), y)
+
+
+@needs_lines
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lines_taps_gradient_of_one_factor_planes(boundary, dtype):
+    """2-D blocks with one factor per axis take the one-pass taps gradient (nine shifted sums
+    over padded copies): every dilation, including dilations past the plane's size."""
+    import array_api_compat.numpy as xnp
+
+    from arma_core.solve import dense_kernel, solve_vjp
+
+    rng = np.random.default_rng(7)
+    for shape, d in [((6, 7), 1), ((5, 9), 2), ((3, 4), 3), ((8, 2), 2), ((16, 16), 1), ((2, 33), 5)]:
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        taps = random_taps(rng, 3, 2, 1)
+        y = rng.normal(size=(2, 3) + shape)
+        g = rng.normal(size=(2, 3) + shape)
+        for adjoint in (False, True):
+            w, gt = _lines.solve_vjp(
+                y.astype(dtype), g.astype(dtype), taps.astype(dtype), boundary=boundary, dilation=d, adjoint=adjoint
+            )
+            y64, g64 = y.astype(dtype).astype(np.float64), g.astype(dtype).astype(np.float64)
+            t64 = taps.astype(dtype).astype(np.float64)
+            w2, gt2 = solve_vjp(xnp, dense_kernel, y64, g64, t64, boundary=boundary, dilation=d, adjoint=adjoint)
+            tol = 1e-5 if dtype == "float32" else 1e-10
+            assert rel_err(w, w2) < tol and rel_err(gt, gt2) < 10 * tol, (shape, d, adjoint)

@@ -1,8 +1,9 @@
 """asv benchmarks of the AR solve: every backend, shape, boundary, Q and method.
 
-Parameter combinations a backend cannot run (cupy without a GPU, ``lines`` without numba or
-on array-api-strict, ``fft`` or ``official`` with a non-circular boundary) are skipped by
-raising ``NotImplementedError`` in ``setup`` (asv prints them as ``n/a``).
+A cell the capability table (:mod:`arma_core.capabilities`) has no row for (cupy without a GPU,
+``lines`` on array-api-strict or without the compiled extension, ``fft`` with a non-circular
+boundary) is skipped by raising ``NotImplementedError`` in ``setup`` (asv prints ``n/a``): the
+benchmarks ask the table, they keep no list of their own.
 
 - :class:`Solve`: ``arma_core.ar_solve`` forward, on numpy, torch (CPU), cupy and
   array-api-strict (the generic array-API path).
@@ -12,8 +13,8 @@ raising ``NotImplementedError`` in ``setup`` (asv prints them as ``n/a``).
   tensors (the ratios of ``docs/performance.md`` are relative to these).
 - :class:`Growth`: the fastest exact method (``auto``) from 64^2 to 1024^2 at B * C = 16.
 
-All signals are float32; taps come from ``arma_core.reparameterize`` of theta ~ N(0, 0.5^2)
-(a fixed seed).
+The costs of issue 13 live in ``bench_cost.py``. All signals are float32; taps come from
+``arma_core.reparameterize`` of theta ~ N(0, 0.5^2) (a fixed seed).
 """
 
 from __future__ import annotations
@@ -76,13 +77,16 @@ def _taps(C, k, Q, seed=0):
     return np.asarray(ac.reparameterize(theta), dtype=np.float32)
 
 
-def _check(method, boundary, t):
-    """NotImplementedError unless ``method`` is exact for ``boundary`` on ``t``'s library."""
+def check_cell(operation, method, boundary, t):
+    """NotImplementedError unless the capability table has a row running ``method`` with
+    ``boundary`` on ``t``'s library, dtype and device here (``method="auto"``: always one)."""
+    from arma_core._array import device_kind
     from arma_core._validate import namespace
-    from arma_core.solve import check_method
+    from arma_core.capabilities import resolve
 
+    dtype = str(t.dtype).replace("torch.", "")
     try:
-        check_method(method, boundary, namespace(t))
+        resolve(operation, namespace(t), method=method, boundary=boundary, dtype=dtype, device=device_kind(t))
     except ValueError as exc:
         raise NotImplementedError(str(exc)) from exc
 
@@ -106,10 +110,10 @@ class Solve(_Settings):
         rng = np.random.default_rng(1)
         self.t = _to(backend, mod, rng.standard_normal((B, C, H, W)).astype(np.float32))
         self.taps = _to(backend, mod, _taps(C, 2, Q))
-        _check(method, boundary, self.t)
+        check_cell("solve", method, boundary, self.t)
         self.kw = dict(boundary=boundary, method=method)
         self.sync = (lambda: mod.cuda.Stream.null.synchronize()) if backend == "cupy" else (lambda: None)
-        Solve.time_solve(self, backend, shape, boundary, Q, method)  # compile / plan caches
+        Solve.time_solve(self, backend, shape, boundary, Q, method)  # plans, lazy imports
 
     def time_solve(self, backend, shape, boundary, Q, method):
         import arma_core as ac
@@ -154,7 +158,7 @@ class ForwardBackward(_Settings):
 
             self.fn = lambda x, taps: official_ar_solve(x, taps)
         else:
-            _check(method, boundary, self.x)
+            check_cell("solve", method, boundary, self.x)
             import arma_core as ac
 
             self.fn = lambda x, taps: ac.ar_solve(x, taps, boundary=boundary, method=method)

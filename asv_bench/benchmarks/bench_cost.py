@@ -1,0 +1,201 @@
+"""asv benchmarks of the costs users meet first (issue 13; ``benchmarks/cost.py`` has the same
+workloads side by side with their goals).
+
+- :class:`CallOverhead`: ``AR2d`` forward + backward on 1x8x8x8, the 3x3 convolution it is
+  compared with, and NumPy ``ar_solve`` of that size.
+- :class:`Layer`: ``ARMA2d(64, 128, 3)`` and ``Conv2d(64, 128, 3)`` forward + backward.
+- :class:`Recurrent`, :class:`UNetStep`: one training step of ARMA-LSTM and ConvLSTM at the video
+  experiment's CPU size, of the ARMA U-Net and the U-Net at the segmentation experiment's
+  (skipped when ``arma_core.nn.models`` has no ``UNet``).
+- :class:`ColdStart`: the first ``ar_solve`` in a fresh interpreter (asv's ``timeraw``).
+- :class:`SciPyBaselines`: ``ar_solve`` and ``scipy.signal.lfilter`` / ``scipy.linalg.solve_banded``
+  on 64 x 65,536 float64 samples as 64 channels or a batch of one channel.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(_REPO / "benchmarks"))
+
+
+class _Settings:
+    timeout = 600
+    repeat = (1, 5, 20.0)
+    number = 1
+    processes = 1
+
+
+class CallOverhead(_Settings):
+    """The fixed cost of one call, 1x8x8x8 float32."""
+
+    params = [["AR2d fwd+bwd", "conv3x3 fwd+bwd", "numpy ar_solve"]]
+    param_names = ["call"]
+    number = 50
+
+    def setup(self, call):
+        import numpy as np
+        import torch
+        from large import conv3x3, theta_like
+
+        import arma_core as ac
+        from arma_core.nn import AR2d
+
+        torch.manual_seed(0)
+        x = torch.randn(1, 8, 8, 8, requires_grad=True)
+        g = torch.randn(1, 8, 8, 8)
+        if call == "numpy ar_solve":
+            xn = x.detach().numpy()
+            taps = np.asarray(theta_like(AR2d(8)).taps().detach().numpy())
+            self.fn = lambda: ac.ar_solve(xn, taps)
+        else:
+            mod = theta_like(AR2d(8)) if call.startswith("AR2d") else conv3x3(8)
+
+            def fb():
+                x.grad = None
+                mod(x).backward(g)
+
+            self.fn = fb
+        self.fn()
+
+    def time_call(self, call):
+        self.fn()
+
+
+class Layer(_Settings):
+    """ARMA2d(64, 128, 3) and Conv2d(64, 128, 3) forward + backward."""
+
+    params = [["4x64x16x16", "16x64x32x32", "8x64x64x64"], ["ARMA2d", "Conv2d"]]
+    param_names = ["shape", "layer"]
+
+    def setup(self, shape, layer):
+        import torch
+        from cost import _randomize_ar
+
+        from arma_core.nn import ARMA2d
+
+        s = tuple(int(v) for v in shape.split("x"))
+        torch.manual_seed(0)
+        self.m = (
+            _randomize_ar(ARMA2d(64, 128, 3, padding=1))
+            if layer == "ARMA2d"
+            else torch.nn.Conv2d(64, 128, 3, padding=1)
+        )
+        self.x = torch.randn(s, requires_grad=True)
+        self.g = torch.randn((s[0], 128) + s[2:])
+        self.time_forward_backward(shape, layer)
+
+    def time_forward_backward(self, shape, layer):
+        self.x.grad = None
+        self.m.zero_grad(set_to_none=True)
+        self.m(self.x).backward(self.g)
+
+
+class Recurrent(_Settings):
+    """One Adam step of ARMA-LSTM and ConvLSTM at the video experiment's CPU size."""
+
+    params = [["ConvLSTM", "ARMA-LSTM"]]
+    param_names = ["network"]
+
+    def setup(self, network):
+        import torch
+        from cost import VIDEO_CPU, _randomize_ar, _training_step
+
+        from arma_core.nn.models import ConvLSTMNet, arma2d_gate
+
+        c = VIDEO_CPU
+        torch.manual_seed(0)
+        kw = dict(hidden_channels=(c["hidden"],) * c["blocks"], cells_per_block=c["cells"], skip_stride=c["skip"])
+        net = ConvLSTMNet(**kw) if network == "ConvLSTM" else _randomize_ar(ConvLSTMNet(gate_conv=arma2d_gate(), **kw))
+        frames = torch.rand(c["batch"], sum(c["frames"]), 1, c["canvas"], c["canvas"])
+
+        def loss(n):
+            return torch.nn.functional.binary_cross_entropy(n(frames, *c["frames"]), frames[:, 1:])
+
+        self.step = _training_step(net, torch.optim.Adam(net.parameters(), 1e-3), loss)
+        self.step()
+
+    def time_step(self, network):
+        self.step()
+
+
+class UNetStep(_Settings):
+    """One Adam step of the ARMA U-Net and the U-Net at the segmentation experiment's CPU size."""
+
+    params = [["U-Net", "ARMA U-Net"]]
+    param_names = ["network"]
+
+    def setup(self, network):
+        import torch
+        from cost import UNET_CPU, _randomize_ar, _training_step
+
+        from arma_core.nn import models
+
+        if not hasattr(models, "UNet"):
+            raise NotImplementedError("arma_core.nn.models has no UNet")
+        c = UNET_CPU
+        torch.manual_seed(0)
+        if network == "U-Net":
+            net = models.UNet(c["in_channels"], c["out_channels"], c["widths"])
+        else:
+            net = _randomize_ar(
+                models.UNet(c["in_channels"], c["out_channels"], c["widths"], conv=models.arma2d_gate())
+            )
+        x = torch.randn(c["batch"], c["in_channels"], c["size"], c["size"])
+        y = torch.randn(c["batch"], c["out_channels"], c["size"], c["size"])
+        self.step = _training_step(
+            net, torch.optim.Adam(net.parameters(), 1e-3), lambda n: torch.nn.functional.mse_loss(n(x), y)
+        )
+        self.step()
+
+    def time_step(self, network):
+        self.step()
+
+
+class ColdStart:
+    """The first ``ar_solve`` (reflect boundary: the line solver where it is built) in a fresh
+    interpreter, after ``import arma_core`` (setup, not timed)."""
+
+    params = [[1, 2, 3]]
+    param_names = ["k"]
+    timeout = 120
+    repeat = (1, 3, 60.0)
+
+    def timeraw_first_solve(self, k):
+        shape = {1: (4, 8, 256), 2: (2, 8, 32, 32), 3: (1, 4, 16, 16, 16)}[k]
+        setup = (
+            "import numpy as np\nimport arma_core as ac\n"
+            f"x = np.random.default_rng(0).standard_normal({shape}).astype(np.float32)\n"
+            f"taps = np.zeros(({shape[-k - 1]}, {k}, 1, 3), np.float32) + np.array([-0.3, 1.0, -0.4], np.float32)\n"
+        )
+        return "ac.ar_solve(x, taps, boundary='reflect')", setup
+
+
+class SciPyBaselines(_Settings):
+    """``ar_solve`` against SciPy's filters on 64 x 65,536 float64 samples (zeros boundary)."""
+
+    params = [
+        ["lfilter (causal)", "solve_banded (two-sided)"],
+        ["64 channels", "batch 64 of one channel"],
+        ["ar_solve", "scipy"],
+    ]
+    param_names = ["baseline", "layout", "implementation"]
+
+    def setup(self, baseline, layout, implementation):
+        import numpy as np
+        from cost import _scipy_cases
+
+        import arma_core as ac
+
+        kind = "lfilter" if baseline.startswith("lfilter") else "banded"
+        for k, lay, x, taps, fn in _scipy_cases(np.random.default_rng(6), 65536, 64):
+            if k == kind and lay == layout:
+                self.fn = (
+                    fn if implementation == "scipy" else (lambda x=x, taps=taps: ac.ar_solve(x, taps, boundary="zeros"))
+                )
+        self.fn()
+
+    def time_filter(self, baseline, layout, implementation):
+        self.fn()
