@@ -567,6 +567,53 @@ static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64
 
 static i64 align8(i64 x) { return (x + 7) & ~(i64)7; }
 
+/* The plan (bytes) of the operators built in axes: header, taps, then per axis the correction
+ * columns, Fac[C Q] and each factor's arrays. */
+static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d,
+                           int boundary, int transposed) {
+    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, zrows = 1;
+    for (int bx = 3 - (int)k; bx < 3; bx++) {
+        const AxisTmp *a = &axes[bx];
+        size += a->s.nc * 8 + C * Q * (i64)sizeof(Fac);
+        for (i64 i = 0; i < C * Q; i++)
+            size += 16 * a->facs[i].S + 8 * a->s.nc * (a->facs[i].lo + n[bx] - a->facs[i].hi);
+        zrows = imax(zrows, a->s.nc);
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!result) return NULL;
+    char *base = PyBytes_AS_STRING(result);
+    memset(base, 0, (size_t)size);
+    Plan *pl = (Plan *)base;
+    *pl = (Plan){.magic = PLAN_MAGIC, .C = C, .k = k, .Q = Q, .d = d, .boundary = boundary, .transposed = transposed,
+                 .zrows = zrows, .taps = align8(sizeof(Plan))};
+    i64 off = pl->taps;
+    memcpy(base + off, taps, (size_t)(C * k * Q * 3 * 8));
+    off += C * k * Q * 3 * 8;
+    for (int bx = 0; bx < 3; bx++) {
+        Axis *ax = &pl->ax[bx];
+        ax->n = n[bx];
+        if (bx < 3 - k) continue;
+        const AxisTmp *a = &axes[bx];
+        ax->nc = a->s.nc;
+        ax->cols = off;
+        memcpy(base + off, a->s.ucols, (size_t)(a->s.nc * 8));
+        off += a->s.nc * 8;
+        ax->fac = off;
+        Fac *fac = (Fac *)(base + off);
+        off += C * Q * (i64)sizeof(Fac);
+        for (i64 i = 0; i < C * Q; i++) {
+            const FacTmp *t = &a->facs[i];
+            i64 mlen = a->s.nc * (t->lo + n[bx] - t->hi);
+            fac[i] = (Fac){t->sup, t->linf, t->pinf, t->S, t->lo, t->hi, off, off + 8 * t->S, off + 16 * t->S};
+            memcpy(base + off, t->l, (size_t)(8 * t->S));
+            memcpy(base + off + 8 * t->S, t->p, (size_t)(8 * t->S));
+            if (mlen) memcpy(base + off + 16 * t->S, t->M, (size_t)(8 * mlen));
+            off += 16 * t->S + 8 * mlen;
+        }
+    }
+    return result;
+}
+
 /* plan(taps, C, k, Q, sizes, d, boundary, transposed, threads) -> bytes */
 static PyObject *py_plan(PyObject *self, PyObject *args) {
     Py_buffer tb;
@@ -601,59 +648,10 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
         failed = axis_build(taps, C, k, Q, j, n[bx], d, boundary, transposed, threads, &axes[bx]) != 0;
     }
     Py_END_ALLOW_THREADS
-    if (failed) {
+    if (failed)
         PyErr_NoMemory();
-        goto done;
-    }
-    /* layout: header, taps, then per axis: cols, Fac[C Q], and each factor's arrays */
-    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8;
-    i64 zrows = 1;
-    for (int bx = 3 - (int)k; bx < 3; bx++) {
-        const AxisTmp *a = &axes[bx];
-        size += a->s.nc * 8 + C * Q * (i64)sizeof(Fac);
-        for (i64 i = 0; i < C * Q; i++)
-            size += 16 * a->facs[i].S + 8 * a->s.nc * (a->facs[i].lo + n[bx] - a->facs[i].hi);
-        zrows = imax(zrows, a->s.nc);
-    }
-    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    if (!result) goto done;
-    char *base = PyBytes_AS_STRING(result);
-    memset(base, 0, (size_t)size);
-    Plan *pl = (Plan *)base;
-    pl->magic = PLAN_MAGIC;
-    pl->C = C;
-    pl->k = k;
-    pl->Q = Q;
-    pl->d = d;
-    pl->boundary = boundary;
-    pl->transposed = transposed;
-    pl->zrows = zrows;
-    i64 off = align8(sizeof(Plan));
-    pl->taps = off;
-    memcpy(base + off, taps, (size_t)(C * k * Q * 3 * 8));
-    off += C * k * Q * 3 * 8;
-    for (int bx = 0; bx < 3; bx++) {
-        Axis *ax = &pl->ax[bx];
-        ax->n = n[bx];
-        if (bx < 3 - k) continue;
-        const AxisTmp *a = &axes[bx];
-        ax->nc = a->s.nc;
-        ax->cols = off;
-        memcpy(base + off, a->s.ucols, (size_t)(a->s.nc * 8));
-        off += a->s.nc * 8;
-        ax->fac = off;
-        Fac *fac = (Fac *)(base + off);
-        off += C * Q * (i64)sizeof(Fac);
-        for (i64 i = 0; i < C * Q; i++) {
-            const FacTmp *t = &a->facs[i];
-            i64 mlen = a->s.nc * (t->lo + n[bx] - t->hi);
-            fac[i] = (Fac){t->sup, t->linf, t->pinf, t->S, t->lo, t->hi, off, off + 8 * t->S, off + 16 * t->S};
-            memcpy(base + off, t->l, (size_t)(8 * t->S));
-            memcpy(base + off + 8 * t->S, t->p, (size_t)(8 * t->S));
-            if (mlen) memcpy(base + off + 16 * t->S, t->M, (size_t)(8 * mlen));
-            off += 16 * t->S + 8 * mlen;
-        }
-    }
+    else
+        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed);
 done:
     for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx], C * Q);
     PyBuffer_Release(&tb);
@@ -836,121 +834,89 @@ INLINE void st(void *p, int f32, i64 i, double x) {
         ((double *)p)[i] = x;
 }
 
+/* The recurrence y = x - l y_prev of 4 lanes over the rows [i0, i1), the lanes' states in
+ * registers (y, in and out). Inputs of type IT, outputs of type OT (the output is y * p with
+ * `scaled`); `const` factors: the same l and p on every row (L[r], P[r]), else per-row arrays
+ * (Lr[r][i], Pr[r][i]). A function per (IT, OT) pair so that each hot loop has fixed types. */
+#define LANES_RUN(NAME, IT, OT)                                                                                        \
+    INLINE void NAME(const void *const *in, void *const *out, i64 i0, i64 i1, const double *const *Lr,               \
+                     const double *const *Pr, const double *L, const double *P, int scaled, double *y) {               \
+        const IT *s0 = (const IT *)in[0], *s1 = (const IT *)in[1], *s2 = (const IT *)in[2], *s3 = (const IT *)in[3];  \
+        OT *o0 = (OT *)out[0], *o1 = (OT *)out[1], *o2 = (OT *)out[2], *o3 = (OT *)out[3];                             \
+        double y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];                                                             \
+        if (L) {                                                                                                       \
+            double l0 = L[0], l1 = L[1], l2 = L[2], l3 = L[3], p0 = P[0], p1 = P[1], p2 = P[2], p3 = P[3];             \
+            if (!scaled) p0 = p1 = p2 = p3 = 1.0;                                                                      \
+            for (i64 i = i0; i < i1; i++) {                                                                            \
+                y0 = (double)s0[i] - l0 * y0, y1 = (double)s1[i] - l1 * y1;                                            \
+                y2 = (double)s2[i] - l2 * y2, y3 = (double)s3[i] - l3 * y3;                                            \
+                o0[i] = (OT)(y0 * p0), o1[i] = (OT)(y1 * p1), o2[i] = (OT)(y2 * p2), o3[i] = (OT)(y3 * p3);             \
+            }                                                                                                          \
+        } else {                                                                                                       \
+            for (i64 i = i0; i < i1; i++) {                                                                            \
+                y0 = (double)s0[i] - Lr[0][i] * y0, y1 = (double)s1[i] - Lr[1][i] * y1;                                \
+                y2 = (double)s2[i] - Lr[2][i] * y2, y3 = (double)s3[i] - Lr[3][i] * y3;                                \
+                if (scaled)                                                                                            \
+                    o0[i] = (OT)(y0 * Pr[0][i]), o1[i] = (OT)(y1 * Pr[1][i]), o2[i] = (OT)(y2 * Pr[2][i]),             \
+                    o3[i] = (OT)(y3 * Pr[3][i]);                                                                       \
+                else                                                                                                   \
+                    o0[i] = (OT)y0, o1[i] = (OT)y1, o2[i] = (OT)y2, o3[i] = (OT)y3;                                    \
+            }                                                                                                          \
+        }                                                                                                              \
+        y[0] = y0, y[1] = y1, y[2] = y2, y[3] = y3;                                                                    \
+    }
+LANES_RUN(lanes_run_ff, float, float)
+LANES_RUN(lanes_run_fd, float, double)
+LANES_RUN(lanes_run_df, double, float)
+LANES_RUN(lanes_run_dd, double, double)
+#undef LANES_RUN
+
 /* forward elimination of 4 lanes into buf (4, n) (from src when given). With `scale` (every
  * lane has f_-1 = 0 and no correction, d = 1: the back substitution is y = z pinv) the result
  * y is written instead, to dst when given, else to buf. */
 INLINE void lanes_forward(const Group *g, int sf32, int from_src, double *buf, i64 n, const FV *v, i64 d, int scale,
                           void *const *dst, int df32) {
-    double *b0 = buf, *b1 = buf + n, *b2 = buf + 2 * n, *b3 = buf + 3 * n;
-    if (d == 1 && n > 0) {
-        double y0, y1, y2, y3;
-        if (from_src) {
-            y0 = ld(g->src[0], sf32, 0), y1 = ld(g->src[1], sf32, 0), y2 = ld(g->src[2], sf32, 0), y3 = ld(g->src[3], sf32, 0);
-        } else {
-            y0 = b0[0], y1 = b1[0], y2 = b2[0], y3 = b3[0];
+    double *b[4] = {buf, buf + n, buf + 2 * n, buf + 3 * n};
+    if (d != 1 || n == 0) { /* never scaled: the caller runs the back substitution */
+        for (int r = 0; r < 4; r++) {
+            if (from_src)
+                for (i64 i = 0; i < imin(d, n); i++) b[r][i] = ld(g->src[r], sf32, i);
+            for (i64 i = d; i < n; i++) b[r][i] = (from_src ? ld(g->src[r], sf32, i) : b[r][i]) - Lof(&v[r], i) * b[r][i - d];
         }
-        i64 Smax = imin(n, imax(imax(v[0].S, v[1].S), imax(v[2].S, v[3].S)));
-        if (scale && dst) {
-            st(dst[0], df32, 0, y0 * Pof(&v[0], 0)), st(dst[1], df32, 0, y1 * Pof(&v[1], 0));
-            st(dst[2], df32, 0, y2 * Pof(&v[2], 0)), st(dst[3], df32, 0, y3 * Pof(&v[3], 0));
-        } else if (scale) {
-            b0[0] = y0 * Pof(&v[0], 0), b1[0] = y1 * Pof(&v[1], 0), b2[0] = y2 * Pof(&v[2], 0), b3[0] = y3 * Pof(&v[3], 0);
-        } else {
-            b0[0] = y0, b1[0] = y1, b2[0] = y2, b3[0] = y3;
-        }
-#define LANES_STEP(X0, X1, X2, X3, L0, L1, L2, L3, OUT)                                                                \
-    y0 = (X0) - (L0) * y0;                                                                                             \
-    y1 = (X1) - (L1) * y1;                                                                                             \
-    y2 = (X2) - (L2) * y2;                                                                                             \
-    y3 = (X3) - (L3) * y3;                                                                                             \
-    OUT
-#define OUT_BUF b0[i] = y0, b1[i] = y1, b2[i] = y2, b3[i] = y3;
-#define OUT_BUF_SCALED b0[i] = y0 * P0, b1[i] = y1 * P1, b2[i] = y2 * P2, b3[i] = y3 * P3;
-        /* rows [1, Smax): per-lane explicit factors */
-        for (i64 i = 1; i < Smax; i++) {
-            double X0 = from_src ? ld(g->src[0], sf32, i) : b0[i], X1 = from_src ? ld(g->src[1], sf32, i) : b1[i];
-            double X2 = from_src ? ld(g->src[2], sf32, i) : b2[i], X3 = from_src ? ld(g->src[3], sf32, i) : b3[i];
-            double P0 = Pof(&v[0], i), P1 = Pof(&v[1], i), P2 = Pof(&v[2], i), P3 = Pof(&v[3], i);
-            LANES_STEP(X0, X1, X2, X3, Lof(&v[0], i), Lof(&v[1], i), Lof(&v[2], i), Lof(&v[3], i), ;)
-            if (scale && dst) {
-                st(dst[0], df32, i, y0 * P0), st(dst[1], df32, i, y1 * P1);
-                st(dst[2], df32, i, y2 * P2), st(dst[3], df32, i, y3 * P3);
-            } else if (scale) {
-                OUT_BUF_SCALED
-            } else {
-                OUT_BUF
-            }
-        }
-        /* rows [Smax, n): constant factors, the hot loop of long lines */
-        i64 i0 = imax(Smax, 1);
-        double L0 = v[0].linf, L1 = v[1].linf, L2 = v[2].linf, L3 = v[3].linf;
-        double P0 = v[0].pinf, P1 = v[1].pinf, P2 = v[2].pinf, P3 = v[3].pinf;
-        if (from_src && sf32) {
-            const float *s0 = (const float *)g->src[0], *s1 = (const float *)g->src[1], *s2 = (const float *)g->src[2],
-                        *s3 = (const float *)g->src[3];
-            if (scale && dst && df32) {
-                float *d0 = (float *)dst[0], *d1 = (float *)dst[1], *d2 = (float *)dst[2], *d3 = (float *)dst[3];
-                for (i64 i = i0; i < n; i++) {
-                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3,
-                               d0[i] = (float)(y0 * P0); d1[i] = (float)(y1 * P1); d2[i] = (float)(y2 * P2);
-                               d3[i] = (float)(y3 * P3);)
-                }
-            } else if (scale && dst) {
-                double *d0 = (double *)dst[0], *d1 = (double *)dst[1], *d2 = (double *)dst[2], *d3 = (double *)dst[3];
-                for (i64 i = i0; i < n; i++) {
-                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, d0[i] = y0 * P0; d1[i] = y1 * P1;
-                               d2[i] = y2 * P2; d3[i] = y3 * P3;)
-                }
-            } else if (scale) {
-                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF_SCALED) }
-            } else {
-                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF) }
-            }
-        } else if (from_src) {
-            const double *s0 = (const double *)g->src[0], *s1 = (const double *)g->src[1],
-                         *s2 = (const double *)g->src[2], *s3 = (const double *)g->src[3];
-            if (scale && dst && df32) {
-                float *d0 = (float *)dst[0], *d1 = (float *)dst[1], *d2 = (float *)dst[2], *d3 = (float *)dst[3];
-                for (i64 i = i0; i < n; i++) {
-                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3,
-                               d0[i] = (float)(y0 * P0); d1[i] = (float)(y1 * P1); d2[i] = (float)(y2 * P2);
-                               d3[i] = (float)(y3 * P3);)
-                }
-            } else if (scale && dst) {
-                double *d0 = (double *)dst[0], *d1 = (double *)dst[1], *d2 = (double *)dst[2], *d3 = (double *)dst[3];
-                for (i64 i = i0; i < n; i++) {
-                    LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, d0[i] = y0 * P0; d1[i] = y1 * P1;
-                               d2[i] = y2 * P2; d3[i] = y3 * P3;)
-                }
-            } else if (scale) {
-                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF_SCALED) }
-            } else {
-                for (i64 i = i0; i < n; i++) { LANES_STEP(s0[i], s1[i], s2[i], s3[i], L0, L1, L2, L3, OUT_BUF) }
-            }
-        } else if (scale && dst) {
-            for (i64 i = i0; i < n; i++) {
-                LANES_STEP(b0[i], b1[i], b2[i], b3[i], L0, L1, L2, L3, st(dst[0], df32, i, y0 * P0);
-                           st(dst[1], df32, i, y1 * P1); st(dst[2], df32, i, y2 * P2); st(dst[3], df32, i, y3 * P3);)
-            }
-        } else if (scale) {
-            for (i64 i = i0; i < n; i++) { LANES_STEP(b0[i], b1[i], b2[i], b3[i], L0, L1, L2, L3, OUT_BUF_SCALED) }
-        } else {
-            for (i64 i = i0; i < n; i++) { LANES_STEP(b0[i], b1[i], b2[i], b3[i], L0, L1, L2, L3, OUT_BUF) }
-        }
-#undef LANES_STEP
-#undef OUT_BUF
-#undef OUT_BUF_SCALED
         return;
     }
-    /* d > 1 (never scaled: the caller runs the back substitution) */
-    double *bl[4] = {b0, b1, b2, b3};
+    const void *in[4];
+    void *out[4];
+    const double *Lr[4], *Pr[4];
+    double L[4], P[4], y[4];
+    int to_dst = scale && dst;
     for (int r = 0; r < 4; r++) {
-        double *br = bl[r];
-        const FV *vr = &v[r];
-        if (from_src)
-            for (i64 i = 0; i < imin(d, n); i++) br[i] = ld(g->src[r], sf32, i);
-        for (i64 i = d; i < n; i++) br[i] = (from_src ? ld(g->src[r], sf32, i) : br[i]) - Lof(vr, i) * br[i - d];
+        in[r] = from_src ? g->src[r] : (const void *)b[r];
+        out[r] = to_dst ? dst[r] : (void *)b[r];
+        Lr[r] = v[r].l, Pr[r] = v[r].p, L[r] = v[r].linf, P[r] = v[r].pinf;
+        y[r] = from_src ? ld(g->src[r], sf32, 0) : b[r][0];
+        st(out[r], to_dst && df32, 0, scale ? y[r] * Pof(&v[r], 0) : y[r]);
     }
+    int fi = from_src && sf32, fo = to_dst && df32;
+#define RUN(...)                                                                                                       \
+    do {                                                                                                               \
+        if (fi)                                                                                                        \
+            fo ? lanes_run_ff(__VA_ARGS__) : lanes_run_fd(__VA_ARGS__);                                                \
+        else                                                                                                           \
+            fo ? lanes_run_df(__VA_ARGS__) : lanes_run_dd(__VA_ARGS__);                                                \
+    } while (0)
+    /* rows [1, S): each lane's own factors (the lanes' S may differ: the shortest first) */
+    i64 Smin = imin(n, imin(imin(v[0].S, v[1].S), imin(v[2].S, v[3].S)));
+    i64 Smax = imin(n, imax(imax(v[0].S, v[1].S), imax(v[2].S, v[3].S)));
+    if (Smin > 1) RUN(in, out, 1, Smin, Lr, Pr, NULL, NULL, scale, y);
+    for (i64 i = imax(Smin, 1); i < Smax; i++)
+        for (int r = 0; r < 4; r++) {
+            y[r] = ld(in[r], fi, i) - Lof(&v[r], i) * y[r];
+            st(out[r], fo, i, scale ? y[r] * Pof(&v[r], i) : y[r]);
+        }
+    /* rows [S, n): constant factors, the hot loop of long lines */
+    RUN(in, out, imax(Smax, 1), n, NULL, NULL, L, P, scale, y);
+#undef RUN
 }
 
 /* back substitution and correction of the 4 lanes in buf; then to dst when given */
