@@ -58,14 +58,13 @@ def _nudge_strip(xp, left, right):
     is below 1 too: the check in the working dtype is exact for the inequality. Rounding of the
     taps leaves the sum at most a couple of ulps outside, so a few steps always suffice.
     """
-    inf = xp.full_like(right, math.inf)
     for _ in range(8):
         tot = left + right
-        high, low = tot >= 1, tot <= -1
-        if not bool(xp.any(high | low)):
+        if not bool(xp.any(xp.abs(tot) >= 1)):
             break
-        right = xp.where(high, xp.nextafter(right, -inf), right)
-        right = xp.where(low, xp.nextafter(right, inf), right)
+        inf = xp.full_like(right, math.inf)
+        right = xp.where(tot >= 1, xp.nextafter(right, -inf), right)
+        right = xp.where(tot <= -1, xp.nextafter(right, inf), right)
     return right
 
 
@@ -113,7 +112,13 @@ def reparameterize(theta, region: str = "strip"):
     if region not in REGIONS:
         raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
     check_finite(xp, theta, "theta")
-    lim = _below_one(xp, theta.dtype, _device(theta))
+    return reparameterize_values(xp, theta, region)
+
+
+def reparameterize_values(xp, theta, region: str):
+    """:func:`reparameterize` of a ``theta`` already validated (real floating, ``(..., 2)``,
+    finite, ``region`` known), in namespace ``xp``: the same operations without the checks."""
+    lim = _largest_below_one(xp, theta)  # exact in theta's dtype
     a0, a1 = theta[..., 0], theta[..., 1]
     if region == "strip":
         s = xp.clip(xp.tanh(a1), -lim, lim)

@@ -344,10 +344,11 @@ class ARFilter:
         return h
 
     def _in_strip(self) -> bool:
-        if "strip" not in self._state:
-            h = self._host()
-            self._state["strip"] = bool(np.all(np.abs(h[..., 0] + h[..., 2]) < np.abs(h[..., 1])))
-        return self._state["strip"]
+        strip = self._state.get("strip")
+        if strip is None:
+            fm, f0, fp = self._host().reshape(-1, 3).T
+            strip = self._state["strip"] = bool((abs(fm + fp) < abs(f0)).all())
+        return strip
 
     def _taps_as(self, dtype):
         if self.taps.dtype == dtype:

@@ -420,10 +420,11 @@ static i64 factor_scratch_size(const Structure *s) {
 }
 
 /* Thomas factors of T and the Woodbury correction M for one factor (fm, f0, fp) of T, where E's
- * entries take their values from the untransposed taps f (module comment). One allocation
- * holds the results (out->l; p and M point into it). */
-static int factor_build(const Structure *s, double fm, double f0, double fp, const double *f, FacTmp *out,
-                        double *scratch) {
+ * entries take their values from the untransposed taps f (module comment). The results go to
+ * res (factor_result_size doubles: l, p, then M at its largest; pages past what is used stay
+ * untouched). */
+static void factor_build(const Structure *s, double fm, double f0, double fp, const double *f, FacTmp *out,
+                         double *scratch, double *res) {
     i64 n = s->n, d = s->d, m = s->m, nc = s->nc;
     /* the d chains are identical: chain step t covers rows [t d, (t + 1) d) */
     i64 steps = (n + d - 1) / d;
@@ -447,16 +448,14 @@ static int factor_build(const Structure *s, double fm, double f0, double fp, con
     out->pinf = conv < steps ? 1.0 / P[conv] : 1.0;
     out->lo = 0;
     out->hi = n;
-    /* the explicit rows, then M at its largest (pages past its stored part stay untouched) */
-    out->l = (double *)malloc((size_t)(2 * S + nc * n + 1) * sizeof(double));
-    if (!out->l) return -1;
+    out->l = res;
     out->p = out->l + S;
     out->M = out->p + S;
     for (i64 i = 0; i < S; i++) {
         out->l[i] = Lc[i / d];
         out->p[i] = 1.0 / P[i / d];
     }
-    if (m == 0) return 0;
+    if (m == 0) return;
     FV v = {0};
     v.S = S;
     v.l = out->l;
@@ -490,15 +489,17 @@ static int factor_build(const Structure *s, double fm, double f0, double fp, con
         for (i64 i = 0; i < n; i++) big = fmax(big, fabs(mb[i]));
     }
     drop_and_store(Mt, nc, n, big * 0x1p-53, out);
-    return 0;
 }
+
+static i64 factor_result_size(const Structure *s) { return (2 + s->nc) * s->n + 1; }
 
 typedef struct {
     const Structure *s;
     const double *taps; /* (C, k, Q, 3) */
     i64 k, Q, j;
     int transposed;
-    FacTmp *out; /* C * Q */
+    FacTmp *out;   /* C * Q */
+    double *arena; /* C * Q results of factor_build */
     int failed;
 } BuildCtx;
 
@@ -515,7 +516,7 @@ static void build_range(void *vctx, i64 lo, i64 hi, int tid) {
         const double *f = ctx->taps + ((c * ctx->k + ctx->j) * ctx->Q + q) * 3;
         double fm = ctx->transposed ? f[2] : f[0];
         double fp = ctx->transposed ? f[0] : f[2];
-        if (factor_build(ctx->s, fm, f[1], fp, f, &ctx->out[cq], scratch) != 0) ctx->failed = 1;
+        factor_build(ctx->s, fm, f[1], fp, f, &ctx->out[cq], scratch, ctx->arena + cq * factor_result_size(ctx->s));
     }
     free(scratch);
 }
@@ -524,13 +525,12 @@ typedef struct {
     Structure s;
     i64 *buf;
     FacTmp *facs;
+    double *arena;
 } AxisTmp;
 
-static void axis_tmp_free(AxisTmp *a, i64 CQ) {
-    if (a->facs) {
-        for (i64 i = 0; i < CQ; i++) free(a->facs[i].l);
-        free(a->facs);
-    }
+static void axis_tmp_free(AxisTmp *a) {
+    free(a->facs);
+    free(a->arena);
     free(a->buf);
 }
 
@@ -559,7 +559,9 @@ static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64
     }
     edges_free(&e);
     a->s = (Structure){n, d, m, nc, cnt, urows, ucols, ri, ci, etap};
-    BuildCtx ctx = {&a->s, taps, k, Q, j, transposed, a->facs, 0};
+    a->arena = (double *)malloc((size_t)(C * Q * factor_result_size(&a->s)) * sizeof(double));
+    if (!a->arena) return -1;
+    BuildCtx ctx = {&a->s, taps, k, Q, j, transposed, a->facs, a->arena, 0};
     /* the per-factor work is about n (m + nc) multiply-adds: threads only for long axes */
     run_parallel(build_range, &ctx, C * Q, n * (m + 1) * C * Q >= (1 << 18) ? threads : 1);
     return ctx.failed ? -1 : 0;
@@ -653,7 +655,7 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
     else
         result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed);
 done:
-    for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx], C * Q);
+    for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx]);
     PyBuffer_Release(&tb);
     return result;
 }

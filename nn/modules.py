@@ -18,11 +18,13 @@ import math
 import numbers
 from typing import Any, cast
 
+import array_api_compat
 import torch
 from torch import nn
 
 import arma_core
 from arma_core._typing import BOUNDARIES, Boundary
+from arma_core.filters import reparameterize_values
 
 __all__ = [
     "AR1d",
@@ -229,6 +231,13 @@ class _ARNd(nn.Module):
         """The AR taps ``(f_-1, f_0, f_1)``, shape ``(C, k, Q, 3)``, differentiable in ``theta``."""
         return self._taps(self.theta)
 
+    def _taps_value(self, theta: torch.Tensor) -> torch.Tensor:
+        """:meth:`_taps` without autograd and without the checks of a public call (``theta``
+        is this module's parameter: real floating, ``(C, k, Q, 2)``; a NaN gives NaN taps)."""
+        if self.region == "raw":
+            return self._taps(theta)
+        return reparameterize_values(array_api_compat.array_namespace(theta), theta, self.region)
+
     def _taps(self, theta: torch.Tensor) -> torch.Tensor:
         if self.region == "raw":
             one = torch.ones_like(theta[..., :1])
@@ -291,7 +300,7 @@ class _ARNd(nn.Module):
             f = cached[1]
         else:
             with torch.no_grad():
-                taps = self._taps(theta.detach().to(dtype))
+                taps = self._taps_value(theta.detach().to(dtype))
             raw = self.region == "raw"
             f = arma_core.ARFilter(
                 taps,
