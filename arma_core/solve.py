@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as _device
 
+from ._array import device_kind
 from ._validate import real_dtype_for_precision
 from .apply import apply_all, apply_axis
 from .boundary import shift, shift_matrix
@@ -128,9 +129,10 @@ def _circulant_inverse(xp, taps_hi, j: int, n: int, dilation: int):
 
 
 def _inv(xp, M):
-    # one matrix at a time: batched LU on the CPU build of torch 2.13 can raise MKL errors after
-    # set_num_threads (DESIGN.md, hazard 2); the loop costs nothing next to the O(n^3) work
-    if M.shape[0] <= 1 or M.shape[-1] < 64:
+    # on the CPU one matrix at a time: batched LU on the CPU build of torch 2.13 can raise MKL
+    # errors after set_num_threads (DESIGN.md, hazard 2), and the loop costs nothing next to the
+    # O(n^3) work; on a GPU one batched call (a loop would launch kernels per channel)
+    if M.shape[0] <= 1 or M.shape[-1] < 64 or device_kind(M) != "cpu":
         return xp.linalg.inv(M)
     return xp.stack([xp.linalg.inv(M[i, ...]) for i in range(M.shape[0])], axis=0)
 

@@ -29,12 +29,21 @@ from arma_core.solve import cached, denominator
 __all__ = ["fft_solve_vjp"]
 
 
-def _factor_response(xp, taps_hi, j, q, n, onesided, dilation, dev):
+def _grid(xp, n, onesided, dilation, dtype, dev, cache):
+    """``(cos, sin)`` of ``w d`` on an axis's FFT grid, on the device, kept in ``cache`` (the
+    host-to-device copy is a synchronisation point on a GPU)."""
+
+    def make():
+        m = n // 2 + 1 if onesided else n
+        w = 2.0 * math.pi * np.arange(m) * dilation / n
+        return xp.asarray(np.cos(w), dtype=dtype, device=dev), xp.asarray(np.sin(w), dtype=dtype, device=dev)
+
+    return cached(cache, ("fft-grid", n, onesided, dilation, str(dtype)), make)
+
+
+def _factor_response(xp, taps_hi, j, q, n, onesided, dilation, dev, cache=None):
     """``(re, im)`` of ``D_jq`` and ``(cos, sin)`` of ``w d`` on axis ``j``'s FFT grid."""
-    m = n // 2 + 1 if onesided else n
-    w = 2.0 * math.pi * np.arange(m) * dilation / n
-    cos = xp.asarray(np.cos(w), dtype=taps_hi.dtype, device=dev)
-    sin = xp.asarray(np.sin(w), dtype=taps_hi.dtype, device=dev)
+    cos, sin = _grid(xp, n, onesided, dilation, taps_hi.dtype, dev, cache)
     f = taps_hi[:, j, q, :]
     s = (f[:, 0] + f[:, 2])[:, None]
     d = (f[:, 0] - f[:, 2])[:, None]
@@ -105,7 +114,7 @@ def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_
             Pj = xp.sum(xp.astype(R, ctype) * xp.astype(wlast, ctype), axis=-1)
         per_q = []
         for q in range(Q):
-            re, im, cos, sin = _factor_response(xp, taps_hi, j, q, spatial[j], j == k - 1, dilation, dev)
+            re, im, cos, sin = _factor_response(xp, taps_hi, j, q, spatial[j], j == k - 1, dilation, dev, cache)
             # P / D_jq, then times phi = cos +- i sin; keep the real part
             den = re * re + im * im
             pr, pi = xp.real(Pj), xp.imag(Pj)
