@@ -337,7 +337,7 @@ def check_stable_validated(xp, taps, boundary: str | None, name: str = "taps") -
     ``|f_0| - |f_-1 + f_1| > 0``), so the margins are computed only when one is outside it.
     """
     outside = _strip_violation(xp, taps)
-    if not bool(xp.any(outside)):
+    if not (outside.any() if type(outside) is np.ndarray else bool(xp.any(outside))):
         return
     bad = _violation(xp, taps, boundary) if boundary == "circular" else outside
     if bool(xp.any(bad)):

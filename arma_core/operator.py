@@ -126,8 +126,12 @@ def _layout(
     shape, k: int, C: int, axes, channel_axis, name: str, boundary: str, dilation: int, dilation_name: str
 ) -> _Layout:
     nd = len(shape)
-    sp = _spatial_axes(shape, k, axes, name)
-    ch = _channel(shape, sp, C, axes, channel_axis, name)
+    if axes is None and channel_axis is None and nd > k and (C == 1 or shape[nd - k - 1] == C):
+        # the standard layout itself (the common case): nothing to move
+        sp, ch = list(range(nd - k, nd)), (nd - k - 1 if C != 1 else None)
+    else:
+        sp = _spatial_axes(shape, k, axes, name)
+        ch = _channel(shape, sp, C, axes, channel_axis, name)
     for j, a in enumerate(sp):
         n = finite_size(shape[a], name, j)
         if boundary == "reflect" and n <= dilation:

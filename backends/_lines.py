@@ -126,7 +126,10 @@ def accurate(taps, boundary: str) -> bool:
     counts as accurate for ``zeros`` only."""
     if taps is None:
         return boundary == "zeros"
-    fm, f0, fp = np.asarray(taps, dtype=np.float64).reshape(-1, 3).T
+    a = np.ascontiguousarray(taps, dtype=np.float64)
+    if available():  # one pass, without temporaries (the auto rule asks on every new filter)
+        return _ext().accurate(a, boundary == "zeros", MAX_SPREAD)
+    fm, f0, fp = a.reshape(-1, 3).T
     f0 = abs(f0)
     ok = abs(fm + fp) < f0  # outside the strip Thomas' pivots may vanish (only fft/dense solve those)
     if boundary != "zeros":

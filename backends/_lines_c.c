@@ -1418,6 +1418,25 @@ done:
     return result;
 }
 
+/* accurate(taps64, zeros, max_spread) -> bool: every factor (f_-1, f_0, f_1) in the strip
+ * |f_-1 + f_1| < |f_0| and, unless zeros, |f_-1 - f_1| <= max_spread |f_0| (_lines.accurate) */
+static PyObject *py_accurate(PyObject *self, PyObject *args) {
+    Py_buffer tb;
+    int zeros;
+    double spread;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*pd", &tb, &zeros, &spread)) return NULL;
+    const double *t = (const double *)tb.buf;
+    i64 n = (i64)(tb.len / (Py_ssize_t)(3 * sizeof(double)));
+    int ok = tb.len % (Py_ssize_t)(3 * sizeof(double)) == 0;
+    for (i64 i = 0; i < n && ok; i++) {
+        double fm = t[3 * i], f0 = fabs(t[3 * i + 1]), fp = t[3 * i + 2];
+        ok = fabs(fm + fp) < f0 && (zeros || fabs(fm - fp) <= spread * f0);
+    }
+    PyBuffer_Release(&tb);
+    return PyBool_FromLong(ok);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
@@ -1425,6 +1444,8 @@ static PyMethodDef methods[] = {
      "plan(taps, C, k, Q, sizes, dilation, boundary, transposed, threads) -> bytes: the solve operators"},
     {"solve", py_solve, METH_VARARGS,
      "solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): dst = A^{-1} src for P blocks"},
+    {"accurate", py_accurate, METH_VARARGS,
+     "accurate(taps64, zeros, max_spread) -> bool: every factor in the strip and within the spread bound"},
     {"vjp", py_vjp, METH_VARARGS,
      "vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of the solve"},
     {NULL, NULL, 0, NULL},

@@ -254,3 +254,18 @@ def test_lines_taps_gradient_of_one_factor_planes(boundary, dtype):
             w2, gt2 = solve_vjp(xnp, dense_kernel, y64, g64, t64, boundary=boundary, dilation=d, adjoint=adjoint)
             tol = 1e-5 if dtype == "float32" else 1e-10
             assert rel_err(w, w2) < tol and rel_err(gt, gt2) < 10 * tol, (shape, d, adjoint)
+
+
+@needs_lines
+def test_lines_accuracy_test_in_c_matches_numpy():
+    """The auto rule's accuracy test runs in the extension; the numpy expression is the same."""
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        taps = rng.normal(scale=rng.choice([0.3, 3.0, 30.0]), size=(3, 2, 2, 3))
+        taps[..., 1] = rng.choice([-1.0, 1.0, 0.5])
+        if rng.random() < 0.1:
+            taps[0, 0, 0, rng.integers(3)] = np.nan
+        for b in ac.BOUNDARIES:
+            fm, f0, fp = taps.reshape(-1, 3).T
+            ok = (abs(fm + fp) < abs(f0)) & ((abs(fm - fp) <= _lines.MAX_SPREAD * abs(f0)) | (b == "zeros"))
+            assert _lines.accurate(taps, b) == bool(ok.all()), (taps, b)
