@@ -56,7 +56,7 @@ _NAMESPACE_OF_TYPE: dict[type, Any] = {}
 
 
 def _namespace_of_type(arrays: tuple) -> Any:
-    """The cached namespace when every array has the same known type, else None."""
+    """The cached namespace when every array has the same known type (so none is None), else None."""
     kind = type(arrays[0])
     for a in arrays[1:]:
         if type(a) is not kind:
@@ -70,10 +70,9 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
     With ``numpy_with_dask``, numpy arrays may accompany dask arrays (the namespace is then
     dask's): for callers whose dask backend handles small numpy operands such as taps.
     """
-    if arrays and arrays[0] is not None and all(a is not None for a in arrays):
-        fast = _namespace_of_type(arrays)
-        if fast is not None:
-            return fast
+    fast = _namespace_of_type(arrays) if arrays else None
+    if fast is not None:
+        return fast
     named = [(n, a) for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays) if a is not None]
     # array_namespace accepts Python scalars (for mixing with arrays); our arguments are arrays
     for n, a in named:

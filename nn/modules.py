@@ -292,7 +292,7 @@ class _ARNd(nn.Module):
         ``theta`` to the taps (:class:`arma_core.backends.torch.Reparameterize`).
         """
         theta = self.theta
-        key = (theta.device, theta.dtype, theta.shape, dtype)
+        key = (theta.device, theta.dtype, tuple(theta.shape), dtype)
         cached = self.__dict__.get("_cached_filter")
         # the values decide, not theta's version counter: changes through ``.data`` (as
         # gradcheck's perturbations) do not count as versions
