@@ -36,7 +36,7 @@ from ._validate import (
     promote_signal,
 )
 from .capabilities import METHODS, resolve
-from .filters import check_stable_validated
+from .filters import check_stable_validated, reparameterize
 
 __all__ = ["ARFilter", "ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adjoint"]
 
@@ -263,6 +263,7 @@ class ARFilter:
         self._cache: dict = {}
         self._state: dict = {}  # host copies of the taps and facts derived from them
         self._casts: dict = {}  # the taps in other dtypes
+        self._theta = None  # (parameters, region) behind the taps (ARFilter._bind)
         if host is not None:
             self._state["native"] = host
         if check_stability:
@@ -362,13 +363,18 @@ class ARFilter:
             self._casts[key] = self._xp.astype(self.taps, dtype)
         return self._casts[key]
 
-    def _bind(self, taps) -> ARFilter:
-        """This filter with ``taps`` in place of its own: the same values as another tensor
-        (e.g. a node of an autograd graph), sharing the precomputation; not validated."""
+    def _bind(self, taps=None, theta=None) -> ARFilter:
+        """This filter, sharing its precomputation, with ``taps`` in place of its own (the same
+        values as another tensor, e.g. a node of an autograd graph) or with ``theta =
+        (parameters, region)`` whose :func:`arma_core.reparameterize` its taps are: a solve then
+        differentiates w.r.t. the parameters in one node (the torch kernels' ``theta``). Not
+        validated: for layers that build their filters themselves."""
         other = object.__new__(ARFilter)
         other.__dict__.update(self.__dict__)
-        other.taps = taps
-        other._casts = {}
+        if taps is not None:
+            other.taps = taps
+            other._casts = {}
+        other._theta = theta
         return other
 
     def _run(self, x, solve: bool, name: str, check: bool | None):
@@ -386,6 +392,12 @@ class ARFilter:
         kernel = cap.load()
         taps = self._taps_as(real)
         opts = dict(boundary=self.boundary, dilation=self.dilation, adjoint=self._adjoint, cache=self._cache)
+        if self._theta is not None:
+            if solve and real == taps.dtype == self._theta[0].dtype:
+                opts["theta"] = self._theta
+            else:  # through the generic map, differentiable in any library
+                theta, region = self._theta
+                taps = self._xp.astype(reparameterize(theta, region), real)
         if cap.lazy:  # the values exist only when the graph runs: the check goes into it
             opts.update(check_finite=check, name=name)
         v = lay.to_standard(xp, x)

@@ -32,7 +32,7 @@ from . import _lines
 from ._fourier import fft_solve_vjp
 from ._torch_conv import conv_torch
 
-__all__ = ["ARSolve", "Reparameterize", "Solver", "lines_kernel", "fft_kernel", "dense_kernel", "conv_kernel"]
+__all__ = ["ARSolve", "ARSolveTheta", "Solver", "lines_kernel", "fft_kernel", "dense_kernel", "conv_kernel"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,83 +133,101 @@ def _first_order(backward):
     return wrapper
 
 
+def _vjp(ctx, y, g, taps, need_taps):
+    xp, solver, boundary, dilation, adjoint, cache = ctx.opts
+    with _no_autocast(g.device.type):
+        return solver.vjp(
+            xp,
+            y,
+            g.contiguous(),
+            taps,
+            boundary=boundary,
+            dilation=dilation,
+            adjoint=adjoint,
+            need_taps=need_taps,
+            cache=cache,
+        )
+
+
+def _forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
+    solver = _SOLVERS[method]
+    with _no_autocast(t.device.type):
+        y = solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+    ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
+    return y
+
+
 class ARSolve(torch.autograd.Function):
     """``y = A^{-1} t`` (or ``A^{-T} t``) with the backward of Theorem 4; saves only ``y``."""
 
     @staticmethod
     def forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
-        solver = _SOLVERS[method]
-        with _no_autocast(t.device.type):
-            y = solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+        y = _forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache)
         ctx.save_for_backward(y, taps)
-        ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
         return y
 
     @staticmethod
     @_first_order
     def backward(ctx, g):
         y, taps = ctx.saved_tensors
-        xp, solver, boundary, dilation, adjoint, cache = ctx.opts
-        with _no_autocast(g.device.type):
-            gt, gtaps = solver.vjp(
-                xp,
-                y,
-                g.contiguous(),
-                taps,
-                boundary=boundary,
-                dilation=dilation,
-                adjoint=adjoint,
-                need_taps=ctx.needs_input_grad[1],
-                cache=cache,
-            )
+        gt, gtaps = _vjp(ctx, y, g, taps, ctx.needs_input_grad[1])
         return (gt if ctx.needs_input_grad[0] else None), gtaps, None, None, None, None, None, None
 
 
-def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache):
-    if torch.is_grad_enabled() and (t.requires_grad or taps.requires_grad):
-        return ARSolve.apply(t, taps, xp, method, boundary, dilation, adjoint, cache)
-    with _no_autocast(t.device.type):
-        return _SOLVERS[method].forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
-
-
-def lines_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
-    """``method="lines"`` on CPU tensors, differentiable."""
-    return _solve("lines", xp, t, taps, boundary, dilation, adjoint, cache)
-
-
-def fft_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
-    """``method="fft"`` (circular) on any device, differentiable."""
-    return _solve("fft", xp, t, taps, boundary, dilation, adjoint, cache)
-
-
-def dense_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None):
-    """``method="dense"`` on any device, differentiable."""
-    return _solve("dense", xp, t, taps, boundary, dilation, adjoint, cache)
-
-
-class Reparameterize(torch.autograd.Function):
-    """``taps = arma_core.reparameterize(theta, region)`` as one autograd node.
-
-    ``value`` is the forward result, computed by the caller without autograd (a layer computes
-    it once per ``theta`` and reuses it for every call until ``theta`` changes); the backward
-    is :func:`arma_core.filters.reparameterize_vjp`, one node instead of the dozen of the
-    generic function. Saves only ``theta``.
-    """
+class ARSolveTheta(torch.autograd.Function):
+    """:class:`ARSolve` for taps ``arma_core.reparameterize(theta, region)`` given as values: one
+    node from ``(t, theta)`` to ``y``, whose backward maps the taps' gradient to ``theta``'s by
+    :func:`arma_core.filters.reparameterize_vjp` (numpy for CPU tensors: a dozen tiny
+    operations cost less there). Saves ``y`` and ``theta``."""
 
     @staticmethod
-    def forward(ctx, theta, region, value):
-        ctx.save_for_backward(theta)
+    def forward(ctx, t, theta, xp, method, boundary, dilation, adjoint, cache, taps, region):
+        y = _forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache)
+        ctx.save_for_backward(y, taps, theta)
         ctx.region = region
-        return value.clone()
+        return y
 
     @staticmethod
     @_first_order
     def backward(ctx, g):
-        (theta,) = ctx.saved_tensors
-        if theta.device.type == "cpu":  # a dozen tiny operations: numpy's cost per call is lower
-            gtheta = reparameterize_vjp(theta.numpy(), g.contiguous().numpy(), ctx.region)
-            return torch.from_numpy(gtheta), None, None
-        return reparameterize_vjp(theta, g, ctx.region), None, None
+        y, taps, theta = ctx.saved_tensors
+        need_theta = ctx.needs_input_grad[1]
+        gt, gtaps = _vjp(ctx, y, g, taps, need_theta)
+        gtheta = None
+        if need_theta:
+            if theta.device.type == "cpu":
+                gtheta = torch.from_numpy(
+                    reparameterize_vjp(theta.detach().numpy(), gtaps.detach().numpy(), ctx.region)
+                )
+            else:
+                gtheta = reparameterize_vjp(theta, gtaps, ctx.region)
+        return (gt if ctx.needs_input_grad[0] else None), gtheta, None, None, None, None, None, None, None, None
+
+
+def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache, theta=None):
+    if torch.is_grad_enabled():
+        if theta is not None and (t.requires_grad or theta[0].requires_grad):
+            return ARSolveTheta.apply(t, theta[0], xp, method, boundary, dilation, adjoint, cache, taps, theta[1])
+        if t.requires_grad or taps.requires_grad:
+            return ARSolve.apply(t, taps, xp, method, boundary, dilation, adjoint, cache)
+    with _no_autocast(t.device.type):
+        return _SOLVERS[method].forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+
+
+def lines_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None, theta=None):
+    """``method="lines"`` on CPU tensors, differentiable (w.r.t. ``theta = (parameters, region)``
+    instead of the taps when given: the taps are then ``reparameterize``'s values)."""
+    return _solve("lines", xp, t, taps, boundary, dilation, adjoint, cache, theta)
+
+
+def fft_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None, theta=None):
+    """``method="fft"`` (circular) on any device, differentiable (``theta`` as :func:`lines_kernel`)."""
+    return _solve("fft", xp, t, taps, boundary, dilation, adjoint, cache, theta)
+
+
+def dense_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None, theta=None):
+    """``method="dense"`` on any device, differentiable (``theta`` as :func:`lines_kernel`)."""
+    return _solve("dense", xp, t, taps, boundary, dilation, adjoint, cache, theta)
 
 
 def conv_kernel(xp, x, weight, bias, spec):

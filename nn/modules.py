@@ -288,8 +288,8 @@ class _ARNd(nn.Module):
         the stable region. The filter, with the taps' values and the solver's per-channel
         operators, is kept until ``theta`` changes (its values, device or dtype, or the
         compute dtype): a recurrent network calling the layer at every time step builds it
-        once per optimizer step. With autograd each call gets its own graph node from
-        ``theta`` to the taps (:class:`arma_core.backends.torch.Reparameterize`).
+        once per optimizer step. With autograd the solve is one node from the input and
+        ``theta`` to the output (:class:`arma_core.backends.torch.ARSolveTheta`).
         """
         theta = self.theta
         key = (theta.device, theta.dtype, tuple(theta.shape), dtype)
@@ -313,16 +313,11 @@ class _ARNd(nn.Module):
             )
             self.__dict__["_cached_filter"] = (key, f, theta.detach().clone())
         if torch.is_grad_enabled() and theta.requires_grad:
-            f = f._bind(self._taps_node(theta.to(dtype), f.taps))
+            if self.region == "raw":
+                f = f._bind(taps=self._taps(theta.to(dtype)))
+            else:  # the solve's node maps the taps' gradient to theta's
+                f = f._bind(theta=(theta.to(dtype), self.region))
         return f
-
-    def _taps_node(self, theta: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """The taps ``value`` as a function of ``theta`` for autograd."""
-        if self.region == "raw":
-            return self._taps(theta)
-        from arma_core.backends.torch import Reparameterize
-
-        return Reparameterize.apply(theta, self.region, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Solve ``A * y = x`` (Eq. 5) for ``y``.
