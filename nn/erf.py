@@ -242,7 +242,7 @@ def erf(
 
     For every requested output pixel ``o`` the gradient ``dY[n, t, o] / dX[n, s, :]`` is taken,
     its absolute value normalised over input positions, recentred on the input pixel under ``o``
-    and averaged over ``n``, ``s``, ``t`` and ``o`` (see the module docstring).
+    and averaged over ``n``, ``s``, ``t`` and ``o`` (conventions: :mod:`arma_core.nn.erf`).
 
     Parameters
     ----------
@@ -273,7 +273,8 @@ def erf(
     -------
     numpy.ndarray, float64, shape ``(n_1, ..., n_k)``
         Non-negative map summing to 1; index ``n_j // 2`` (per axis) is the input pixel under
-        the output pixel, ``c + q`` the input pixel at offset ``q``.
+        the output pixel, ``c + q`` the input pixel at offset ``q``. For a strided output
+        ``(m_1, ..., m_k)``, pixel ``o`` lies over input pixel ``floor((o_j + 1/2) n_j / m_j - 1/2)``.
 
     Raises
     ------
