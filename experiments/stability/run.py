@@ -130,7 +130,7 @@ def run_one(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         "test_loss": final["loss"],
         "test_images": final["images"],
         "majority_accuracy": test.majority_accuracy(),
-        "final_loss": _final_loss(steps),
+        "final_loss": _final_loss(steps) if steps else state.history[-1]["train_loss"],
         "train_seconds": task.train_seconds,
         "seconds_per_epoch": sum(task.train_seconds) / max(1, len(task.train_seconds)),
         "wall_seconds": time.perf_counter() - start,

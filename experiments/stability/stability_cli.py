@@ -33,7 +33,7 @@ __all__ = ["PRESETS", "build_parser", "main", "plan"]
 PRESETS: dict[str, dict] = {
     "quick": {
         "arms": ["conv", "strip", "raw", "raw-half"],
-        "optimizers": ["sgd:0.02", "sgd:0.05", "sgd:0.1", "adam:0.001"],
+        "optimizers": ["sgd:0.025", "sgd:0.05", "sgd:0.1", "adam:0.001"],
         "seeds": [0, 1, 2],
         "config": {"model": "vgg11", "width": 0.25, "dataset": "mnist", "batch_size": 64, "steps_per_epoch": 50,
                        "epochs": 6, "test_size": 2000, "eval_size": 500},
