@@ -138,6 +138,10 @@ def test_figure6_reads_other_checkpoint_layouts(tmp_path):
     coef = figure6.coefficients(tmp_path / "video.pt")
     assert coef["region"] == "diamond" and coef["layers"] == 1
     torch.testing.assert_close(torch.from_numpy(coef["sum"]), (expected[..., 0] + expected[..., 2]).reshape(-1))
+    other = {"cell.ar.theta": torch.zeros_like(layer.ar.theta)}  # last weights; the best come first
+    torch.save({"model": other, "task": {"best": {"epoch": 3, "weights": {"cell.ar.theta": layer.ar.theta.detach()}}},
+                "config": {"arm": "diamond"}}, tmp_path / "seg.pt")
+    assert figure6.coefficients(tmp_path / "seg.pt")["sum"] == pytest.approx(coef["sum"])
     torch.save({"gate.ar.theta": layer.ar.theta.detach()}, tmp_path / "plain.pt")  # a bare state dict
     assert figure6.coefficients(tmp_path / "plain.pt")["region"] == "strip"
     assert figure6.coefficients(tmp_path / "plain.pt", region="diamond")["sum"] == pytest.approx(coef["sum"])

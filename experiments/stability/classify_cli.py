@@ -110,8 +110,8 @@ def write_report(out: Path, wall: float | None = None) -> Path | None:
     if wall is not None:
         text += f"Wall time of the invocation: {wall / 60:.1f} min.\n\n"
     text += classify_table(runs, out)
-    text += ("\nTest accuracy on the full test split, mean ± std over seeds; train s / epoch: "
-             "training time of one epoch in one worker process.\n")
+    text += (f"\nTest accuracy on {runs[0]['test_images']} test images, mean ± std over seeds; "
+             "train s / epoch: training time of one epoch in one worker process.\n")
     path = out / "report.md"
     path.write_text(text)
     return path

@@ -46,8 +46,11 @@ def _state_dicts(ckpt) -> list[Mapping]:
             if isinstance(ckpt.get(key), Mapping):
                 out.append(ckpt[key])
         task = ckpt.get("task")
-        if isinstance(task, Mapping) and isinstance(task.get("best_model"), Mapping):
-            out.insert(0, task["best_model"])
+        if isinstance(task, Mapping):  # a Task's own state: best-validation weights
+            best = task.get("best")
+            for cand in (task.get("best_model"), best.get("weights") if isinstance(best, Mapping) else None):
+                if isinstance(cand, Mapping):
+                    out.insert(0, cand)
         out.append(ckpt)
     return out
 
