@@ -112,6 +112,7 @@ def test_cifar10_refuses_other_pickles(tmp_path):
         load_cifar10(tmp_path / "none", "train")
 
 
+@pytest.mark.slow
 def test_foolbox_cifar10_images():
     try:
         folder = cifar10.foolbox_data_dir()
@@ -135,7 +136,7 @@ def test_foolbox_cifar10_images():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
 
 

@@ -105,6 +105,7 @@ def test_blow_up_is_seen_and_explained(tmp_path):
         assert "left the strip at step" in result["reason"]
 
 
+@pytest.mark.slow
 def test_commands_end_to_end(tmp_path, capsys):
     out = tmp_path / "stab"
     assert stability_cli.main(["--preset", "smoke", "--out", str(out)]) == 0
