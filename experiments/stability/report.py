@@ -40,7 +40,7 @@ def load_runs(out_dir: str | Path) -> list[dict]:
 def _groups(runs: Sequence[dict], arms: Sequence[str]) -> dict[str, dict[str, list[dict]]]:
     """``{optimizer label: {arm: [runs over seeds]}}`` in the order runs and arms are given."""
     out: dict[str, dict[str, list[dict]]] = {}
-    for r in runs:
+    for r in sorted(runs, key=lambda r: (r["config"]["optimizer"] != "sgd", r["config"]["lr"])):
         out.setdefault(opt_label(r["config"]), {a: [] for a in arms}).setdefault(r["config"]["arm"], []).append(r)
     for g in out.values():
         for members in g.values():
@@ -60,7 +60,7 @@ def _fmt(x, digits=3) -> str:
     x = float(x)
     if not math.isfinite(x):
         return str(x)
-    return f"{x:.{digits}f}" if abs(x) < 1e4 else f"{x:.2e}"
+    return f"{x:.{digits}f}" if abs(x) < 1e3 else f"{x:.1e}"
 
 
 def stability_tables(runs: Sequence[dict], arms: Sequence[str], out_dir: str | Path) -> str:
@@ -68,7 +68,7 @@ def stability_tables(runs: Sequence[dict], arms: Sequence[str], out_dir: str | P
     out_dir = Path(out_dir)
     groups = _groups(runs, arms)
     head = ["optimizer", "arm", "seeds", "converged", "stalled", "non-finite", "test accuracy",
-            "left the strip", "largest |f_-1+f_1| (end)", "first crossing step"]
+            "left the strip", "largest |f_-1+f_1| at the end, per seed", "first crossing step"]
     rows = []
     for label, by_arm in groups.items():
         for arm, members in by_arm.items():
@@ -77,11 +77,11 @@ def stability_tables(runs: Sequence[dict], arms: Sequence[str], out_dir: str | P
             kinds = [m["outcome"] for m in members]
             crossings = [m["crossing"]["step"] for m in members if m.get("crossing")]
             ar = members[0]["ar_layers"] > 0
-            sums = [m["final_max_abs_sum"] for m in members if m["final_max_abs_sum"] is not None]
+            sums = [_fmt(m["final_max_abs_sum"], 2) for m in members]
             rows.append([label, arm, len(members), kinds.count("converged"), kinds.count("stalled"),
                          kinds.count("non-finite"), format_stat(stat(m["test_accuracy"] for m in members)),
                          f"{len(crossings)}/{len(members)}" if ar else "-",
-                         format_stat(stat(sums), 2) if ar else "-",
+                         " / ".join(sums) if ar else "-",
                          ", ".join(map(str, crossings)) or "-"])
     write_csv(out_dir / "summary.csv", head, rows)
     per_head = ["optimizer", "arm", "seed", "outcome", "test accuracy", "final loss", "min margin (run)",
@@ -118,7 +118,8 @@ def _series(members: Sequence[dict], key: str, steps: int, smooth: int = 1) -> n
     return out
 
 
-def _band(ax, x, data, color, label, log=False):
+def _band(ax, x, data, color, label, log=False, seeds=False):
+    """Mean over seeds with a band of ± one standard deviation (and thin per-seed lines)."""
     import warnings
 
     with warnings.catch_warnings():
@@ -128,6 +129,9 @@ def _band(ax, x, data, color, label, log=False):
     low = np.maximum(mean - std, 1e-6) if log else mean - std
     ax.plot(x, mean, color=color, label=label, lw=1.4)
     ax.fill_between(x, low, mean + std, color=color, alpha=0.2, lw=0)
+    if seeds:
+        for row in data:
+            ax.plot(x, row, color=color, lw=0.5, alpha=0.5)
 
 
 _COLORS = {"conv": "tab:gray", "strip": "tab:blue", "diamond": "tab:green", "raw": "tab:red",
@@ -146,16 +150,23 @@ def _figure(runs, arms, panels, path, title):
     fig, axes = plt.subplots(len(groups), len(panels), figsize=(4.2 * len(panels), 2.6 * len(groups)),
                              squeeze=False)
     for row, (label, by_arm) in enumerate(groups.items()):
-        for col, (key, ylabel, smooth, log, ref) in enumerate(panels):
+        for col, (key, ylabel, smooth, log, ref, ylim) in enumerate(panels):
             ax = axes[row, col]
             for arm, members in by_arm.items():
                 if members and (key in ("loss", "acc") or members[0]["ar_layers"] > 0):
-                    _band(ax, x, _series(members, key, steps, smooth), _COLORS.get(arm, None),
-                          f"{arm} (n={len(members)})", log)
+                    color = _COLORS.get(arm, None)
+                    _band(ax, x, _series(members, key, steps, smooth), color,
+                          f"{arm} (n={len(members)})", log, seeds=key in ("max_abs_sum", "min_margin"))
+                    for m in members:  # where a run went non-finite
+                        stop = m.get("nonfinite_step") or m.get("nonfinite_output_step")
+                        if stop is not None:
+                            ax.axvline(stop, color=color, lw=0.8, ls=":")
             if ref is not None:
                 ax.axhline(ref, color="k", lw=0.7, ls="--")
             if log:
                 ax.set_yscale("log")
+            if ylim is not None:
+                ax.set_ylim(*ylim)
             ax.set_title(f"{label}: {ylabel}", fontsize=9)
             ax.set_xlabel("step", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -169,17 +180,18 @@ def _figure(runs, arms, panels, path, title):
 
 def plot_figure5(runs: Sequence[dict], arms: Sequence[str], path: str | Path) -> Path:
     """Figure 5: training loss and batch accuracy per step (mean ± std over seeds, running mean 10)."""
-    panels = [("loss", "training loss", 10, True, math.log(10)), ("acc", "batch accuracy", 10, False, None)]
-    return _figure(runs, arms, panels, path, "Learning curves with and without the re-parameterization "
-                   "(dashed: chance-level loss ln 10)")
+    panels = [("loss", "training loss", 10, True, math.log(10), (0.05, 30)),
+              ("acc", "batch accuracy", 10, False, None, (0, 1))]
+    return _figure(runs, arms, panels, path, "Learning curves with and without the re-parameterization, mean ± std over seeds\n"
+                   "(dashed: chance-level loss ln 10; dotted: a run's first non-finite step)")
 
 
 def plot_margins(runs: Sequence[dict], arms: Sequence[str], path: str | Path) -> Path:
     """Largest ``|f_-1 + f_1|`` and smallest response modulus over all AR factors, per step."""
-    panels = [("max_abs_sum", "largest |f_-1+f_1|", 1, True, 1.0),
-              ("min_margin", "smallest response modulus", 1, True, None)]
-    return _figure(runs, arms, panels, path, "AR factors during training (dashed: the strip's edge "
-                   "|f_-1+f_1| = 1)")
+    panels = [("max_abs_sum", "largest |f_-1+f_1|", 1, True, 1.0, (1e-3, 1e3)),
+              ("min_margin", "smallest response modulus", 1, True, None, (1e-3, 1.5))]
+    return _figure(runs, arms, panels, path, "AR factors during training, mean ± std and each seed\n"
+                   "(dashed: the strip's edge |f_-1+f_1| = 1; dotted: a run's first non-finite step)")
 
 
 def classify_table(runs: Sequence[dict], out_dir: str | Path) -> str:
