@@ -118,7 +118,7 @@ def test_commands_end_to_end(tmp_path, capsys):
     text = (cls / "report.md").read_text()
     assert "| vgg11 | strip |" in text and "| majority class |" in text
     fig = tmp_path / "fig6.png"
-    assert figure6.main(["--classify", str(cls), "stability=" + str(out), "--out", str(fig)]) == 0
+    assert figure6.main(["--classify", str(cls / "vgg11-*-seed0"), "stability=" + str(out), "--out", str(fig)]) == 0
     summary = json.loads(fig.with_suffix(".json").read_text())
     assert summary["classification"]["checkpoints"] == 1 and summary["stability"]["region"] == "raw"
     assert summary["classification"]["factors"] == 2 * (8 + 16 + 32 + 32 + 64 + 64)

@@ -1,8 +1,8 @@
 """``arma figure6``: the paper's Figure 6, histograms of learned AR coefficients across tasks.
 
 Reads trained models of any experiment -- a ``checkpoint.pt`` (or a ``.pt`` file) or a run
-directory, or a folder of run directories (every checkpoint with AR parameters below it is
-pooled, e.g. all seeds) -- takes every ARMA layer's parameters ``ar.theta`` of shape
+directory, or a folder of run directories, or a glob pattern of them (every checkpoint with AR
+parameters found is pooled, e.g. all seeds) -- takes every ARMA layer's parameters ``ar.theta`` of shape
 ``(C, k, Q, 2)`` from the saved state dict, maps them to the taps ``(f_-1, f_0 = 1, f_1)``
 with the layer's re-parameterization, and draws one row of histograms per model (``f_-1``,
 ``f_1``, ``f_-1 + f_1``) with the mean ``|f_-1 + f_1|`` and the share of factors with
@@ -19,6 +19,7 @@ Examples
 ``arma figure6 --classify classify-runs/quick --video video-runs/quick/arma-lstm-speed3``
 ``arma figure6 --segment segment-runs/quick/arma-unet-seed0/checkpoint.pt --out fig6.png``
 ``arma figure6 "my model=path/to/checkpoint.pt"``
+``arma figure6 "ResNet-18=classify-runs/quick/resnet18-strip-seed*"``
 """
 from __future__ import annotations
 
@@ -87,6 +88,12 @@ def theta_from_checkpoint(path: str | Path) -> tuple[list[torch.Tensor], str | N
 
 
 def _checkpoints(source: Path) -> list[Path]:
+    if not source.exists() and any(c in str(source) for c in "*?["):
+        import glob
+
+        found = [p for match in sorted(glob.glob(str(source))) for p in _checkpoints(Path(match))]
+        if found:
+            return found
     if source.is_file():
         return [source]
     if (source / "checkpoint.pt").is_file():
