@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
-.PHONY: demo test test-fast bench compare video stability classify figure6 fashion-mnist clean
+.PHONY: demo test test-fast lint docs bench compare video stability classify figure6 fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,25 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed $(VENV)/.foolbox-installed fashion-mnist
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --doctest-modules --pyargs arma_core arma_experiments -p no:cacheprovider
 
 test-fast: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q -m "not slow"
+
+$(VENV)/.lint-installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[test,lint,docs]'
+	touch $@ $(VENV)/.test-installed $(VENV)/.demo-installed
+
+# ruff (lint and format) and mypy, as configured in pyproject.toml
+lint: $(VENV)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# the guides (docs/*.md) and the API reference from the docstrings, warnings as errors
+docs: $(VENV)/.lint-installed
+	$(BIN)/python -W error::UserWarning -m sphinx -q -W --keep-going -b html docs docs/_build/html
+	@echo "HTML in docs/_build/html/index.html"
 
 $(VENV)/.bench-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[bench]'
@@ -86,4 +102,4 @@ figure6: $(VENV)/.experiments-installed
 		$$(test -d segment-runs/quick && echo --segment segment-runs/quick) $(FIGURE6_ARGS)
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .hypothesis docs/_build

@@ -6,6 +6,7 @@ taking the argument list and returning an exit code): the paper's experiments
 (``arma_experiments``, the ``experiments`` extra) add ``video`` and the others that way, so the
 library never imports them.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -52,8 +53,10 @@ def main(argv=None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         # the experiments ship in this distribution, their dependencies in an extra
-        print(f"arma {name}: {exc}; install the experiments' dependencies with "
-              "pip install 'arma-nets[experiments]'", file=sys.stderr)
+        print(
+            f"arma {name}: {exc}; install the experiments' dependencies with pip install 'arma-nets[experiments]'",
+            file=sys.stderr,
+        )
         return 2
     return int(getattr(module, function)(rest) or 0)
 

@@ -1,16 +1,33 @@
 """Argument checking shared by every public function.
 
 Every check raises an exception that names the offending argument, so that a user never gets a
-silent pass-through or a NaN in place of an error.
+silent pass-through or a NaN in place of an error. The public functions validate once, at the
+edge; kernels trust what they are given.
 """
+
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
-BOUNDARIES = ("circular", "zeros", "reflect", "replicate")
+from ._typing import BOUNDARIES
+
+__all__ = [
+    "BOUNDARIES",
+    "UnstableFilterError",
+    "namespace",
+    "check_boundary",
+    "check_positive_int",
+    "check_float_dtype",
+    "check_finite",
+    "check_taps",
+    "real_dtype_for_precision",
+    "promote_signal",
+]
 
 
 class UnstableFilterError(ValueError):
@@ -38,11 +55,7 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
     With ``numpy_with_dask``, numpy arrays may accompany dask arrays (the namespace is then
     dask's): for callers whose dask backend handles small numpy operands such as taps.
     """
-    named = [
-        (n, a)
-        for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays)
-        if a is not None
-    ]
+    named = [(n, a) for n, a in zip(names or [f"arg{i}" for i in range(len(arrays))], arrays) if a is not None]
     # array_namespace accepts Python scalars (for mixing with arrays); our arguments are arrays
     for n, a in named:
         if not array_api_compat.is_array_api_obj(a):
@@ -58,8 +71,10 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
         # a dask array is made of numpy chunks: small numpy operands (taps) may go with a lazy
         # dask signal; the dask backend slices them per chunk
         dask = [a for a in present if array_api_compat.is_dask_array(a)]
-        if numpy_with_dask and dask and all(
-            array_api_compat.is_dask_array(a) or array_api_compat.is_numpy_array(a) for a in present
+        if (
+            numpy_with_dask
+            and dask
+            and all(array_api_compat.is_dask_array(a) or array_api_compat.is_numpy_array(a) for a in present)
         ):
             return array_api_compat.array_namespace(*dask)
         kinds = ", ".join(f"{n}: {type(a).__module__}.{type(a).__name__}" for n, a in named)
@@ -69,77 +84,67 @@ def namespace(*arrays: Any, names: tuple[str, ...] | None = None, numpy_with_das
         ) from exc
 
 
-def check_boundary(boundary: str) -> str:
-    if boundary not in BOUNDARIES:
-        raise ValueError(
-            f"boundary={boundary!r} is not one of {', '.join(repr(b) for b in BOUNDARIES)}"
-        )
+def check_boundary(boundary: Any) -> str:
+    """``boundary`` if it is one of :data:`BOUNDARIES`, else a ValueError listing them."""
+    if not isinstance(boundary, str) or boundary not in BOUNDARIES:
+        raise ValueError(f"boundary={boundary!r} is not one of {', '.join(repr(b) for b in BOUNDARIES)}")
     return boundary
 
 
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as a Python int >= 1 (numpy integer scalars accepted), else a named error."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        out = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
+    if out < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return out
 
 
-def check_float_dtype(xp, x, name: str):
-    """Reject integer, boolean and complex arrays: ARMA layers are real filters."""
+def check_float_dtype(xp, x, name: str, *, complex_ok: bool = False) -> None:
+    """Reject integer and boolean arrays (and complex ones unless ``complex_ok``)."""
     if xp.isdtype(x.dtype, "complex floating"):
+        if complex_ok:
+            return
         raise TypeError(f"{name} has complex dtype {x.dtype}; only real floating dtypes are supported")
     if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(
-            f"{name} has dtype {x.dtype}; a real floating dtype (float32 or float64) is required"
+        raise TypeError(f"{name} has dtype {x.dtype}; a real floating dtype (float32 or float64) is required")
+
+
+def _any_nonfinite(xp, x) -> bool:
+    # One reduction without a boolean temporary: the sum of finite values is finite unless it
+    # overflows, and any NaN or inf makes it non-finite; only then is the elementwise test run.
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
+        total = xp.sum(x)
+    if bool(xp.isfinite(total)):
+        return False
+    return not bool(xp.all(xp.isfinite(x)))
+
+
+def check_finite(xp, x, name: str) -> None:
+    """ValueError naming ``name`` when ``x`` holds NaN or inf (as ``scipy.linalg`` does)."""
+    if x.size == 0 or not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        return  # integers and booleans are finite
+    if _any_nonfinite(xp, x):
+        raise ValueError(
+            f"{name} contains NaN or inf; pass check_finite=False to filter it anyway "
+            "(non-finite values then spread only as far as the filter's support)"
         )
 
 
-def check_finite(xp, x, name: str):
-    if not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or inf")
-
-
-def check_taps(xp, taps, *, name: str = "taps"):
-    """``taps`` must be a real floating array of shape ``(C, k, Q, 3)`` with k in 1..3."""
+def check_taps(xp, taps, *, name: str = "taps", finite: bool = True) -> None:
+    """``taps`` must be a real floating array ``(C, k, Q, 3)``, k in 1..3, Q >= 1 (C >= 0)."""
     check_float_dtype(xp, taps, name)
     if taps.ndim != 4 or taps.shape[-1] != 3 or not (1 <= taps.shape[1] <= 3) or taps.shape[2] < 1:
         raise ValueError(
             f"{name} must have shape (C, k, Q, 3) with k = 1, 2 or 3 spatial axes and Q >= 1 "
             f"factors, got shape {tuple(taps.shape)}"
         )
-    check_finite(xp, taps, name)
-
-
-def check_signal(xp, x, taps, *, name: str, dilation: int, boundary: str, dilation_name: str = "dilation"):
-    """``x`` of shape ``(..., C, n_1, ..., n_k)`` matching ``taps (C, k, Q, 3)``.
-
-    ``name`` and ``dilation_name`` are what the error messages call the signal and the AR
-    dilation (the caller's own argument names)."""
-    check_float_dtype(xp, x, name)
-    if x.dtype != taps.dtype:
-        raise TypeError(
-            f"{name} has dtype {x.dtype} but taps has dtype {taps.dtype}; cast one of them"
-        )
-    C, k = taps.shape[0], taps.shape[1]
-    if x.ndim < k + 1:
-        raise ValueError(
-            f"{name} must have shape (..., C, n_1, ..., n_{k}) for taps with k={k} spatial axes, "
-            f"got {x.ndim} dimension(s) {tuple(x.shape)}"
-        )
-    if x.shape[-k - 1] != C:
-        raise ValueError(
-            f"{name} has {x.shape[-k - 1]} channels at axis {-k - 1} (shape {tuple(x.shape)}) "
-            f"but taps has C={C}"
-        )
-    for j, n in enumerate(x.shape[-k:]):
-        if n is None or (isinstance(n, float) and math.isnan(n)):
-            raise ValueError(f"{name}'s spatial axis {j} has an unknown size")
-        if n < 1:
-            raise ValueError(f"{name}'s spatial axis {j} is empty")
-        if boundary == "reflect" and n <= dilation:
-            raise ValueError(
-                f"{name}'s spatial axis {j} has size {n}, but boundary='reflect' with "
-                f"{dilation_name}={dilation} needs at least {dilation + 1} samples"
-            )
+    if finite:
+        check_finite(xp, taps, name)
 
 
 def real_dtype_for_precision(xp, dtype):
@@ -152,3 +157,41 @@ def real_dtype_for_precision(xp, dtype):
     if array_api_compat.is_jax_namespace(xp) and xp.asarray(0.0).dtype != f64:
         return dtype
     return f64
+
+
+def promote_signal(xp, x, taps_dtype, name: str):
+    """The floating dtype a signal is computed in, following the array API's promotion.
+
+    Real floating signals promote with the taps (float32 with float64 gives float64); integer
+    and boolean signals become the library's float64 first, as ``scipy.signal.lfilter`` does;
+    complex signals keep their complex dtype (of the promoted precision) and are filtered as
+    two real signals (the operator is real).
+
+    Returns
+    -------
+    dtype : the dtype of the result
+    real : the real dtype the kernels run in (float32 for half-precision results)
+    """
+    if xp.isdtype(x.dtype, ("integral", "bool")):
+        base = real_dtype_for_precision(xp, taps_dtype)
+        real = xp.result_type(base, taps_dtype)
+        return real, real
+    if xp.isdtype(x.dtype, "complex floating"):
+        real_x = xp.float64 if x.dtype == getattr(xp, "complex128", None) else xp.float32
+        real = xp.result_type(real_x, taps_dtype)
+        return (xp.complex128 if real == getattr(xp, "float64", None) else xp.complex64), real
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} has dtype {x.dtype}; a numeric dtype is required")
+    real = xp.result_type(x.dtype, taps_dtype)
+    f32 = getattr(xp, "float32", None)
+    if f32 is not None and real != f32 and real != getattr(xp, "float64", None):
+        # half precision cannot hold the filter's gain or an FFT's round-off: computed in float32
+        return real, f32
+    return real, real
+
+
+def finite_size(n: Any, name: str, j: int) -> int:
+    """A spatial size known on the host (a lazy library may not know it yet)."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        raise ValueError(f"{name}'s spatial axis {j} has an unknown size")
+    return int(n)

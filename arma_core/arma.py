@@ -1,9 +1,9 @@
 """The ARMA layer: the MA convolution followed by the AR solve (the paper's Eq. 2 / Eq. 5)."""
+
 from __future__ import annotations
 
-from ._validate import check_boundary, check_positive_int, check_taps, namespace
 from .conv import conv
-from .solve import _solve
+from .operator import ARFilter
 
 __all__ = ["arma"]
 
@@ -29,7 +29,8 @@ def arma(
     ----------
     x : array, shape ``(..., C_in, n_1, ..., n_k)``
     weight : array, shape ``(C_out, C_in / groups, K_1, ..., K_k)``
-    taps : array, shape ``(C_out, k, Q, 3)``, stable AR factors
+    taps : array, shape ``(C_out, k, Q, 3)`` (or ``(1, k, Q, 3)``: one filter for every
+        channel), stable AR factors
     bias : array ``(C_out,)`` or None
     stride, padding, dilation, groups, padding_mode
         As in :func:`arma_core.conv` (``torch.nn.functional.conv*d`` semantics).
@@ -39,14 +40,27 @@ def arma(
     Returns
     -------
     y : array, shape ``(..., C_out, m_1, ..., m_k)`` (the convolution's output shape).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import arma_core as ac
+    >>> x = np.random.default_rng(0).normal(size=(2, 3, 16, 16))
+    >>> w = np.random.default_rng(1).normal(size=(4, 3, 3, 3))
+    >>> taps = ac.reparameterize(np.zeros((4, 2, 1, 2)))   # theta = 0: the identity filter
+    >>> np.allclose(ac.arma(x, w, taps, padding=1), ac.conv(x, w, padding=1))
+    True
     """
-    # the AR arguments are checked under their own names: ar_solve calls them "dilation" and "t",
-    # which in arma() would point at the convolution's dilation and input. The cheap ones and the
-    # taps/weight channel match go first, so that bad AR arguments fail before the convolution.
-    check_positive_int(ar_dilation, "ar_dilation")
-    check_boundary(boundary)
-    check_taps(namespace(taps), taps)
-    if weight.ndim >= 1 and taps.shape[0] != weight.shape[0]:
+    # the AR filter is built (and its arguments checked, under arma()'s own names) before the
+    # convolution runs, so that bad AR arguments fail first
+    ar = ARFilter(
+        taps,
+        boundary=boundary,
+        dilation=ar_dilation,
+        method=method,
+        _names=("the convolution's output", "ar_dilation"),
+    )
+    if weight.ndim >= 1 and taps.shape[0] not in (1, weight.shape[0]):
         raise ValueError(
             f"taps has C={taps.shape[0]} channels but weight has {weight.shape[0]} output channels "
             f"(shape {tuple(weight.shape)}); the AR filter acts on the convolution's output"
@@ -61,5 +75,4 @@ def arma(
         groups=groups,
         padding_mode=padding_mode,
     )
-    return _solve(t, taps, boundary, ar_dilation, method, False, "the convolution's output",
-                  dilation_name="ar_dilation")
+    return ar.solve(t)

@@ -11,6 +11,7 @@ A boundary rule says which sample stands at a position ``p`` outside ``[0, n)``:
 Index maps are built on the host with Python integers (they depend on sizes only, never on
 data) and use the sentinel ``n`` for "zero".
 """
+
 from __future__ import annotations
 
 import numpy as np

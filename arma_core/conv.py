@@ -12,15 +12,17 @@ a chunk of kernel offsets, taken as strided slices of the padded input. A librar
 convolution registers it as ``("conv", library)`` in :mod:`arma_core.backends`; arguments are
 checked here, before dispatch, so every backend raises the same errors.
 """
+
 from __future__ import annotations
 
 import math
 import operator
 from typing import NamedTuple
 
-from .backends import lookup
+from ._array import device_kind
 from ._validate import check_float_dtype, namespace
 from .boundary import gather, source_indices
+from .capabilities import resolve
 
 __all__ = ["conv", "PADDING_MODES"]
 
@@ -45,10 +47,7 @@ def _int_tuple(value, k: int, name: str, *, minimum: int) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)):
         items = tuple(value)
         if len(items) != k:
-            raise ValueError(
-                f"{name} must be an int or a tuple of {k} ints (one per spatial axis), "
-                f"got {value!r}"
-            )
+            raise ValueError(f"{name} must be an int or a tuple of {k} ints (one per spatial axis), got {value!r}")
     else:
         items = (value,) * k
     ints = []
@@ -58,9 +57,7 @@ def _int_tuple(value, k: int, name: str, *, minimum: int) -> tuple[int, ...]:
                 raise TypeError
             ints.append(operator.index(v))  # int, numpy integers, ...
         except TypeError:
-            raise TypeError(
-                f"{name} must be a {kind} int or a tuple of {k} of them, got {value!r}"
-            ) from None
+            raise TypeError(f"{name} must be a {kind} int or a tuple of {k} of them, got {value!r}") from None
         if ints[-1] < minimum:
             raise ValueError(f"{name} must be {kind}, got {value!r}")
     return tuple(ints)
@@ -86,20 +83,14 @@ def resolve_padding(padding, kernel_size, dilation, stride) -> tuple[tuple[int, 
             return ((0, 0),) * k
         if padding == "same":
             if any(s != 1 for s in stride):
-                raise ValueError(
-                    f"padding='same' is only supported with stride 1, got stride={stride}"
-                )
+                raise ValueError(f"padding='same' is only supported with stride 1, got stride={stride}")
             pads = []
             for K, d in zip(kernel_size, dilation):
                 total = d * (K - 1)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
         raise ValueError(f"padding={padding!r} is not 'same', 'valid', an int or a tuple of ints")
-    if (
-        isinstance(padding, (list, tuple))
-        and len(padding) == k
-        and all(isinstance(p, (list, tuple)) for p in padding)
-    ):
+    if isinstance(padding, (list, tuple)) and len(padding) == k and all(isinstance(p, (list, tuple)) for p in padding):
         pairs = []
         for p in padding:
             if len(p) != 2:
@@ -118,9 +109,7 @@ def _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
     if x.dtype != weight.dtype:
         raise TypeError(f"x has dtype {x.dtype} but weight has dtype {weight.dtype}; cast one of them")
     if bias is not None and bias.dtype != weight.dtype:
-        raise TypeError(
-            f"bias has dtype {bias.dtype} but weight has dtype {weight.dtype}; cast one of them"
-        )
+        raise TypeError(f"bias has dtype {bias.dtype} but weight has dtype {weight.dtype}; cast one of them")
     if not 3 <= weight.ndim <= 5:
         raise ValueError(
             "weight must have shape (C_out, C_in/groups, K_1, ..., K_k) with k = 1, 2 or 3 "
@@ -132,19 +121,14 @@ def _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
     if c_out < 1 or c_in_g < 1 or any(K < 1 for K in kernel_size):
         raise ValueError(f"weight has an empty axis: shape {tuple(weight.shape)}")
     if padding_mode not in PADDING_MODES:
-        raise ValueError(
-            f"padding_mode={padding_mode!r} is not one of "
-            f"{', '.join(repr(m) for m in PADDING_MODES)}"
-        )
+        raise ValueError(f"padding_mode={padding_mode!r} is not one of {', '.join(repr(m) for m in PADDING_MODES)}")
     if isinstance(groups, bool) or not hasattr(groups, "__index__"):
         raise TypeError(f"groups must be a positive int, got {groups!r}")
     groups = operator.index(groups)
     if groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     if c_out % groups != 0:
-        raise ValueError(
-            f"weight has C_out={c_out} output channels, not divisible by groups={groups}"
-        )
+        raise ValueError(f"weight has C_out={c_out} output channels, not divisible by groups={groups}")
     if x.ndim < k + 1:
         raise ValueError(
             f"x must have shape (..., C_in, n_1, ..., n_{k}) for a weight with k={k} spatial "
@@ -163,9 +147,7 @@ def _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
     pads = resolve_padding(padding, kernel_size, dilation_t, stride_t)
     sizes = tuple(x.shape[-k:])
     out_size = []
-    for j, (n, K, s, d, (left, right)) in enumerate(
-        zip(sizes, kernel_size, stride_t, dilation_t, pads)
-    ):
+    for j, (n, K, s, d, (left, right)) in enumerate(zip(sizes, kernel_size, stride_t, dilation_t, pads)):
         if padding_mode == "reflect" and max(left, right) >= n:
             raise ValueError(
                 f"padding={padding!r} with padding_mode='reflect' needs each pad smaller than "
@@ -205,10 +187,11 @@ def _pad(xp, x, spec: _ConvSpec):
 _MIN_CONTRACTION = 128
 
 
-def _generic(xp, x, weight, bias, spec: _ConvSpec):
-    """Pad once, then ``out += W_chunk @ patches_chunk`` over chunks of kernel offsets."""
+def generic_kernel(xp, x, weight, bias, spec: _ConvSpec):
+    """The generic ``conv`` row: pad once, then ``out += W_chunk @ patches_chunk`` over chunks
+    of kernel offsets (any array-API library)."""
     k, groups = spec.k, spec.groups
-    batch = tuple(x.shape[:-k - 1])
+    batch = tuple(x.shape[: -k - 1])
     c_in = x.shape[-k - 1]
     c_out = weight.shape[0]
     cg, og = c_in // groups, c_out // groups
@@ -225,7 +208,7 @@ def _generic(xp, x, weight, bias, spec: _ConvSpec):
     per_chunk = max(1, -(-_MIN_CONTRACTION // cg))
     out = None
     for start in range(0, len(offsets), per_chunk):
-        chunk = offsets[start:start + per_chunk]
+        chunk = offsets[start : start + per_chunk]
         patches = []
         for offset in chunk:
             index = tuple(
@@ -234,7 +217,7 @@ def _generic(xp, x, weight, bias, spec: _ConvSpec):
             )
             patches.append(xp.reshape(xpad[(slice(None),) * 3 + index], (B, groups, cg, n_out)))
         patch = patches[0] if len(patches) == 1 else xp.concat(patches, axis=2)
-        w_chunk = w[:, :, start * cg:(start + len(chunk)) * cg]
+        w_chunk = w[:, :, start * cg : (start + len(chunk)) * cg]
         # (groups, og, m cg) @ (B, groups, m cg, n) -> (B, groups, og, n)
         term = xp.matmul(w_chunk, patch)
         if out is None:
@@ -249,22 +232,13 @@ def _generic(xp, x, weight, bias, spec: _ConvSpec):
 
 def _offsets(kernel_size):
     """All kernel offsets ``(o_1, ..., o_k)`` in C order."""
-    offsets = [()]
+    offsets: list[tuple[int, ...]] = [()]
     for K in kernel_size:
         offsets = [o + (i,) for o in offsets for i in range(K)]
     return offsets
 
 
-def _conv_generic(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros"):
-    """:func:`conv` without the backend registry (the array-API path, for tests)."""
-    xp = namespace(x, weight, bias, names=("x", "weight", "bias"))
-    spec = _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    return _generic(xp, x, weight, bias, spec)
-
-
-def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros"):
+def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", method="auto"):
     """N-D convolution (cross-correlation): the MA layer of an ARMA layer (Eq. 5a).
 
     Same semantics as ``torch.nn.functional.conv1d/2d/3d``, with ``nn.Conv2d``'s
@@ -295,6 +269,10 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, default "zeros"
         Value of the padded samples (names of ``nn.Conv2d``; the index maps are those of the
         AR boundary rules). As in torch, "reflect" needs each pad < n and "circular" pad <= n.
+    method : {"auto", "native", "generic"}, default "auto"
+        ``"native"``: the library's own convolution (torch's ``F.conv*d``); ``"generic"``: the
+        array-API implementation; ``"auto"``: native where there is one
+        (:mod:`arma_core.capabilities`).
 
     Returns
     -------
@@ -311,12 +289,6 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
         Channel or group mismatch, bad ``padding``/``padding_mode``, ``"same"`` with
         stride > 1, non-positive stride/dilation, an input smaller than the dilated kernel.
 
-    Notes
-    -----
-    A registered fast path (``arma_core.backends``, e.g. ``torch.nn.functional.conv2d`` for
-    torch tensors) is used when present; it receives ``stride``/``dilation`` as k-tuples and
-    ``padding`` as k ``(left, right)`` pairs, already checked.
-
     Examples
     --------
     >>> import numpy as np
@@ -327,18 +299,5 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     """
     xp = namespace(x, weight, bias, names=("x", "weight", "bias"))
     spec = _check(xp, x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    impl = lookup("conv", xp)
-    if impl is not None:
-        out = impl(
-            x,
-            weight,
-            bias,
-            stride=spec.stride,
-            padding=spec.padding,
-            dilation=spec.dilation,
-            groups=spec.groups,
-            padding_mode=spec.padding_mode,
-        )
-        if out is not NotImplemented:
-            return out
-    return _generic(xp, x, weight, bias, spec)
+    row = resolve("conv", xp, method=method, boundary=spec.padding_mode, dtype=None, device=device_kind(x))
+    return row.load()(xp, x, weight, bias, spec)

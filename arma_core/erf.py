@@ -16,6 +16,7 @@ ERF uniform for every shift-invariant network; we implement the intended normali
 *offsets*: each gradient map ``|dY_t / dX_s|`` is divided by its sum over offsets, and the maps
 are then averaged over channel pairs ``(s, t)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,9 +49,7 @@ def _distribution(erf_map, centre):
     try:
         xp = array_namespace(erf_map)
     except TypeError as exc:
-        raise TypeError(
-            f"erf_map must be an array of an array-API library, got {type(erf_map).__name__}"
-        ) from exc
+        raise TypeError(f"erf_map must be an array of an array-API library, got {type(erf_map).__name__}") from exc
     if hasattr(erf_map, "detach"):  # a torch map that requires grad: radii are plain floats
         erf_map = erf_map.detach()
     if erf_map.ndim < 1:
@@ -63,8 +62,7 @@ def _distribution(erf_map, centre):
         raise ValueError("erf_map contains NaN or inf")
     if bool(xp.any(w < 0)):
         raise ValueError(
-            "erf_map has negative entries; an ERF map is a distribution of |gradients| "
-            "(take the absolute value first)"
+            "erf_map has negative entries; an ERF map is a distribution of |gradients| (take the absolute value first)"
         )
     total = float(xp.sum(w))
     if total <= 0:
@@ -458,14 +456,18 @@ def _check_layers(layers):
 
     k = layers[0].weight.ndim - 2
     if k < 1:
-        raise ValueError(f"layers[0].weight must have shape (C_out, C_in, K_1, ..., K_k), got {tuple(layers[0].weight.shape)}")
+        raise ValueError(
+            f"layers[0].weight must have shape (C_out, C_in, K_1, ..., K_k), got {tuple(layers[0].weight.shape)}"
+        )
     prev = None
     for i, l in enumerate(layers):
         w = l.weight
         if w.ndim != k + 2:
             raise ValueError(f"layers[{i}].weight has {w.ndim - 2} spatial axes, layers[0] has {k}")
         if any(int(n) % 2 == 0 for n in w.shape[2:]):
-            raise ValueError(f"layers[{i}].weight has an even kernel size {tuple(w.shape[2:])}; 'same' padding needs odd sizes")
+            raise ValueError(
+                f"layers[{i}].weight has an even kernel size {tuple(w.shape[2:])}; 'same' padding needs odd sizes"
+            )
         if prev is not None and w.shape[1] != prev:
             raise ValueError(f"layers[{i}].weight expects {w.shape[1]} input channels, the previous layer gives {prev}")
         prev = w.shape[0]
@@ -531,7 +533,7 @@ def linear_erf(layers, size, *, method: str = "gradient"):
     if method == "impulse" and any(n % 2 == 0 for n in shape):
         raise ValueError(f"method='impulse' needs odd sizes (a pixel at the exact centre), got {shape}")
     from .conv import conv
-    from .solve import ar_solve, ar_solve_adjoint
+    from .operator import ar_solve, ar_solve_adjoint
 
     arrays = [l.weight for l in layers] + [l.taps for l in layers if l.taps is not None]
     xp = array_namespace(*arrays)

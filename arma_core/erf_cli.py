@@ -6,6 +6,7 @@ prints a table of radii - measured (Eq. 3 and the variance form) against Theorem
 the two-sided closed form of ``docs/erf.md``) and against a plain convolutional network of the
 same depth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,27 +74,66 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-L", "--depths", type=int, nargs="+", default=[1, 3, 5], metavar="L",
-                   help="network depths, one row of the figure each (default: 1 3 5)")
-    p.add_argument("-a", "--coefficients", type=float, nargs="+", default=[0.0, 0.6, 0.8, 0.9], metavar="A",
-                   help="AR coefficients 0 <= a < 1, one column each (default: 0 0.6 0.8 0.9)")
-    p.add_argument("-k", "--kernel-size", type=int, default=3, metavar="K",
-                   help="odd MA kernel size K (default: 3)")
+    p.add_argument(
+        "-L",
+        "--depths",
+        type=int,
+        nargs="+",
+        default=[1, 3, 5],
+        metavar="L",
+        help="network depths, one row of the figure each (default: 1 3 5)",
+    )
+    p.add_argument(
+        "-a",
+        "--coefficients",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.6, 0.8, 0.9],
+        metavar="A",
+        help="AR coefficients 0 <= a < 1, one column each (default: 0 0.6 0.8 0.9)",
+    )
+    p.add_argument("-k", "--kernel-size", type=int, default=3, metavar="K", help="odd MA kernel size K (default: 3)")
     p.add_argument("-d", "--dilation", type=int, default=1, metavar="D", help="MA dilation d (default: 1)")
-    p.add_argument("--ar", choices=("causal", "symmetric"), default="causal",
-                   help="AR factor for a coefficient a (see above; default: causal)")
-    p.add_argument("--boundary", choices=("zeros", "circular", "reflect", "replicate"), default="zeros",
-                   help="boundary rule of the AR solves (the MA pads with zeros, or wraps for circular; "
-                        "default: zeros)")
-    p.add_argument("--size", type=int, default=None, metavar="N",
-                   help="side of every map (default: automatic per network, see 'size' below); a size "
-                        "below the rule truncates the ERF and the radii drop below the theory")
-    p.add_argument("--min-size", type=int, default=65, metavar="N",
-                   help="smallest automatic size (default: 65, i.e. at least 64x64 as in the paper)")
-    p.add_argument("--tol", type=float, default=1e-4,
-                   help="relative truncation allowed by the automatic size rule (default: 1e-4)")
-    p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="PATH",
-                   help=f"PNG to write (default: {DEFAULT_OUTPUT})")
+    p.add_argument(
+        "--ar",
+        choices=("causal", "symmetric"),
+        default="causal",
+        help="AR factor for a coefficient a (see above; default: causal)",
+    )
+    p.add_argument(
+        "--boundary",
+        choices=("zeros", "circular", "reflect", "replicate"),
+        default="zeros",
+        help="boundary rule of the AR solves (the MA pads with zeros, or wraps for circular; default: zeros)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="side of every map (default: automatic per network, see 'size' below); a size "
+        "below the rule truncates the ERF and the radii drop below the theory",
+    )
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=65,
+        metavar="N",
+        help="smallest automatic size (default: 65, i.e. at least 64x64 as in the paper)",
+    )
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="relative truncation allowed by the automatic size rule (default: 1e-4)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="PATH",
+        help=f"PNG to write (default: {DEFAULT_OUTPUT})",
+    )
     p.add_argument("--no-plot", action="store_true", help="print the table only (no matplotlib needed)")
     return p
 
@@ -127,8 +167,17 @@ def _measure(m):
     return {"r_eq3": radius(m), "r_var": variance_radius(m), "r_axis": axis_radii(m)[0]}
 
 
-def compute(depths, coefficients, kernel_size=3, dilation=1, ar="causal", boundary="zeros",
-            size=None, min_size=65, tol=1e-4):
+def compute(
+    depths,
+    coefficients,
+    kernel_size=3,
+    dilation=1,
+    ar="causal",
+    boundary="zeros",
+    size=None,
+    min_size=65,
+    tol=1e-4,
+):
     """ERF maps and radii for every (L, a) and the plain conv networks; a list of row dicts."""
     K, d = kernel_size, dilation
     rows = []
@@ -176,7 +225,9 @@ def format_table(rows, args) -> str:
         "r_Eq3: Eq. 3 (std of |p|); r_var: sqrt(Var_rows + Var_cols) (Theorem 3's quantity, both axes);",
         f"r_axis: std along rows; {kind}: per-axis closed form "
         + ("sqrt(L (d^2 (K^2-1)/12 + a/(1-a)^2))" if args.ar == "causal" else "sqrt(L (d^2 (K^2-1)/12 + a/(1-a)))")
-        + "; err = r_axis / " + kind + " - 1;",
+        + "; err = r_axis / "
+        + kind
+        + " - 1;",
         "conv: L plain centred uniform KxK convolutions (no AR); gain = r_var / conv r_var.",
     ]
     return "\n".join(lines)
@@ -224,11 +275,25 @@ def plot(rows, depths, coefficients, path, args):
             ax = axes[i][j]
             r = by_key[(L, a)]
             img = _crop(r["map"], lo, hi)
-            ax.imshow(img / img.max(), cmap="magma", vmin=0, vmax=1, interpolation="nearest",
-                      extent=(lo - 0.5, hi + 0.5, hi + 0.5, lo - 0.5))
+            ax.imshow(
+                img / img.max(),
+                cmap="magma",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+                extent=(lo - 0.5, hi + 0.5, hi + 0.5, lo - 0.5),
+            )
             ax.plot([0], [0], marker="+", color="cyan", markersize=7, markeredgewidth=1.2)
-            ax.text(0.03, 0.97, f"r_var {r['r_var']:.1f}\nEq.3 {r['r_eq3']:.1f}", transform=ax.transAxes,
-                    va="top", ha="left", color="white", fontsize=8)
+            ax.text(
+                0.03,
+                0.97,
+                f"r_var {r['r_var']:.1f}\nEq.3 {r['r_eq3']:.1f}",
+                transform=ax.transAxes,
+                va="top",
+                ha="left",
+                color="white",
+                fontsize=8,
+            )
             if i == 0:
                 ax.set_title(f"a = {a:g}", fontsize=10)
             if j == 0:
@@ -259,8 +324,17 @@ def main(argv=None) -> int:
     depths = list(dict.fromkeys(args.depths))
     coefficients = list(dict.fromkeys(args.coefficients))
     t0 = time.perf_counter()
-    rows = compute(depths, coefficients, args.kernel_size, args.dilation, args.ar, args.boundary,
-                   args.size, args.min_size, args.tol)
+    rows = compute(
+        depths,
+        coefficients,
+        args.kernel_size,
+        args.dilation,
+        args.ar,
+        args.boundary,
+        args.size,
+        args.min_size,
+        args.tol,
+    )
     print(format_table(rows, args))
     if not args.no_plot:
         plot(rows, depths, coefficients, args.output, args)

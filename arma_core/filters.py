@@ -5,13 +5,16 @@ Conventions (``docs/math.md``): a length-3 factor ``(f_-1, f_0, f_1)`` acts alon
 ``f_-1 e^{iwd} + f_0 + f_1 e^{-iwd}``. With ``s = f_-1 + f_1`` and ``t = f_-1 - f_1`` the
 squared modulus is ``(f_0 + s cos w)^2 + t^2 sin^2 w``.
 """
+
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from array_api_compat import device as _device
 
-from ._validate import UnstableFilterError, check_finite, check_float_dtype, namespace
+from ._array import to_numpy
+from ._validate import UnstableFilterError, check_boundary, check_finite, check_float_dtype, namespace
 
 __all__ = [
     "reparameterize",
@@ -22,7 +25,7 @@ __all__ = [
     "UnstableFilterError",
 ]
 
-REGIONS = ("strip", "diamond")
+from ._typing import REGIONS
 
 
 def _below_one(xp, dtype, device):
@@ -124,9 +127,7 @@ def official_to_theta(alpha):
     xp = namespace(alpha, names=("alpha",))
     check_float_dtype(xp, alpha, "alpha")
     if alpha.ndim != 3 or alpha.shape[-1] != 4:
-        raise ValueError(
-            f"alpha must have the official shape (T, P, 4), got {tuple(alpha.shape)}"
-        )
+        raise ValueError(f"alpha must have the official shape (T, P, 4), got {tuple(alpha.shape)}")
     T, P = alpha.shape[0], alpha.shape[1]
     return xp.permute_dims(xp.reshape(alpha, (T, P, 2, 2)), (0, 2, 1, 3))
 
@@ -142,8 +143,8 @@ def stability_margin(taps):
     Closed form, not a sampled grid: with ``c = cos w`` the squared modulus
     ``(f_0 + s c)^2 + t^2 (1 - c^2)`` is a quadratic in ``c`` on ``[-1, 1]``, so its minimum is
     at ``c = +-1`` (value ``(f_0 -+ s)^2``) or at the vertex ``c* = -f_0 s / (s^2 - t^2)`` when
-    that is a minimum inside the interval. Inside the strip ``|s| < f_0`` this is exactly
-    ``f_0 - |s|``. The margin of a product of factors (one axis) is at least the product of
+    that is a minimum inside the interval. Inside the strip ``|s| < |f_0|`` this is exactly
+    ``|f_0| - |s|``. The margin of a product of factors (one axis) is at least the product of
     theirs; the AR filter's conditioning at frequency ``w`` is ``1 / |A(w)|``.
 
     Parameters
@@ -176,64 +177,110 @@ def stability_margin(taps):
 
 
 def _strip_violation(xp, taps):
-    """Boolean array ``(...)``: True where a factor is outside the open strip ``|s| < f_0``."""
+    """Boolean array ``(...)``: True where a factor is outside the open strip ``|s| < |f_0|``."""
     f0, s, _ = _sum_diff(xp, taps)
-    return ~(xp.abs(s) < f0)
+    return ~(xp.abs(s) < xp.abs(f0))
 
 
-def is_stable(taps) -> bool:
-    """True when every factor lies in Theorem 6's open strip ``|f_-1 + f_1| < f_0``.
+def _violation(xp, taps, boundary):
+    """Where a factor cannot be solved stably under ``boundary`` (see :func:`is_stable`)."""
+    if boundary == "circular":
+        return ~(stability_margin(taps) > 0)
+    return _strip_violation(xp, taps)
 
-    That strip is exactly the connected set of factors containing the identity whose response
-    never vanishes on the unit circle. Factors with a positive margin outside it
-    (``|s| > f_0`` with ``f_-1 != f_1``) have winding number +-1: their circular solve exists,
-    but their causal recursion diverges and their zeros/reflect/replicate systems become
-    exponentially ill-conditioned with size, so they are not called stable.
+
+def _check_taps_array(xp, taps, name):
+    check_float_dtype(xp, taps, name)
+    if taps.ndim < 1 or taps.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (..., 3), got {tuple(taps.shape)}")
+
+
+def is_stable(taps, boundary: str | None = None) -> bool:
+    """Whether every factor can be solved stably.
+
+    Parameters
+    ----------
+    taps : array, shape ``(..., 3)``
+    boundary : {None, "circular", "zeros", "reflect", "replicate"}
+        ``None`` (or any non-circular rule): every factor must lie in Theorem 6's open strip
+        ``|f_-1 + f_1| < |f_0|``, the factors whose response has no zero on the unit circle and
+        winding number 0 (for ``f_0 > 0`` the connected set containing the identity; a negative
+        ``f_0`` is the same filter times -1). ``"circular"``: a nonzero response on the unit
+        circle suffices (:func:`stability_margin` > 0): the circulant system is then invertible
+        and well conditioned, while factors outside the strip (winding number +-1) make the
+        causal recursion diverge and the zeros/reflect/replicate systems exponentially
+        ill-conditioned with size.
+
+    Returns
+    -------
+    bool
+        False for NaN or inf taps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import is_stable
+    >>> is_stable(np.array([0.4, 1.0, 0.5]))            # |0.4 + 0.5| < 1
+    True
+    >>> is_stable(np.array([0.0, -1.0, 0.5]))           # lfilter([1], [-1, 0.5]): pole at 0.5
+    True
+    >>> is_stable(np.array([1.0, -0.5, 0.25]))          # roots 0.25 +- 0.43i: winding +1
+    False
+    >>> is_stable(np.array([1.0, -0.5, 0.25]), boundary="circular")
+    True
     """
     xp = namespace(taps, names=("taps",))
-    check_float_dtype(xp, taps, "taps")
-    if taps.ndim < 1 or taps.shape[-1] != 3:
-        raise ValueError(f"taps must have shape (..., 3), got {tuple(taps.shape)}")
+    _check_taps_array(xp, taps, "taps")
+    if boundary is not None:
+        check_boundary(boundary)
     if not bool(xp.all(xp.isfinite(taps))):
         return False
-    return not bool(xp.any(_strip_violation(xp, taps)))
+    return not bool(xp.any(_violation(xp, taps, boundary)))
 
 
-def check_stable(taps, *, name: str = "taps"):
+def check_stable(taps, *, name: str = "taps", boundary: str | None = None):
     """Raise :class:`UnstableFilterError` naming channel, axis and factor of the first bad factor.
 
     ``taps`` has shape ``(C, k, Q, 3)`` (or any ``(..., 3)``; the index is then reported as a
-    tuple). NaN/inf taps raise ``ValueError``. Returns ``taps`` unchanged otherwise.
+    tuple); ``boundary`` as :func:`is_stable`. NaN/inf taps raise ``ValueError``. Returns
+    ``taps`` unchanged otherwise.
     """
     xp = namespace(taps, names=(name,))
-    check_float_dtype(xp, taps, name)
+    _check_taps_array(xp, taps, name)
+    if boundary is not None:
+        check_boundary(boundary)
     check_finite(xp, taps, name)
-    bad = _strip_violation(xp, taps)
+    bad = _violation(xp, taps, boundary)
     if bool(xp.any(bad)):
-        flat = xp.reshape(bad, (-1,))
-        first = int(xp.argmax(xp.astype(flat, xp.int32)))
-        idx = []
-        for n in reversed(tuple(bad.shape)):
-            idx.append(first % n)
-            first //= n
-        idx = tuple(reversed(idx))
-        f = taps[idx + (slice(None),)]  # the array API has no implicit trailing slices
-        if hasattr(f, "detach"):  # a scalar read of a torch leaf that requires grad warns
-            f = f.detach()
-        vals = [float(f[i]) for i in range(3)]
-        margin = float(stability_margin(f))
-        if len(idx) == 3:
-            where = f"channel {idx[0]}, axis {idx[1]}, factor {idx[2]}"
-            kw = dict(channel=idx[0], axis=idx[1], factor=idx[2])
-        else:
-            where = f"index {idx}"
-            kw = {}
-        raise UnstableFilterError(
-            f"{name} is unstable at {where}: (f_-1, f_0, f_1) = ({vals[0]:.6g}, {vals[1]:.6g}, "
-            f"{vals[2]:.6g}) has |f_-1 + f_1| = {abs(vals[0] + vals[2]):.6g} >= f_0 "
-            f"(stability margin {margin:.3g}); Theorem 6 needs |f_-1 + f_1| < f_0. "
-            "Use arma_core.reparameterize to get taps that are stable by construction.",
-            margin=margin,
-            **kw,
-        )
+        _raise_unstable(to_numpy(taps), to_numpy(bad, dtype=bool), name, boundary)
     return taps
+
+
+def _raise_unstable(taps, bad, name, boundary):
+    """The :class:`UnstableFilterError` for the first True of ``bad`` (host arrays)."""
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    f = taps[idx]
+    margin = float(stability_margin(f))
+    s = abs(f[0] + f[2])
+    if len(idx) == 3:
+        where = f"channel {idx[0]}, axis {idx[1]}, factor {idx[2]}"
+        kw = dict(channel=idx[0], axis=idx[1], factor=idx[2])
+    else:
+        where, kw = f"index {idx}", {}
+    head = (
+        f"{name} is unstable at {where}: (f_-1, f_0, f_1) = ({f[0]:.6g}, {f[1]:.6g}, "
+        f"{f[2]:.6g}), stability margin {margin:.3g}"
+    )
+    if boundary == "circular" or margin == 0.0:
+        why = "its response vanishes on the unit circle, so no boundary rule can solve it"
+    else:
+        why = (
+            f"|f_-1 + f_1| = {s:.6g} >= |f_0| = {abs(f[1]):.6g} (Theorem 6 needs |f_-1 + f_1| "
+            f"< |f_0|); such a factor (winding number +-1) can be solved only with "
+            f"boundary='circular', where a nonzero response suffices"
+        )
+    raise UnstableFilterError(
+        f"{head}: {why}. Use arma_core.reparameterize to get taps that are stable by construction.",
+        margin=margin,
+        **kw,
+    )

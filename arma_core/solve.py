@@ -1,82 +1,59 @@
-"""Exact solves of the separable AR system ``A * y = t`` (the paper's Eq. 5b, Section 4).
+"""The generic kernels of the AR solve ``A * y = t`` (the paper's Eq. 5b, Section 4), over the
+array API, and the backward of Theorem 4 (Eq. 6) that the torch backend builds on.
 
-Methods (``docs/math.md`` says which is exact where):
+- :func:`fft_kernel` (``method="fft"``): frequency-domain division with one real FFT per
+  signal; the separable denominator is built analytically in ``O(n_1 + ... + n_k)`` per
+  channel. Exact for ``circular`` only.
+- :func:`dense_kernel` (``method="dense"``): per-axis dense inverses
+  ``X_axis = (A^(Q))^{-1} ... (A^(1))^{-1}`` applied as batched matrix products; exact for
+  every boundary and dilation. ``circular`` inverses come from the spectrum (a circulant's
+  inverse is the circulant of ``irfft(1 / D)``): LU with partial pivoting grows exponentially
+  on wrap-around tridiagonal matrices whose off-diagonal dominates (``docs/math.md``). The
+  other boundaries give banded factor matrices (bandwidth ``d``), on which LU with partial
+  pivoting has bounded growth; each factor is inverted on its own in float64, so
+  ill-conditioning does not compound.
 
-- ``"fft"``: frequency-domain division with one real FFT per signal; the separable denominator
-  is built analytically in ``O(n_1 + ... + n_k)`` per channel. Exact for ``circular`` only.
-- ``"dense"``: per-axis dense inverses ``X_axis = (A^(Q))^{-1} ... (A^(1))^{-1}`` of the exact
-  boundary matrices, applied as batched matrix products. Exact for every boundary and dilation.
-  Each factor is inverted on its own (its condition number is at most
-  ``(1 + |f_-1| + |f_1|) / margin``) in float64, so ill-conditioning does not compound.
-
-``method="auto"`` asks the array library's backend for its choice, else takes ``fft`` for
-``circular`` and ``dense`` otherwise.
+Kernels take a validated signal in the standard layout ``(..., C, n_1, ..., n_k)`` and taps
+``(C, k, Q, 3)`` of its dtype (``C`` may be 1 for a signal of any channel count: the taps
+broadcast); see :mod:`arma_core.capabilities` for the calling convention. Which kernel runs
+is decided there; this module does no dispatch.
 """
+
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from array_api_compat import device as _device
 
 from ._validate import real_dtype_for_precision
-from .apply import apply_all, apply_axis, prepare
+from .apply import apply_all, apply_axis
 from .boundary import shift, shift_matrix
-from .filters import check_stable
 
-__all__ = ["ar_solve", "ar_solve_adjoint", "METHODS", "EXACT_FOR"]
-
-#: which boundaries each method solves exactly
-EXACT_FOR = {
-    "fft": ("circular",),
-    "dense": ("circular", "zeros", "reflect", "replicate"),
-}
-METHODS = ("auto",) + tuple(EXACT_FOR)
-
-
-def backend_method(method: str, xp):
-    """The implementation a backend registered as ``"method:<method>"`` for ``xp``, or None.
-
-    A backend declares the boundaries its method is exact for in the implementation's
-    ``boundaries`` attribute (``arma_core.backends``).
-    """
-    from arma_core.backends import lookup
-
-    return lookup(f"method:{method}", xp)
+__all__ = [
+    "ar_solve",
+    "ar_solve_adjoint",
+    "EXACT_FOR",
+    "METHODS",
+    "fft_kernel",
+    "dense_kernel",
+    "denominator",
+    "axis_inverse",
+    "apply_along",
+    "taps_vjp",
+    "solve_vjp",
+    "cached",
+]
 
 
-def check_method(method: str, boundary: str, xp=None) -> None:
-    """ValueError unless ``method`` solves ``boundary`` exactly (for the library of ``xp``)."""
-    if method == "auto":
-        return
-    if method in EXACT_FOR:
-        exact = EXACT_FOR[method]
-    else:
-        impl = backend_method(method, xp) if isinstance(method, str) and xp is not None else None
-        if impl is None:
-            raise ValueError(
-                f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS)} nor a method "
-                "registered by this array library's backend (backend methods may need an optional "
-                "dependency, e.g. 'lines' needs numba: pip install 'arma-nets[fast]')"
-            )
-        exact = tuple(getattr(impl, "boundaries", ()))
-    if boundary not in exact:
-        raise ValueError(
-            f"method={method!r} is exact only for boundary in {exact}, "
-            f"got boundary={boundary!r}; use method='dense' or 'auto'"
-        )
-
-
-def choose_method(xp, t, taps, boundary: str, dilation: int) -> str:
-    """The ``auto`` rule: the backend's choice if it has one, else fft for circular, else dense."""
-    from arma_core.backends import lookup
-
-    rule = lookup("choose_method", xp)
-    if rule is not None:
-        m = rule(t, taps, boundary=boundary, dilation=dilation)
-        if m is not None:
-            return m
-    return "fft" if boundary == "circular" else "dense"
+def cached(cache: dict | None, key: Any, make):
+    """``cache[key]``, computed by ``make()`` on first use (no caching when ``cache`` is None)."""
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,12 +100,17 @@ def denominator(xp, taps, spatial, dilation: int, *, conj: bool, dtype):
     return D
 
 
-def _solve_fft(xp, t, taps, dilation, adjoint):
+def fft_kernel(xp, t, taps, *, boundary: str, dilation: int, adjoint: bool, cache=None):
+    """``A^{-1} t`` (``A^{-T} t``) for ``circular``: ``irfftn(rfftn(t) / D)``."""
     k = taps.shape[1]
     spatial = tuple(t.shape[-k:])
     axes = tuple(range(-k, 0))
     T = xp.fft.rfftn(t, axes=axes)
-    D = denominator(xp, taps, spatial, dilation, conj=adjoint, dtype=T.dtype)
+    D = cached(
+        cache,
+        ("fft", spatial, adjoint, str(T.dtype)),
+        lambda: denominator(xp, taps, spatial, dilation, conj=adjoint, dtype=T.dtype),
+    )
     y = xp.fft.irfftn(T / D, s=spatial, axes=axes)
     return xp.astype(y, t.dtype, copy=False)
 
@@ -137,22 +119,37 @@ def _solve_fft(xp, t, taps, dilation, adjoint):
 # dense
 
 
-def _inv(xp, M):
-    from arma_core.backends import lookup
+def _circulant_inverse(xp, taps_hi, j: int, n: int, dilation: int):
+    """``(C, n, n)``: the inverse of axis ``j``'s circulant operator, from its spectrum."""
+    dev = _device(taps_hi)
+    re, im = _axis_response(xp, taps_hi, j, n, True, dilation, dev)
+    mod2 = re * re + im * im
+    inv = xp.astype(re / mod2, xp.complex128) - xp.astype(im / mod2, xp.complex128) * 1j
+    h = xp.fft.irfft(inv, n=n, axis=-1)  # impulse response: column 0 of the inverse
+    idx = (np.arange(n)[:, None] - np.arange(n)[None, :]) % n
+    flat = xp.asarray(idx.reshape(-1), device=dev)
+    return xp.reshape(xp.take(h, flat, axis=1), (h.shape[0], n, n))
 
-    inv = lookup("linalg_inv", xp)
-    return inv(M) if inv is not None else xp.linalg.inv(M)
+
+def _inv(xp, M):
+    # one matrix at a time: batched LU on the CPU build of torch 2.13 can raise MKL errors after
+    # set_num_threads (DESIGN.md, hazard 2); the loop costs nothing next to the O(n^3) work
+    if M.shape[0] <= 1 or M.shape[-1] < 64:
+        return xp.linalg.inv(M)
+    return xp.stack([xp.linalg.inv(M[i, ...]) for i in range(M.shape[0])], axis=0)
 
 
 def axis_inverse(xp, taps, j: int, n: int, dilation: int, boundary: str, dtype):
     """``X = (A^(Q))^{-1} ... (A^(1))^{-1}`` for spatial axis ``j``: shape ``(C, n, n)``.
 
-    Every factor matrix is inverted on its own in float64 (where the library has it) and the
-    product is cast to ``dtype`` at the end.
+    Circular: from the spectrum. Otherwise every (banded) factor matrix is inverted on its own
+    in float64 (where the library has it); the product is cast to ``dtype`` at the end.
     """
     dev = _device(taps)
     hi = real_dtype_for_precision(xp, taps.dtype)
     taps_hi = xp.astype(taps, hi)
+    if boundary == "circular" and hi == getattr(xp, "float64", None):
+        return xp.astype(_circulant_inverse(xp, taps_hi, j, n, dilation), dtype)
     eye = xp.asarray(np.eye(n), dtype=hi, device=dev)
     Sp = xp.asarray(shift_matrix(n, dilation, boundary), dtype=hi, device=dev)
     Sm = xp.asarray(shift_matrix(n, -dilation, boundary), dtype=hi, device=dev)
@@ -168,7 +165,8 @@ def axis_inverse(xp, taps, j: int, n: int, dilation: int, boundary: str, dtype):
 def apply_along(xp, X, t, axis: int, k: int, *, transpose: bool):
     """``y[..., c, ..., i, ...] = sum_i' X[c, i, i'] t[..., c, ..., i', ...]`` along ``axis``.
 
-    Done as one batched GEMM per channel: channel to the front, ``axis`` last.
+    Done as one batched GEMM per channel: channel to the front, ``axis`` last (``X`` with one
+    channel applies to every channel).
     """
     nd = t.ndim
     ch = nd - k - 1
@@ -182,32 +180,23 @@ def apply_along(xp, X, t, axis: int, k: int, *, transpose: bool):
     return xp.moveaxis(u, (0, nd - 1), (ch, ax))
 
 
-def _solve_dense(xp, t, taps, dilation, boundary, adjoint):
+def dense_kernel(xp, t, taps, *, boundary: str, dilation: int, adjoint: bool, cache=None):
+    """``A^{-1} t`` (``A^{-T} t``) by per-axis dense inverses; every boundary."""
     k = taps.shape[1]
     y = t
     for j in range(k):
         n = t.shape[j - k]
-        X = axis_inverse(xp, taps, j, n, dilation, boundary, t.dtype)
+        X = cached(
+            cache,
+            ("dense", j, n, str(t.dtype)),
+            lambda j=j, n=n: axis_inverse(xp, taps, j, n, dilation, boundary, t.dtype),
+        )
         y = apply_along(xp, X, y, j - k, k, transpose=adjoint)
     return y
 
 
 # ---------------------------------------------------------------------------------------------
-# kernels shared with the backends (no validation: callers validate)
-
-
-def solve_kernel(xp, t, taps, *, boundary: str, dilation: int, method: str, adjoint: bool = False):
-    """``A^{-1} t`` (or ``A^{-T} t``) with an explicit, already validated method."""
-    if method == "auto":
-        method = choose_method(xp, t, taps, boundary, dilation)
-    if method == "fft":
-        return _solve_fft(xp, t, taps, dilation, adjoint)
-    if method == "dense":
-        return _solve_dense(xp, t, taps, dilation, boundary, adjoint)
-    impl = backend_method(method, xp)
-    if impl is None:
-        raise ValueError(f"method={method!r} has no implementation for this array library")
-    return impl(t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint)
+# the backward of Theorem 4 (generic; the torch backend builds its autograd on it)
 
 
 def taps_vjp(xp, left, right, taps, *, boundary: str, dilation: int):
@@ -247,91 +236,31 @@ def taps_vjp(xp, left, right, taps, *, boundary: str, dilation: int):
     return xp.astype(xp.stack(rows, axis=1), taps.dtype)
 
 
-def solve_vjp(xp, y, g, taps, *, boundary: str, dilation: int, method: str, adjoint: bool = False):
+def solve_vjp(xp, kernel, y, g, taps, *, boundary: str, dilation: int, adjoint: bool = False, cache=None):
     """Backward of ``y = A^{-1} t`` (or of ``y = A^{-T} t`` when ``adjoint``), Theorem 4.
 
-    ``dL/dt = A^{-T} g`` (Eq. 6b; ``A^{-1} g`` for the adjoint solve) and ``dL/dtaps`` from
-    :func:`taps_vjp`. Only ``y`` (the output) is needed from the forward pass.
+    ``dL/dt = A^{-T} g`` (Eq. 6b; ``A^{-1} g`` for the adjoint solve), computed with the solve
+    ``kernel``, and ``dL/dtaps`` from :func:`taps_vjp`. Only ``y`` (the output) is needed
+    from the forward pass.
 
     Returns
     -------
     grad_t : array like ``g``;  grad_taps : array ``(C, k, Q, 3)`` like ``taps``.
     """
-    w = solve_kernel(xp, g, taps, boundary=boundary, dilation=dilation, method=method, adjoint=not adjoint)
+    w = kernel(xp, g, taps, boundary=boundary, dilation=dilation, adjoint=not adjoint, cache=cache)
     if adjoint:
         return w, taps_vjp(xp, y, w, taps, boundary=boundary, dilation=dilation)
     return w, taps_vjp(xp, w, y, taps, boundary=boundary, dilation=dilation)
 
 
-# ---------------------------------------------------------------------------------------------
-# public
+# The public solves live in arma_core.operator; these names keep `from arma_core.solve import ...`
+# working, and EXACT_FOR / METHODS are read off the capability table.
+from ._typing import METHODS  # noqa: E402
+from .capabilities import TABLE as _TABLE  # noqa: E402
+from .operator import ar_solve, ar_solve_adjoint  # noqa: E402
 
-
-def _solve(t, taps, boundary, dilation, method, adjoint, name, dilation_name="dilation",
-           check_stability=True):
-    xp = prepare(t, taps, boundary, dilation, name=name, dilation_name=dilation_name)
-    check_method(method, boundary, xp)
-    if check_stability:
-        check_stable(taps)
-    from arma_core.backends import lookup
-
-    impl = lookup("ar_solve_adjoint" if adjoint else "ar_solve", xp)
-    if impl is not None:
-        out = impl(t, taps, boundary=boundary, dilation=dilation, method=method)
-        if out is not NotImplemented:
-            return out
-    return solve_kernel(xp, t, taps, boundary=boundary, dilation=dilation, method=method, adjoint=adjoint)
-
-
-def ar_solve(t, taps, *, boundary: str = "circular", dilation: int = 1, method: str = "auto",
-             check_stability: bool = True):
-    """Solve the AR layer ``A * y = t`` exactly (the paper's Eq. 5b with Eq. 7's separable ``A``).
-
-    Parameters
-    ----------
-    t : array, shape ``(..., C, n_1, ..., n_k)``
-        Right-hand side (the MA layer's output), real floating, channel-first, any number of
-        leading batch axes.
-    taps : array, shape ``(C, k, Q, 3)``
-        Stable length-3 factors ``(f_-1, f_0, f_1)`` (Theorem 6: ``|f_-1 + f_1| < f_0``),
-        same namespace and dtype as ``t``; get them from :func:`arma_core.reparameterize`.
-    boundary : {"circular", "zeros", "reflect", "replicate"}
-        Meaning of ``y[i +- d]`` outside an axis; ``reflect`` needs ``n > dilation``.
-    dilation : int
-        AR dilation ``d``.
-    method : {"auto", "fft", "dense"} or a backend method such as "lines"
-        ``fft`` is exact for ``circular`` only; ``dense`` for every boundary; ``auto`` picks the
-        fastest exact one for the array library, boundary and size. A backend may register
-        more (``"lines"``: compiled O(N Q) line solvers for numpy and torch CPU arrays when
-        numba is installed; ``docs/performance.md``).
-
-    check_stability : bool
-        Raise for taps outside the stable strip (default). ``False`` is for experiments with
-        unconstrained taps (the paper's Figure 5): the system is then solved as it stands
-        (``fft``: division by the response, inf/NaN where it vanishes).
-
-    Returns
-    -------
-    y : array, same shape, namespace, device and dtype as ``t``.
-
-    Raises
-    ------
-    UnstableFilterError
-        Taps outside the stable strip (naming channel, axis and factor).
-    ValueError, TypeError
-        Bad shapes, dtypes, boundary, method, or an axis too short for the dilation.
-
-    Notes
-    -----
-    On torch tensors the solve is differentiable w.r.t. ``t`` and ``taps`` with the backward of
-    Theorem 4 (Eq. 6), saving only ``y``.
-    """
-    return _solve(t, taps, boundary, dilation, method, False, "t", check_stability=check_stability)
-
-
-def ar_solve_adjoint(t, taps, *, boundary: str = "circular", dilation: int = 1, method: str = "auto"):
-    """Solve the transposed system ``A^T * y = t`` (Eq. 6b: ``dL/dT = A^{-T} dL/dY``).
-
-    Same parameters, shapes and errors as :func:`ar_solve`.
-    """
-    return _solve(t, taps, boundary, dilation, method, True, "t")
+#: which boundaries each solve method is exact for (any library that has it)
+EXACT_FOR: dict[str, tuple[str, ...]] = {
+    r.method: r.boundaries for r in _TABLE if r.operation == "solve" and r.library == "*"
+}
+EXACT_FOR.update({r.method: r.boundaries for r in _TABLE if r.operation == "solve" and r.method not in EXACT_FOR})

@@ -15,6 +15,7 @@ taken on the one-sided ``rfftn`` grid with weight 2 on the bins whose mirror is 
 ``y``) and ``O(N)`` elementwise work, instead of the several full passes per factor of the
 generic :func:`arma_core.solve.taps_vjp`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ import numpy as np
 from array_api_compat import device as _device
 
 from arma_core._validate import real_dtype_for_precision
-from arma_core.solve import denominator
+from arma_core.solve import cached, denominator
 
 __all__ = ["fft_solve_vjp"]
 
@@ -50,7 +51,7 @@ def _onesided_weight(n):
     return w
 
 
-def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_taps: bool = True):
+def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_taps: bool = True, cache=None):
     """Backward of the circular solve ``y = A^{-1} t`` (``A^{-T} t`` when ``adjoint``).
 
     Parameters
@@ -58,17 +59,23 @@ def fft_solve_vjp(xp, y, g, taps, *, dilation: int, adjoint: bool = False, need_
     y : array ``(..., C, n_1, ..., n_k)``, the forward output.
     g : array like ``y``, ``dL/dy``.
     taps : array ``(C, k, Q, 3)``.
+    cache : dict, optional
+        Shared with the ``fft`` kernel: the denominator of the transposed system is kept there.
 
     Returns
     -------
     grad_t : array like ``g``: ``A^{-T} g`` (``A^{-1} g`` for the adjoint solve), Eq. 6b.
     grad_taps : array ``(C, k, Q, 3)`` like ``taps`` (Eq. 6a), or None without ``need_taps``.
     """
-    C, k, Q = taps.shape[0], taps.shape[1], taps.shape[2]
+    k, Q = taps.shape[1], taps.shape[2]
     spatial = tuple(g.shape[-k:])
     axes = tuple(range(-k, 0))
     G = xp.fft.rfftn(g, axes=axes)
-    D = denominator(xp, taps, spatial, dilation, conj=not adjoint, dtype=G.dtype)
+    D = cached(
+        cache,
+        ("fft", spatial, not adjoint, str(G.dtype)),
+        lambda: denominator(xp, taps, spatial, dilation, conj=not adjoint, dtype=G.dtype),
+    )
     grad_t = xp.astype(xp.fft.irfftn(G / D, s=spatial, axes=axes), g.dtype, copy=False)
     if not need_taps:
         return grad_t, None

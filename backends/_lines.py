@@ -44,24 +44,32 @@ dot products of shifted contiguous slices, accumulated in float64.
 numba is optional (``pip install arma-nets[fast]``): :func:`available` says whether it can be
 used; without it the generic array-API methods run.
 """
+
 from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 
 import numpy as np
 
 from arma_core.boundary import source
 
-__all__ = ["available", "accurate", "preferred", "MAX_SPREAD", "MIN_ROWS_1D", "solve", "solve_vjp", "BOUNDARIES", "operators", "empty", "advise_hugepages"]
+__all__ = [
+    "available",
+    "accurate",
+    "preferred",
+    "MAX_SPREAD",
+    "MIN_ROWS_1D",
+    "solve",
+    "solve_vjp",
+    "plan",
+    "operators",
+    "empty",
+    "advise_hugepages",
+]
 
-#: the boundaries the line solver is exact for
-BOUNDARIES = ("circular", "zeros", "reflect", "replicate")
 
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available() -> bool:
     """True when numba is importable (the compiled line solver can run)."""
     return importlib.util.find_spec("numba") is not None
@@ -84,13 +92,16 @@ MAX_SPREAD = 16.0
 
 def accurate(taps, boundary: str) -> bool:
     """Whether the line solver is accurate for ``taps`` (any array convertible to numpy,
-    ``(..., 3)``) with ``boundary``: always for ``zeros``, otherwise when every factor's
-    ``|f_-1 - f_1| <= MAX_SPREAD * |f_0|``. ``taps=None`` (unknown) counts as not accurate."""
+    ``(..., 3)``) with ``boundary``: every factor in the strip ``|f_-1 + f_1| < |f_0|`` and,
+    except for ``zeros``, ``|f_-1 - f_1| <= MAX_SPREAD * |f_0|``. ``taps=None`` (unknown)
+    counts as accurate for ``zeros`` only."""
+    if taps is None:
+        return boundary == "zeros"
+    a = np.asarray(taps, dtype=np.float64)
+    if not np.all(np.abs(a[..., 0] + a[..., 2]) < np.abs(a[..., 1])):
+        return False  # outside the strip Thomas' pivots may vanish (only fft/dense solve those)
     if boundary == "zeros":
         return True
-    if taps is None:
-        return False
-    a = np.asarray(taps, dtype=np.float64)
     spread = np.abs(a[..., 0] - a[..., 2])
     return bool(np.all(spread <= MAX_SPREAD * np.abs(a[..., 1])))
 
@@ -170,7 +181,7 @@ def _kernels():
 _HUGE = 2 << 20  # a transparent huge page on x86-64 and aarch64 Linux
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _madvise():
     """libc's ``madvise`` when this is Linux with transparent huge pages on request, else None."""
     import ctypes
@@ -264,8 +275,23 @@ def operators(taps64, spatial, dilation, boundary, transposed):
         sup = np.empty((C, Q))
         M = np.zeros((C, Q, nc, n))
         rng = np.zeros((C, Q, 2), np.int64)
-        precompute(np.ascontiguousarray(taps64[:, j]), n, dilation, transposed, urows, ucols, ri, ci,
-                   etap, l, pinv, sup, M, rng, _chunks(C * Q))
+        precompute(
+            np.ascontiguousarray(taps64[:, j]),
+            n,
+            dilation,
+            transposed,
+            urows,
+            ucols,
+            ri,
+            ci,
+            etap,
+            l,
+            pinv,
+            sup,
+            M,
+            rng,
+            _chunks(C * Q),
+        )
         zrows = max(zrows, nc)
         out.append((l, pinv, sup, M, rng, ucols))
     return tuple(out), zrows
@@ -297,14 +323,29 @@ def _prepare(t, taps):
     return t, taps64
 
 
-def solve(t, taps, *, boundary, dilation, adjoint=False, out=None):
+def plan(taps, spatial, dilation, boundary, transposed, cache=None):
+    """The operators of :func:`operators` for ``taps`` (any array numpy can read), kept in
+    ``cache`` (a dict, or None) under ``("lines", spatial, transposed)``."""
+    key = ("lines", tuple(int(n) for n in spatial), bool(transposed))
+    if cache is not None and key in cache:
+        return cache[key]
+    taps64 = np.ascontiguousarray(taps, dtype=np.float64)
+    out = operators(taps64, spatial, dilation, boundary, transposed)
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None):
     """``A^{-1} t`` (``A^{-T} t`` when ``adjoint``) with the compiled line solver.
 
     Parameters
     ----------
     t : ndarray ``(..., C, n_1, ..., n_k)``, float32 or float64 (validated by the caller).
-    taps : ndarray ``(C, k, Q, 3)``, stable.
+    taps : ndarray ``(C, k, Q, 3)``, in the strip.
     out : optional C-contiguous ndarray like ``t`` to write into.
+    cache : dict, optional
+        Where the per-channel operators are kept between calls (:func:`plan`).
 
     Returns
     -------
@@ -313,15 +354,26 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None):
     t, taps64 = _prepare(t, taps)
     C, k = taps64.shape[:2]
     spatial = t.shape[-k:]
-    ops, zrows = operators(taps64, spatial, dilation, boundary, adjoint)
+    ops, zrows = plan(taps64, spatial, dilation, boundary, adjoint, cache)
     if out is None:
         out = empty(t.shape, t.dtype)
     shape = _block_shape(t.shape, k)
     if k == 1:
         _solve_lines(t, out, C, dilation, adjoint, ops[2], zrows)
         return out
-    _kernels().solve_planes(t.reshape(shape), out.reshape(shape), C, k, dilation, adjoint, ops[0], ops[1],
-                            ops[2], _chunks(shape[0]), zrows)
+    _kernels().solve_planes(
+        t.reshape(shape),
+        out.reshape(shape),
+        C,
+        k,
+        dilation,
+        adjoint,
+        ops[0],
+        ops[1],
+        ops[2],
+        _chunks(shape[0]),
+        zrows,
+    )
     return out
 
 
@@ -332,7 +384,7 @@ def _solve_lines(t, out, C, dilation, rev, ops, zrows):
     _kernels().solve_lines(t2, out2, C, dilation, rev, ops, _chunks(t2.shape[0]), zrows)
 
 
-def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None):
+def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None, cache=None):
     """Backward of ``y = A^{-1} t`` (of ``A^{-T} t`` when ``adjoint``), Theorem 4 in one pass.
 
     Returns
@@ -344,7 +396,7 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     y = np.ascontiguousarray(y, dtype=g.dtype)
     C, k, Q = taps64.shape[:3]
     spatial = g.shape[-k:]
-    ops, zrows = operators(taps64, spatial, dilation, boundary, not adjoint)
+    ops, zrows = plan(taps64, spatial, dilation, boundary, not adjoint, cache)
     if out is None:
         out = empty(g.shape, g.dtype)
     shape = _block_shape(g.shape, k)
@@ -355,9 +407,28 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     if solved:
         _solve_lines(g, out, C, dilation, not adjoint, ops[2], zrows)
     if need_taps or not solved:
-        _kernels().vjp_planes(y.reshape(shape), g.reshape(shape), out.reshape(shape), part, C, k, dilation,
-                              not adjoint, adjoint, ops[0], ops[1], ops[2], _chunks(P), zrows,
-                              taps64.astype(g.dtype), est[0], est[1], est[2], need_taps, solved)
+        _kernels().vjp_planes(
+            y.reshape(shape),
+            g.reshape(shape),
+            out.reshape(shape),
+            part,
+            C,
+            k,
+            dilation,
+            not adjoint,
+            adjoint,
+            ops[0],
+            ops[1],
+            ops[2],
+            _chunks(P),
+            zrows,
+            taps64.astype(g.dtype),
+            est[0],
+            est[1],
+            est[2],
+            need_taps,
+            solved,
+        )
     if not need_taps:
         return out, None
     return out, part.reshape((-1, C, k, Q, 3)).sum(axis=0)

@@ -16,6 +16,7 @@ The edge structure of a boundary, ``est = (erow, ecol, etap)``, lists the entrie
 All kernels are compiled with ``cache=True`` (the first call in a fresh environment compiles,
 later processes load the machine code from ``__pycache__``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -62,8 +63,9 @@ def drop_small(Mt, cut, nzr, rng):
 
 
 @_jit()
-def precompute_one(taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng,
-                   p, W, Ec, K, X, nzr):
+def precompute_one(
+    taps_ax, c, q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, sup, M, rng, p, W, Ec, K, X, nzr
+):
     """:func:`precompute` for channel ``c`` and factor ``q``, in the scratch ``p (n)``,
     ``W (n, m)``, ``Ec (m, nc)``, ``K (m, m)``, ``X (m, nc)``, ``nzr (n,)`` bool."""
     m, nc = urows.shape[0], ucols.shape[0]
@@ -209,8 +211,30 @@ def precompute(taps_ax, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv, s
         X = np.empty((m, nc))
         nzr = np.empty(n if m > 0 else 0, np.bool_)
         for j in range(ch * per, min(CQ, (ch + 1) * per)):
-            precompute_one(taps_ax, j // Q, j % Q, n, d, transposed, urows, ucols, ri, ci, etap, l, pinv,
-                           sup, M, rng, p, W, Ec, K, X, nzr)
+            precompute_one(
+                taps_ax,
+                j // Q,
+                j % Q,
+                n,
+                d,
+                transposed,
+                urows,
+                ucols,
+                ri,
+                ci,
+                etap,
+                l,
+                pinv,
+                sup,
+                M,
+                rng,
+                p,
+                W,
+                Ec,
+                K,
+                X,
+                nzr,
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,8 +462,20 @@ def solve_group(src2, dst2, rows, ops, c, d, rev, buf, zc):
     for qq in range(Q):
         q = Q - 1 - qq if rev else qq
         rows_forward(src2, rows, qq == 0, buf, l[c, q], d)
-        rows_backward(buf, dst2, rows, qq == Q - 1, pinv[c, q], sup[c, q], d, cols, M[c, q],
-                      rng[c, q, 0], rng[c, q, 1], zc)
+        rows_backward(
+            buf,
+            dst2,
+            rows,
+            qq == Q - 1,
+            pinv[c, q],
+            sup[c, q],
+            d,
+            cols,
+            M[c, q],
+            rng[c, q, 0],
+            rng[c, q, 1],
+            zc,
+        )
 
 
 @_jit()
@@ -775,8 +811,28 @@ def taps_sums(left, right, c, k, taps, d, est0, est1, est2, bufs, part):
 
 
 @_jit(parallel=True)
-def vjp_planes(y, g, w, part, C, k, d, rev, adjoint, ops0, ops1, ops2, nchunks, zrows, taps,
-               est0, est1, est2, need_taps, solved):
+def vjp_planes(
+    y,
+    g,
+    w,
+    part,
+    C,
+    k,
+    d,
+    rev,
+    adjoint,
+    ops0,
+    ops1,
+    ops2,
+    nchunks,
+    zrows,
+    taps,
+    est0,
+    est1,
+    est2,
+    need_taps,
+    solved,
+):
     """Per block: ``w = A^{-T} g`` (``A^{-1} g`` for the adjoint solve: ops and ``rev`` say
     which; skipped when ``solved``, ``w`` then given, as it must be for ``k == 1``) and
     ``part[p] = taps_vjp`` of the block (the caller sums over the batch)."""

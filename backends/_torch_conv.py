@@ -1,15 +1,17 @@
-"""Torch fast path of :func:`arma_core.conv` (the MA layer, Eq. 5a): ``torch.nn.functional.conv{k}d``.
+"""Torch kernel of :func:`arma_core.conv` (the MA layer, Eq. 5a): ``torch.nn.functional.conv{k}d``.
 
-Not registered here: ``arma_core.backends.torch`` imports :func:`conv_torch` and registers it
-as ``("conv", "torch")``. Differentiable by autograd (only torch operations are used).
+``arma_core.backends.torch.conv_kernel`` (the ``conv`` row for torch in
+:mod:`arma_core.capabilities`) calls :func:`conv_torch`. Differentiable by autograd (only
+torch operations are used).
 """
+
 from __future__ import annotations
 
 import math
 
 import torch.nn.functional as F
 
-from arma_core.conv import PADDING_MODES, resolve_padding
+from arma_core.conv import resolve_padding
 
 __all__ = ["conv_torch"]
 
@@ -44,8 +46,6 @@ def conv_torch(x, weight, bias=None, *, stride, padding, dilation, groups, paddi
     torch.Tensor, shape (..., C_out, m_1, ..., m_k)
     """
     k = weight.ndim - 2
-    if k not in _CONV or padding_mode not in PADDING_MODES:
-        return NotImplemented
     stride = _as_tuple(stride, k)
     dilation = _as_tuple(dilation, k)
     pads = resolve_padding(padding, tuple(weight.shape[2:]), dilation, stride)
@@ -60,7 +60,6 @@ def conv_torch(x, weight, bias=None, *, stride, padding, dilation, groups, paddi
         if any(flat):
             mode = "constant" if padding_mode == "zeros" else padding_mode
             xb = F.pad(xb, flat, mode=mode)
-        conv_padding = 0
+        conv_padding = (0,) * k
     out = _CONV[k](xb, weight, bias, stride, conv_padding, dilation, groups)
     return out.reshape(batch + tuple(out.shape[1:]))
-

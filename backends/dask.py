@@ -1,26 +1,26 @@
-"""Dask fast paths: the AR operators applied lazily, one chunk at a time.
+"""Dask kernels: the AR operators applied lazily, one chunk at a time.
 
 The AR solve couples every sample of a spatial axis with every other (``A^{-1}`` is dense
 along each axis), but it never mixes batch entries or channels. So a dask array chunked along
 its batch and channel axes, with each spatial axis in a single chunk, is solved block by block
 with :func:`dask.array.map_blocks`: each block is an ordinary array (numpy, cupy, ...) handed to
-the public ``arma_core`` function, with the slice of ``taps`` that belongs to the block's
-channels. Nothing is computed until ``.compute()``; the taps (``(C, k, Q, 3)``, tiny) are
-computed once, when the graph is built.
-
-``arma_core`` validates the arguments before dispatching here (shapes, dtypes, finite and
-stable taps); it reads only the signal's metadata (shape, dtype), never its values.
+the chunk library's kernel (the row of :mod:`arma_core.capabilities` for that library and
+method), with the slice of ``taps`` that belongs to the block's channels. Nothing is computed
+until ``.compute()``; the taps (``(C, k, Q, 3)``, tiny) are computed once, when the graph is
+built. The signal's finiteness is checked inside the graph, block by block (its values do not
+exist when the call is made).
 """
+
 from __future__ import annotations
 
 import array_api_compat
 import dask.array as da
 from dask.base import tokenize
 
-import arma_core
-from arma_core.backends import register
+from arma_core._array import device_kind, library_name
+from arma_core._validate import check_finite as _check_finite
 
-__all__ = ["ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adjoint", "check_spatial_chunks"]
+__all__ = ["solve_lines", "solve_fft", "solve_dense", "apply_direct", "check_spatial_chunks"]
 
 
 def check_spatial_chunks(x, k: int, name: str) -> None:
@@ -63,57 +63,97 @@ def _like_chunks(x, taps):
     return taps if same else xp.asarray(taps)
 
 
-def _blockwise(function, x, taps, name: str, **kwargs):
-    """``function(block, taps[channels of block], **kwargs)`` for every block of ``x``, lazily."""
+def _blockwise(operation, method, x, taps, *, boundary, dilation, adjoint, check_finite, name):
+    """The chunk library's kernel of ``(operation, method)`` on every block of ``x``, lazily."""
+    from arma_core.capabilities import resolve
+
     taps = _host_taps(taps)
-    if not array_api_compat.is_dask_array(x):
-        # dask taps with a concrete signal: an ordinary eager call in the signal's library
-        return function(x, taps, **kwargs)
     k = taps.shape[1]
     check_spatial_chunks(x, k, name)
     taps = _like_chunks(x, taps)
+    cxp = array_api_compat.array_namespace(x._meta)
+    kernel = resolve(
+        operation, cxp, method=method, boundary=boundary, dtype=str(x.dtype), device=device_kind(x._meta)
+    ).load()
     ch = x.ndim - k - 1
     # start of every channel chunk: block index i along the channel axis covers
     # channels [starts[i], starts[i] + x.chunks[ch][i])
     starts = [0]
     for size in x.chunks[ch][:-1]:
         starts.append(starts[-1] + size)
+    broadcast = taps.shape[0] == 1
 
     def block(b, block_id=None):
+        if check_finite:
+            _check_finite(cxp, b, name)
         c0 = starts[block_id[ch]]
-        return function(b, taps[c0:c0 + b.shape[ch]], **kwargs)
+        tb = taps if broadcast else taps[c0 : c0 + b.shape[ch]]
+        return kernel(cxp, b, tb, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=None)
 
-    token = tokenize(x, taps, function.__name__, sorted(kwargs.items()))
+    token = tokenize(x, taps, operation, method, boundary, dilation, adjoint, check_finite)
     return da.map_blocks(
-        block,
-        x,
-        dtype=x.dtype,
-        meta=x._meta,
-        name=f"arma-{function.__name__}-{token}",
+        block, x, dtype=x.dtype, meta=x._meta, name=f"arma-{operation}-{method}-{library_name(cxp)}-{token}"
     )
 
 
-@register("ar_solve", "dask")
-def ar_solve(t, taps, *, boundary, dilation, method):
-    """Lazy ``A^{-1} t``: :func:`arma_core.ar_solve` on every chunk of ``t``."""
-    return _blockwise(arma_core.ar_solve, t, taps, "t", boundary=boundary, dilation=dilation, method=method)
+# a per-block cache would be rebuilt for every block (``cache`` is accepted and not used)
 
 
-@register("ar_solve_adjoint", "dask")
-def ar_solve_adjoint(t, taps, *, boundary, dilation, method):
-    """Lazy ``A^{-T} t``: :func:`arma_core.ar_solve_adjoint` on every chunk of ``t``."""
+def solve_lines(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="t"):
+    """Lazy ``A^{-1} t`` with the line solver of the chunks' library."""
     return _blockwise(
-        arma_core.ar_solve_adjoint, t, taps, "t", boundary=boundary, dilation=dilation, method=method
+        "solve",
+        "lines",
+        t,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
     )
 
 
-@register("ar_apply", "dask")
-def ar_apply(y, taps, *, boundary, dilation):
-    """Lazy ``A y``: :func:`arma_core.ar_apply` on every chunk of ``y``."""
-    return _blockwise(arma_core.ar_apply, y, taps, "y", boundary=boundary, dilation=dilation)
+def solve_fft(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="t"):
+    """Lazy ``A^{-1} t`` with the fft kernel of the chunks' library."""
+    return _blockwise(
+        "solve",
+        "fft",
+        t,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )
 
 
-@register("ar_apply_adjoint", "dask")
-def ar_apply_adjoint(z, taps, *, boundary, dilation):
-    """Lazy ``A^T z``: :func:`arma_core.ar_apply_adjoint` on every chunk of ``z``."""
-    return _blockwise(arma_core.ar_apply_adjoint, z, taps, "z", boundary=boundary, dilation=dilation)
+def solve_dense(xp, t, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="t"):
+    """Lazy ``A^{-1} t`` with the dense kernel of the chunks' library."""
+    return _blockwise(
+        "solve",
+        "dense",
+        t,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )
+
+
+def apply_direct(xp, y, taps, *, boundary, dilation, adjoint, cache=None, check_finite=True, name="y"):
+    """Lazy ``A y`` (``A^T y``) with the generic shifts on every chunk."""
+    return _blockwise(
+        "apply",
+        "direct",
+        y,
+        taps,
+        boundary=boundary,
+        dilation=dilation,
+        adjoint=adjoint,
+        check_finite=check_finite,
+        name=name,
+    )

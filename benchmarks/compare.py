@@ -20,6 +20,7 @@ with a noticeable receptive field and unequal taps, like trained ones), float32,
 backward with a random output gradient; ``method="auto"`` unless said. The official algorithm
 is ``benchmarks/official_baseline.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -231,8 +232,19 @@ def memory_ratio(shape, threads) -> dict:
     env = {**os.environ, **_CHILD_ENV}
     for kind in ("conv", "arma"):
         res = subprocess.run(
-            [sys.executable, __file__, "--child-memory", kind, "x".join(map(str, shape)), "--threads", str(threads)],
-            capture_output=True, text=True, check=True, env=env,
+            [
+                sys.executable,
+                __file__,
+                "--child-memory",
+                kind,
+                "x".join(map(str, shape)),
+                "--threads",
+                str(threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         )
         out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
@@ -259,7 +271,7 @@ def measure_targets(repeats: int, threads: int) -> list[dict]:
         x = torch.randn(shape, generator=gen).requires_grad_(True)
         g = torch.randn(shape, generator=gen)
         xd = x.detach()
-        clone = side_by_side({"clone": lambda: xd.clone()}, max(repeats, 10))["clone"]
+        clone = side_by_side({"clone": lambda xd=xd: xd.clone()}, max(repeats, 10))["clone"]
 
         # 1, 2: AR2d fwd+bwd vs conv 3x3 fwd+bwd
         ar = ar_module(C)
@@ -267,47 +279,101 @@ def measure_targets(repeats: int, threads: int) -> list[dict]:
         t = side_by_side({"ar": fwd_bwd(ar, x, g), "conv": fwd_bwd(conv, x, g)}, repeats)
         with torch.no_grad():
             choice = auto_choice(xd, ar.taps(), "circular")
-        rows.append(dict(target=1 if shape == SHAPES[0] else 2, shape=tag,
-                         what=f"AR2d fwd+bwd (auto = {choice}) / conv3x3 fwd+bwd",
-                         a=t["ar"], b=t["conv"], ratio=t["ar"] / t["conv"],
-                         goal=GOALS[1 if shape == SHAPES[0] else 2], clone=clone, le=True))
+        rows.append(
+            dict(
+                target=1 if shape == SHAPES[0] else 2,
+                shape=tag,
+                what=f"AR2d fwd+bwd (auto = {choice}) / conv3x3 fwd+bwd",
+                a=t["ar"],
+                b=t["conv"],
+                ratio=t["ar"] / t["conv"],
+                goal=GOALS[1 if shape == SHAPES[0] else 2],
+                clone=clone,
+                le=True,
+            )
+        )
 
         # 3: official algorithm vs ours, Q = 1 and 3
         for Q in (1, 3):
             m = ar_module(C, order=Q)
             taps = m.taps().detach().requires_grad_(True)
             t3 = side_by_side(
-                {"ours": fwd_bwd(solve_auto(x, taps, "circular"), x, g), "official": fwd_bwd(official(taps), x, g)},
+                {
+                    "ours": fwd_bwd(solve_auto(x, taps, "circular"), x, g),
+                    "official": fwd_bwd(official(taps), x, g),
+                },
                 max(3, repeats // 2),
             )
-            rows.append(dict(target=3, shape=tag, what=f"official (torch.fft, autograd) / ours, fwd+bwd, Q={Q}",
-                             a=t3["official"], b=t3["ours"], ratio=t3["official"] / t3["ours"],
-                             goal=GOALS["3q1" if Q == 1 else "3q3"], clone=clone, le=False))
+            rows.append(
+                dict(
+                    target=3,
+                    shape=tag,
+                    what=f"official (torch.fft, autograd) / ours, fwd+bwd, Q={Q}",
+                    a=t3["official"],
+                    b=t3["ours"],
+                    ratio=t3["official"] / t3["ours"],
+                    goal=GOALS["3q1" if Q == 1 else "3q3"],
+                    clone=clone,
+                    le=False,
+                )
+            )
 
         # 4: other boundaries vs circular
         mods = {b: ar_module(C, boundary=b) for b in ac.BOUNDARIES}
         t4 = side_by_side({b: fwd_bwd(mods[b], x, g) for b in ac.BOUNDARIES}, repeats)
         for b in ("zeros", "reflect", "replicate"):
-            rows.append(dict(target=4, shape=tag, what=f"AR2d fwd+bwd {b} / circular", a=t4[b], b=t4["circular"],
-                             ratio=t4[b] / t4["circular"], goal=GOALS[4], clone=clone, le=True))
+            rows.append(
+                dict(
+                    target=4,
+                    shape=tag,
+                    what=f"AR2d fwd+bwd {b} / circular",
+                    a=t4[b],
+                    b=t4["circular"],
+                    ratio=t4[b] / t4["circular"],
+                    goal=GOALS[4],
+                    clone=clone,
+                    le=True,
+                )
+            )
 
         # 5: numpy ar_solve vs torch forward on the same data
         taps_t = ar.taps().detach()
         taps_n = taps_t.numpy()
         xn = xd.numpy()
         t5 = side_by_side(
-            {"numpy": lambda: ac.ar_solve(xn, taps_n), "torch": lambda: ac.ar_solve(xd, taps_t)}, repeats
+            {"numpy": lambda: ac.ar_solve(xn, taps_n), "torch": lambda xd=xd: ac.ar_solve(xd, taps_t)}, repeats
         )
-        rows.append(dict(target=5, shape=tag, what="numpy ar_solve / torch ar_solve (forward, auto)",
-                         a=t5["numpy"], b=t5["torch"], ratio=t5["numpy"] / t5["torch"], goal=GOALS[5],
-                         clone=clone, le=True))
+        rows.append(
+            dict(
+                target=5,
+                shape=tag,
+                what="numpy ar_solve / torch ar_solve (forward, auto)",
+                a=t5["numpy"],
+                b=t5["torch"],
+                ratio=t5["numpy"] / t5["torch"],
+                goal=GOALS[5],
+                clone=clone,
+                le=True,
+            )
+        )
 
         # 6: memory
         mem = memory_ratio(shape, threads)
-        rows.append(dict(target=6, shape=tag, what="peak memory ARMA2d / Conv2d (fwd+bwd, MiB over baseline)",
-                         a=mem["arma"]["peak_kib"] / 1024, b=mem["conv"]["peak_kib"] / 1024,
-                         ratio=mem["arma"]["peak_kib"] / mem["conv"]["peak_kib"], goal=GOALS[6],
-                         clone=None, le=True, unit="MiB", tensor_mib=mem["conv"]["tensor_kib"] / 1024))
+        rows.append(
+            dict(
+                target=6,
+                shape=tag,
+                what="peak memory ARMA2d / Conv2d (fwd+bwd, MiB over baseline)",
+                a=mem["arma"]["peak_kib"] / 1024,
+                b=mem["conv"]["peak_kib"] / 1024,
+                ratio=mem["arma"]["peak_kib"] / mem["conv"]["peak_kib"],
+                goal=GOALS[6],
+                clone=None,
+                le=True,
+                unit="MiB",
+                tensor_mib=mem["conv"]["tensor_kib"] / 1024,
+            )
+        )
         del x, g, xd
     return rows
 
@@ -351,7 +417,7 @@ def measure_growth(repeats: int, threads: int, dense_max: int = 512) -> dict:
             fns[("torch", m, "fwd+bwd")] = fwd_bwd(lambda t, m=m: ac.ar_solve(t, taps, method=m), x, g)
             fns[("torch", m, "fwd")] = _no_grad(lambda t, m=m: ac.ar_solve(t, taps, method=m), xd)
             fns[("numpy", m, "fwd")] = _numpy_call(lambda t, m=m: ac.ar_solve(t, taps_n, method=m), xn, threads)
-        fns[("torch", "clone", "fwd")] = lambda: xd.clone()
+        fns[("torch", "clone", "fwd")] = lambda xd=xd: xd.clone()
         t = side_by_side(fns, reps, warmup=1)
         for key, s in t.items():
             out.setdefault(key, []).append((n * n, s))
@@ -462,7 +528,7 @@ def measure_algorithms(repeats: int, threads: int) -> list[tuple]:
         xn = xd.numpy()
         taps = ar_module(C).taps().detach()
         taps_n = taps.numpy()
-        clone = side_by_side({"clone": lambda: xd.clone()}, 10)["clone"]
+        clone = side_by_side({"clone": lambda xd=xd: xd.clone()}, 10)["clone"]
         for boundary in ("circular", "zeros"):
             fns = {}
             for m in (["lines"] if _lines.available() else []) + ["fft", "dense"]:
@@ -470,7 +536,8 @@ def measure_algorithms(repeats: int, threads: int) -> list[tuple]:
                     continue
                 fns[("torch", m)] = _no_grad(lambda t, m=m: ac.ar_solve(t, taps, boundary=boundary, method=m), xd)
                 fns[("numpy", m)] = _numpy_call(
-                    lambda t, m=m: ac.ar_solve(t, taps_n, boundary=boundary, method=m), xn, threads)
+                    lambda t, m=m: ac.ar_solve(t, taps_n, boundary=boundary, method=m), xn, threads
+                )
             if boundary == "zeros":
                 ref = ac.ar_solve(xn.astype(np.float64), taps_n.astype(np.float64), boundary="zeros")
                 got = banded_scipy(xn, taps_n)
@@ -501,8 +568,10 @@ def measure_1d(repeats: int, threads: int) -> list[tuple]:
         x = rng.standard_normal(shape).astype(np.float32)
         for Q in (1, 3):
             taps = np.asarray(ac.reparameterize(0.5 * rng.standard_normal((C, 1, Q, 2)))).astype(np.float32)
-            fns = {m: _numpy_call(lambda t, m=m: ac.ar_solve(t, taps, boundary="circular", method=m), x, threads)
-                   for m in ("lines", "fft")}
+            fns = {
+                m: _numpy_call(lambda t, m=m: ac.ar_solve(t, taps, boundary="circular", method=m), x, threads)
+                for m in ("lines", "fft")
+            }
             t = side_by_side(fns, max(3, repeats // 3))
             out.append(("x".join(map(str, shape)), Q, t["lines"], t["fft"]))
     return out
@@ -546,8 +615,10 @@ def table(rows: list[dict], growth: dict | None) -> str:
             clone = f"{r['a'] / r['clone']:.1f} / {r['b'] / r['clone']:.1f}"
         goal = f"<= {r['goal']}" if r["le"] else f">= {r['goal']}"
         met = (r["ratio"] <= r["goal"]) if r["le"] else (r["ratio"] >= r["goal"])
-        lines.append(f"| {r['target']} | {r['shape']} | {r['what']} | {measured} | {r['ratio']:.2f} | {goal} | "
-                     f"{'yes' if met else 'NO'} | {clone} |")
+        lines.append(
+            f"| {r['target']} | {r['shape']} | {r['what']} | {measured} | {r['ratio']:.2f} | {goal} | "
+            f"{'yes' if met else 'NO'} | {clone} |"
+        )
     if growth:
         for pas in ("fwd+bwd", "fwd"):
             pts = growth.get(("torch", "auto", pas))
@@ -564,15 +635,20 @@ def table(rows: list[dict], growth: dict | None) -> str:
 
 def growth_table(growth: dict) -> str:
     keys = sorted(k for k in growth if k[1] != "clone")
-    lines = ["| backend | method | pass | " + " | ".join(f"{n}^2" for n in SIZES) + " | exponent |",
-             "|---|---|---|" + "---|" * len(SIZES) + "---|"]
+    lines = [
+        "| backend | method | pass | " + " | ".join(f"{n}^2" for n in SIZES) + " | exponent |",
+        "|---|---|---|" + "---|" * len(SIZES) + "---|",
+    ]
     for key in keys:
         pts = dict(growth[key])
         cells = [f"{pts[n * n] * 1e3:.1f}" if n * n in pts else "-" for n in SIZES]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {exponent(growth[key]):.2f} |")
     pts = dict(growth[("torch", "clone", "fwd")])
-    lines.append("| torch | x.clone() | - | " + " | ".join(f"{pts[n * n] * 1e3:.2f}" for n in SIZES)
-                 + f" | {exponent(growth[('torch', 'clone', 'fwd')]):.2f} |")
+    lines.append(
+        "| torch | x.clone() | - | "
+        + " | ".join(f"{pts[n * n] * 1e3:.2f}" for n in SIZES)
+        + f" | {exponent(growth[('torch', 'clone', 'fwd')]):.2f} |"
+    )
     return "\n".join(lines)
 
 
@@ -582,7 +658,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15, help="timed rounds per comparison (default 15)")
     p.add_argument("--quick", action="store_true", help="3 rounds, smaller growth sweep")
     p.add_argument("--no-growth", action="store_true", help="skip target 7 and the plot")
-    p.add_argument("--no-algorithms", action="store_true", help="skip the tables of every forward method and of 1-D signals")
+    p.add_argument(
+        "--no-algorithms",
+        action="store_true",
+        help="skip the tables of every forward method and of 1-D signals",
+    )
     p.add_argument("--plot", metavar="PNG", help="write the log-log plot of time vs H*W")
     p.add_argument("--markdown", metavar="MD", help="also write the tables to this file")
     p.add_argument("--child-memory", nargs=2, metavar=("KIND", "SHAPE"), help=argparse.SUPPRESS)
@@ -613,8 +693,12 @@ def main(argv=None):
     if algos:
         out += ["", "Every exact forward solve (float32, Q = 1, no autograd):", "", algorithms_table(algos)]
     if ones:
-        out += ["", "1-D circular signals, numpy, float32, forward (the rule `_lines.MIN_ROWS_1D`):", "",
-                table_1d(ones)]
+        out += [
+            "",
+            "1-D circular signals, numpy, float32, forward (the rule `_lines.MIN_ROWS_1D`):",
+            "",
+            table_1d(ones),
+        ]
     if growth:
         out += ["", "Times in ms (median), B*C = 16, Q = 1, circular, float32:", "", growth_table(growth)]
     text = "\n".join(out)

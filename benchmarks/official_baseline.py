@@ -13,6 +13,7 @@ math as ``arma_core.ar_solve(..., boundary="circular")``; the difference is the 
 complex FFTs per factor instead of one real FFT for all factors, and an autograd graph that
 keeps the complex intermediates.
 """
+
 from __future__ import annotations
 
 import torch

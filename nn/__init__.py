@@ -11,17 +11,18 @@
 
 See ``docs/nn.md``.
 """
+
 import importlib as _importlib
 
 from .convert import armafy
 from .modules import (
+    REGIONS,
     AR1d,
     AR2d,
     AR3d,
     ARMA1d,
     ARMA2d,
     ARMA3d,
-    REGIONS,
     init_from_radius,
     radius_from_init,
 )
@@ -63,4 +64,3 @@ def __getattr__(name):
             if exc.name != f"{__name__}.{name}":
                 raise  # the subpackage exists but one of its imports is missing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

@@ -1,9 +1,11 @@
 """``armafy``: turn every ``nn.Conv{1,2,3}d`` of a model into the matching ARMA layer."""
+
 from __future__ import annotations
 
 import copy
 import fnmatch
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from torch import nn
 
@@ -26,26 +28,20 @@ def _matcher(spec: NameFilter, arg: str) -> Callable[[str], bool] | None:
     patterns = [spec] if isinstance(spec, str) else list(spec)
     for p in patterns:
         if not isinstance(p, str):
-            raise TypeError(
-                f"{arg} must be a name pattern, a list of patterns or a callable, "
-                f"got an item {p!r}"
-            )
+            raise TypeError(f"{arg} must be a name pattern, a list of patterns or a callable, got an item {p!r}")
 
     def match(name: str) -> bool:
         # "layer1" selects layer1 itself and everything below it; globs use fnmatch.
-        return any(
-            name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p)
-            for p in patterns
-        )
+        return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p) for p in patterns)
 
     return match
 
 
 def _convert_one(conv: nn.Module, ar_options: dict) -> nn.Module:
     """The ARMA layer with ``conv``'s hyperparameters and *its* Parameter objects."""
-    cls = _TARGETS[type(conv)]
+    cls: Any = _TARGETS[type(conv)]  # type: ignore[index]  # callers pass convolutions only
     weight = conv.weight
-    arma = cls(
+    arma: Any = cls(
         conv.in_channels,
         conv.out_channels,
         conv.kernel_size,

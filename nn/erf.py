@@ -6,12 +6,13 @@ functions of :mod:`arma_core.erf` measure (Eq. 3 :func:`~arma_core.erf.radius`, 
 :func:`~arma_core.erf.variance_radius` that Theorem 3 is about). For linear ARMA networks
 :func:`arma_core.erf.linear_erf` gives the same map without torch.
 """
+
 from __future__ import annotations
 
 import math
 import sys
 import types
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ def _shift_zero_fill(a: np.ndarray, shift: Sequence[int]) -> np.ndarray:
     """``out[..., i + shift] = a[..., i]`` over the trailing ``len(shift)`` axes, zeros elsewhere."""
     out = np.zeros_like(a)
     src, dst = [], []
-    for s, n in zip(shift, a.shape[a.ndim - len(shift):]):
+    for s, n in zip(shift, a.shape[a.ndim - len(shift) :]):
         if abs(s) >= n:
             return out
         src.append(slice(max(0, -s), n - max(0, s)))
@@ -214,6 +215,7 @@ def erf(
     out_spatial = tuple(out.shape[2:])
     if out_spatial and len(out_spatial) != k:
         raise ValueError(f"the output has {len(out_spatial)} spatial axes, the input {k}")
+    targets: list[int | None]
     if channels == "sum":
         targets = [None]
     elif channels == "each":
@@ -240,9 +242,7 @@ def erf(
             continue
         maps = a[keep] / sums[keep].reshape((-1,) + (1,) * k)
         if out_spatial:
-            under = tuple(
-                int(math.floor((oj + 0.5) * n / m - 0.5)) for oj, n, m in zip(o, in_spatial, out_spatial)
-            )
+            under = tuple(int(math.floor((oj + 0.5) * n / m - 0.5)) for oj, n, m in zip(o, in_spatial, out_spatial))
             shift = tuple(c - u for c, u in zip(centre, under))
             if wrap:
                 maps = np.roll(maps, shift, axis=tuple(range(1, k + 1)))

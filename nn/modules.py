@@ -11,16 +11,18 @@ The learnable AR parameters ``theta`` of shape ``(C, k, Q, 2)`` (channel, spatia
 region (paper Theorems 6 and 7, corrected as described in ``docs/math.md``), so no learning rate
 can make the layer unstable. ``theta = 0`` is the identity filter.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 import arma_core
-from arma_core._validate import BOUNDARIES
+from arma_core._typing import BOUNDARIES, Boundary
 
 __all__ = [
     "AR1d",
@@ -107,9 +109,7 @@ def init_from_radius(radius: float, ndim: int = 2, order: int = 1, dilation: int
     Inverse of :func:`radius_from_init`: with ``v = radius^2 / (ndim * order * dilation^2)``
     the per-factor variance, ``init = v / (1 + v)``.
     """
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not (
-        0.0 <= float(radius) < math.inf
-    ):
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not (0.0 <= float(radius) < math.inf):
         raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
     ndim = _check_count(ndim, "ndim", 1)
     order = _check_count(order, "order", 1)
@@ -136,8 +136,7 @@ def _check_input(x, *, who: str, k: int, channels: int, channel_arg: str) -> Non
         raise TypeError(f"{who} expected a torch.Tensor input, got {type(x).__name__}")
     if x.is_complex() or not x.is_floating_point():
         raise TypeError(
-            f"{who} expected a real floating-point input (float32, float64, bfloat16 or "
-            f"float16), got dtype {x.dtype}"
+            f"{who} expected a real floating-point input (float32, float64, bfloat16 or float16), got dtype {x.dtype}"
         )
     if x.dim() not in (k + 1, k + 2):
         raise ValueError(
@@ -182,7 +181,7 @@ class _ARNd(nn.Module):
         self,
         channels: int,
         order: int = 1,
-        boundary: str = "circular",
+        boundary: Boundary = "circular",
         region: str = "strip",
         dilation: int = 1,
         init: float = 0.0,
@@ -193,12 +192,10 @@ class _ARNd(nn.Module):
         self.channels = _check_count(channels, "channels", 1)
         self.order = _check_count(order, "order", 1)
         if boundary not in BOUNDARIES:
-            raise ValueError(
-                f"boundary={boundary!r} is not one of {', '.join(map(repr, BOUNDARIES))}"
-            )
+            raise ValueError(f"boundary={boundary!r} is not one of {', '.join(map(repr, BOUNDARIES))}")
         if region not in REGIONS:
             raise ValueError(f"region={region!r} is not one of {', '.join(map(repr, REGIONS))}")
-        self.boundary = boundary
+        self.boundary: Boundary = boundary
         self.region = region
         self.dilation = _check_count(dilation, "dilation", 1)
         self.init = _check_init(init)
@@ -257,16 +254,39 @@ class _ARNd(nn.Module):
         if x.numel() == 0:  # an empty batch, as nn.Conv*d allows (an empty FFT would raise)
             return x.to(out_dtype)
         with torch.autocast(dev, enabled=False):
-            taps = self._taps(self.theta.to(compute))
-            raw = self.region == "raw"
-            # raw taps are unconstrained: solved as the official code did (FFT division for
-            # circular), without the stability check, so training can leave the stable region
-            y = arma_core.ar_solve(
-                x.to(compute), taps, boundary=self.boundary, dilation=self.dilation,
-                method="fft" if raw and self.boundary == "circular" else "auto",
-                check_stability=not raw,
-            )
+            y = self._filter(compute).solve(x.to(compute))
         return y.to(out_dtype)
+
+    def _filter(self, dtype: torch.dtype) -> arma_core.ARFilter:
+        """The AR operator of the current ``theta`` in ``dtype``.
+
+        Its taps are stable by construction (strip / diamond: proved in ``docs/math.md`` and
+        tested for any finite ``theta``), so the filter is built without the stability check
+        and without finiteness checks (no host sync on a GPU; a NaN ``theta`` gives NaN
+        outputs, which a training loop sees as a non-finite loss). Raw taps are unconstrained
+        and solved as the official code did (FFT division for circular), so training can leave
+        the stable region. Outside autograd (``torch.no_grad()`` or ``theta`` frozen) the
+        filter, with the line solver's per-channel operators, is kept until ``theta`` changes.
+        """
+        theta = self.theta
+        key = (id(theta), theta._version, theta.data_ptr(), theta.device, dtype)
+        grad = torch.is_grad_enabled() and self.theta.requires_grad
+        cached = self.__dict__.get("_cached_filter")
+        if not grad and cached is not None and cached[0] == key:
+            return cached[1]
+        raw = self.region == "raw"
+        f = arma_core.ARFilter(
+            self._taps(self.theta.to(dtype)),
+            boundary=self.boundary,
+            dilation=self.dilation,
+            method="fft" if raw and self.boundary == "circular" else "auto",
+            check_stability=False,
+            check_finite=False,
+            _contain=False,
+        )
+        if not grad:
+            self.__dict__["_cached_filter"] = (key, f)
+        return f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Solve ``A * y = x`` (Eq. 5) for ``y``.
@@ -330,9 +350,9 @@ _AR_DOC = """Learnable stable {k}-D autoregressive filter: ``y = A^{{-1}} x`` (p
     theta : Parameter, shape ``(channels, {k}, order, 2)``
         Axis 1 follows the input's spatial axes ({axes}).
 
-    Shape
+    Notes
     -----
-    Input ``(N, C, {axes})`` or ``(C, {axes})``; output the same. Every spatial size must be at
+    Shape: input ``(N, C, {axes})`` or ``(C, {axes})``; output the same. Every spatial size must be at
     least ``2 * dilation + 1`` (a ``ValueError`` otherwise: no silent pass-through).
     """
 
@@ -351,6 +371,7 @@ class AR3d(_ARNd):
 
 for _cls in (AR1d, AR2d, AR3d):
     _cls.__doc__ = _AR_DOC.format(k=_cls._k, axes=_AXES[_cls._k])
+del _cls
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,17 +382,59 @@ _AR_CLASSES = {1: AR1d, 2: AR2d, 3: AR3d}
 
 
 class _ARMAMixin:
-    """Convolution (``nn.Conv{k}d.forward``, untouched) followed by the AR solve."""
+    """Convolution (``nn.Conv{k}d.forward``, untouched) followed by the AR solve.
+
+    Mixed in before ``nn.Conv{k}d``: ``super().__init__`` is the convolution's, with its own
+    arguments; the ``ar_*`` keywords build the AR part.
+    """
 
     _k: int = 0
+    # the convolution's attributes the mixin reads
+    in_channels: int
+    out_channels: int
+    ar: _ARNd | None
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        device=None,
+        dtype=None,
+        *,
+        ar_order=1,
+        ar_boundary="circular",
+        ar_region="strip",
+        ar_dilation=1,
+        ar_init=0.0,
+    ):
+        # the convolution's own __init__ (next in the MRO; the mixin has no base of its own)
+        cast(Any, super()).__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init, {"device": device, "dtype": dtype})
 
     def _init_ar(self, ar_order, ar_boundary, ar_region, ar_dilation, ar_init, factory):
         ar_order = _check_count(ar_order, "ar_order", 0)
         if ar_order == 0:
             # Validate the other AR options anyway, so a typo is not silently ignored.
-            _AR_CLASSES[self._k](
-                1, 1, ar_boundary, ar_region, ar_dilation, ar_init, device="meta"
-            )
+            _AR_CLASSES[self._k](1, 1, ar_boundary, ar_region, ar_dilation, ar_init, device="meta")
             self.ar = None
         else:
             self.ar = _AR_CLASSES[self._k](
@@ -385,14 +448,15 @@ class _ARMAMixin:
             )
 
     def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if getattr(self, "ar", None) is not None:
-            self.ar.reset_parameters()
+        cast(Any, super()).reset_parameters()
+        ar = getattr(self, "ar", None)
+        if ar is not None:
+            ar.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         who = type(self).__name__
         _check_input(x, who=who, k=self._k, channels=self.in_channels, channel_arg="in_channels")
-        y = super().forward(x)
+        y = cast(Any, super()).forward(x)
         if self.ar is None:
             return y
         _check_ar_size(
@@ -401,7 +465,7 @@ class _ARMAMixin:
             k=self._k,
             dilation=self.ar.dilation,
             what="the convolution's output",
-            note=f" (input spatial size {tuple(x.shape[-self._k:])})",
+            note=f" (input spatial size {tuple(x.shape[-self._k :])})",
         )
         return self.ar._solve(y, who=who)
 
@@ -431,9 +495,9 @@ _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in f
         ``sqrt({k} * ar_order * ar_dilation**2 * ar_init / (1 - ar_init))`` pixels
         (:func:`radius_from_init`). ``0`` starts as the plain convolution.
 
-    Shape
+    Notes
     -----
-    Input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
+    Shape: input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
     spatial size of the convolution's output must be at least ``2 * ar_dilation + 1``.
     Inside ``torch.autocast`` the convolution runs in the autocast dtype and the AR solve in
     float32; the output has the autocast dtype.
@@ -443,42 +507,15 @@ _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in f
 class ARMA1d(_ARMAMixin, nn.Conv1d):
     _k = 1
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
-
 
 class ARMA2d(_ARMAMixin, nn.Conv2d):
     _k = 2
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
 
 
 class ARMA3d(_ARMAMixin, nn.Conv3d):
     _k = 3
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 ar_order=1, ar_boundary="circular", ar_region="strip", ar_dilation=1,
-                 ar_init=0.0):
-        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self._init_ar(ar_order, ar_boundary, ar_region, ar_dilation, ar_init,
-                      {"device": device, "dtype": dtype})
 
-
-for _cls in (ARMA1d, ARMA2d, ARMA3d):
-    _cls.__doc__ = _ARMA_DOC.format(k=_cls._k, axes=_AXES[_cls._k])
-del _cls
+for _arma in (ARMA1d, ARMA2d, ARMA3d):
+    _arma.__doc__ = _ARMA_DOC.format(k=_arma._k, axes=_AXES[_arma._k])
+del _arma

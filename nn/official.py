@@ -8,6 +8,7 @@ whose parameter ``a.alpha`` has shape ``(T, P, 4)``: per output channel ``t`` an
 :func:`arma_core.official_to_theta` maps ``alpha`` to our ``theta`` layout ``(T, 2, P, 2)``,
 which :func:`arma_core.reparameterize` with ``region="diamond"`` turns into the same taps.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -68,9 +69,7 @@ def official_keys_to_ours(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def load_official_state_dict(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool = True
-):
+def load_official_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool = True):
     """Load an official ARMA-Networks checkpoint into our ``ARMA2d`` layer(s).
 
     Build the layer with the official hyperparameters and ``ar_region="diamond"``::
@@ -116,10 +115,8 @@ def load_official_state_dict(
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
     own = module.state_dict().keys()
     keys = list(state_dict)
-    if keys and all(k.startswith("module.") for k in keys) and not any(
-        k.startswith("module.") for k in own
-    ):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    if keys and all(k.startswith("module.") for k in keys) and not any(k.startswith("module.") for k in own):
+        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
 
     modules = dict(module.named_modules())
     for key, alpha in state_dict.items():

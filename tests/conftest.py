@@ -4,12 +4,15 @@
 where it is not installed or no GPU is present. Tests build data in numpy (float64) and move
 it to the namespace under test with :func:`to_xp`.
 """
+
 from __future__ import annotations
 
 import importlib
 
 import numpy as np
 import pytest
+
+from arma_core.testing import LIBRARIES
 
 
 def _cupy_or_skip():
@@ -34,7 +37,14 @@ def load_namespace(name: str):
     raise ValueError(name)
 
 
-NAMESPACES = ["numpy", "torch", "array_api_strict", "cupy"]
+# the eager libraries of the capability table's test cases (dask: test_dask.py; jax compiles
+# every shape and runs in test_namespaces.py only)
+NAMESPACES = list(dict.fromkeys(lib for lib, _ in LIBRARIES if lib not in ("dask", "jax")))
+
+
+def lib_name(xp) -> str:
+    """The library name of a namespace module (``numpy``, ``torch``, ...)."""
+    return xp.__name__.split(".")[0]
 
 
 @pytest.fixture(params=NAMESPACES)
@@ -56,7 +66,7 @@ def to_xp(xp, a, dtype="float64"):
 
 
 def to_np(a) -> np.ndarray:
-    from arma_core.reference import to_numpy
+    from arma_core._array import to_numpy
 
     return to_numpy(a)
 

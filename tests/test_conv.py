@@ -5,6 +5,7 @@ The reference is torch's own module (``nn.Conv1d/2d/3d`` with the given ``paddin
 array-API path is tested on numpy, torch and array-api-strict; the torch fast path against the
 generic path, and its gradient with ``gradcheck``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,7 +18,14 @@ import pytest
 import torch
 
 from arma_core.backends._torch_conv import conv_torch
-from arma_core.conv import PADDING_MODES, _conv_generic, conv
+from arma_core.capabilities import resolve
+from arma_core.conv import PADDING_MODES, conv
+
+
+def _generic(*args, **kwargs):
+    """The array-API row of ``conv`` whatever the library (torch has a native row)."""
+    return conv(*args, method="generic", **kwargs)
+
 
 # ``arma_core.conv`` the attribute is the function (the package re-exports it); the module:
 conv_module = importlib.import_module("arma_core.conv")
@@ -106,11 +114,9 @@ def _generic_params():
     for library in NAMESPACES:
         for i, (case, cid) in enumerate(zip(CASES, IDS)):
             for mode in PADDING_MODES:
-                params.append(pytest.param(library, "float64", case, mode,
-                                           id=f"{library}-float64-{cid}-{mode}"))
+                params.append(pytest.param(library, "float64", case, mode, id=f"{library}-float64-{cid}-{mode}"))
             mode = PADDING_MODES[i % len(PADDING_MODES)]
-            params.append(pytest.param(library, "float32", case, mode,
-                                       id=f"{library}-float32-{cid}-{mode}"))
+            params.append(pytest.param(library, "float32", case, mode, id=f"{library}-float32-{cid}-{mode}"))
     return params
 
 
@@ -119,9 +125,7 @@ def test_generic_matches_torch_nn(library, dtype, case, padding_mode):
     x, w, b, kwargs = _random_case(case)
     expected = _reference(x, w, b, padding_mode=padding_mode, **kwargs)
     bb = None if b is None else _to(library, b, dtype)
-    out = _conv_generic(
-        _to(library, x, dtype), _to(library, w, dtype), bb, padding_mode=padding_mode, **kwargs
-    )
+    out = _generic(_to(library, x, dtype), _to(library, w, dtype), bb, padding_mode=padding_mode, **kwargs)
     assert type(out) is type(_to(library, x, dtype))
     assert tuple(out.shape) == expected.shape
     assert str(out.dtype).endswith(dtype)
@@ -135,11 +139,13 @@ def test_torch_fast_path(case, padding_mode):
     against the reference and against the generic path (evaluated on the numpy arrays)."""
     x, w, b, kwargs = _random_case(case, seed=1)
     expected = _reference(x, w, b, padding_mode=padding_mode, **kwargs)
-    generic = _conv_generic(x, w, b, padding_mode=padding_mode, **kwargs)
+    generic = _generic(x, w, b, padding_mode=padding_mode, **kwargs)
     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
     bt = None if b is None else torch.from_numpy(b)
-    for out in (conv_torch(xt, wt, bt, padding_mode=padding_mode, **kwargs),
-                conv(xt, wt, bt, padding_mode=padding_mode, **kwargs)):
+    for out in (
+        conv_torch(xt, wt, bt, padding_mode=padding_mode, **kwargs),
+        conv(xt, wt, bt, padding_mode=padding_mode, **kwargs),
+    ):
         assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
         assert tuple(out.shape) == expected.shape
         assert _rel_err(out.numpy(), expected) < 1e-10
@@ -148,7 +154,6 @@ def test_torch_fast_path(case, padding_mode):
 
 def test_torch_dispatches_to_fast_path(monkeypatch):
     """On torch tensors ``conv`` calls the registered fast path with resolved arguments."""
-    from arma_core.backends import lookup
 
     calls = []
 
@@ -156,27 +161,31 @@ def test_torch_dispatches_to_fast_path(monkeypatch):
         calls.append(kw)
         return conv_torch(*args, **kw)
 
+    import arma_core.backends.torch as torch_backend
+
     xp = conv_module.namespace(torch.zeros(1))
-    assert lookup("conv", xp) is not None
-    monkeypatch.setattr(conv_module, "lookup", lambda f, xp_: spy if f == "conv" else None)
+    assert resolve("conv", xp).method == "native"
+    monkeypatch.setattr(torch_backend, "conv_torch", spy)
     x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
     w = torch.randn(4, 3, 2, 3, dtype=torch.float64)
     out = conv(x, w, padding="same", padding_mode="reflect")
-    assert calls == [
-        dict(stride=(1, 1), padding=((0, 1), (1, 1)), dilation=(1, 1), groups=1,
-             padding_mode="reflect")
-    ]
-    assert _rel_err(out.numpy(), _conv_generic(x, w, padding="same", padding_mode="reflect").numpy()) < 1e-12
+    assert calls == [dict(stride=(1, 1), padding=((0, 1), (1, 1)), dilation=(1, 1), groups=1, padding_mode="reflect")]
+    assert _rel_err(out.numpy(), _generic(x, w, padding="same", padding_mode="reflect").numpy()) < 1e-12
 
 
-def test_fast_path_falls_back_on_not_implemented(monkeypatch):
-    monkeypatch.setattr(conv_module, "lookup", lambda f, xp_: lambda *a, **k: NotImplemented)
+def test_methods_of_conv_are_checked():
     x = torch.randn(3, 9, dtype=torch.float64)
     w = torch.randn(2, 3, 3, dtype=torch.float64)
-    expected = _reference(x.numpy(), w.numpy(), None, stride=1, padding=1, dilation=1,
-                          groups=1, padding_mode="circular")
-    out = conv(x, w, padding=1, padding_mode="circular")
-    assert _rel_err(out.numpy(), expected) < 1e-12
+    expected = _reference(
+        x.numpy(), w.numpy(), None, stride=1, padding=1, dilation=1, groups=1, padding_mode="circular"
+    )
+    for method in ("auto", "native", "generic"):
+        out = conv(x, w, padding=1, padding_mode="circular", method=method)
+        assert _rel_err(out.numpy(), expected) < 1e-12
+    with pytest.raises(ValueError, match="method='native' does not run on numpy"):
+        conv(x.numpy(), w.numpy(), method="native")
+    with pytest.raises(ValueError, match="method='fft' is not one of"):
+        conv(x, w, method="fft")
 
 
 @pytest.mark.parametrize(
@@ -210,7 +219,7 @@ def test_generic_torch_gradient_matches_fast_path():
     v = torch.randn(2, 6, 4, 8, dtype=torch.float64, generator=g)  # the output's shape
     kw = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2, padding_mode="reflect")
     grads = []
-    for f in (_conv_generic, conv):
+    for f in (_generic, conv):
         out = f(x, w, b, **kw)
         assert out.shape == v.shape
         grads.append(torch.autograd.grad((out * v).sum(), (x, w, b)))
@@ -223,8 +232,13 @@ def test_torch_fast_path_float32(case):
     x, w, b, kwargs = _random_case(case, seed=4)
     expected = _reference(x, w, b, padding_mode="reflect", **kwargs)
     bt = None if b is None else torch.from_numpy(b.astype(np.float32))
-    out = conv(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(w.astype(np.float32)), bt,
-               padding_mode="reflect", **kwargs)
+    out = conv(
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(w.astype(np.float32)),
+        bt,
+        padding_mode="reflect",
+        **kwargs,
+    )
     assert out.dtype == torch.float32
     assert _rel_err(out.double().numpy(), expected) < 1e-5
 
@@ -239,8 +253,7 @@ def test_asymmetric_padding_pairs(library, padding_mode):
     mode = "constant" if padding_mode == "zeros" else padding_mode
     xpad = torch.nn.functional.pad(torch.from_numpy(x), (3, 1, 0, 2), mode=mode)
     expected = torch.nn.functional.conv2d(xpad, torch.from_numpy(w)).numpy()
-    out = conv(_to(library, x, "float64"), _to(library, w, "float64"), padding=pads,
-               padding_mode=padding_mode)
+    out = conv(_to(library, x, "float64"), _to(library, w, "float64"), padding=pads, padding_mode=padding_mode)
     assert _rel_err(_np(out), expected) < 1e-12
 
 
@@ -256,21 +269,23 @@ def test_empty_batch_axis():
     x = np.zeros((0, 2, 5))
     w = np.ones((3, 2, 3))
     for library in NAMESPACES:
-        out = conv(_to(library, x, "float64"), _to(library, w, "float64"), padding=1,
-                   padding_mode="reflect")
+        out = conv(_to(library, x, "float64"), _to(library, w, "float64"), padding=1, padding_mode="reflect")
         assert tuple(out.shape) == (0, 3, 5)
 
 
 # ------------------------------------------------------------------------------ bad input
 
+
 def _xw(library="numpy", x_shape=(2, 4, 8, 8), w_shape=(6, 2, 3, 3), dtype="float64"):
     rng = np.random.default_rng(0)
-    return (_to(library, rng.standard_normal(x_shape), dtype),
-            _to(library, rng.standard_normal(w_shape), dtype))
+    return (
+        _to(library, rng.standard_normal(x_shape), dtype),
+        _to(library, rng.standard_normal(w_shape), dtype),
+    )
 
 
 @pytest.mark.parametrize("library", NAMESPACES)
-@pytest.mark.parametrize("fn", [conv, _conv_generic])
+@pytest.mark.parametrize("fn", [conv, _generic])
 def test_rejects_integer_and_complex_dtypes(library, fn):
     x, w = _xw(library)
     xp = {"numpy": np, "torch": torch, "array_api_strict": array_api_strict}[library]
@@ -310,31 +325,46 @@ def test_rejects_mixed_libraries():
         (dict(groups=2), (2, 4, 8, 8), (5, 2, 3, 3), ValueError, r"C_out=5.*groups=2"),
         (dict(groups=0), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"groups"),
         (dict(groups=2.0), (2, 4, 8, 8), (6, 2, 3, 3), TypeError, r"groups"),
-        (dict(groups=2, padding_mode="wrap"), (2, 4, 8, 8), (6, 2, 3, 3), ValueError,
-         r"padding_mode='wrap'"),
-        (dict(groups=2, padding="full"), (2, 4, 8, 8), (6, 2, 3, 3), ValueError,
-         r"padding='full'"),
-        (dict(groups=2, padding="same", stride=2), (2, 4, 8, 8), (6, 2, 3, 3), ValueError,
-         r"padding='same'.*stride"),
+        (dict(groups=2, padding_mode="wrap"), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"padding_mode='wrap'"),
+        (dict(groups=2, padding="full"), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"padding='full'"),
+        (
+            dict(groups=2, padding="same", stride=2),
+            (2, 4, 8, 8),
+            (6, 2, 3, 3),
+            ValueError,
+            r"padding='same'.*stride",
+        ),
         (dict(groups=2, padding=-1), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"padding"),
-        (dict(groups=2, padding=(1, 1, 1)), (2, 4, 8, 8), (6, 2, 3, 3), ValueError,
-         r"padding.*tuple of 2"),
+        (dict(groups=2, padding=(1, 1, 1)), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"padding.*tuple of 2"),
         (dict(groups=2, stride=0), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"stride"),
         (dict(groups=2, stride=(1, -2)), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"stride"),
         (dict(groups=2, dilation=0), (2, 4, 8, 8), (6, 2, 3, 3), ValueError, r"dilation"),
         (dict(groups=2, dilation=1.5), (2, 4, 8, 8), (6, 2, 3, 3), TypeError, r"dilation"),
-        (dict(groups=2), (2, 4, 8, 2), (6, 2, 3, 3), ValueError,
-         r"axis 1 has size 2.*dilated kernel size 3"),
-        (dict(groups=2, dilation=(4, 1)), (2, 4, 8, 8), (6, 2, 3, 3), ValueError,
-         r"axis 0 has size 8.*dilated kernel size 9"),
-        (dict(groups=2, padding=8, padding_mode="reflect"), (2, 4, 8, 8), (6, 2, 3, 3),
-         ValueError, r"padding=8.*'reflect'.*size 8"),
-        (dict(groups=2, padding=9, padding_mode="circular"), (2, 4, 8, 8), (6, 2, 3, 3),
-         ValueError, r"padding=9.*'circular'.*size 8"),
+        (dict(groups=2), (2, 4, 8, 2), (6, 2, 3, 3), ValueError, r"axis 1 has size 2.*dilated kernel size 3"),
+        (
+            dict(groups=2, dilation=(4, 1)),
+            (2, 4, 8, 8),
+            (6, 2, 3, 3),
+            ValueError,
+            r"axis 0 has size 8.*dilated kernel size 9",
+        ),
+        (
+            dict(groups=2, padding=8, padding_mode="reflect"),
+            (2, 4, 8, 8),
+            (6, 2, 3, 3),
+            ValueError,
+            r"padding=8.*'reflect'.*size 8",
+        ),
+        (
+            dict(groups=2, padding=9, padding_mode="circular"),
+            (2, 4, 8, 8),
+            (6, 2, 3, 3),
+            ValueError,
+            r"padding=9.*'circular'.*size 8",
+        ),
         (dict(groups=2), (4, 8), (6, 2, 3, 3), ValueError, r"x must have shape"),
         (dict(groups=2), (2, 4, 8, 8), (6, 2), ValueError, r"weight must have shape"),
-        (dict(groups=2), (2, 4, 8, 8, 8, 8), (6, 2, 3, 3, 3, 3), ValueError,
-         r"weight must have shape"),
+        (dict(groups=2), (2, 4, 8, 8, 8, 8), (6, 2, 3, 3, 3, 3), ValueError, r"weight must have shape"),
         (dict(groups=2), (2, 4, 8, 8), (6, 2, 0, 3), ValueError, r"weight has an empty axis"),
     ],
 )
@@ -356,15 +386,11 @@ def test_reflect_and_circular_limits_match_torch():
     """The largest pads torch accepts are accepted; one more is an error on every path."""
     x, w = _xw("torch", (1, 2, 4), (1, 2, 3))
     for mode, largest in (("reflect", 3), ("circular", 4)):
-        ref = _reference(x.numpy(), w.numpy(), None, stride=1, padding=largest, dilation=1,
-                         groups=1, padding_mode=mode)
+        ref = _reference(x.numpy(), w.numpy(), None, stride=1, padding=largest, dilation=1, groups=1, padding_mode=mode)
         assert _rel_err(conv(x, w, padding=largest, padding_mode=mode).numpy(), ref) < 1e-12
-        assert _rel_err(_np(conv(x.numpy(), w.numpy(), padding=largest, padding_mode=mode)),
-                        ref) < 1e-12
+        assert _rel_err(_np(conv(x.numpy(), w.numpy(), padding=largest, padding_mode=mode)), ref) < 1e-12
         with pytest.raises(ValueError, match=mode):
             conv(x, w, padding=largest + 1, padding_mode=mode)
     # replicate has no limit in torch
-    ref = _reference(x.numpy(), w.numpy(), None, stride=1, padding=7, dilation=1, groups=1,
-                     padding_mode="replicate")
-    assert _rel_err(_np(conv(x.numpy(), w.numpy(), padding=7, padding_mode="replicate")),
-                    ref) < 1e-12
+    ref = _reference(x.numpy(), w.numpy(), None, stride=1, padding=7, dilation=1, groups=1, padding_mode="replicate")
+    assert _rel_err(_np(conv(x.numpy(), w.numpy(), padding=7, padding_mode="replicate")), ref) < 1e-12

@@ -1,4 +1,5 @@
 """The dask backend: lazy, chunk-by-chunk AR operators equal to the numpy path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,11 @@ import pytest
 
 da = pytest.importorskip("dask.array")
 
-import arma_core as ac  # noqa: E402
 from conftest import random_taps  # noqa: E402
+
+import arma_core as ac  # noqa: E402
+from arma_core._array import library_name  # noqa: E402
+from arma_core.capabilities import TABLE, Capability, methods  # noqa: E402
 
 FUNCTIONS = [ac.ar_solve, ac.ar_solve_adjoint, ac.ar_apply, ac.ar_apply_adjoint]
 IDS = [f.__name__ for f in FUNCTIONS]
@@ -16,7 +20,7 @@ IDS = [f.__name__ for f in FUNCTIONS]
 def _methods(fn, boundary):
     if fn in (ac.ar_apply, ac.ar_apply_adjoint):
         return [None]
-    return ["auto"] + [m for m, bs in ac.solve.EXACT_FOR.items() if boundary in bs]
+    return ["auto"] + list(methods("solve", "dask", boundary))
 
 
 def _call(fn, x, taps, boundary, d, method):
@@ -63,7 +67,10 @@ def test_equals_numpy_path(fn, chunking):
                     got = y.compute(scheduler="synchronous")
                     assert type(got) is np.ndarray
                     assert np.max(np.abs(got - expect)) <= 1e-12 * np.max(np.abs(expect)), (
-                        boundary, d, method)
+                        boundary,
+                        d,
+                        method,
+                    )
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS, ids=IDS)
@@ -100,19 +107,21 @@ def test_graph_is_lazy(monkeypatch):
     taps = random_taps(rng, 3, 2, 2)
     t = rng.normal(size=(4, 3, 6, 5))
     src = _Counter(t, (2, 1, -1, -1))  # 6 blocks
-    calls = {f.__name__: 0 for f in FUNCTIONS}
+    calls = {"solve": 0, "apply": 0}
+    load = Capability.load
 
-    def counting(fn):
-        def wrapper(*a, **kw):
-            calls[fn.__name__] += 1
-            return fn(*a, **kw)
+    def counting(row):
+        kernel = load(row)
+
+        def wrapper(xp, *a, **kw):
+            if library_name(xp) != "dask":  # a block's kernel, not the graph builder
+                calls[row.operation] += 1
+            return kernel(xp, *a, **kw)
 
         return wrapper
 
-    # the backend hands every block to the public function of the block's library: count those
-    # calls (the calls below use the originals, so only per-block calls are counted)
-    for fn in FUNCTIONS:
-        monkeypatch.setattr(ac, fn.__name__, counting(fn))
+    # the dask kernels hand every block to the kernel of the block's library: count those
+    monkeypatch.setattr(Capability, "load", counting)
     outs = [fn(src.array, taps, boundary="zeros") for fn in FUNCTIONS]
     outs.append(FUNCTIONS[0](src.array, da.from_array(taps), method="fft"))
     assert src.n == 0 and sum(calls.values()) == 0
@@ -126,7 +135,7 @@ def test_graph_is_lazy(monkeypatch):
     assert src.n == 0 and sum(calls.values()) == 0
     got = [o.compute() for o in outs]
     assert src.n == 6 * len(outs)
-    assert calls == {"ar_solve": 12, "ar_solve_adjoint": 6, "ar_apply": 6, "ar_apply_adjoint": 6}
+    assert calls == {"solve": 18, "apply": 12}
     assert np.array_equal(got[0], FUNCTIONS[0](t, taps, boundary="zeros"))
 
 
@@ -184,10 +193,11 @@ def test_generic_validation_applies_to_dask():
     rng = np.random.default_rng(6)
     taps = random_taps(rng, 2, 2, 1)
     x = da.from_array(rng.normal(size=(3, 2, 5, 5)), chunks=(1, 1, -1, -1))
-    with pytest.raises(TypeError, match="t has dtype float32 but taps has dtype float64"):
-        ac.ar_solve(x.astype(np.float32), taps)
-    with pytest.raises(TypeError, match="t has dtype int64"):
-        ac.ar_solve(x.astype(np.int64), taps)
+    # dtypes promote from metadata, lazily (float32 with float64 taps, integers: float64)
+    assert ac.ar_solve(x.astype(np.float32), taps).dtype == np.float64
+    assert ac.ar_solve(x.astype(np.int64), taps).dtype == np.float64
+    with pytest.raises(TypeError, match="taps has dtype int64"):
+        ac.ar_solve(x, taps.astype(np.int64))
     with pytest.raises(ValueError, match="boundary="):
         ac.ar_apply(x, taps, boundary="wrap")
     with pytest.raises(ValueError, match="method='fft'"):
@@ -201,9 +211,21 @@ def test_generic_validation_applies_to_dask():
         ac.ar_solve(x, torch.asarray(taps))
 
 
-def test_registered():
-    from arma_core.backends import registered
+def test_table_has_dask_rows_for_every_method():
+    """Every solve method of numpy has a dask row (chunk by chunk), and so has apply."""
+    dask_rows = {(r.operation, r.method) for r in TABLE if r.library == "dask"}
+    assert {("solve", m) for m in methods("solve", "numpy")} <= dask_rows
+    assert ("apply", "direct") in dask_rows
+    assert all(r.lazy for r in TABLE if r.library == "dask")
 
-    reg = registered()
-    for f in ("ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adjoint"):
-        assert (f, "dask") in reg
+
+def test_nonfinite_is_checked_inside_the_graph():
+    t = np.ones((2, 3, 5, 5))
+    t[1, 2, 3, 3] = np.nan
+    x = da.from_array(t, chunks=(1, 1, -1, -1))
+    taps = np.tile([0.0, 1.0, -0.5], (3, 2, 1, 1))
+    y = ac.ar_solve(x, taps, boundary="zeros")  # lazy: nothing is read yet
+    with pytest.raises(ValueError, match="t contains NaN or inf"):
+        y.compute()
+    got = ac.ar_solve(x, taps, boundary="zeros", check_finite=False).compute()
+    assert np.array_equal(np.isnan(got), np.isnan(ac.ar_solve(t, taps, boundary="zeros", check_finite=False)))

@@ -1,5 +1,6 @@
 """ERF of linear ARMA networks: Eq. 3, the variance radius, Theorem 3 (Eq. 4), its two-sided
 analogue (docs/erf.md), ``linear_erf`` and the ``arma erf`` command."""
+
 from __future__ import annotations
 
 import math
@@ -345,7 +346,15 @@ def test_cli_help(capsys):
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for option in ("--depths", "--coefficients", "--kernel-size", "--dilation", "--boundary", "--output", "--ar"):
+    for option in (
+        "--depths",
+        "--coefficients",
+        "--kernel-size",
+        "--dilation",
+        "--boundary",
+        "--output",
+        "--ar",
+    ):
         assert option in out
     assert "Theorem 3" in out and "a/(1-a)^2" in out
 
@@ -387,7 +396,9 @@ def test_cli_symmetric_and_python_m(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "arma_core", "erf", "--ar", "symmetric", "-L", "2", "-a", "0.5", "--no-plot"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     row = [line.split() for line in proc.stdout.splitlines() if line[:2].strip().isdigit()][0]

@@ -1,5 +1,6 @@
 """The shared experiment machinery: fit() with checkpoints and exact resume, budgets,
 non-finite handling, and the result tables over seeds."""
+
 import math
 
 import pytest
@@ -62,8 +63,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     whole = fit(Regression(), make_fabric(), tmp_path / "a", epochs=4, progress=False, log=lambda m: None)
     fit(Regression(), make_fabric(), tmp_path / "b", epochs=2, progress=False, log=lambda m: None)
     task = Regression()
-    resumed = fit(task, make_fabric(), tmp_path / "b", epochs=4, resume=True, progress=False,
-                  log=lambda m: None)
+    resumed = fit(task, make_fabric(), tmp_path / "b", epochs=4, resume=True, progress=False, log=lambda m: None)
     assert task.ends == 4  # the task's own state came back from the checkpoint
     assert [h["weight"] for h in resumed.history] == [h["weight"] for h in whole.history]
     with pytest.raises(ValueError, match="lr"):
@@ -73,14 +73,20 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_nonfinite_raise_or_stop(tmp_path):
     with pytest.raises(FloatingPointError, match="step 3"):
         fit(Regression(blow_up_at=3), make_fabric(), tmp_path / "r", epochs=2, progress=False)
-    state = fit(Regression(blow_up_at=3), make_fabric(), tmp_path / "s", epochs=2, nonfinite="stop",
-                progress=False, log=lambda m: None)
+    state = fit(
+        Regression(blow_up_at=3),
+        make_fabric(),
+        tmp_path / "s",
+        epochs=2,
+        nonfinite="stop",
+        progress=False,
+        log=lambda m: None,
+    )
     assert state.stopped == "nonfinite" and state.nonfinite_step == 3 and state.epoch == 1
 
 
 def test_budget_stops_between_epochs(tmp_path):
-    state = fit(Regression(), make_fabric(), tmp_path, epochs=50, max_minutes=0.0, progress=False,
-                log=lambda m: None)
+    state = fit(Regression(), make_fabric(), tmp_path, epochs=50, max_minutes=0.0, progress=False, log=lambda m: None)
     assert state.stopped == "budget" and state.epoch == 1
 
 

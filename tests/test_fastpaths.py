@@ -9,18 +9,23 @@
 
 Tests of the compiled path skip when numba is not installed.
 """
+
 from __future__ import annotations
 
 import itertools
 
+import array_api_compat.numpy as XNP
 import numpy as np
 import pytest
+from array_api_compat import array_namespace
+from conftest import TOL, random_taps, rel_err, to_np
 
 import arma_core as ac
 from arma_core import reference as R
+from arma_core._array import device_kind, to_numpy
 from arma_core.backends import _lines
-from arma_core.solve import solve_vjp
-from conftest import TOL, random_taps, rel_err, to_np
+from arma_core.capabilities import TABLE, resolve
+from arma_core.solve import dense_kernel, solve_vjp
 
 needs_numba = pytest.mark.skipif(not _lines.available(), reason="numba is not installed")
 
@@ -77,8 +82,16 @@ def test_lines_last_axis_in_several_strips(boundary):
 
     S, N = _lines_kernels.STRIP, _lines_kernels.STRIP_MAX_N
     rng = np.random.default_rng(3)
-    for i, (shape, Q, d) in enumerate([((S + 5, 6), 3, 1), ((2 * S, 7), 2, 2), ((3, S // 2 + 3, 4), 2, 1),
-                                       ((S + 1, 9), 1, 3), ((5, N + 3), 1, 1), ((S + 2, N + 3), 2, 2)]):
+    for i, (shape, Q, d) in enumerate(
+        [
+            ((S + 5, 6), 3, 1),
+            ((2 * S, 7), 2, 2),
+            ((3, S // 2 + 3, 4), 2, 1),
+            ((S + 1, 9), 1, 3),
+            ((5, N + 3), 1, 1),
+            ((S + 2, N + 3), 2, 2),
+        ]
+    ):
         taps = _taps(rng, 2, len(shape), Q, i)
         t = rng.normal(size=(3, 2) + shape)
         for adjoint in (False, True):
@@ -102,10 +115,13 @@ def test_lines_1d_rows_grouped_by_channel(boundary):
         for adjoint in (False, True):
             fn = ac.ar_solve_adjoint if adjoint else ac.ar_solve
             y = fn(t, taps, boundary=boundary, dilation=d, method="lines")
-            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < TOL["float64"], (bshape, adjoint)
+            assert rel_err(y, R.ar_solve(t, taps, boundary, d, adjoint=adjoint)) < TOL["float64"], (
+                bshape,
+                adjoint,
+            )
             g = rng.normal(size=t.shape)
             w, gt = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
-            w2, gt2 = solve_vjp(np, y, g, taps, boundary=boundary, dilation=d, method="dense", adjoint=adjoint)
+            w2, gt2 = solve_vjp(XNP, dense_kernel, y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
             assert rel_err(w, w2) < 1e-10, (bshape, adjoint)
             assert np.max(np.abs(gt - gt2)) < 1e-10 * _vjp_scale(w2, y) * 10.0 ** (Q - 1), (bshape, adjoint)
 
@@ -116,8 +132,16 @@ def test_lines_edge_rows_that_stop_a_naive_elimination(boundary):
     """replicate's first pivot f_0 + f_1 is 0 at f_1 = -1 (inside the strip when |f_-1 - 1| < 1),
     its last f_0 + f_-1 is 0 at f_-1 = -1; reflect couples row 0 with f_-1 + f_1 only."""
     rng = np.random.default_rng(1)
-    rows = [(0.9, 1.0, -1.0), (-1.0, 1.0, 0.5), (1.5, 1.0, -1.0), (-1.0, 1.0, 1.999), (0.0, 1.0, -0.999),
-            (-0.9995, 1.0, 0.0), (3.0, 1.0, -3.5), (-0.4995, 1.0, -0.4995)]
+    rows = [
+        (0.9, 1.0, -1.0),
+        (-1.0, 1.0, 0.5),
+        (1.5, 1.0, -1.0),
+        (-1.0, 1.0, 1.999),
+        (0.0, 1.0, -0.999),
+        (-0.9995, 1.0, 0.0),
+        (3.0, 1.0, -3.5),
+        (-0.4995, 1.0, -0.4995),
+    ]
     taps = np.array(rows)[:, None, None, :].repeat(2, axis=1)  # (8, 2, 1, 3)
     for shape, d in [((6, 7), 1), ((9, 5), 2), ((4, 4), 3), ((2, 3), 1)]:
         if boundary == "reflect" and min(shape) <= d:
@@ -165,7 +189,10 @@ def test_lines_torch_layouts_and_nan():
     assert rel_err(y, R.ar_solve(tp, taps, "reflect")) < 1e-10
     bad = tp.clone()
     bad[0, 1, 2, 3] = float("nan")
-    assert torch.isnan(ac.ar_solve(bad, taps, method="lines")[0, 1]).any()
+    with pytest.raises(ValueError, match="t contains NaN"):
+        ac.ar_solve(bad, taps, method="lines")
+    y = ac.ar_solve(bad, taps, method="lines", check_finite=False)  # two-sided: its whole plane
+    assert torch.isnan(y[0, 1]).all() and torch.isfinite(y[1:]).all() and torch.isfinite(y[0, [0, 2]]).all()
     # an empty batch
     e = ac.ar_solve(torch.zeros(0, 3, 4, 5, dtype=torch.float64), taps, method="lines")
     assert e.shape == (0, 3, 4, 5)
@@ -196,14 +223,13 @@ def test_lines_vjp_matches_generic(boundary, k):
         g = rng.normal(size=(3, 2) + shape)
         for adjoint in (False, True):
             w, gt = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
-            w2, gt2 = solve_vjp(np, y, g, taps, boundary=boundary, dilation=d, method="dense", adjoint=adjoint)
+            w2, gt2 = solve_vjp(XNP, dense_kernel, y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint)
             assert rel_err(w, w2) < 1e-10, (shape, Q, d, adjoint)
             scale = _vjp_scale(w2, y) * 10.0 ** (Q - 1)
             assert np.max(np.abs(gt - gt2)) < 1e-10 * scale, (shape, Q, d, adjoint)
             if i % 2 == 0:  # generic taps: the entries themselves agree
                 assert rel_err(gt, gt2) < 1e-9, (shape, Q, d, adjoint)
-            w3, none = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint,
-                                        need_taps=False)
+            w3, none = _lines.solve_vjp(y, g, taps, boundary=boundary, dilation=d, adjoint=adjoint, need_taps=False)
             assert none is None and np.array_equal(w3, w)
 
 
@@ -219,7 +245,9 @@ def test_lines_gradcheck(boundary):
         t = torch.tensor(rng.normal(size=(2, 2) + shape), requires_grad=True)
         for fn in (ac.ar_solve, ac.ar_solve_adjoint):
             assert torch.autograd.gradcheck(
-                lambda a, b: fn(a, b, boundary=boundary, dilation=d, method="lines"), (t, taps), fast_mode=True
+                lambda a, b: fn(a, b, boundary=boundary, dilation=d, method="lines"),
+                (t, taps),
+                fast_mode=True,
             )
 
 
@@ -235,8 +263,15 @@ def test_lines_float32_backward_and_grad_of_t_only():
     y = ac.ar_solve(t, taps, boundary="replicate", method="lines")
     gt, gtaps = torch.autograd.grad(y, (t, taps), torch.tensor(g64, dtype=torch.float32))
     assert gt.dtype == torch.float32 and gtaps.dtype == torch.float32
-    w2, gtaps2 = solve_vjp(np, to_np(y), g64.astype(np.float32).astype(np.float64), to_np(taps),
-                           boundary="replicate", dilation=1, method="dense")
+    w2, gtaps2 = solve_vjp(
+        XNP,
+        dense_kernel,
+        to_np(y),
+        g64.astype(np.float32).astype(np.float64),
+        to_np(taps),
+        boundary="replicate",
+        dilation=1,
+    )
     assert rel_err(gt, w2) < 1e-5 and rel_err(gtaps, gtaps2) < 1e-4
     t2 = torch.tensor(t64, requires_grad=True)
     y2 = ac.ar_solve(t2, torch.tensor(taps64), boundary="zeros", method="lines")
@@ -261,8 +296,8 @@ def test_fft_vjp_matches_generic_and_gradcheck(k):
         y = rng.normal(size=(3, 2) + shape)
         g = rng.normal(size=(3, 2) + shape)
         for adjoint in (False, True):
-            w2, gt2 = solve_vjp(np, y, g, taps, boundary="circular", dilation=d, method="dense", adjoint=adjoint)
-            for xp, conv in ((np, np.asarray), (array_namespace(torch.zeros(1)), torch.asarray)):
+            w2, gt2 = solve_vjp(XNP, dense_kernel, y, g, taps, boundary="circular", dilation=d, adjoint=adjoint)
+            for xp, conv in ((XNP, np.asarray), (array_namespace(torch.zeros(1)), torch.asarray)):
                 w, gt = fft_solve_vjp(xp, conv(y), conv(g), conv(taps), dilation=d, adjoint=adjoint)
                 assert rel_err(w, w2) < 1e-10 and rel_err(gt, gt2) < 1e-10, (shape, Q, d, adjoint)
     shape, Q, d = SHAPES[k][0], 2, 1
@@ -292,48 +327,71 @@ def test_numpy_fft_path_matches_reference():
                 assert rel_err(y, ref) < TOL[dtype]
 
 
+def _auto(x, taps, boundary):
+    """The method ``method="auto"`` picks for signal ``x`` and ``taps`` (None: unknown)."""
+    xp = array_namespace(x)
+    dtype = str(x.dtype).replace("torch.", "")
+    host = None if taps is None else to_numpy(taps)
+    return resolve(
+        "solve",
+        xp,
+        boundary=boundary,
+        dtype=dtype,
+        device=device_kind(x),
+        shape=tuple(x.shape),
+        taps=lambda: host,
+    ).method
+
+
 def test_auto_rules(monkeypatch):
     torch = pytest.importorskip("torch")
-    from arma_core.backends import numpy_scipy
-    from arma_core.backends import torch as tb
-
     t = torch.zeros(2, 3, 8, 8)
     taps = ac.reparameterize(torch.zeros(3, 2, 1, 2))
+    lines = _lines.available()
     for b in ac.BOUNDARIES:
-        expect = "lines" if _lines.available() else ("fft" if b == "circular" else "dense")
-        assert tb.choose_method(t, taps, boundary=b, dilation=1) == expect
-        assert numpy_scipy.choose_method(t.numpy(), taps.numpy(), boundary=b, dilation=1) == expect
+        expect = "lines" if lines else ("fft" if b == "circular" else "dense")
+        assert _auto(t, taps, b) == _auto(t.numpy(), taps.numpy(), b) == expect
     # a factor whose |f_-1 - f_1| exceeds the line solver's accuracy bound: the exact fallback,
     # except for zeros, which has no edge correction
     wide = taps.clone()
     wide[1, 0, 0] = torch.tensor([0.5 * (0.3 + 100.0), 1.0, 0.5 * (0.3 - 100.0)])
     for b in ac.BOUNDARIES:
-        expect = ("lines" if _lines.available() and b == "zeros"
-                  else "fft" if b == "circular" else "dense")
-        assert tb.choose_method(t, wide, boundary=b, dilation=1) == expect
-        assert numpy_scipy.choose_method(t.numpy(), wide.numpy(), boundary=b, dilation=1) == expect
+        expect = "lines" if lines and b == "zeros" else "fft" if b == "circular" else "dense"
+        assert _auto(t, wide, b) == _auto(t.numpy(), wide.numpy(), b) == expect
+    # a circular factor outside the strip (winding number 1): never the line solver
+    winding = taps.clone()
+    winding[0, 1, 0] = torch.tensor([1.0, -0.5, 0.25])
+    assert _auto(t, winding, "circular") == "fft"
     # 1-D circular signals need MIN_ROWS_1D * Q rows per channel for the line solver
     taps1 = ac.reparameterize(torch.zeros(3, 1, 2, 2))  # C = 3, Q = 2: 8 rows needed
     for rows, b in [(7, "circular"), (8, "circular"), (1, "zeros"), (1, "reflect")]:
         t1 = torch.zeros(rows, 3, 50)
         enough = b != "circular" or rows >= _lines.MIN_ROWS_1D * 2
-        expect = ("lines" if _lines.available() and enough
-                  else "fft" if b == "circular" else "dense")
-        assert tb.choose_method(t1, taps1, boundary=b, dilation=1) == expect, (rows, b)
-        assert numpy_scipy.choose_method(t1.numpy(), taps1.numpy(), boundary=b, dilation=1) == expect
+        expect = "lines" if lines and enough else "fft" if b == "circular" else "dense"
+        assert _auto(t1, taps1, b) == _auto(t1.numpy(), taps1.numpy(), b) == expect, (rows, b)
     # unknown taps: only zeros (no edge correction, no accuracy bound) can take the line solver
     for b in ac.BOUNDARIES:
-        expect = ("lines" if _lines.available() and b == "zeros"
-                  else "fft" if b == "circular" else "dense")
-        assert tb.choose_method(t, None, boundary=b, dilation=1) == expect, b
-    monkeypatch.setattr(_lines, "available", lambda: False)
+        expect = "lines" if lines and b == "zeros" else "fft" if b == "circular" else "dense"
+        assert _auto(t, None, b) == expect, b
+    # without numba the rows of the line solver are not available
+    from arma_core import capabilities
+
+    monkeypatch.setattr(capabilities, "_importable", lambda m: m != "numba")
     for b in ac.BOUNDARIES:
         expect = "fft" if b == "circular" else "dense"
-        assert tb.choose_method(t, taps, boundary=b, dilation=1) == expect
-        assert numpy_scipy.choose_method(t.numpy(), taps.numpy(), boundary=b, dilation=1) == expect
-    # float16 numpy arrays never go to the compiled path
-    monkeypatch.undo()
-    assert numpy_scipy.choose_method(np.zeros((3, 4), np.float16), None, boundary="zeros", dilation=1) == "dense"
+        assert _auto(t, taps, b) == _auto(t.numpy(), taps.numpy(), b) == expect
+
+
+def test_half_precision_is_computed_in_float32():
+    """float16 signals and taps: the kernels run in float32 and the result is float16."""
+    rng = np.random.default_rng(52)
+    taps = random_taps(rng, 2, 2, 1).astype(np.float16)
+    t = rng.normal(size=(2, 6, 7)).astype(np.float16)
+    for b in ac.BOUNDARIES:
+        y = ac.ar_solve(t, taps, boundary=b)
+        assert y.dtype == np.float16
+        ref = ac.ar_solve(t.astype(np.float32), taps.astype(np.float32), boundary=b)
+        assert np.array_equal(y, ref.astype(np.float16))
 
 
 def test_lines_accuracy_bound_is_honest():
@@ -357,13 +415,13 @@ def test_backend_methods_are_checked():
     strict = pytest.importorskip("array_api_strict")
     t = strict.asarray(np.zeros((2, 5)))
     taps = strict.asarray(random_taps(np.random.default_rng(0), 2, 1, 1))
-    with pytest.raises(ValueError, match="method='lines'"):
+    with pytest.raises(ValueError, match="method='lines' does not run on array_api_strict"):
         ac.ar_solve(t, taps, method="lines")
     with pytest.raises(ValueError, match="method='nope'"):
         ac.ar_solve(np.zeros((2, 5)), random_taps(np.random.default_rng(0), 2, 1, 1), method="nope")
-    if _lines.available():
-        impl = ac.solve.backend_method("lines", np)
-        assert set(impl.boundaries) == set(ac.BOUNDARIES)
+    lines = {(r.library, r.method): r for r in TABLE if r.operation == "solve"}
+    assert set(lines[("numpy", "lines")].boundaries) == set(ac.BOUNDARIES)
+    assert lines[("torch", "lines")].devices == ("cpu",)
 
 
 @needs_numba
@@ -373,6 +431,6 @@ def test_lines_refuses_gpu_tensors():
         pytest.skip("no CUDA device")
     t = torch.zeros(2, 5, device="cuda", dtype=torch.float64)
     taps = torch.asarray(random_taps(np.random.default_rng(0), 2, 1, 1), device="cuda")
-    with pytest.raises(ValueError, match="CPU"):
+    with pytest.raises(ValueError, match="runs on cpu only"):
         ac.ar_solve(t, taps, method="lines")
-    assert ac.solve.choose_method(ac._validate.namespace(t), t, taps, "zeros", 1) == "dense"
+    assert _auto(t, taps, "zeros") == "dense"

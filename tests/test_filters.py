@@ -12,6 +12,7 @@ The claims proved here:
   smallest singular value of the factor's circulant matrix (n = 512, dense SVD) or the minimum
   on a fine grid, and within the grid's O(1/n^2) sampling error of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,25 +20,48 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import to_np, to_xp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import arma_core as ac
-from conftest import to_np, to_xp
 
-PROPERTY = settings(max_examples=200, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-FEW = settings(max_examples=60, deadline=None,
-               suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 DTYPES = ["float32", "float64"]
 WIDTH = {"float32": 32, "float64": 64}
 
 # magnitudes around every regime: zero, subnormal, tiny, O(1), tanh saturation in float32
 # (|x| > ~9) and float64 (|x| > ~19), large, and the largest finite numbers of each dtype
-MAGNITUDES = [0.0, 5e-324, 1e-45, 1e-30, 1e-7, 0.3, 1.0, 3.0, 8.5, 9.0, 9.5, 12.0, 18.5, 19.0,
-              19.5, 25.0, 1e3, 1e6, 1.6e7, 1e8, 1e16, 1e30, 3.4e38, 1e300, 1.79e308]
+MAGNITUDES = [
+    0.0,
+    5e-324,
+    1e-45,
+    1e-30,
+    1e-7,
+    0.3,
+    1.0,
+    3.0,
+    8.5,
+    9.0,
+    9.5,
+    12.0,
+    18.5,
+    19.0,
+    19.5,
+    25.0,
+    1e3,
+    1e6,
+    1.6e7,
+    1e8,
+    1e16,
+    1e30,
+    3.4e38,
+    1e300,
+    1.79e308,
+]
 
 
 def extremes(dtype: str) -> np.ndarray:
@@ -243,8 +267,13 @@ def test_diamond_bit_for_bit_property():
     torch = pytest.importorskip("torch")
 
     @PROPERTY
-    @given(arrays("float32", st.tuples(st.integers(1, 16), st.just(2)),
-                  elements=st.floats(-5, 5, width=32, exclude_min=True, exclude_max=True)))
+    @given(
+        arrays(
+            "float32",
+            st.tuples(st.integers(1, 16), st.just(2)),
+            elements=st.floats(-5, 5, width=32, exclude_min=True, exclude_max=True),
+        )
+    )
     def check(alpha):
         a = torch.asarray(alpha)
         left, right = _official(a)
@@ -430,7 +459,11 @@ def test_is_stable_and_check_stable(xp):
         assert ac.is_stable(ac.reparameterize(to_xp(xp, rng.normal(scale=30, size=(3, 2, 2, 2)), dtype)))
 
     bad = taps.copy()
-    bad[2, 1, 0] = [0.8, 1.0, 0.4]  # |s| = 1.2 > 1; min |A|^2 = 1 + 0.4^2 - 1.2^2 / 1.28 at cos w = -1.2 / 1.28
+    bad[2, 1, 0] = [
+        0.8,
+        1.0,
+        0.4,
+    ]  # |s| = 1.2 > 1; min |A|^2 = 1 + 0.4^2 - 1.2^2 / 1.28 at cos w = -1.2 / 1.28
     bad[2, 1, 1] = [0.6, 1.0, 0.6]  # a second bad factor later in C order: not the one named
     assert ac.is_stable(to_xp(xp, bad)) is False
     with pytest.raises(ac.UnstableFilterError) as info:

@@ -1,4 +1,5 @@
 """``arma_core.nn.erf.erf``: Definition 2 for PyTorch models through autograd."""
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,15 @@ class _LinearARMA(nn.Module):
         Conv = {1: nn.Conv1d, 2: nn.Conv2d}[k]
         pad = tuple(layer.dilation * (n - 1) // 2 for n in w.shape[2:])
         mode = "circular" if layer.boundary == "circular" else "zeros"
-        self.conv = Conv(w.shape[1], w.shape[0], tuple(w.shape[2:]), padding=pad, dilation=layer.dilation,
-                         bias=False, padding_mode=mode).double()
+        self.conv = Conv(
+            w.shape[1],
+            w.shape[0],
+            tuple(w.shape[2:]),
+            padding=pad,
+            dilation=layer.dilation,
+            bias=False,
+            padding_mode=mode,
+        ).double()
         with torch.no_grad():
             self.conv.weight.copy_(w)
         self.taps = None if layer.taps is None else torch.as_tensor(np.asarray(layer.taps))
@@ -151,7 +159,11 @@ def test_channels_sum_each_and_index():
 def test_layer_option_by_name_and_module():
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 1, 5, padding=2)
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.Tanh(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.Tanh(),
+        nn.Conv2d(4, 1, 5, padding=2),
     ).double()
     x = torch.randn(2, 2, 21, 21, dtype=torch.float64)
     inner = erf(model, input=x, layer="2")
@@ -232,8 +244,12 @@ def test_seed_input_dtype_and_errors():
     with pytest.raises(TypeError, match="model"):
         erf(lambda t: t, (1, 1, 4, 4))
     with pytest.raises(ValueError, match="does not depend"):
-        erf(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU()).requires_grad_(False).apply(
-            lambda m: nn.init.zeros_(m.weight) if isinstance(m, nn.Conv2d) else None), (1, 1, 5, 5))
+        erf(
+            nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU())
+            .requires_grad_(False)
+            .apply(lambda m: nn.init.zeros_(m.weight) if isinstance(m, nn.Conv2d) else None),
+            (1, 1, 5, 5),
+        )
 
 
 def test_reexported_from_arma_core_nn():

@@ -4,6 +4,7 @@ Written the way a user would write them: ``torch.autocast("cpu", dtype=torch.bfl
 ``torch.compile(model)``, ``DistributedDataParallel`` over the gloo backend in processes
 started by ``torch.multiprocessing.spawn``, plain optimizers.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -26,9 +27,16 @@ def small_net(boundary="circular", region="strip", init=0.0, order=1):
     """Two ARMA layers with BatchNorm/ReLU and a linear head: the paper's VGG-style use."""
     kw = dict(padding=1, ar_boundary=boundary, ar_region=region, ar_init=init, ar_order=order)
     return nn.Sequential(
-        ARMA2d(3, 8, 3, **kw), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        ARMA2d(8, 16, 3, **kw), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+        ARMA2d(3, 8, 3, **kw),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        ARMA2d(8, 16, 3, **kw),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
     )
 
 
@@ -55,13 +63,13 @@ def test_autocast_bfloat16(boundary, monkeypatch):
     ref = model(x)
 
     seen = []
-    solve = arma_core.ar_solve
+    solve = arma_core.ARFilter.solve
 
-    def spy(t, taps, **kw):
-        seen.append((t.dtype, taps.dtype))
-        return solve(t, taps, **kw)
+    def spy(self, t, **kw):
+        seen.append((t.dtype, self.taps.dtype))
+        return solve(self, t, **kw)
 
-    monkeypatch.setattr(arma_core, "ar_solve", spy)
+    monkeypatch.setattr(arma_core.ARFilter, "solve", spy)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         first = model[0](x)
         out = model(x)
@@ -136,9 +144,13 @@ def _ddp_model():
     torch.manual_seed(7)
     # no BatchNorm: its batch statistics would differ between one process and two shards
     return nn.Sequential(
-        ARMA2d(3, 6, 3, padding=1, ar_init=0.5, ar_boundary="reflect"), nn.ReLU(),
-        ARMA2d(6, 6, 3, padding=1, ar_order=2), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+        ARMA2d(3, 6, 3, padding=1, ar_init=0.5, ar_boundary="reflect"),
+        nn.ReLU(),
+        ARMA2d(6, 6, 3, padding=1, ar_order=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
     )
 
 
@@ -155,8 +167,13 @@ def _ddp_worker(rank, world, init_file, out_file):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         model = _ddp_model()
         if rank == 1:  # DDP must broadcast rank 0's initial parameters
@@ -235,8 +252,7 @@ def _run(region, boundary, opt_name, seed):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        stable = all(arma_core.is_stable(m.ar.taps().detach())
-                     for m in model.modules() if isinstance(m, ARMA2d))
+        stable = all(arma_core.is_stable(m.ar.taps().detach()) for m in model.modules() if isinstance(m, ARMA2d))
         if region == "raw" and not stable:
             return step + 1, "left the strip"
         assert stable
@@ -259,8 +275,7 @@ def _strip_cases():
         for opt_name in OPTIMIZERS:
             marks = [pytest.mark.slow] if (boundary, opt_name) not in FAST else []
             if (boundary, opt_name) == ("replicate", "sgd-10"):
-                marks.append(pytest.mark.xfail(raises=RuntimeError, strict=False,
-                                               reason=REPLICATE_ISSUE))
+                marks.append(pytest.mark.xfail(raises=RuntimeError, strict=False, reason=REPLICATE_ISSUE))
             yield pytest.param(boundary, opt_name, marks=marks, id=f"{boundary}-{opt_name}")
 
 
@@ -295,11 +310,15 @@ GAIN_ISSUE = (
 )
 
 
-@pytest.mark.parametrize("boundary", [
-    "circular", "zeros",
-    pytest.param("reflect", marks=pytest.mark.xfail(strict=True, reason=GAIN_ISSUE)),
-    pytest.param("replicate", marks=pytest.mark.xfail(strict=True, reason=GAIN_ISSUE)),
-])
+@pytest.mark.parametrize(
+    "boundary",
+    [
+        "circular",
+        "zeros",
+        pytest.param("reflect", marks=pytest.mark.xfail(strict=True, reason=GAIN_ISSUE)),
+        pytest.param("replicate", marks=pytest.mark.xfail(strict=True, reason=GAIN_ISSUE)),
+    ],
+)
 def test_strip_gain_bound_for_any_theta(boundary):
     """||A^{-1}||_2 <= 1 / (1 - |f_-1 + f_1|) for every strip factor, whatever its difference.
 

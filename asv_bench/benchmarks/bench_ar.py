@@ -15,6 +15,7 @@ raising ``NotImplementedError`` in ``setup`` (asv prints them as ``n/a``).
 All signals are float32; taps come from ``arma_core.reparameterize`` of theta ~ N(0, 0.5^2)
 (a fixed seed).
 """
+
 from __future__ import annotations
 
 import sys

@@ -7,6 +7,7 @@
 The configurations that reproduce the paper's tables are in the ``arma_experiments`` package
 (``experiments/`` in the source tree), which builds on these.
 """
+
 from .convlstm import (
     ConvLSTMCell,
     ConvLSTMNet,

@@ -15,6 +15,7 @@ kernel 3: 887,489; kernel 5: 2,462,401; kernel 3 with one length-3 AR factor per
 The gate convolution is pluggable: ``gate_conv(in_channels, out_channels, kernel_size,
 dilation) -> nn.Module`` must map ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -134,8 +135,12 @@ class ConvLSTMCell(nn.Module):
         gate_conv: GateConvFactory | None = None,
     ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                            ("kernel_size", kernel_size), ("dilation", dilation)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("hidden_channels", hidden_channels),
+            ("kernel_size", kernel_size),
+            ("dilation", dilation),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         _same_padding(kernel_size, dilation)
@@ -146,9 +151,7 @@ class ConvLSTMCell(nn.Module):
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_channels, *x.shape[2:])
             h, c = zeros, zeros
@@ -210,8 +213,7 @@ class ConvLSTMNet(nn.Module):
         cells_per_block = tuple(int(n) for n in cells_per_block)
         if len(cells_per_block) != num_blocks or min(cells_per_block) < 1:
             raise ValueError(
-                f"cells_per_block must be a positive int or {num_blocks} positive ints, "
-                f"got {cells_per_block}"
+                f"cells_per_block must be a positive int or {num_blocks} positive ints, got {cells_per_block}"
             )
         if not isinstance(skip_stride, int) or skip_stride < 0:
             raise ValueError(f"skip_stride must be a non-negative int, got {skip_stride!r}")
@@ -237,9 +239,7 @@ class ConvLSTMNet(nn.Module):
                 channels = hidden_channels[b]
             self.blocks.append(cells)
             channels = self._block_output_channels(b)
-        self.nonlocal_blocks = nn.ModuleDict(
-            {str(b): NonLocalBlock2d(hidden_channels[b]) for b in nonlocal_after}
-        )
+        self.nonlocal_blocks = nn.ModuleDict({str(b): NonLocalBlock2d(hidden_channels[b]) for b in nonlocal_after})
         self.output = nn.Conv2d(channels, input_channels, kernel_size=1, bias=True)
 
     def _has_skip(self, b: int) -> bool:
@@ -297,22 +297,16 @@ class ConvLSTMNet(nn.Module):
             the forecast of the future.
         """
         if frames.ndim != 5 or frames.shape[2] != self.input_channels:
-            raise ValueError(
-                f"frames must have shape (B, T, {self.input_channels}, H, W), got {tuple(frames.shape)}"
-            )
+            raise ValueError(f"frames must have shape (B, T, {self.input_channels}, H, W), got {tuple(frames.shape)}")
         if input_frames < 1 or future_frames < 1:
-            raise ValueError(
-                f"input_frames and future_frames must be >= 1, got {input_frames}, {future_frames}"
-            )
+            raise ValueError(f"input_frames and future_frames must be >= 1, got {input_frames}, {future_frames}")
         if frames.shape[1] < input_frames:
             raise ValueError(f"frames has {frames.shape[1]} frames, fewer than input_frames={input_frames}")
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
             raise ValueError(f"teacher_forcing_ratio must be in [0, 1], got {teacher_forcing_ratio}")
         total = input_frames + future_frames
         if teacher_forcing_ratio > 0 and frames.shape[1] < total:
-            raise ValueError(
-                f"teacher forcing needs all {total} frames, got {frames.shape[1]}"
-            )
+            raise ValueError(f"teacher forcing needs all {total} frames, got {frames.shape[1]}")
         states = None
         predictions = []
         prediction = None

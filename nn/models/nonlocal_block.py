@@ -1,4 +1,5 @@
 """Non-local (self-attention) block of Wang et al. (2018), as used by the paper's Table 4."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ class NonLocalBlock2d(nn.Module):
         self.g = nn.Conv2d(channels, inter, 1)
         self.out = nn.Conv2d(inter, channels, 1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
