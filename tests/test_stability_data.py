@@ -1,10 +1,12 @@
 """Datasets of the classification experiments: IDX, Fashion-MNIST, CIFAR-10 batches, foolbox images."""
+
 import gzip
 import pickle
 
 import numpy as np
 import pytest
 import torch
+
 from arma_experiments.data import cifar10, fashion_mnist
 from arma_experiments.data.cifar10 import load_cifar10
 from arma_experiments.data.fashion_mnist import (
@@ -58,7 +60,8 @@ def test_fashion_mnist_from_a_folder_and_missing_message(tmp_path):
 
 needs_fashion = pytest.mark.skipif(
     not (fashion_mnist.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
-    reason=f"Fashion-MNIST not installed: {FASHION_MNIST_INSTALL}")
+    reason=f"Fashion-MNIST not installed: {FASHION_MNIST_INSTALL}",
+)
 
 
 @needs_fashion
@@ -79,8 +82,11 @@ def _fake_cifar(folder, n=3):
         labels = list(rng.integers(0, 10, n).tolist())
         images[name] = (data, labels)
         with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"x.png"] * n}, f, protocol=2)
+            pickle.dump(
+                {b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n},
+                f,
+                protocol=2,
+            )
     return images
 
 
@@ -104,8 +110,9 @@ def test_cifar10_batches(tmp_path):
 def test_cifar10_refuses_other_pickles(tmp_path):
     folder = tmp_path / "c"
     folder.mkdir()
-    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8),
-                                                      b"labels": [0], b"x": pickle.PickleBuffer}))
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": pickle.PickleBuffer})
+    )
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         load_cifar10(folder, "test")
     with pytest.raises(cifar10.Cifar10MissingError, match="cifar-10-batches-py"):

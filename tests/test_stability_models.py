@@ -1,6 +1,10 @@
 """Models of the stability / classification experiments: counts, factory, equal starts."""
+
 import pytest
 import torch
+from torch import nn
+
+from arma_core.nn import ARMA2d
 from arma_experiments.stability.models import (
     VGG11,
     ResNet18,
@@ -8,9 +12,6 @@ from arma_experiments.stability.models import (
     conv_factory,
     count_parameters,
 )
-from torch import nn
-
-from arma_core.nn import ARMA2d
 
 # Hand counts. VGG-11 (CIFAR layout): convs 3-64-128-256-256-512-512-512-512 with biases,
 # classifier 512-512-512-10: 9,220,480 + 530,442. ResNet-18 (CIFAR stem, bias-free convs, BN,

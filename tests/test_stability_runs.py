@@ -1,20 +1,22 @@
 """Runs, outcomes, reports and the three commands of the stability / classification experiments."""
+
 import json
 import math
 
 import pytest
 import torch
+
+from arma_core.nn import ARMA2d
 from arma_experiments.stability import classify_cli, figure6, stability_cli
 from arma_experiments.stability.monitor import ar_state, layer_sums
 from arma_experiments.stability.run import RESULTS, outcome, run_one
 from arma_experiments.stability.task import ClassifyTask, RunConfig
 
-from arma_core.nn import ARMA2d
-
 
 def _net(region):
-    return torch.nn.Sequential(ARMA2d(1, 2, 3, padding=1, ar_region=region), torch.nn.ReLU(),
-                               ARMA2d(2, 3, 3, padding=1, ar_region=region))
+    return torch.nn.Sequential(
+        ARMA2d(1, 2, 3, padding=1, ar_region=region), torch.nn.ReLU(), ARMA2d(2, 3, 3, padding=1, ar_region=region)
+    )
 
 
 def test_monitor_sees_a_factor_leave_the_strip():
@@ -63,8 +65,16 @@ def _tiny_pair():
 
 
 def _result(**kw):
-    base = {"ar_layers": 2, "crossing": None, "final_max_abs_sum": 0.2, "nonfinite_step": None,
-            "nonfinite_output_step": None, "test_accuracy": 0.9, "majority_accuracy": 0.1, "final_loss": 0.3}
+    base = {
+        "ar_layers": 2,
+        "crossing": None,
+        "final_max_abs_sum": 0.2,
+        "nonfinite_step": None,
+        "nonfinite_output_step": None,
+        "test_accuracy": 0.9,
+        "majority_accuracy": 0.1,
+        "final_loss": 0.3,
+    }
     return {**base, **kw}
 
 
@@ -80,8 +90,17 @@ def test_outcomes_and_reasons():
 
 
 def test_run_one_records_steps_and_resumes(tmp_path):
-    config = RunConfig(arm="raw", width=0.125, train_size=64, test_size=32, eval_size=16, batch_size=16,
-                       steps_per_epoch=2, epochs=2, lr=0.05)
+    config = RunConfig(
+        arm="raw",
+        width=0.125,
+        train_size=64,
+        test_size=32,
+        eval_size=16,
+        batch_size=16,
+        steps_per_epoch=2,
+        epochs=2,
+        lr=0.05,
+    )
     result = run_one(config, tmp_path / "r")
     assert result["steps_done"] == 4 and [s["step"] for s in result["steps"]] == [1, 2, 3, 4]
     assert {"loss", "acc", "min_margin", "max_abs_sum", "outside"} <= set(result["steps"][0])
@@ -96,8 +115,18 @@ def test_run_one_records_steps_and_resumes(tmp_path):
 
 def test_blow_up_is_seen_and_explained(tmp_path):
     """Raw taps at an absurd learning rate: the run reports the layer that left the strip."""
-    config = RunConfig(arm="raw", width=0.125, train_size=64, test_size=32, eval_size=16, batch_size=16,
-                       steps_per_epoch=4, epochs=1, lr=50.0, dropout=False)
+    config = RunConfig(
+        arm="raw",
+        width=0.125,
+        train_size=64,
+        test_size=32,
+        eval_size=16,
+        batch_size=16,
+        steps_per_epoch=4,
+        epochs=1,
+        lr=50.0,
+        dropout=False,
+    )
     result = run_one(config, tmp_path / "r")
     assert result["outcome"] in ("non-finite", "stalled")
     if result["crossing"] is not None:
@@ -134,14 +163,22 @@ def test_figure6_reads_other_checkpoint_layouts(tmp_path):
     with torch.no_grad():
         layer.ar.theta.normal_()
     expected = layer.ar.taps().detach().double()
-    torch.save({"config": {"ar_region": "diamond"}, "best_model": {"cell.ar.theta": layer.ar.theta.detach()},
-                "model": {}}, tmp_path / "video.pt")
+    torch.save(
+        {"config": {"ar_region": "diamond"}, "best_model": {"cell.ar.theta": layer.ar.theta.detach()}, "model": {}},
+        tmp_path / "video.pt",
+    )
     coef = figure6.coefficients(tmp_path / "video.pt")
     assert coef["region"] == "diamond" and coef["layers"] == 1
     torch.testing.assert_close(torch.from_numpy(coef["sum"]), (expected[..., 0] + expected[..., 2]).reshape(-1))
     other = {"cell.ar.theta": torch.zeros_like(layer.ar.theta)}  # last weights; the best come first
-    torch.save({"model": other, "task": {"best": {"epoch": 3, "weights": {"cell.ar.theta": layer.ar.theta.detach()}}},
-                "config": {"arm": "diamond"}}, tmp_path / "seg.pt")
+    torch.save(
+        {
+            "model": other,
+            "task": {"best": {"epoch": 3, "weights": {"cell.ar.theta": layer.ar.theta.detach()}}},
+            "config": {"arm": "diamond"},
+        },
+        tmp_path / "seg.pt",
+    )
     assert figure6.coefficients(tmp_path / "seg.pt")["sum"] == pytest.approx(coef["sum"])
     torch.save({"gate.ar.theta": layer.ar.theta.detach()}, tmp_path / "plain.pt")  # a bare state dict
     assert figure6.coefficients(tmp_path / "plain.pt")["region"] == "strip"

@@ -12,6 +12,7 @@ For a smoke test of the 3 x 32 x 32 path without the full set, the PyPI package 
 importing foolbox. The images themselves are CIFAR-10's (Krizhevsky 2009), which carries no
 licence beyond the request to cite the technical report.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,8 +36,7 @@ __all__ = [
     "load_foolbox_cifar10",
 ]
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FOOLBOX_REQUIREMENT = "foolbox==3.3.4"
 FOOLBOX_INSTALL = f"pip install --no-deps {FOOLBOX_REQUIREMENT}"
 _SPLITS = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
@@ -53,8 +53,13 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     ``_codecs.encode`` is how Python 3 pickles bytes at protocol 2 (a file re-written by Python 3).
     """
 
-    _ALLOWED: ClassVar[set[tuple[str, str]]] = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -76,7 +81,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise Cifar10MissingError(
             f"{path} not found: give the folder `cifar-10-batches-py` of the CIFAR-10 python "
-            "version (data_batch_1..5, test_batch); nothing is downloaded")
+            "version (data_batch_1..5, test_batch); nothing is downloaded"
+        )
     batch = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise ValueError(f"{path} is not a CIFAR-10 batch (a dict with b'data' and b'labels')")
@@ -131,7 +137,8 @@ def foolbox_data_dir() -> Path:
             return folder
     raise Cifar10MissingError(
         "the 20 CIFAR-10 sample images ship in the PyPI package "
-        f"{FOOLBOX_REQUIREMENT}; install it with `{FOOLBOX_INSTALL}` (only its data files are used)")
+        f"{FOOLBOX_REQUIREMENT}; install it with `{FOOLBOX_INSTALL}` (only its data files are used)"
+    )
 
 
 def load_foolbox_cifar10() -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +152,9 @@ def load_foolbox_cifar10() -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     folder = foolbox_data_dir()
-    found = sorted((int(m.group(1)), int(m.group(2)), p) for p in folder.iterdir()
-                   if (m := _FOOLBOX_NAME.fullmatch(p.name)))
+    found = sorted(
+        (int(m.group(1)), int(m.group(2)), p) for p in folder.iterdir() if (m := _FOOLBOX_NAME.fullmatch(p.name))
+    )
     if [i for i, _, _ in found] != list(range(20)):
         raise Cifar10MissingError(f"{folder} does not hold cifar10_00_*.png ... cifar10_19_*.png")
     images = []

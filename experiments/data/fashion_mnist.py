@@ -10,6 +10,7 @@ Shirt, Sneaker, Bag, Ankle boot; 6,000 / 1,000 per class). Install it with::
 Another folder holding the same four files can be given as ``root`` or in the environment
 variable ``ARMA_FASHION_MNIST_DIR``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,10 +32,22 @@ __all__ = [
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "apt-get update && apt-get install -y dataset-fashion-mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                         "Shirt", "Sneaker", "Bag", "Ankle boot")
-_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 # IDX type codes (the third byte of the magic number) -> numpy dtype, big-endian
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -91,8 +104,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes of data), "
-                         f"the file has {len(raw) - header}")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes of data), the file has {len(raw) - header}"
+        )
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     data = data.astype(dtype.newbyteorder("="), copy=True)
     data.setflags(write=False)
@@ -105,8 +119,7 @@ def _load(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(folder / image_file)
     labels = read_idx(folder / label_file).astype(np.int64)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(f"{folder / image_file}: expected uint8 images (N, 28, 28), got "
-                         f"{images.dtype} {images.shape}")
+        raise ValueError(f"{folder / image_file}: expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
     if labels.shape != (len(images),) or labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"{folder / label_file}: expected {len(images)} labels in 0..9")
     labels.setflags(write=False)

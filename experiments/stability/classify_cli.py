@@ -11,6 +11,7 @@ Examples
 ``arma classify --preset paper --data-dir ~/data/cifar-10-batches-py --device cuda``
 ``arma classify --models resnet18 --arms conv strip diamond --seeds 5``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,42 +34,76 @@ PRESETS: dict[str, dict] = {
         "arms": ["conv", "strip"],
         "seeds": [0, 1, 2],
         "optimizer": "sgd:0.05",
-        "config": {"width": 0.25, "dataset": "fashion-mnist", "train_size": 12800, "test_size": None,
-                       "eval_size": 1000, "batch_size": 128, "steps_per_epoch": 100, "epochs": 3,
-                       "schedule": "cosine"},
-        "jobs": 2, "threads": 1,
+        "config": {
+            "width": 0.25,
+            "dataset": "fashion-mnist",
+            "train_size": 12800,
+            "test_size": None,
+            "eval_size": 1000,
+            "batch_size": 128,
+            "steps_per_epoch": 100,
+            "epochs": 3,
+            "schedule": "cosine",
+        },
+        "jobs": 2,
+        "threads": 1,
     },
     "paper": {
         "models": ["vgg11", "resnet18"],
         "arms": ["conv", "strip", "diamond"],
         "seeds": [0, 1, 2],
         "optimizer": "sgd:0.05",
-        "config": {"width": 1.0, "dataset": "cifar10", "test_size": None, "eval_size": None, "batch_size": 128,
-                       "steps_per_epoch": 390, "epochs": 300, "schedule": "official", "augment": True},
-        "jobs": 1, "threads": None,
+        "config": {
+            "width": 1.0,
+            "dataset": "cifar10",
+            "test_size": None,
+            "eval_size": None,
+            "batch_size": 128,
+            "steps_per_epoch": 390,
+            "epochs": 300,
+            "schedule": "official",
+            "augment": True,
+        },
+        "jobs": 1,
+        "threads": None,
     },
     "smoke": {
         "models": ["vgg11", "resnet18"],
         "arms": ["conv", "strip"],
         "seeds": [0],
         "optimizer": "sgd:0.05",
-        "config": {"width": 0.125, "dataset": "mnist", "train_size": 64, "test_size": 32, "eval_size": 16,
-                       "batch_size": 16, "steps_per_epoch": 2, "epochs": 1},
-        "jobs": 1, "threads": 1,
+        "config": {
+            "width": 0.125,
+            "dataset": "mnist",
+            "train_size": 64,
+            "test_size": 32,
+            "eval_size": 16,
+            "batch_size": 16,
+            "steps_per_epoch": 2,
+            "epochs": 1,
+        },
+        "jobs": 1,
+        "threads": 1,
     },
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="arma classify", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="arma classify", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common(p, PRESETS)
     p.add_argument("--models", nargs="+", choices=MODELS)
     p.add_argument("--arms", nargs="+", choices=list(ARMS))
-    p.add_argument("--optimizer", type=parse_optimizer, metavar="OPT:LR",
-                   help="e.g. sgd:0.05 (momentum 0.9, weight decay 5e-4) or adam:0.001")
-    p.add_argument("--batch-norm", action="store_true",
-                   help="VGG-11 with batch norm (the official script's VGG ran without)")
+    p.add_argument(
+        "--optimizer",
+        type=parse_optimizer,
+        metavar="OPT:LR",
+        help="e.g. sgd:0.05 (momentum 0.9, weight decay 5e-4) or adam:0.001",
+    )
+    p.add_argument(
+        "--batch-norm", action="store_true", help="VGG-11 with batch norm (the official script's VGG ran without)"
+    )
     return p
 
 
@@ -87,8 +122,9 @@ def plan(args) -> tuple[list[tuple[RunConfig, Path]], Path]:
         for seed in args.seeds or preset["seeds"]:
             for arm in args.arms or preset["arms"]:
                 extra = {"weight_decay": 0.0} if name == "adam" else {}
-                config = RunConfig(model=model, arm=arm, optimizer=name, lr=lr, seed=seed,
-                                   record_steps=False, **extra, **base)
+                config = RunConfig(
+                    model=model, arm=arm, optimizer=name, lr=lr, seed=seed, record_steps=False, **extra, **base
+                )
                 items.append((config, out / f"{model}-{arm}-seed{seed}"))
     # the most expensive runs first, so that two workers finish together
     cost = {"resnet18": 4, "vgg11": 1}
@@ -104,14 +140,18 @@ def write_report(out: Path, wall: float | None = None) -> Path | None:
     if not runs:
         return None
     c = runs[0]["config"]
-    text = (f"# arma classify: {c['dataset']}, width {c['width']:g}, {c['epochs']} epochs of "
-            f"{c['steps_per_epoch']} steps (batch {c['batch_size']}), {c['optimizer']} {c['lr']:g}, "
-            f"{c['schedule']} schedule\n\n")
+    text = (
+        f"# arma classify: {c['dataset']}, width {c['width']:g}, {c['epochs']} epochs of "
+        f"{c['steps_per_epoch']} steps (batch {c['batch_size']}), {c['optimizer']} {c['lr']:g}, "
+        f"{c['schedule']} schedule\n\n"
+    )
     if wall is not None:
         text += f"Wall time of the invocation: {wall / 60:.1f} min.\n\n"
     text += classify_table(runs, out)
-    text += (f"\nTest accuracy on {runs[0]['test_images']} test images, mean ± std over seeds; "
-             "train s / epoch: training time of one epoch in one worker process.\n")
+    text += (
+        f"\nTest accuracy on {runs[0]['test_images']} test images, mean ± std over seeds; "
+        "train s / epoch: training time of one epoch in one worker process.\n"
+    )
     path = out / "report.md"
     path.write_text(text)
     return path
@@ -138,8 +178,7 @@ def main(argv=None) -> int:
         print(f"{len(items)} runs in {out}, {jobs} process(es) x {threads} thread(s)", flush=True)
         start = time.perf_counter()
         try:
-            run_many(items, jobs=jobs, threads=threads, resume=args.resume,
-                     log=lambda m: print(m, flush=True))
+            run_many(items, jobs=jobs, threads=threads, resume=args.resume, log=lambda m: print(m, flush=True))
         except (FileNotFoundError, FileExistsError, ValueError) as exc:
             print(f"arma classify: {exc}", file=sys.stderr)
             return 2

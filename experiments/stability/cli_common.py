@@ -1,4 +1,5 @@
 """Command-line pieces shared by ``arma stability`` and ``arma classify``."""
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,5 @@ def add_common(p: argparse.ArgumentParser, presets) -> None:
 
 def overrides(args) -> dict:
     """The RunConfig fields set on the command line."""
-    names = ("dataset", "data_dir", "width", "epochs", "steps_per_epoch", "batch_size", "train_size",
-             "test_size")
+    names = ("dataset", "data_dir", "width", "epochs", "steps_per_epoch", "batch_size", "train_size", "test_size")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}

@@ -5,6 +5,7 @@ of the networks; one channel). Pixels are scaled to ``[0, 1]`` and normalised pe
 the training split's mean and standard deviation (the test split uses the training statistics).
 Images stay uint8 in memory and are converted batch by batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,8 +75,9 @@ def _raw(name: str, split: str, data_dir) -> tuple[torch.Tensor, torch.Tensor]:
         from arma_experiments.data.cifar10 import load_cifar10
 
         if data_dir is None:
-            raise ValueError("dataset 'cifar10' needs data_dir, the cifar-10-batches-py folder "
-                             "(--data-dir); nothing is downloaded")
+            raise ValueError(
+                "dataset 'cifar10' needs data_dir, the cifar-10-batches-py folder (--data-dir); nothing is downloaded"
+            )
         x, y = load_cifar10(data_dir, split)
         return torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))
     if name == "foolbox-cifar10":
@@ -86,8 +88,9 @@ def _raw(name: str, split: str, data_dir) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
 
 
-def load_pair(name: str, *, data_dir: str | os.PathLike | None = None, train_size: int | None = None,
-              test_size: int | None = None) -> tuple[ImageSet, ImageSet]:
+def load_pair(
+    name: str, *, data_dir: str | os.PathLike | None = None, train_size: int | None = None, test_size: int | None = None
+) -> tuple[ImageSet, ImageSet]:
     """Training and test :class:`ImageSet` of a dataset.
 
     Parameters
@@ -146,7 +149,7 @@ def step_indices(n: int, batch_size: int, seed: int, steps: range) -> list[torch
         if p not in cache:
             g = torch.Generator().manual_seed(int(seed) * 1_000_003 + p)
             cache[p] = torch.randperm(n, generator=g)
-        out.append(cache[p][j * batch_size:(j + 1) * batch_size])
+        out.append(cache[p][j * batch_size : (j + 1) * batch_size])
     return out
 
 
@@ -169,6 +172,6 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
     flip = torch.rand(b, generator=generator) < 0.5
     out = torch.empty_like(x)
     for i in range(b):
-        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out[i] = crop.flip(-1) if flip[i] else crop
     return out

@@ -21,6 +21,7 @@ Examples
 ``arma figure6 "my model=path/to/checkpoint.pt"``
 ``arma figure6 "ResNet-18=classify-runs/quick/resnet18-strip-seed*"``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,9 @@ def theta_from_checkpoint(path: str | Path) -> tuple[list[torch.Tensor], str | N
     """
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     for state in _state_dicts(ckpt):
-        thetas = [v for k, v in state.items() if isinstance(k, str) and k.endswith("ar.theta")
-                  and isinstance(v, torch.Tensor)]
+        thetas = [
+            v for k, v in state.items() if isinstance(k, str) and k.endswith("ar.theta") and isinstance(v, torch.Tensor)
+        ]
         if thetas:
             return [t.detach().double() for t in thetas], _region(ckpt)
     raise ValueError(f"{path}: no AR parameters (no state-dict key ending in 'ar.theta')")
@@ -123,16 +125,24 @@ def coefficients(source: str | Path, region: str | None = None) -> dict:
         regions.add(use)
         used += 1
         for theta in thetas:
-            taps = arma_core.reparameterize(theta, use) if use != "raw" else torch.cat(
-                [theta[..., :1], torch.ones_like(theta[..., :1]), theta[..., 1:]], dim=-1)
+            taps = (
+                arma_core.reparameterize(theta, use)
+                if use != "raw"
+                else torch.cat([theta[..., :1], torch.ones_like(theta[..., :1]), theta[..., 1:]], dim=-1)
+            )
             found.append(taps.reshape(-1, 3))
         layers += len(thetas)
     if not found:
         raise ValueError(f"{source}: no checkpoint with AR parameters found")
     t = torch.cat(found).numpy()
-    return {"f_minus": t[:, 0], "f_plus": t[:, 2], "sum": t[:, 0] + t[:, 2],
-            "checkpoints": used,
-            "layers": layers, "region": "/".join(sorted(regions))}
+    return {
+        "f_minus": t[:, 0],
+        "f_plus": t[:, 2],
+        "sum": t[:, 0] + t[:, 2],
+        "checkpoints": used,
+        "layers": layers,
+        "region": "/".join(sorted(regions)),
+    }
 
 
 def summarize(coef: Mapping) -> dict:
@@ -145,9 +155,14 @@ def summarize(coef: Mapping) -> dict:
     0.5
     """
     s = np.abs(np.asarray(coef["sum"], dtype=float))
-    return {"factors": int(s.size), "mean_abs_sum": float(s.mean()), "max_abs_sum": float(s.max()),
-            "share_abs_sum_gt_0.5": float((s > 0.5).mean()),
-            "mean_f_minus": float(np.mean(coef["f_minus"])), "mean_f_plus": float(np.mean(coef["f_plus"]))}
+    return {
+        "factors": int(s.size),
+        "mean_abs_sum": float(s.mean()),
+        "max_abs_sum": float(s.max()),
+        "share_abs_sum_gt_0.5": float((s > 0.5).mean()),
+        "mean_f_minus": float(np.mean(coef["f_minus"])),
+        "mean_f_plus": float(np.mean(coef["f_plus"])),
+    }
 
 
 def plot_figure6(rows: list[tuple[str, dict]], path: str | Path) -> Path:
@@ -161,16 +176,16 @@ def plot_figure6(rows: list[tuple[str, dict]], path: str | Path) -> Path:
     for r, (label, coef) in enumerate(rows):
         info = summarize(coef)
         lim = max(1.0, float(np.max(np.abs(coef["sum"]))))
-        for c, (key, name) in enumerate((("f_minus", "$f_{-1}$"), ("f_plus", "$f_{1}$"),
-                                         ("sum", "$f_{-1} + f_{1}$"))):
+        for c, (key, name) in enumerate((("f_minus", "$f_{-1}$"), ("f_plus", "$f_{1}$"), ("sum", "$f_{-1} + f_{1}$"))):
             ax = axes[r, c]
             ax.hist(coef[key], bins=80, range=(-lim, lim), color="tab:blue")
             ax.set_xlim(-lim, lim)
             ax.set_xlabel(name, fontsize=9)
             ax.tick_params(labelsize=7)
             ax.axvline(0, color="k", lw=0.5)
-        axes[r, 2].set_title(f"mean |s| {info['mean_abs_sum']:.3f}, share |s|>0.5: "
-                             f"{info['share_abs_sum_gt_0.5']:.1%}", fontsize=9)
+        axes[r, 2].set_title(
+            f"mean |s| {info['mean_abs_sum']:.3f}, share |s|>0.5: {info['share_abs_sum_gt_0.5']:.1%}", fontsize=9
+        )
         axes[r, 0].set_title(f"{label} ({info['factors']} factors)", fontsize=9, loc="left")
         axes[r, 0].set_ylabel("count", fontsize=8)
     fig.suptitle("Learned AR coefficients (s = f_-1 + f_1)", fontsize=10)
@@ -183,14 +198,20 @@ def plot_figure6(rows: list[tuple[str, dict]], path: str | Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="arma figure6", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="arma figure6", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("models", nargs="*", metavar="LABEL=PATH", help="any trained model, labelled")
     p.add_argument("--classify", help="a trained classification model (e.g. classify-runs/quick)")
     p.add_argument("--video", help="a trained video model (e.g. video-runs/quick/arma-lstm-speed3)")
     p.add_argument("--segment", help="a trained segmentation model")
-    p.add_argument("--region", action="append", default=[], metavar="LABEL=REGION",
-                   help="override the re-parameterization of one model (strip, diamond or raw)")
+    p.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="LABEL=REGION",
+        help="override the re-parameterization of one model (strip, diamond or raw)",
+    )
     p.add_argument("--out", default="figure6.png", help="the PNG to write (default figure6.png)")
     return p
 
@@ -209,8 +230,7 @@ def main(argv=None) -> int:
     """Entry point of ``arma figure6``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        sources = {"classification": args.classify, "video prediction": args.video,
-                   "segmentation": args.segment}
+        sources = {"classification": args.classify, "video prediction": args.video, "segmentation": args.segment}
         sources = {k: v for k, v in sources.items() if v}
         sources.update(_pairs(args.models, "a model"))
         regions = _pairs(args.region, "--region")
@@ -224,8 +244,16 @@ def main(argv=None) -> int:
         print(f"arma figure6: {exc}", file=sys.stderr)
         return 2
     path = plot_figure6(rows, args.out)
-    table = {label: {**summarize(c), "checkpoints": c["checkpoints"], "layers": c["layers"],
-                     "region": c["region"], "source": str(sources[label])} for label, c in rows}
+    table = {
+        label: {
+            **summarize(c),
+            "checkpoints": c["checkpoints"],
+            "layers": c["layers"],
+            "region": c["region"],
+            "source": str(sources[label]),
+        }
+        for label, c in rows
+    }
     Path(path).with_suffix(".json").write_text(json.dumps(table, indent=2) + "\n")
     print(json.dumps(table, indent=2))
     print(f"wrote {path} and {Path(path).with_suffix('.json')}")

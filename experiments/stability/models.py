@@ -23,6 +23,7 @@ without pooling, four stages of two basic blocks (64-128-256-512, strides 1-2-2-
 projection shortcuts (ARMA too, as in the official code), global average pooling and one
 linear layer. ``width`` scales every channel count (``width=0.25``: a quarter-width network).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,9 @@ class ConvFactory:
     ar_order: int = 1
     ar_boundary: str = "circular"
 
-    def __call__(self, in_channels: int, out_channels: int, kernel_size: int, *, size: int,
-                 stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    def __call__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, size: int, stride: int = 1, bias: bool = True
+    ) -> nn.Conv2d:
         """A convolution with ``padding = kernel_size // 2`` whose output is ``size`` x ``size``.
 
         Returns ``nn.Conv2d`` for ``kind="conv"`` and where ``size < 3`` (no room for an AR
@@ -67,11 +69,19 @@ class ConvFactory:
         """
         padding = kernel_size // 2
         if self.kind == "conv" or size < 3:
-            return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                             padding=padding, bias=bias)
-        return ARMA2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                      bias=bias, ar_order=self.ar_order, ar_boundary=self.ar_boundary,
-                      ar_region=self.kind, ar_init=0.0)
+            return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        return ARMA2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            bias=bias,
+            ar_order=self.ar_order,
+            ar_boundary=self.ar_boundary,
+            ar_region=self.kind,
+            ar_init=0.0,
+        )
 
 
 def conv_factory(kind: str = "conv", *, ar_order: int = 1, ar_boundary: str = "circular") -> ConvFactory:
@@ -106,8 +116,11 @@ def _scaled(channels: int, width: float) -> int:
 def _check_common(width: float, in_channels: int, num_classes: int, image_size: int) -> None:
     if not (isinstance(width, (int, float)) and width > 0):
         raise ValueError(f"width must be a positive number, got {width!r}")
-    for name, value, low in (("in_channels", in_channels, 1), ("num_classes", num_classes, 2),
-                             ("image_size", image_size, 1)):
+    for name, value, low in (
+        ("in_channels", in_channels, 1),
+        ("num_classes", num_classes, 2),
+        ("image_size", image_size, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
@@ -140,9 +153,17 @@ class VGG11(nn.Module):
     torch.Size([2, 10])
     """
 
-    def __init__(self, conv: ConvFactory, *, width: float = 1.0, in_channels: int = 3,
-                 num_classes: int = 10, image_size: int = 32, batch_norm: bool = False,
-                 dropout: bool = True):
+    def __init__(
+        self,
+        conv: ConvFactory,
+        *,
+        width: float = 1.0,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        image_size: int = 32,
+        batch_norm: bool = False,
+        dropout: bool = True,
+    ):
         super().__init__()
         _check_common(width, in_channels, num_classes, image_size)
         if image_size % 32:
@@ -164,9 +185,15 @@ class VGG11(nn.Module):
         flat = channels * size * size
         hidden = _scaled(512, width)
         drop = (lambda: nn.Dropout(0.5)) if dropout else nn.Identity
-        self.classifier = nn.Sequential(drop(), nn.Linear(flat, hidden), nn.ReLU(),
-                                        drop(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                        nn.Linear(hidden, num_classes))
+        self.classifier = nn.Sequential(
+            drop(),
+            nn.Linear(flat, hidden),
+            nn.ReLU(),
+            drop(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -187,8 +214,9 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(conv(in_planes, planes, 1, size=size, stride=stride, bias=False),
-                                          nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                conv(in_planes, planes, 1, size=size, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -220,8 +248,15 @@ class ResNet18(nn.Module):
     torch.Size([2, 10])
     """
 
-    def __init__(self, conv: ConvFactory, *, width: float = 1.0, in_channels: int = 3,
-                 num_classes: int = 10, image_size: int = 32):
+    def __init__(
+        self,
+        conv: ConvFactory,
+        *,
+        width: float = 1.0,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        image_size: int = 32,
+    ):
         super().__init__()
         _check_common(width, in_channels, num_classes, image_size)
         if image_size % 8:
@@ -249,9 +284,18 @@ class ResNet18(nn.Module):
 MODELS = ("vgg11", "resnet18")
 
 
-def build_model(name: str, kind: str, *, width: float = 1.0, in_channels: int = 3,
-                num_classes: int = 10, image_size: int = 32, batch_norm: bool = False,
-                dropout: bool = True, ar_order: int = 1) -> nn.Module:
+def build_model(
+    name: str,
+    kind: str,
+    *,
+    width: float = 1.0,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    image_size: int = 32,
+    batch_norm: bool = False,
+    dropout: bool = True,
+    ar_order: int = 1,
+) -> nn.Module:
     """``VGG11`` or ``ResNet18`` (``name``) with convolutions of ``kind`` (see :func:`conv_factory`).
 
     ``batch_norm`` and ``dropout`` apply to VGG-11 only (ResNet-18 always has batch norm and no
@@ -264,11 +308,17 @@ def build_model(name: str, kind: str, *, width: float = 1.0, in_channels: int = 
     """
     conv = conv_factory(kind, ar_order=ar_order)
     if name == "vgg11":
-        return VGG11(conv, width=width, in_channels=in_channels, num_classes=num_classes,
-                     image_size=image_size, batch_norm=batch_norm, dropout=dropout)
+        return VGG11(
+            conv,
+            width=width,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=image_size,
+            batch_norm=batch_norm,
+            dropout=dropout,
+        )
     if name == "resnet18":
-        return ResNet18(conv, width=width, in_channels=in_channels, num_classes=num_classes,
-                        image_size=image_size)
+        return ResNet18(conv, width=width, in_channels=in_channels, num_classes=num_classes, image_size=image_size)
     raise ValueError(f"model must be one of {MODELS}, got {name!r}")
 
 

@@ -7,6 +7,7 @@ connected set of non-singular factors that contains the identity, so a factor wi
 ``|f_-1 + f_1| >= 1`` has *crossed* a singular filter on its way out (its margin passed through
 0), whatever its margin is afterwards.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,5 +75,10 @@ def ar_state(model: torch.nn.Module) -> dict:
         outside += int((s >= 1).sum())
         if float(s.max()) > worst:
             worst, worst_name = float(s.max()), name
-    return {"min_margin": margin if finite else math.nan, "max_abs_sum": worst if finite else math.nan,
-            "worst_layer": worst_name, "outside": outside, "finite": finite}
+    return {
+        "min_margin": margin if finite else math.nan,
+        "max_abs_sum": worst if finite else math.nan,
+        "worst_layer": worst_name,
+        "outside": outside,
+        "finite": finite,
+    }

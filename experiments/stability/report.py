@@ -1,4 +1,5 @@
 """Tables and figures of ``arma stability`` and ``arma classify`` from the runs' ``results.json``."""
+
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from arma_experiments.results import (
     collect,
     format_stat,
@@ -48,10 +50,13 @@ def _groups(runs: Sequence[dict], arms: Sequence[str]) -> dict[str, dict[str, li
     return out
 
 
+def _esc(cell) -> str:
+    return str(cell).replace("|", "\\|")
+
+
 def _md(header, rows) -> str:
     """:func:`markdown_table` with ``|`` inside cells escaped (``|f_-1+f_1|``)."""
-    esc = lambda c: str(c).replace("|", "\\|")
-    return markdown_table([esc(h) for h in header], [[esc(c) for c in row] for row in rows])
+    return markdown_table([_esc(h) for h in header], [[_esc(c) for c in row] for row in rows])
 
 
 def _fmt(x, digits=3) -> str:
@@ -67,8 +72,18 @@ def stability_tables(runs: Sequence[dict], arms: Sequence[str], out_dir: str | P
     """The summary (per optimizer and arm) and per-run tables as Markdown; also writes CSVs."""
     out_dir = Path(out_dir)
     groups = _groups(runs, arms)
-    head = ["optimizer", "arm", "seeds", "converged", "stalled", "non-finite", "test accuracy",
-            "left the strip", "largest |f_-1+f_1| at the end, per seed", "first crossing step"]
+    head = [
+        "optimizer",
+        "arm",
+        "seeds",
+        "converged",
+        "stalled",
+        "non-finite",
+        "test accuracy",
+        "left the strip",
+        "largest |f_-1+f_1| at the end, per seed",
+        "first crossing step",
+    ]
     rows = []
     for label, by_arm in groups.items():
         for arm, members in by_arm.items():
@@ -78,29 +93,59 @@ def stability_tables(runs: Sequence[dict], arms: Sequence[str], out_dir: str | P
             crossings = [m["crossing"]["step"] for m in members if m.get("crossing")]
             ar = members[0]["ar_layers"] > 0
             sums = [_fmt(m["final_max_abs_sum"], 2) for m in members]
-            rows.append([label, arm, len(members), kinds.count("converged"), kinds.count("stalled"),
-                         kinds.count("non-finite"), format_stat(stat(m["test_accuracy"] for m in members)),
-                         f"{len(crossings)}/{len(members)}" if ar else "-",
-                         " / ".join(sums) if ar else "-",
-                         ", ".join(map(str, crossings)) or "-"])
+            rows.append(
+                [
+                    label,
+                    arm,
+                    len(members),
+                    kinds.count("converged"),
+                    kinds.count("stalled"),
+                    kinds.count("non-finite"),
+                    format_stat(stat(m["test_accuracy"] for m in members)),
+                    f"{len(crossings)}/{len(members)}" if ar else "-",
+                    " / ".join(sums) if ar else "-",
+                    ", ".join(map(str, crossings)) or "-",
+                ]
+            )
     write_csv(out_dir / "summary.csv", head, rows)
-    per_head = ["optimizer", "arm", "seed", "outcome", "test accuracy", "final loss", "min margin (run)",
-                "max |f_-1+f_1| (run)", "non-finite step", "why"]
+    per_head = [
+        "optimizer",
+        "arm",
+        "seed",
+        "outcome",
+        "test accuracy",
+        "final loss",
+        "min margin (run)",
+        "max |f_-1+f_1| (run)",
+        "non-finite step",
+        "why",
+    ]
     per_rows = []
     for label, by_arm in groups.items():
         for arm, members in by_arm.items():
             for m in members:
                 margins = [s["min_margin"] for s in m["steps"] if s.get("min_margin") is not None]
                 sums = [s["max_abs_sum"] for s in m["steps"] if s.get("max_abs_sum") is not None]
-                per_rows.append([label, arm, m["config"]["seed"], m["outcome"], _fmt(m["test_accuracy"]),
-                                 _fmt(m["final_loss"], 2),
-                                 _fmt(np.nanmin(margins)) if margins else "-",
-                                 _fmt(np.nanmax(sums), 2) if sums else "-",
-                                 m["nonfinite_step"] or m["nonfinite_output_step"] or "-", m["reason"]])
+                per_rows.append(
+                    [
+                        label,
+                        arm,
+                        m["config"]["seed"],
+                        m["outcome"],
+                        _fmt(m["test_accuracy"]),
+                        _fmt(m["final_loss"], 2),
+                        _fmt(np.nanmin(margins)) if margins else "-",
+                        _fmt(np.nanmax(sums), 2) if sums else "-",
+                        m["nonfinite_step"] or m["nonfinite_output_step"] or "-",
+                        m["reason"],
+                    ]
+                )
     write_csv(out_dir / "runs.csv", per_head, per_rows)
     maj = runs[0]["majority_accuracy"] if runs else math.nan
-    note = (f"\nConverged: finite throughout and test accuracy >= {converged_threshold(maj):.3f} "
-            f"(halfway from the majority class, {maj:.3f}, to 1); test accuracy mean ± std over seeds.\n")
+    note = (
+        f"\nConverged: finite throughout and test accuracy >= {converged_threshold(maj):.3f} "
+        f"(halfway from the majority class, {maj:.3f}, to 1); test accuracy mean ± std over seeds.\n"
+    )
     return "## Summary\n\n" + _md(head, rows) + note + "\n## Runs\n\n" + _md(per_head, per_rows)
 
 
@@ -114,7 +159,7 @@ def _series(members: Sequence[dict], key: str, steps: int, smooth: int = 1) -> n
             kernel = np.ones(smooth) / smooth
             padded = np.concatenate([np.full(smooth - 1, values[0]), values])
             values = np.convolve(padded, kernel, mode="valid")
-        out[i, :len(values)] = values[:steps]
+        out[i, : len(values)] = values[:steps]
     return out
 
 
@@ -134,8 +179,7 @@ def _band(ax, x, data, color, label, log=False, seeds=False):
             ax.plot(x, row, color=color, lw=0.5, alpha=0.5)
 
 
-_COLORS = {"conv": "tab:gray", "strip": "tab:blue", "diamond": "tab:green", "raw": "tab:red",
-           "raw-half": "tab:orange"}
+_COLORS = {"conv": "tab:gray", "strip": "tab:blue", "diamond": "tab:green", "raw": "tab:red", "raw-half": "tab:orange"}
 
 
 def _figure(runs, arms, panels, path, title):
@@ -147,16 +191,22 @@ def _figure(runs, arms, panels, path, title):
     groups = _groups(runs, arms)
     steps = max(r["config"]["epochs"] * r["config"]["steps_per_epoch"] for r in runs)
     x = np.arange(1, steps + 1)
-    fig, axes = plt.subplots(len(groups), len(panels), figsize=(4.2 * len(panels), 2.6 * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(4.2 * len(panels), 2.6 * len(groups)), squeeze=False)
     for row, (label, by_arm) in enumerate(groups.items()):
         for col, (key, ylabel, smooth, log, ref, ylim) in enumerate(panels):
             ax = axes[row, col]
             for arm, members in by_arm.items():
                 if members and (key in ("loss", "acc") or members[0]["ar_layers"] > 0):
                     color = _COLORS.get(arm, None)
-                    _band(ax, x, _series(members, key, steps, smooth), color,
-                          f"{arm} (n={len(members)})", log, seeds=key in ("max_abs_sum", "min_margin"))
+                    _band(
+                        ax,
+                        x,
+                        _series(members, key, steps, smooth),
+                        color,
+                        f"{arm} (n={len(members)})",
+                        log,
+                        seeds=key in ("max_abs_sum", "min_margin"),
+                    )
                     for m in members:  # where a run went non-finite
                         stop = m.get("nonfinite_step") or m.get("nonfinite_output_step")
                         if stop is not None:
@@ -180,18 +230,34 @@ def _figure(runs, arms, panels, path, title):
 
 def plot_figure5(runs: Sequence[dict], arms: Sequence[str], path: str | Path) -> Path:
     """Figure 5: training loss and batch accuracy per step (mean ± std over seeds, running mean 10)."""
-    panels = [("loss", "training loss", 10, True, math.log(10), (0.05, 30)),
-              ("acc", "batch accuracy", 10, False, None, (0, 1))]
-    return _figure(runs, arms, panels, path, "Learning curves with and without the re-parameterization, mean ± std over seeds\n"
-                   "(dashed: chance-level loss ln 10; dotted: a run's first non-finite step)")
+    panels = [
+        ("loss", "training loss", 10, True, math.log(10), (0.05, 30)),
+        ("acc", "batch accuracy", 10, False, None, (0, 1)),
+    ]
+    return _figure(
+        runs,
+        arms,
+        panels,
+        path,
+        "Learning curves with and without the re-parameterization, mean ± std over seeds\n"
+        "(dashed: chance-level loss ln 10; dotted: a run's first non-finite step)",
+    )
 
 
 def plot_margins(runs: Sequence[dict], arms: Sequence[str], path: str | Path) -> Path:
     """Largest ``|f_-1 + f_1|`` and smallest response modulus over all AR factors, per step."""
-    panels = [("max_abs_sum", "largest |f_-1+f_1|", 1, True, 1.0, (1e-3, 1e3)),
-              ("min_margin", "smallest response modulus", 1, True, None, (1e-3, 1.5))]
-    return _figure(runs, arms, panels, path, "AR factors during training, mean ± std and each seed\n"
-                   "(dashed: the strip's edge |f_-1+f_1| = 1; dotted: a run's first non-finite step)")
+    panels = [
+        ("max_abs_sum", "largest |f_-1+f_1|", 1, True, 1.0, (1e-3, 1e3)),
+        ("min_margin", "smallest response modulus", 1, True, None, (1e-3, 1.5)),
+    ]
+    return _figure(
+        runs,
+        arms,
+        panels,
+        path,
+        "AR factors during training, mean ± std and each seed\n"
+        "(dashed: the strip's edge |f_-1+f_1| = 1; dotted: a run's first non-finite step)",
+    )
 
 
 def classify_table(runs: Sequence[dict], out_dir: str | Path) -> str:
@@ -200,18 +266,34 @@ def classify_table(runs: Sequence[dict], out_dir: str | Path) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["config"]["model"], r["config"]["arm"]), []).append(r)
-    head = ["model", "convolution", "params", "seeds", "test accuracy", "test loss",
-            "train s / epoch", "max |f_-1+f_1|", "mean |f_-1+f_1|"]
+    head = [
+        "model",
+        "convolution",
+        "params",
+        "seeds",
+        "test accuracy",
+        "test loss",
+        "train s / epoch",
+        "max |f_-1+f_1|",
+        "mean |f_-1+f_1|",
+    ]
     rows = []
     for (model, arm), members in groups.items():
         ar = members[0]["ar_layers"] > 0
         mean_abs = [m["mean_abs_sum"] for m in members if m.get("mean_abs_sum") is not None]
-        rows.append([model, arm, f"{members[0]['parameters']:,}", len(members),
-                     format_stat(stat(m["test_accuracy"] for m in members), 4),
-                     format_stat(stat(m["test_loss"] for m in members), 3),
-                     format_stat(stat(m["seconds_per_epoch"] for m in members), 1),
-                     format_stat(stat(m["final_max_abs_sum"] for m in members), 3) if ar else "-",
-                     format_stat(stat(mean_abs), 3) if ar and mean_abs else "-"])
+        rows.append(
+            [
+                model,
+                arm,
+                f"{members[0]['parameters']:,}",
+                len(members),
+                format_stat(stat(m["test_accuracy"] for m in members), 4),
+                format_stat(stat(m["test_loss"] for m in members), 3),
+                format_stat(stat(m["seconds_per_epoch"] for m in members), 1),
+                format_stat(stat(m["final_max_abs_sum"] for m in members), 3) if ar else "-",
+                format_stat(stat(mean_abs), 3) if ar and mean_abs else "-",
+            ]
+        )
     maj = runs[0]["majority_accuracy"] if runs else math.nan
     rows.append(["majority class", "-", "0", "-", f"{maj:.4f}", "-", "-", "-", "-"])
     write_csv(out_dir / "classify.csv", head, rows)

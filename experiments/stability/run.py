@@ -1,4 +1,5 @@
 """Run one configuration to its ``results.json``, and many of them in parallel processes."""
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,7 @@ def outcome(result: dict) -> tuple[str, str]:
     if result.get("ar_layers", 0) == 0:
         parts.append("no AR filters")
     elif cross is not None:
-        parts.append(f"{cross['layer']} left the strip at step {cross['step']} "
-                     f"(|f_-1+f_1| = {_num(cross['abs_sum'])})")
+        parts.append(f"{cross['layer']} left the strip at step {cross['step']} (|f_-1+f_1| = {_num(cross['abs_sum'])})")
     else:
         parts.append(f"no AR factor left the strip (largest |f_-1+f_1| {_num(result['final_max_abs_sum'])})")
     if result.get("nonfinite_step") is not None:
@@ -56,8 +56,11 @@ def outcome(result: dict) -> tuple[str, str]:
         kind = "converged"
     else:
         kind = "stalled"
-        parts.insert(0, f"test accuracy {result['test_accuracy']:.3f}, final loss "
-                        f"{_num(result['final_loss'])} (chance {math.log(10):.2f})")
+        parts.insert(
+            0,
+            f"test accuracy {result['test_accuracy']:.3f}, final loss "
+            f"{_num(result['final_loss'])} (chance {math.log(10):.2f})",
+        )
     return kind, "; ".join(parts)
 
 
@@ -86,8 +89,9 @@ def _final_loss(steps: list[dict], tail: int = 20) -> float:
     return sum(losses) / len(losses) if losses else math.nan
 
 
-def run_one(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-            device: str = "cpu", progress: bool = False) -> dict:
+def run_one(
+    config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, device: str = "cpu", progress: bool = False
+) -> dict:
     """Train ``config`` in ``run_dir`` (checkpoint after every epoch), score it, write ``results.json``.
 
     With ``resume`` a finished run (its ``results.json`` exists with the same config) is
@@ -107,8 +111,17 @@ def run_one(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     train, test = _data(config.dataset, config.data_dir, config.train_size, config.test_size)
     task = ClassifyTask(config, train, test)
     start = time.perf_counter()
-    state = fit(task, make_fabric(device), run_dir, epochs=config.epochs, resume=resume,
-                nonfinite="stop", progress=progress, desc=run_dir.name, log=lambda m: None)
+    state = fit(
+        task,
+        make_fabric(device),
+        run_dir,
+        epochs=config.epochs,
+        resume=resume,
+        nonfinite="stop",
+        progress=progress,
+        desc=run_dir.name,
+        log=lambda m: None,
+    )
     model = getattr(task.model, "module", task.model)
     model.eval()
     final = evaluate(model, test, config.test_size)
@@ -164,8 +177,9 @@ def _worker(item: tuple[dict, str, bool]) -> tuple[str, str, float]:
     return run_dir, f"{result['outcome']} (test accuracy {result['test_accuracy']:.3f})", result["wall_seconds"]
 
 
-def run_many(items: Sequence[tuple[RunConfig, Path]], *, jobs: int = 1, threads: int = 1,
-             resume: bool = False, log=print) -> None:
+def run_many(
+    items: Sequence[tuple[RunConfig, Path]], *, jobs: int = 1, threads: int = 1, resume: bool = False, log=print
+) -> None:
     """Run every ``(config, run_dir)``; ``jobs`` spawned worker processes of ``threads`` threads.
 
     Workers are spawned, not forked (no inherited OpenMP state), and numba's pool is sized to
@@ -183,8 +197,12 @@ def run_many(items: Sequence[tuple[RunConfig, Path]], *, jobs: int = 1, threads:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    env = {"ARMA_WORKER_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads),
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {
+        "ARMA_WORKER_THREADS": str(threads),
+        "NUMBA_NUM_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

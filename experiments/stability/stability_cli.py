@@ -15,6 +15,7 @@ Examples
 ``arma stability --preset paper --data-dir ~/data/cifar-10-batches-py --device cuda``
 ``arma stability --optimizer sgd:0.1 --arms raw strip --seeds 5``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,36 +36,73 @@ PRESETS: dict[str, dict] = {
         "arms": ["conv", "strip", "raw", "raw-half"],
         "optimizers": ["sgd:0.025", "sgd:0.05", "sgd:0.1", "adam:0.001"],
         "seeds": [0, 1, 2],
-        "config": {"model": "vgg11", "width": 0.25, "dataset": "mnist", "batch_size": 64, "steps_per_epoch": 50,
-                       "epochs": 6, "test_size": 2000, "eval_size": 500},
-        "jobs": 2, "threads": 1,
+        "config": {
+            "model": "vgg11",
+            "width": 0.25,
+            "dataset": "mnist",
+            "batch_size": 64,
+            "steps_per_epoch": 50,
+            "epochs": 6,
+            "test_size": 2000,
+            "eval_size": 500,
+        },
+        "jobs": 2,
+        "threads": 1,
     },
     "paper": {
         "arms": ["conv", "strip", "diamond", "raw", "raw-half"],
         "optimizers": ["sgd:0.02", "sgd:0.05", "sgd:0.1", "sgd:0.2", "adam:0.001"],
         "seeds": [0, 1, 2],
-        "config": {"model": "vgg11", "width": 1.0, "dataset": "cifar10", "batch_size": 128, "steps_per_epoch": 390,
-                       "epochs": 10, "test_size": None, "eval_size": 2000, "augment": True},
-        "jobs": 1, "threads": None,
+        "config": {
+            "model": "vgg11",
+            "width": 1.0,
+            "dataset": "cifar10",
+            "batch_size": 128,
+            "steps_per_epoch": 390,
+            "epochs": 10,
+            "test_size": None,
+            "eval_size": 2000,
+            "augment": True,
+        },
+        "jobs": 1,
+        "threads": None,
     },
     "smoke": {
         "arms": ["conv", "raw"],
         "optimizers": ["sgd:0.05"],
         "seeds": [0],
-        "config": {"model": "vgg11", "width": 0.125, "dataset": "mnist", "batch_size": 16, "steps_per_epoch": 3,
-                       "epochs": 1, "train_size": 64, "test_size": 32, "eval_size": 16},
-        "jobs": 1, "threads": 1,
+        "config": {
+            "model": "vgg11",
+            "width": 0.125,
+            "dataset": "mnist",
+            "batch_size": 16,
+            "steps_per_epoch": 3,
+            "epochs": 1,
+            "train_size": 64,
+            "test_size": 32,
+            "eval_size": 16,
+        },
+        "jobs": 1,
+        "threads": 1,
     },
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="arma stability", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="arma stability",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common(p, PRESETS)
     p.add_argument("--arms", nargs="+", choices=list(ARMS), help="arms to train (default: the preset's)")
-    p.add_argument("--optimizer", nargs="+", type=parse_optimizer, metavar="OPT:LR",
-                   help="optimizer settings, e.g. sgd:0.05 adam:0.001 (SGD: momentum 0.9, weight decay 5e-4)")
+    p.add_argument(
+        "--optimizer",
+        nargs="+",
+        type=parse_optimizer,
+        metavar="OPT:LR",
+        help="optimizer settings, e.g. sgd:0.05 adam:0.001 (SGD: momentum 0.9, weight decay 5e-4)",
+    )
     return p
 
 
@@ -94,8 +132,10 @@ def write_report(out: Path, arms, wall: float | None = None) -> Path | None:
     if not runs:
         return None
     c = runs[0]["config"]
-    text = (f"# arma stability: {c['model']} width {c['width']:g} on {c['dataset']}, batch "
-            f"{c['batch_size']}, {c['epochs'] * c['steps_per_epoch']} steps\n\n")
+    text = (
+        f"# arma stability: {c['model']} width {c['width']:g} on {c['dataset']}, batch "
+        f"{c['batch_size']}, {c['epochs'] * c['steps_per_epoch']} steps\n\n"
+    )
     if wall is not None:
         text += f"Wall time of the invocation: {wall / 60:.1f} min.\n\n"
     text += stability_tables(runs, arms, out)
@@ -124,12 +164,10 @@ def main(argv=None) -> int:
             return 2
         from .run import run_many
 
-        print(f"{len(items)} runs ({len(arms)} arms) in {out}, {jobs} process(es) x {threads} thread(s)",
-              flush=True)
+        print(f"{len(items)} runs ({len(arms)} arms) in {out}, {jobs} process(es) x {threads} thread(s)", flush=True)
         start = time.perf_counter()
         try:
-            run_many(items, jobs=jobs, threads=threads, resume=args.resume,
-                     log=lambda m: print(m, flush=True))
+            run_many(items, jobs=jobs, threads=threads, resume=args.resume, log=lambda m: print(m, flush=True))
         except (FileNotFoundError, FileExistsError, ValueError) as exc:
             print(f"arma stability: {exc}", file=sys.stderr)
             return 2

@@ -6,6 +6,7 @@ of the loop is ``steps_per_epoch`` optimizer steps; the batches come from
 :func:`arma_experiments.stability.data.step_indices`, so they depend on the seed only and every
 arm of a comparison sees the same batches in the same order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +15,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+
 from arma_experiments.training import Task
 
 from .data import ImageSet, augment_batch, step_indices
@@ -120,8 +122,7 @@ assert all(kind in CONV_KINDS for kind, _ in ARMS.values())
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: ImageSet, size: int | None = None,
-             batch_size: int = 500) -> dict:
+def evaluate(model: torch.nn.Module, data: ImageSet, size: int | None = None, batch_size: int = 500) -> dict:
     """Accuracy and mean cross-entropy of ``model`` on the first ``size`` images of ``data``.
 
     Non-finite logits count as wrong and make the loss NaN.
@@ -156,8 +157,15 @@ class ClassifyTask(Task):
     def build(self):
         c = self.run
         torch.manual_seed(c.seed)
-        model = build_model(c.model, c.kind, width=c.width, in_channels=self.train.channels,
-                            num_classes=10, batch_norm=c.batch_norm, dropout=c.dropout)
+        model = build_model(
+            c.model,
+            c.kind,
+            width=c.width,
+            in_channels=self.train.channels,
+            num_classes=10,
+            batch_norm=c.batch_norm,
+            dropout=c.dropout,
+        )
         ar = [p for n, p in model.named_parameters() if n.endswith("ar.theta")]
         rest = [p for n, p in model.named_parameters() if not n.endswith("ar.theta")]
         factor = ARMS[c.arm][1]
@@ -165,8 +173,9 @@ class ClassifyTask(Task):
         if ar:
             # the same step on the taps as the re-parameterized arms; weight decay scaled so that
             # lr * weight_decay (the decay per step) is unchanged
-            groups.append({"params": ar, "lr": c.lr * factor, "base_lr": c.lr * factor,
-                           "weight_decay": c.weight_decay / factor})
+            groups.append(
+                {"params": ar, "lr": c.lr * factor, "base_lr": c.lr * factor, "weight_decay": c.weight_decay / factor}
+            )
         if c.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         else:
@@ -216,8 +225,12 @@ class ClassifyTask(Task):
         s = ar_state(getattr(model, "module", model))
         if self.crossing is None and (s["outside"] > 0 or not s["finite"]):
             self.crossing = {"step": step, "layer": s["worst_layer"], "abs_sum": s["max_abs_sum"]}
-        return {"min_margin": s["min_margin"], "max_abs_sum": s["max_abs_sum"],
-                "outside": s["outside"], "worst_layer": self.layer_names.index(s["worst_layer"])}
+        return {
+            "min_margin": s["min_margin"],
+            "max_abs_sum": s["max_abs_sum"],
+            "outside": s["outside"],
+            "worst_layer": self.layer_names.index(s["worst_layer"]),
+        }
 
     def end_epoch(self, fabric, model, state) -> dict:
         seconds = time.perf_counter() - self._epoch_start
