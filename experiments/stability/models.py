@@ -142,7 +142,7 @@ class VGG11(nn.Module):
     dropout : bool
         Dropout (p = 0.5) before the classifier's first two linear layers, as the official code.
 
-    Shape
+    Notes
     -----
     Input ``(N, in_channels, image_size, image_size)``; output logits ``(N, num_classes)``.
 
@@ -237,7 +237,7 @@ class ResNet18(nn.Module):
     image_size : int
         Input height = width; divisible by 8 (three stride-2 stages).
 
-    Shape
+    Notes
     -----
     Input ``(N, in_channels, image_size, image_size)``; output logits ``(N, num_classes)``.
 
