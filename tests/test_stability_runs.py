@@ -142,6 +142,9 @@ def test_commands_end_to_end(tmp_path, capsys):
     assert "| SGD 0.05 | raw | 1 |" in report and (out / "figure5.png").stat().st_size > 10_000
     assert (out / "margins.png").is_file() and (out / "runs.csv").is_file()
     assert stability_cli.main(["--preset", "smoke", "--out", str(out), "--resume"]) == 0
+    if not torch.cuda.is_available():
+        assert stability_cli.main(["--preset", "smoke", "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 2
+        assert "cuda" in capsys.readouterr().err
     cls = tmp_path / "cls"
     assert classify_cli.main(["--preset", "smoke", "--models", "vgg11", "--out", str(cls)]) == 0
     text = (cls / "report.md").read_text()

@@ -47,6 +47,7 @@ def add_common(p: argparse.ArgumentParser, presets) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--train-size", type=int)
     p.add_argument("--test-size", type=int)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps (Fabric's accelerator; one process)")
     p.add_argument("--jobs", type=int, help="parallel worker processes (one per core on a CPU)")
     p.add_argument("--threads", type=int, help="torch threads per worker")
     p.add_argument("--resume", action="store_true", help="skip finished runs, continue interrupted ones")

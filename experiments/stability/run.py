@@ -166,26 +166,34 @@ def warm_up() -> None:
         layer(torch.randn(2, 2, 8, 8)).sum().backward()
 
 
-def _worker(item: tuple[dict, str, bool]) -> tuple[str, str, float]:
-    config, run_dir, resume = item
+def _worker(item: tuple[dict, str, bool, str]) -> tuple[str, str, float]:
+    config, run_dir, resume, device = item
     threads = int(os.environ.get("ARMA_WORKER_THREADS", "1"))
     import torch
 
     torch.set_num_threads(threads)
     warm_up()
-    result = run_one(RunConfig(**config), run_dir, resume=resume)
+    result = run_one(RunConfig(**config), run_dir, resume=resume, device=device)
     return run_dir, f"{result['outcome']} (test accuracy {result['test_accuracy']:.3f})", result["wall_seconds"]
 
 
 def run_many(
-    items: Sequence[tuple[RunConfig, Path]], *, jobs: int = 1, threads: int = 1, resume: bool = False, log=print
+    items: Sequence[tuple[RunConfig, Path]],
+    *,
+    jobs: int = 1,
+    threads: int = 1,
+    resume: bool = False,
+    device: str = "cpu",
+    log=print,
 ) -> None:
     """Run every ``(config, run_dir)``; ``jobs`` spawned worker processes of ``threads`` threads.
 
     Workers are spawned, not forked (no inherited OpenMP state), and numba's pool is sized to
     the worker's threads: two processes with numba pools of every core spin against each other.
     """
-    work = [(c.to_dict(), str(d), resume) for c, d in items]
+    if jobs > 1 and device != "cpu":
+        raise ValueError(f"jobs > 1 runs one process per CPU core; use jobs=1 with device={device!r}")
+    work = [(c.to_dict(), str(d), resume, device) for c, d in items]
     if jobs <= 1:
         import torch
 

@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         return 2
     if not args.table_only:
         preset = PRESETS[args.preset]
-        jobs = args.jobs or preset["jobs"]
+        jobs = args.jobs or (preset["jobs"] if args.device == "cpu" else 1)
         threads = args.threads or preset["threads"] or 1
         if jobs < 1 or threads < 1:
             print("arma stability: --jobs and --threads must be >= 1", file=sys.stderr)
@@ -167,7 +167,14 @@ def main(argv=None) -> int:
         print(f"{len(items)} runs ({len(arms)} arms) in {out}, {jobs} process(es) x {threads} thread(s)", flush=True)
         start = time.perf_counter()
         try:
-            run_many(items, jobs=jobs, threads=threads, resume=args.resume, log=lambda m: print(m, flush=True))
+            run_many(
+                items,
+                jobs=jobs,
+                threads=threads,
+                resume=args.resume,
+                device=args.device,
+                log=lambda m: print(m, flush=True),
+            )
         except (FileNotFoundError, FileExistsError, ValueError) as exc:
             print(f"arma stability: {exc}", file=sys.stderr)
             return 2

@@ -128,10 +128,11 @@ def evaluate(model: torch.nn.Module, data: ImageSet, size: int | None = None, ba
     Non-finite logits count as wrong and make the loss NaN.
     """
     n = len(data) if size is None else min(size, len(data))
+    device = next(model.parameters()).device
     correct, total_loss = 0, 0.0
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(n, start + batch_size))
-        x, y = data.batch(index)
+        x, y = (t.to(device) for t in data.batch(index))
         logits = model(x)
         finite = torch.isfinite(logits).all(dim=1)
         correct += int(((logits.argmax(dim=1) == y) & finite).sum())
@@ -208,6 +209,7 @@ class ClassifyTask(Task):
         if self.run.augment:
             g = torch.Generator().manual_seed(self.run.seed * 1_000_003 + state.step)
             x = augment_batch(x, g)
+        x, y = fabric.to_device((x, y))
         record = self._ar_record(model, state.step + 1)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
