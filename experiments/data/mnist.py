@@ -6,6 +6,7 @@ checked before it is unpickled, and only numpy arrays may be unpickled from it. 
 ``"train"`` (MNIST training digits 0-49,999), ``"val"`` (50,000-59,999) and ``"test"`` (the
 10,000 MNIST test digits), so no digit is shared between training and evaluation.
 """
+
 from __future__ import annotations
 
 import functools
