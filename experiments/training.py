@@ -52,7 +52,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -94,7 +94,9 @@ def make_fabric(
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
-    fabric = Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)
+    fabric = Fabric(
+        accelerator=device, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=cast(Any, precision)
+    )
     fabric.launch()
     return fabric
 
@@ -179,6 +181,9 @@ class Task:
     """
 
     config: dict = {}
+    #: set by :func:`fit`: the Fabric-wrapped model and optimizer of the run
+    model: Any = None
+    optimizer: Any = None
     resumable_changes: tuple[str, ...] = ("epochs", "max_minutes", "eval_batch_size", "micro_batch")
     record_steps: bool = False
     clip_grad_norm: float | None = None

@@ -84,9 +84,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from the MNIST file")
         if name == "_reconstruct":
             try:
-                from numpy._core.multiarray import _reconstruct
+                from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
             except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct
+                from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined,no-redef]
             return _reconstruct
         return getattr(np, name)
 
