@@ -86,7 +86,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             try:
                 from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
             except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined,no-redef]
+                from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]
             return _reconstruct
         return getattr(np, name)
 
