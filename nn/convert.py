@@ -97,19 +97,24 @@ def _replace_below(model: nn.Module, selected: Callable[[str, nn.Module], bool],
     done: dict[int, nn.Module] = {}
 
     def walk(parent: nn.Module, prefix: str) -> None:
+        after_ar = False
         for child_name, child in list(parent._modules.items()):
             if child is None:
                 continue
+            if after_ar and isinstance(parent, nn.Sequential) and getattr(child, "inplace", False):
+                # the AR solve keeps its output for the backward pass (Theorem 4): an in-place
+                # activation right after it would overwrite that output
+                child.inplace = False
             name = f"{prefix}{child_name}"
             if id(child) in done:
                 parent._modules[child_name] = done[id(child)]
-                continue
-            if selected(name, child):
+            elif selected(name, child):
                 done[id(child)] = _convert_one(child, ar_options)
                 parent._modules[child_name] = done[id(child)]
             else:
                 done[id(child)] = child
                 walk(child, name + ".")
+            after_ar = getattr(parent._modules[child_name], "ar", None) is not None
 
     walk(model, "")
 

@@ -540,7 +540,10 @@ _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in f
     Shape: input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
     spatial size of the convolution's output must be at least ``2 * ar_dilation + 1``.
     Inside ``torch.autocast`` the convolution runs in the autocast dtype and the AR solve in
-    float32; the output has the autocast dtype.
+    float32; the output has the autocast dtype. The AR solve keeps its output for the backward
+    pass (Theorem 4 needs nothing else), so an activation applied to it must not work in place
+    (``nn.ReLU(inplace=False)``); :func:`armafy` turns off ``inplace`` on the activations that
+    follow a converted convolution in an ``nn.Sequential``.
 
     Examples
     --------
