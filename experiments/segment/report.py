@@ -62,8 +62,10 @@ def significance_rows(stats: dict, pairs: Sequence[tuple[str, str]], metric: str
     rows = []
     for a, b in pairs:
         if (a,) in stats and (b,) in stats:
-            c = compare(stats[(a,)][metric], stats[(b,)][metric])
-            rows.append([a, b, f"{c.difference:+.3f}", f"{2 * c.se:.3f}", "yes" if c.significant else "no"])
+            sa, sb = stats[(a,)][metric], stats[(b,)][metric]
+            c = compare(sa, sb)
+            verdict = ("yes" if c.significant else "no") if min(sa.n, sb.n) > 1 else "n/a (1 seed)"
+            rows.append([a, b, f"{c.difference:+.3f}", f"{2 * c.se:.3f}", verdict])
     return rows
 
 
@@ -163,9 +165,15 @@ def prediction_png(out_dir: str | os.PathLike, runs: list[dict], path: str | os.
                 ax.imshow(np.squeeze(lab), cmap=cmap, vmin=0, vmax=10 if digits else 1, interpolation="nearest")
             if i == 0:
                 ax.set_title(title, fontsize=7)
-    if digits:
-        fig.suptitle("test images: colour = class (black background; tab10 colours = digits 0-9)", fontsize=8)
     fig.tight_layout()
+    if digits:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import BoundaryNorm
+
+        fig.subplots_adjust(right=0.92)
+        bar = fig.colorbar(ScalarMappable(BoundaryNorm(np.arange(-0.5, 11), 11), cmap),
+                           cax=fig.add_axes((0.935, 0.15, 0.012, 0.7)), ticks=range(11))
+        bar.ax.set_yticklabels(["bg"] + [str(d) for d in range(10)], fontsize=6)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
