@@ -289,7 +289,8 @@ def evaluate(model, dataset, batch_size: int = 32, device="cpu", keep: int = 0):
     was_training = model.training
     model.eval()
     binary = BinaryScores()
-    multi = MulticlassScores(11) if dataset.__class__.__name__ == "MultiDigitSegmentation" else None
+    classes = getattr(dataset, "num_classes", 2)
+    multi = MulticlassScores(classes) if classes > 2 else None
     kept: dict[str, list] = {"input": [], "truth": [], "predicted": []}
     for start in range(0, len(dataset), batch_size):
         x, y = (torch.from_numpy(a) for a in dataset.batch(range(start, min(start + batch_size, len(dataset)))))
@@ -329,8 +330,7 @@ def baselines(test, train=None, probe: int = 256) -> dict[str, dict]:
         def forward(self, x):
             return self.fill(x)
 
-    digits = test.__class__.__name__ == "MultiDigitSegmentation"
-    if not digits:
+    if getattr(test, "num_classes", 2) <= 2:
         return {"all-background": evaluate(_Constant(lambda x: torch.full_like(x[:, :1], -1.0)), test)}
 
     def logits(x, digit=None):
