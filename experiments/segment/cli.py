@@ -33,7 +33,7 @@ PRESETS: dict[str, dict] = {
         "seeds": [0, 1, 2],
         "config": {"task": "digits", "epochs": 5, "train_size": 1280, "val_size": 64, "test_size": 256,
                    "batch_size": 16, "eval_batch_size": 32, "lr": 1e-3, "canvas": 64, "digits": (1, 3),
-                   "scale": (1.0, 1.0), "depth": 6, "width": 32, "widths": (8, 16, 32, 64, 128)},
+                   "scale": (1.0, 1.0), "depth": 6, "width": 32, "widths": (16, 32, 64, 128, 256)},
         # Training-time caps (minutes), about three times each run's calibrated time: a safety
         # net against a busy machine, not a budget the runs are expected to reach (a capped
         # run is marked in the table).
