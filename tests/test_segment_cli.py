@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from arma_experiments.segment.train import (  # noqa: E402
+from arma_experiments.segment.train import (
     SegmentConfig,
     predict_labels,
     segmentation_loss,
@@ -70,8 +70,8 @@ def test_smoke_preset_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     pytest.importorskip("mnist")
-    common = dict(model="arma3", epochs=2, train_size=8, val_size=2, test_size=4, batch_size=4, canvas=32,
-                  digits=(1, 2), scale=(0.6, 0.8), depth=2, width=4)
+    common = {"model": "arma3", "epochs": 2, "train_size": 8, "val_size": 2, "test_size": 4, "batch_size": 4,
+              "canvas": 32, "digits": (1, 2), "scale": (0.6, 0.8), "depth": 2, "width": 4}
     whole = train_and_evaluate(SegmentConfig(**common), tmp_path / "a", progress=False)
     train_and_evaluate(SegmentConfig(**{**common, "epochs": 1}), tmp_path / "b", progress=False)
     resumed = train_and_evaluate(SegmentConfig(**common), tmp_path / "b", resume=True, progress=False)

@@ -2,8 +2,12 @@
 loader on small files the tests write in the challenge's layout."""
 import numpy as np
 import pytest
-
-from arma_experiments.data.isic import INPUT_DIR, TRUTH_DIR, ISICSegmentation, write_isic_layout
+from arma_experiments.data.isic import (
+    INPUT_DIR,
+    TRUTH_DIR,
+    ISICSegmentation,
+    write_isic_layout,
+)
 from arma_experiments.data.mnist import MnistHubMissingError, load_mnist
 
 

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchmetrics")
 
-from arma_experiments.segment.metrics import (  # noqa: E402
+from arma_experiments.segment.metrics import (
     BINARY_METRICS,
     BinaryScores,
     MulticlassScores,
