@@ -20,7 +20,7 @@ __all__ = [
     "ConvLSTMCell",
     "ConvLSTMNet",
     "GateConvFactory",
+    "NonLocalBlock2d",
     "arma2d_gate",
     "conv2d_gate",
-    "NonLocalBlock2d",
 ]

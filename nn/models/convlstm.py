@@ -25,11 +25,11 @@ from torch import nn
 from .nonlocal_block import NonLocalBlock2d
 
 __all__ = [
-    "GateConvFactory",
-    "conv2d_gate",
-    "arma2d_gate",
     "ConvLSTMCell",
     "ConvLSTMNet",
+    "GateConvFactory",
+    "arma2d_gate",
+    "conv2d_gate",
 ]
 
 GateConvFactory = Callable[[int, int, int, int], nn.Module]
@@ -251,8 +251,14 @@ class ConvLSTMNet(nn.Module):
             channels += self.hidden_channels[b - self.skip_stride]
         return channels
 
-    def step(self, frame: torch.Tensor, states: list | None) -> tuple[torch.Tensor, list]:
-        """One recurrent step: frame ``(B, C, H, W)`` -> next-frame prediction in ``(0, 1)``."""
+    def step(self, frame: torch.Tensor, states: list | None, *,
+             logits: bool = False) -> tuple[torch.Tensor, list]:
+        """One recurrent step: frame ``(B, C, H, W)`` -> next-frame prediction.
+
+        The prediction is in ``(0, 1)``, or the output convolution's logits (before the
+        sigmoid) with ``logits=True``; ``states`` is ``None`` at the first step, then what the
+        previous step returned.
+        """
         if states is None:
             states = [[None] * len(cells) for cells in self.blocks]
         x = frame
@@ -265,7 +271,8 @@ class ConvLSTMNet(nn.Module):
             outputs.append(x)
             if self._has_skip(b):
                 x = torch.cat([x, outputs[b - self.skip_stride]], dim=1)
-        return torch.sigmoid(self.output(x)), states
+        out = self.output(x)
+        return (out if logits else torch.sigmoid(out)), states
 
     def forward(
         self,
@@ -274,6 +281,8 @@ class ConvLSTMNet(nn.Module):
         future_frames: int = 10,
         teacher_forcing_ratio: float = 0.0,
         generator: torch.Generator | None = None,
+        *,
+        logits: bool = False,
     ) -> torch.Tensor:
         """Predict frames ``1 .. input_frames + future_frames - 1``.
 
@@ -289,12 +298,17 @@ class ConvLSTMNet(nn.Module):
             model's own prediction during the future steps.
         generator : torch.Generator, optional
             Source of the teacher-forcing coin flips.
+        logits : bool
+            Return the output convolution's logits instead of their sigmoid (for a
+            cross-entropy loss such as ``binary_cross_entropy_with_logits``, which is exact
+            where the sigmoid saturates). The recurrence is the same either way: the steps of
+            the future read the sigmoid of the previous prediction.
 
         Returns
         -------
         Tensor, shape (B, input_frames + future_frames - 1, C, H, W)
             Output ``t`` predicts ``frames[:, t + 1]``; the last ``future_frames`` outputs are
-            the forecast of the future.
+            the forecast of the future. In ``(0, 1)``, or logits with ``logits=True``.
         """
         if frames.ndim != 5 or frames.shape[2] != self.input_channels:
             raise ValueError(
@@ -326,6 +340,7 @@ class ConvLSTMNet(nn.Module):
                 x = mask * frames[:, t] + (1 - mask) * prediction
             else:
                 x = prediction
-            prediction, states = self.step(x, states)
-            predictions.append(prediction)
+            out, states = self.step(x, states, logits=True)
+            prediction = torch.sigmoid(out)
+            predictions.append(out if logits else prediction)
         return torch.stack(predictions, dim=1)
