@@ -233,3 +233,26 @@ def test_logits_option_feeds_back_the_sigmoid():
     # one step by hand: the same logits
     out, _ = net.step(x[:, 0], None, logits=True)
     torch.testing.assert_close(out, logits[:, 0])
+
+
+def test_nonlocal_subsample_attends_over_pooled_keys():
+    torch.manual_seed(0)
+    block = NonLocalBlock2d(4, subsample=2).double()
+    with torch.no_grad():
+        block.out.weight.normal_()
+    x = torch.randn(2, 4, 4, 6, dtype=torch.float64)
+    q = block.theta(x).flatten(2)  # (B, C', 24)
+    k = torch.nn.functional.max_pool2d(block.phi(x), 2).flatten(2)  # (B, C', 6)
+    v = torch.nn.functional.max_pool2d(block.g(x), 2).flatten(2)
+    w = torch.softmax(torch.einsum("bci,bcj->bij", q, k), dim=-1)
+    z = torch.einsum("bij,bcj->bci", w, v).reshape(2, 2, 4, 6)
+    torch.testing.assert_close(block(x), x + block.out(z))
+    assert count_parameters(block) == count_parameters(NonLocalBlock2d(4))  # pooling has no weights
+    with pytest.raises(ValueError, match="multiple of subsample"):
+        block(torch.randn(1, 4, 5, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="subsample"):
+        NonLocalBlock2d(4, subsample=0)
+    from arma_experiments.video.models import CPU_SIZE
+
+    net = build_video_model("nonlocal-arma-lstm", CPU_SIZE)
+    assert all(b.subsample == 2 for b in net.nonlocal_blocks.values())

@@ -27,8 +27,9 @@ __all__ = ["PRESETS", "build_parser", "main", "plan_runs"]
 
 # The CPU preset's recipe and network, calibrated in docs/experiments.md (video, section 6).
 _QUICK_CONFIG = {
-    "canvas_size": 32, "digit_size": 14, "hidden": 16, "blocks": 4, "cells_per_block": 1, "skip_stride": 2,
-    "train_size": 800, "val_size": 64, "test_size": 256, "resample_train": True, "epochs": 10, "batch_size": 16,
+    "canvas_size": 32, "digit_size": 14, "hidden": 16, "blocks": 4, "cells_per_block": 1,
+    "skip_stride": 2, "nonlocal_subsample": 2, "train_size": 800, "val_size": 64,
+    "test_size": 256, "resample_train": True, "epochs": 10, "batch_size": 16,
     "eval_batch_size": 32, "loss": "bce", "lr": 1e-3, "tf_schedule": "none", "grad_clip": 3.0,
     "output_bias_init": True,
 }
@@ -38,13 +39,13 @@ _QUICK_CONFIG = {
 PRESETS: dict[str, dict] = {
     "paper": {
         "models": list(TABLE3_MODELS), "speeds": [1, 2, 3], "seeds": [0],
-        "config": {"canvas_size": 64, "digit_size": 28, "hidden": 32, "blocks": 4, "cells_per_block": 3,
-                       "skip_stride": 2, "train_size": 10000, "val_size": 3000, "test_size": 5000,
-                       "epochs": 500, "batch_size": 32, "eval_batch_size": 32, "loss": "l1mse",
-                       "tf_schedule": "plateau",
-                       # about 1.0 (ConvLSTM) to 1.5 GB (ARMA-LSTM) of saved activations per
-                       # 64 x 64 sequence: accumulate 4 micro-batches of 8 per batch of 32
-                       "micro_batch": 8, "grad_clip": 3.0, "output_bias_init": False},
+        "config": {"canvas_size": 64, "digit_size": 28, "hidden": 32, "blocks": 4,
+                   "cells_per_block": 3, "skip_stride": 2, "train_size": 10000, "val_size": 3000,
+                   "test_size": 5000, "epochs": 500, "batch_size": 32, "eval_batch_size": 32,
+                   "loss": "l1mse", "tf_schedule": "plateau",
+                   # about 1.0 (ConvLSTM) to 1.5 GB (ARMA-LSTM) of saved activations per
+                   # 64 x 64 sequence: accumulate 4 micro-batches of 8 per batch of 32
+                   "micro_batch": 8, "grad_clip": 3.0, "output_bias_init": False},
     },
     "quick": {
         "models": list(TABLE3_MODELS), "speeds": [1, 3, 2], "seeds": [0, 1, 2],
@@ -61,10 +62,11 @@ PRESETS: dict[str, dict] = {
     },
     "smoke": {
         "models": ["convlstm3"], "speeds": [1], "seeds": [0],
-        "config": {"canvas_size": 8, "digit_size": 4, "hidden": 4, "blocks": 2, "cells_per_block": 1,
-                       "skip_stride": 0, "train_size": 2, "val_size": 1, "test_size": 2, "epochs": 1,
-                       "batch_size": 1, "eval_batch_size": 2, "input_frames": 3, "future_frames": 2,
-                       "loss": "bce", "tf_schedule": "linear", "output_bias_init": True, "digit_pool": 64},
+        "config": {"canvas_size": 8, "digit_size": 4, "hidden": 4, "blocks": 2,
+                   "cells_per_block": 1, "skip_stride": 0, "train_size": 2, "val_size": 1,
+                   "test_size": 2, "epochs": 1, "batch_size": 1, "eval_batch_size": 2,
+                   "input_frames": 3, "future_frames": 2, "loss": "bce", "tf_schedule": "linear",
+                   "output_bias_init": True, "digit_pool": 64},
     },
 }
 
@@ -78,7 +80,7 @@ _COST = {"convlstm3": 1.0, "dilated-convlstm": 1.0, "arma-lstm": 1.4, "dilated-a
 _OVERRIDES = ("epochs", "batch_size", "micro_batch", "eval_batch_size", "train_size", "val_size",
               "test_size", "canvas_size", "digit_size", "input_frames", "future_frames", "lr",
               "loss", "tf_schedule", "max_minutes", "data_seed", "hidden", "blocks",
-              "cells_per_block", "skip_stride")
+              "cells_per_block", "skip_stride", "nonlocal_subsample")
 
 _UNSET = object()
 
@@ -121,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(quick preset: 2, one per core; default otherwise: 1)")
     p.add_argument("--data-seed", type=int, help="seed of the sequences (validation/test use +1/+2)")
     for name in ("epochs", "batch-size", "eval-batch-size", "train-size", "val-size", "test-size",
-                 "canvas-size", "hidden", "blocks", "cells-per-block", "skip-stride"):
+                 "canvas-size", "hidden", "blocks", "cells-per-block", "skip-stride",
+                 "nonlocal-subsample"):
         p.add_argument(f"--{name}", type=int)
     p.add_argument("--micro-batch", type=int, help="split batches for gradient accumulation (memory)")
     p.add_argument("--digit-size", type=int, help="digit side after shrinking (a divisor of 28)")

@@ -89,9 +89,9 @@ class VideoConfig:
         1, 2 or 3 (step 0.1 * speed).
     seed : int
         Seed of the initialisation, batch order and teacher-forcing coins.
-    hidden, blocks, cells_per_block, skip_stride : int
+    hidden, blocks, cells_per_block, skip_stride, nonlocal_subsample : int
         The network's size (:class:`~arma_experiments.video.models.NetworkSize`; paper: 32, 4,
-        3, 2).
+        3, 2, 1).
     canvas_size, digit_size, num_digits, input_frames, future_frames
         Moving-MNIST geometry (paper: 64, 28, 2, 10, 10).
     train_size, val_size, test_size : int
@@ -127,6 +127,7 @@ class VideoConfig:
     blocks: int = 4
     cells_per_block: int = 3
     skip_stride: int = 2
+    nonlocal_subsample: int = 1
     canvas_size: int = 64
     digit_size: int = 28
     num_digits: int = 2
@@ -173,7 +174,7 @@ class VideoConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        NetworkSize(self.hidden, self.blocks, self.cells_per_block, self.skip_stride)  # validates
+        _ = self.size  # validates the network size
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -190,7 +191,8 @@ class VideoConfig:
     @property
     def size(self) -> NetworkSize:
         """The network size of the run."""
-        return NetworkSize(self.hidden, self.blocks, self.cells_per_block, self.skip_stride)
+        return NetworkSize(self.hidden, self.blocks, self.cells_per_block, self.skip_stride,
+                           self.nonlocal_subsample)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -180,6 +180,8 @@ class ConvLSTMNet(nn.Module):
         Gate convolution factory (:func:`conv2d_gate` by default, :func:`arma2d_gate` for ARMA-LSTM).
     nonlocal_after : sequence of int
         Insert a :class:`NonLocalBlock2d` after these blocks (Table 4 uses two blocks).
+    nonlocal_subsample : int
+        The non-local blocks' ``subsample`` (max-pooled keys and values; 1: none).
 
     Notes
     -----
@@ -199,6 +201,7 @@ class ConvLSTMNet(nn.Module):
         dilation: int = 1,
         gate_conv: GateConvFactory | None = None,
         nonlocal_after: Sequence[int] = (),
+        nonlocal_subsample: int = 1,
     ):
         super().__init__()
         hidden_channels = tuple(int(h) for h in hidden_channels)
@@ -238,7 +241,8 @@ class ConvLSTMNet(nn.Module):
             self.blocks.append(cells)
             channels = self._block_output_channels(b)
         self.nonlocal_blocks = nn.ModuleDict(
-            {str(b): NonLocalBlock2d(hidden_channels[b]) for b in nonlocal_after}
+            {str(b): NonLocalBlock2d(hidden_channels[b], subsample=nonlocal_subsample)
+             for b in nonlocal_after}
         )
         self.output = nn.Conv2d(channels, input_channels, kernel_size=1, bias=True)
 
