@@ -177,6 +177,10 @@ def test_cli_argument_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "887,489" in out and "74,593" in out and "75,617" in out
     assert main(["--list-parts"]) == 0 and "part 4" in capsys.readouterr().out
+    assert main(["--preset", "smoke", "--time-steps", "1", "--model", "arma-lstm"]) == 0
+    out = capsys.readouterr().out
+    assert "arma-lstm" in out and "x Conv-LSTM (size 3)" in out
+    assert main(["--preset", "smoke", "--time-steps", "0"]) == 2
     if not torch.cuda.is_available():
         assert main(["--preset", "smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert main(["--preset", "smoke", "--epochs", "0", "--out", str(tmp_path)]) == 2

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="training time budget per run (minutes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
+    p.add_argument("--time-steps", type=int, metavar="ROUNDS",
+                   help="time one training step of each model (the preset's size, canvas and "
+                        "batch) side by side for ROUNDS rounds, print the ratios, and exit")
     p.add_argument("--histogram", metavar="CHECKPOINT",
                    help="plot the learned AR coefficients of a run (directory or checkpoint.pt), Figure 6")
     p.add_argument("--histogram-out", type=Path, metavar="PNG", help="where --histogram writes its PNG")
@@ -175,6 +178,29 @@ def _histogram(args) -> int:
         print(f"arma video: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _time_steps(args, preset: dict) -> int:
+    import torch
+
+    from .timing import step_times
+
+    try:
+        cfg = VideoConfig(**{**preset["config"], **{f: getattr(args, f) for f in _OVERRIDES
+                                                    if getattr(args, f) is not None}})
+        models = args.model or plan_runs(args.preset, 0)["models"]
+        torch.set_num_threads(args.threads or preset.get("threads") or torch.get_num_threads())
+        times = step_times(models, cfg.size, cfg.canvas_size, cfg.batch_size, args.time_steps,
+                           (cfg.input_frames, cfg.future_frames), cfg.loss)
+    except ValueError as exc:
+        print(f"arma video: {exc}", file=sys.stderr)
+        return 2
+    print(f"one training step, batch {cfg.batch_size}, {cfg.canvas_size}x{cfg.canvas_size}, "
+          f"{torch.get_num_threads()} thread(s), median of {args.time_steps} rounds:")
+    for name, t in times.items():
+        print(f"  {name:<20} {t['params']:>9,} params  {t['seconds']:7.3f} s  "
+              f"{t['ratio']:5.2f}x Conv-LSTM (size 3)")
     return 0
 
 
@@ -356,6 +382,8 @@ def main(argv=None) -> int:
         return _histogram(args)
     preset = PRESETS[args.preset]
     out_dir = args.out or Path("video-runs") / args.preset
+    if args.time_steps is not None:
+        return _time_steps(args, preset)
     if args.list_parts:
         for k in range(1, len(preset.get("parts") or [{}]) + 1):
             print(f"part {k}: {json.dumps(plan_runs(args.preset, k))}")
