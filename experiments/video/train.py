@@ -307,6 +307,15 @@ class VideoTask(Task):
     config : VideoConfig
     datasets : tuple, optional
         ``(train, val, test)`` from :func:`make_datasets` (built when omitted).
+
+    Examples
+    --------
+    >>> cfg = VideoConfig(canvas_size=8, digit_size=4, hidden=4, blocks=2, cells_per_block=1,
+    ...                   train_size=6, val_size=2, test_size=2, batch_size=4, digit_pool=16)
+    >>> task = VideoTask(cfg)
+    >>> model, optimizer = task.build()
+    >>> [len(b) for b in task.batches(0)], round(task.mean_pixel, 3)  # 6 sequences, batches of 4
+    ([4, 2], 0.054)
     """
 
     def __init__(self, config: VideoConfig, datasets=None):
@@ -482,6 +491,17 @@ def train_and_evaluate(config: VideoConfig, out_dir: str | os.PathLike, device: 
     dict
         What is also written to ``results.json``: the config, parameter count, training time,
         epochs, history, the test metrics of the model and of the baselines.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = VideoConfig(canvas_size=8, digit_size=4, hidden=4, blocks=2, cells_per_block=1,
+    ...                   input_frames=3, future_frames=2, train_size=4, val_size=2, test_size=2,
+    ...                   epochs=2, batch_size=2, loss="bce", digit_pool=16)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     r = train_and_evaluate(cfg, d, progress=False, log=lambda m: None)
+    >>> r["steps"], sorted(r["baselines"]), len(r["metrics"]["mse_per_frame"])
+    (4, ['blank', 'copy_last', 'mean_pixel'], 2)
     """
     run_dir = run_directory(out_dir, config.model, config.speed, config.seed)
     task = VideoTask(config)
