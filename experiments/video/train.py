@@ -29,6 +29,10 @@ Teacher-forcing schedules (``VideoConfig.tf_schedule``):
 - ``"none"``: ratio 0 (the model always reads its own predictions in the future phase, as it
   does at test time); the learning rate is constant.
 
+Learning-rate schedules (``VideoConfig.lr_schedule``): ``"constant"`` (apart from the plateau
+schedule's decay), or ``"cosine"``: ``lr * (1 + cos(pi * step / total_steps)) / 2`` at every
+optimizer step, the usual annealing for a fixed short budget.
+
 Everything random is derived from ``(seed, epoch)``, so a run resumed from its per-epoch
 checkpoint continues exactly as if it had not stopped.
 """
@@ -71,6 +75,7 @@ __all__ = [
 
 LOSSES = ("l1mse", "bce")
 TF_SCHEDULES = ("plateau", "linear", "none")
+LR_SCHEDULES = ("constant", "cosine")
 #: The trivial predictors every model is compared with: key -> label.
 BASELINES = {"blank": "Blank frame", "mean_pixel": "Mean-pixel frame", "copy_last": "Copy last frame"}
 CHECKPOINT = "checkpoint.pt"
@@ -108,7 +113,7 @@ class VideoConfig:
         ``micro_batch`` (0 = ``batch_size``) splits a batch for gradient accumulation (memory).
     loss : {"l1mse", "bce"}
         The paper's L1 + MSE, or binary cross-entropy on logits (see the module docstring).
-    lr, lr_decay, lr_decay_every, tf_schedule, tf_patience, tf_decay, tf_linear_fraction
+    lr, lr_schedule, lr_decay, lr_decay_every, tf_schedule, tf_patience, tf_decay, tf_linear_fraction
         Optimiser and schedules (see the module docstring).
     grad_clip : float or None
         Gradient-norm clipping threshold (paper: 3); None disables it.
@@ -145,6 +150,7 @@ class VideoConfig:
     eval_batch_size: int = 32
     loss: str = "l1mse"
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     lr_decay: float = 0.98
     lr_decay_every: int = 5
     tf_schedule: str = "plateau"
@@ -156,13 +162,14 @@ class VideoConfig:
     max_minutes: float | None = None
 
     # Fields that may change when a run is resumed (they do not change what was computed so far;
-    # "epochs" only without the linear schedule, whose horizon depends on it).
+    # "epochs" only without the linear and cosine schedules, whose horizons depend on it).
     RESUMABLE_CHANGES = ("epochs", "max_minutes", "eval_batch_size", "micro_batch")
 
     def __post_init__(self):
         if self.model not in VIDEO_MODELS:
             raise ValueError(f"model must be one of {sorted(VIDEO_MODELS)}, got {self.model!r}")
-        for name, allowed in (("loss", LOSSES), ("tf_schedule", TF_SCHEDULES)):
+        for name, allowed in (("loss", LOSSES), ("tf_schedule", TF_SCHEDULES),
+                              ("lr_schedule", LR_SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("train_size", "test_size", "epochs", "batch_size", "eval_batch_size",
@@ -321,9 +328,10 @@ class VideoTask(Task):
     def __init__(self, config: VideoConfig, datasets=None):
         self.video = config
         self.config = config.to_dict()
-        # the linear schedule's horizon is a fraction of all steps, so the epochs fix it
+        # the linear and cosine schedules' horizons are fractions of all steps: the epochs fix them
+        fixed = config.tf_schedule == "linear" or config.lr_schedule == "cosine"
         self.resumable_changes = tuple(k for k in VideoConfig.RESUMABLE_CHANGES
-                                       if not (k == "epochs" and config.tf_schedule == "linear"))
+                                       if not (k == "epochs" and fixed))
         self.clip_grad_norm = config.grad_clip
         self.train_set, self.val_set, self.test_set = datasets or make_datasets(config)
         self.mean_pixel = mean_pixel(self.train_set)
@@ -354,9 +362,14 @@ class VideoTask(Task):
 
     def training_step(self, fabric, model, batch, state: TrainState):
         cfg = self.video
+        total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.tf_schedule == "linear":
-            horizon = cfg.tf_linear_fraction * self.steps_per_epoch * cfg.epochs
+            horizon = cfg.tf_linear_fraction * total_steps
             self.schedule["tf_ratio"] = max(0.0, 1.0 - state.step / horizon)
+        if cfg.lr_schedule == "cosine":
+            lr = self.schedule["lr"] * 0.5 * (1 + math.cos(math.pi * state.step / total_steps))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         frames = torch.from_numpy(self.train_set.batch(batch)).to(fabric.device)
         total = 0.0
         for chunk in torch.split(frames, cfg.micro_batch or cfg.batch_size):
@@ -370,7 +383,8 @@ class VideoTask(Task):
 
     def end_epoch(self, fabric, model, state: TrainState):
         val = None if self.val_set is None else self._validation_loss(fabric, model)
-        record = {"val_loss": val, "tf_ratio": self.schedule["tf_ratio"], "lr": self.schedule["lr"]}
+        record = {"val_loss": val, "tf_ratio": self.schedule["tf_ratio"],
+                  "lr": self.optimizer.param_groups[0]["lr"]}
         if end_of_epoch_schedule(self.schedule, val, self.video):
             self.best_model = {k: v.detach().cpu().clone() for k, v in _plain(model).state_dict().items()}
         return record
