@@ -30,6 +30,10 @@ def test_presets():
     assert ("nonlocal-arma-lstm", 1) in runs
     assert plan_runs("quick")["speeds"] == [1]
     assert plan_runs("quick", 2, speeds=[2], seeds=[5])["seeds"] == [5]
+    # parts are disjoint
+    parts = [plan_runs("quick", k) for k in range(1, len(PRESETS["quick"]["parts"]) + 1)]
+    listed = [(m, s) for p in parts for m in p["models"] for s in p["speeds"]]
+    assert len(listed) == len(set(listed))
     with pytest.raises(ValueError, match="part"):
         plan_runs("quick", 9)
 
@@ -176,7 +180,7 @@ def test_cli_argument_errors(tmp_path, capsys):
     assert main(["--list-models"]) == 0
     out = capsys.readouterr().out
     assert "887,489" in out and "74,593" in out and "75,617" in out
-    assert main(["--list-parts"]) == 0 and "part 4" in capsys.readouterr().out
+    assert main(["--list-parts"]) == 0 and "part 8: speeds [2]" in capsys.readouterr().out
     assert main(["--preset", "smoke", "--time-steps", "1", "--model", "arma-lstm"]) == 0
     out = capsys.readouterr().out
     assert "arma-lstm" in out and "x Conv-LSTM (size 3)" in out
@@ -185,7 +189,7 @@ def test_cli_argument_errors(tmp_path, capsys):
         assert main(["--preset", "smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert main(["--preset", "smoke", "--epochs", "0", "--out", str(tmp_path)]) == 2
     assert "epochs" in capsys.readouterr().err
-    assert main(["--preset", "quick", "--part", "7", "--out", str(tmp_path)]) == 2
+    assert main(["--preset", "quick", "--part", "9", "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         main(["--model", "nope"])
     with pytest.raises(SystemExit):
