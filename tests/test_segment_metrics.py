@@ -1,5 +1,6 @@
 """The paper's binary segmentation metrics (per image, then averaged) and multi-class IoU,
 against hand-computed values and scikit-learn."""
+
 import math
 
 import numpy as np
@@ -21,8 +22,15 @@ def test_hand_computed_image():
     truth = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
     pred = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]]).float()
     m = {k: float(v[0]) for k, v in binary_metrics(pred[None], truth[None]).items()}
-    expected = {"ACC": 9 / 12, "SE": 3 / 5, "SP": 6 / 7, "PC": 3 / 4,
-                "F1": 2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4), "JS": 3 / 6, "DC": 6 / 9}
+    expected = {
+        "ACC": 9 / 12,
+        "SE": 3 / 5,
+        "SP": 6 / 7,
+        "PC": 3 / 4,
+        "F1": 2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4),
+        "JS": 3 / 6,
+        "DC": 6 / 9,
+    }
     for k in BINARY_METRICS:
         assert m[k] == pytest.approx(expected[k], abs=1e-6), k
     assert m["F1"] == pytest.approx(m["DC"])

@@ -1,4 +1,5 @@
 """U-Net / ARMA U-Net / non-local variants (Table 2) and the flat segmentation networks."""
+
 import pytest
 
 torch = pytest.importorskip("torch")

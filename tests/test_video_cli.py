@@ -1,4 +1,5 @@
 """``arma video``: presets and parts, the smoke run end to end, the report over seeds, Figure 6."""
+
 import csv
 import importlib.util
 import json
@@ -7,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+
 from arma_experiments import results as R
 from arma_experiments.video.cli import PRESETS, main, plan_runs
 from arma_experiments.video.models import CPU_SIZE, TABLE3_MODELS, build_video_model
@@ -39,18 +41,41 @@ def test_presets():
 
 
 def _fake_run(out, model, speed, seed, mse, psnr):
-    metrics = {"psnr": psnr, "ssim": 0.5, "ssim_dr2": 0.6, "mse": mse, "count": 4,
-               **{f"{k}_per_frame": [v] * 2 for k, v in (("psnr", psnr), ("ssim", 0.5), ("ssim_dr2", 0.6),
-                                                          ("mse", mse))}}
-    base = {k: {**metrics, "mse": v, "mse_per_frame": [v] * 2} for k, v in
-            zip(BASELINES, (0.037 + speed, 0.035 + speed, 0.06 + speed))}
+    metrics = {
+        "psnr": psnr,
+        "ssim": 0.5,
+        "ssim_dr2": 0.6,
+        "mse": mse,
+        "count": 4,
+        **{f"{k}_per_frame": [v] * 2 for k, v in (("psnr", psnr), ("ssim", 0.5), ("ssim_dr2", 0.6), ("mse", mse))},
+    }
+    base = {
+        k: {**metrics, "mse": v, "mse_per_frame": [v] * 2}
+        for k, v in zip(BASELINES, (0.037 + speed, 0.035 + speed, 0.06 + speed))
+    }
     cfg = VideoConfig(model=model, speed=speed, seed=seed, **PRESETS["quick"]["config"]).to_dict()
-    r = {"model": model, "label": model, "speed": speed, "seed": seed, "params": 10, "steps": 4,
-         "metrics": metrics, "baselines": base, "config": cfg, "train_seconds": 60.0,
-         "eval_seconds": 6.0, "stopped_by_budget": False, "epochs_completed": 1}
+    r = {
+        "model": model,
+        "label": model,
+        "speed": speed,
+        "seed": seed,
+        "params": 10,
+        "steps": 4,
+        "metrics": metrics,
+        "baselines": base,
+        "config": cfg,
+        "train_seconds": 60.0,
+        "eval_seconds": 6.0,
+        "stopped_by_budget": False,
+        "epochs_completed": 1,
+    }
     R.write_json(r, out / f"{model}-speed{speed}-seed{seed}" / "results.json")
-    np.savez(out / f"{model}-speed{speed}-seed{seed}" / "prediction.npz", input=np.zeros((2, 4, 4)),
-             truth=np.zeros((2, 4, 4)), predicted=np.zeros((2, 4, 4)))
+    np.savez(
+        out / f"{model}-speed{speed}-seed{seed}" / "prediction.npz",
+        input=np.zeros((2, 4, 4)),
+        truth=np.zeros((2, 4, 4)),
+        predicted=np.zeros((2, 4, 4)),
+    )
 
 
 def test_report_statistics_and_acceptance(tmp_path):
@@ -85,8 +110,15 @@ def test_report_statistics_and_acceptance(tmp_path):
         psnrs = [float(r["psnr"]) for r in runs if (r["model"], r["speed"]) == (model, speed)]
         s = R.stat(psnrs)
         assert float(row["psnr_mean"]) == pytest.approx(s.mean) and float(row["psnr_std"]) == pytest.approx(s.std)
-    assert {p.name for p in paths} >= {"results.md", "results.csv", "runs.csv", "comparisons.csv", "curves.png",
-                                       "comparison-speed1.png", "comparison-speed3.png"}
+    assert {p.name for p in paths} >= {
+        "results.md",
+        "results.csv",
+        "runs.csv",
+        "comparisons.csv",
+        "curves.png",
+        "comparison-speed1.png",
+        "comparison-speed3.png",
+    }
 
 
 def test_report_refuses_runs_scored_on_different_test_sets(tmp_path):
@@ -108,8 +140,7 @@ def test_cli_smoke_preset(tmp_path, capsys):
         run = out / f"convlstm3-speed1-seed{seed}"
         for name in ("checkpoint.pt", "results.json", "prediction.npz"):
             assert (run / name).is_file(), name
-    for name in ("comparison-speed1.png", "curves.png", "results.md", "results.csv", "runs.csv",
-                 "invocations.json"):
+    for name in ("comparison-speed1.png", "curves.png", "results.md", "results.csv", "runs.csv", "invocations.json"):
         assert (out / name).is_file(), name
     md = (out / "results.md").read_text()
     assert "Conv-LSTM (size 3)" in md and "Copy last frame" in md and "Mean-pixel frame" in md
@@ -140,8 +171,10 @@ def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
     assert "2 runs in 2 parallel processes" in capsys.readouterr().out
     assert os.environ.get("NUMBA_NUM_THREADS") == numba_env  # restored after the workers
     for speed in (1, 2):
-        a, b = (json.loads((tmp_path / d / f"convlstm3-speed{speed}-seed0" / "results.json").read_text())
-                for d in ("seq", "par"))
+        a, b = (
+            json.loads((tmp_path / d / f"convlstm3-speed{speed}-seed0" / "results.json").read_text())
+            for d in ("seq", "par")
+        )
         assert b["metrics"]["psnr"] == pytest.approx(a["metrics"]["psnr"], rel=1e-4)
         losses = [[(h["train_loss"], h["val_loss"]) for h in r["history"]] for r in (a, b)]
         assert np.allclose(losses[1], losses[0], rtol=1e-4)
@@ -171,8 +204,10 @@ def test_histogram_command_and_fig6(tmp_path, capsys):
                 p.normal_(0, 1)
     assert np.abs(ar_coefficients(model)["sum"]).max() < 1  # strip region: every factor stable
     conv = VideoConfig(model="convlstm3", speed=1)
-    torch.save({"config": conv.to_dict(), "model": build_video_model("convlstm3").state_dict(),
-                "task": {"best_model": None}}, tmp_path / "conv.pt")
+    torch.save(
+        {"config": conv.to_dict(), "model": build_video_model("convlstm3").state_dict(), "task": {"best_model": None}},
+        tmp_path / "conv.pt",
+    )
     assert main(["--histogram", str(tmp_path / "conv.pt"), "--histogram-out", str(tmp_path / "x.png")]) == 2
 
 

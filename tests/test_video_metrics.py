@@ -1,4 +1,5 @@
 """PSNR / SSIM of the video experiments, checked against scikit-image on real Moving-MNIST frames."""
+
 import importlib.util
 
 import numpy as np
@@ -44,8 +45,9 @@ def test_ssim_uniform7_matches_skimage(frames, which, data_range):
 
 def test_ssim_other_windows_match_skimage(frames):
     for x, y in _pairs(frames[0]):
-        ref = skm.structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False)
+        ref = skm.structural_similarity(
+            x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert float(ssim(x, y, 1.0, gaussian_weights=True)) == pytest.approx(ref, rel=1e-9, abs=1e-12)
         ref11 = skm.structural_similarity(x, y, win_size=11, data_range=1.0)
         assert float(ssim(x, y, 1.0, win_size=11)) == pytest.approx(ref11, rel=1e-9, abs=1e-12)
@@ -90,7 +92,7 @@ def test_psnr_matches_skimage(frames):
 def _psnr_by_hand(x, y, data_range=1.0):
     """The hand-written PSNR this module had before torchmetrics' (float64, per image)."""
     mse = ((x - y) ** 2).mean(dim=(-2, -1))
-    return 10.0 * torch.log10(data_range ** 2 / mse)
+    return 10.0 * torch.log10(data_range**2 / mse)
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["64x64", "16x16"])
@@ -115,8 +117,13 @@ def test_torchmetrics_ssim_is_another_estimator(frames):
     seq = torch.from_numpy(frames[1])
     pred, target = seq[:, 10:].reshape(-1, 1, 16, 16), seq[:, 9:10].expand_as(seq[:, 10:]).reshape(-1, 1, 16, 16)
     tm = tm_ssim(pred, target, gaussian_kernel=False, kernel_size=7, data_range=1.0, reduction="none")
-    ref = torch.tensor([skm.structural_similarity(p[0].numpy(), t[0].numpy(), win_size=7, data_range=1.0)
-                        for p, t in zip(pred, target)], dtype=torch.float64)
+    ref = torch.tensor(
+        [
+            skm.structural_similarity(p[0].numpy(), t[0].numpy(), win_size=7, data_range=1.0)
+            for p, t in zip(pred, target)
+        ],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(ssim(pred[:, 0], target[:, 0], 1.0), ref, rtol=1e-9, atol=1e-12)
     assert (tm - ref).abs().max() > 0.05
 
@@ -130,12 +137,21 @@ def test_frame_metrics_average_per_frame_then_over_frames(frames):
     m.update(torch.from_numpy(pred[2:, :, None]), torch.from_numpy(target[2:, :, None]))
     r = m.result()
     assert r["count"] == 3
-    p = np.array([[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0)
-                   for t in range(10)] for i in range(3)])
-    s = np.array([[skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=1.0)
-                   for t in range(10)] for i in range(3)])
-    s2 = np.array([[skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=2.0)
-                    for t in range(10)] for i in range(3)])
+    p = np.array(
+        [[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0) for t in range(10)] for i in range(3)]
+    )
+    s = np.array(
+        [
+            [skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=1.0) for t in range(10)]
+            for i in range(3)
+        ]
+    )
+    s2 = np.array(
+        [
+            [skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=2.0) for t in range(10)]
+            for i in range(3)
+        ]
+    )
     np.testing.assert_allclose(r["psnr_per_frame"], p.mean(0), rtol=1e-7)
     np.testing.assert_allclose(r["ssim_per_frame"], s.mean(0), rtol=1e-10)
     np.testing.assert_allclose(r["ssim_dr2_per_frame"], s2.mean(0), rtol=1e-10)

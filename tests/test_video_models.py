@@ -1,15 +1,16 @@
 """ConvLSTM / ARMA-LSTM video networks (Table 3), training loop and the ``arma video`` CLI."""
+
 import importlib.util
 
 import pytest
 import torch
+
+from arma_core.nn.models import ConvLSTMCell, ConvLSTMNet, NonLocalBlock2d
 from arma_experiments.video.models import (
     VIDEO_MODELS,
     build_video_model,
     count_parameters,
 )
-
-from arma_core.nn.models import ConvLSTMCell, ConvLSTMNet, NonLocalBlock2d
 
 try:
     from arma_core.nn import ARMA2d  # noqa: F401
@@ -225,8 +226,7 @@ def test_logits_option_feeds_back_the_sigmoid():
         probs = net(x, 3, 3)
         logits = net(x, 3, 3, logits=True)
         forced = net(x, 3, 3, teacher_forcing_ratio=0.5, generator=torch.Generator().manual_seed(1))
-        forced_logits = net(x, 3, 3, teacher_forcing_ratio=0.5, generator=torch.Generator().manual_seed(1),
-                            logits=True)
+        forced_logits = net(x, 3, 3, teacher_forcing_ratio=0.5, generator=torch.Generator().manual_seed(1), logits=True)
     torch.testing.assert_close(torch.sigmoid(logits), probs, rtol=0, atol=1e-15)
     torch.testing.assert_close(torch.sigmoid(forced_logits), forced, rtol=0, atol=1e-15)
     assert logits.min() < 0  # really logits, not probabilities

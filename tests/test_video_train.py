@@ -1,4 +1,5 @@
 """One video run on the shared training loop: losses, baselines, exact resume, budget, learning."""
+
 import importlib.util
 import math
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from arma_experiments.video.train import (
     BASELINES,
     VideoConfig,
@@ -26,10 +28,29 @@ QUIET = {"progress": False, "log": lambda *_: None}
 
 
 def _tiny(**kw):
-    base = {"model": "convlstm3", "speed": 2, "canvas_size": 8, "digit_size": 4, "hidden": 4, "blocks": 2,
-                "cells_per_block": 1, "skip_stride": 0, "train_size": 4, "val_size": 2, "test_size": 3, "epochs": 2,
-                "batch_size": 2, "eval_batch_size": 2, "input_frames": 3, "future_frames": 2, "loss": "bce",
-                "tf_schedule": "linear", "digit_pool": 32, "output_bias_init": True, "resample_train": True}
+    base = {
+        "model": "convlstm3",
+        "speed": 2,
+        "canvas_size": 8,
+        "digit_size": 4,
+        "hidden": 4,
+        "blocks": 2,
+        "cells_per_block": 1,
+        "skip_stride": 0,
+        "train_size": 4,
+        "val_size": 2,
+        "test_size": 3,
+        "epochs": 2,
+        "batch_size": 2,
+        "eval_batch_size": 2,
+        "input_frames": 3,
+        "future_frames": 2,
+        "loss": "bce",
+        "tf_schedule": "linear",
+        "digit_pool": 32,
+        "output_bias_init": True,
+        "resample_train": True,
+    }
     base.update(kw)
     return VideoConfig(**base)
 
@@ -41,8 +62,9 @@ def test_losses():
     p = torch.sigmoid(logits)
     expected = -(target * torch.log(p) + (1 - target) * torch.log1p(-p)).mean()
     torch.testing.assert_close(prediction_loss(logits, target, "bce"), expected)
-    torch.testing.assert_close(prediction_loss(logits, target, "l1mse"),
-                               (p - target).abs().mean() + ((p - target) ** 2).mean())
+    torch.testing.assert_close(
+        prediction_loss(logits, target, "l1mse"), (p - target).abs().mean() + ((p - target) ** 2).mean()
+    )
     # exact where the sigmoid saturates: the logit form keeps the loss finite and its gradient
     big = torch.tensor([-200.0, 200.0], requires_grad=True)
     loss = prediction_loss(big, torch.tensor([1.0, 0.0]), "bce")
@@ -79,8 +101,7 @@ def test_l1mse_pulls_a_sparse_pixel_to_black_and_bce_to_its_mean():
 
 
 def test_plateau_schedule():
-    cfg = _tiny(tf_schedule="plateau", tf_patience=2, tf_decay=0.25, lr=1.0, lr_decay=0.5,
-                lr_decay_every=2)
+    cfg = _tiny(tf_schedule="plateau", tf_patience=2, tf_decay=0.25, lr=1.0, lr_decay=0.5, lr_decay_every=2)
     state = {"best_val": float("inf"), "stall": 0, "decay_epochs": -1, "tf_ratio": 1.0, "lr": 1.0}
     trace = []
     for val in [5, 4, 4.5, 4.2, 3.9, 4, 4, 4, 4, 4]:
@@ -107,7 +128,7 @@ def test_baselines_by_hand():
     future, last = x[:, 3:], x[:, 2:3]
     r = evaluate_baselines(test, cfg, 0.07)
     assert set(r) == set(BASELINES)
-    assert r["blank"]["mse"] == pytest.approx(np.mean(future ** 2), rel=1e-12)
+    assert r["blank"]["mse"] == pytest.approx(np.mean(future**2), rel=1e-12)
     assert r["mean_pixel"]["mse"] == pytest.approx(np.mean((future - 0.07) ** 2), rel=1e-12)
     assert r["copy_last"]["mse"] == pytest.approx(np.mean((future - last) ** 2), rel=1e-12)
     per_image = np.mean((future - last) ** 2, axis=(2, 3, 4))  # (B, T)
@@ -153,8 +174,9 @@ def test_cosine_learning_rate(tmp_path):
     lrs = [h["lr"] for h in r["history"]]
     assert lrs == pytest.approx([0.01 * (1 + math.cos(k * math.pi / 4)) / 2 for k in (1, 3)])
     with pytest.raises(ValueError, match="epochs"):
-        train_and_evaluate(_tiny(epochs=3, lr=0.01, lr_schedule="cosine", tf_schedule="none"), tmp_path,
-                           resume=True, **QUIET)
+        train_and_evaluate(
+            _tiny(epochs=3, lr=0.01, lr_schedule="cosine", tf_schedule="none"), tmp_path, resume=True, **QUIET
+        )
     with pytest.raises(ValueError, match="lr_schedule"):
         VideoConfig(lr_schedule="step")
 
@@ -179,8 +201,20 @@ def test_time_budget_stops_between_epochs(tmp_path):
 def test_a_short_run_learns(tmp_path):
     # 24 Adam steps of a 2-cell network on 8 x 8 frames with one 4 x 4 digit moving slowly: the
     # validation loss falls and the forecast beats the blank and mean-pixel frames.
-    cfg = _tiny(speed=1, num_digits=1, train_size=16, batch_size=4, epochs=6, val_size=8, test_size=16,
-                lr=1e-2, hidden=8, tf_schedule="none", input_frames=4, future_frames=2)
+    cfg = _tiny(
+        speed=1,
+        num_digits=1,
+        train_size=16,
+        batch_size=4,
+        epochs=6,
+        val_size=8,
+        test_size=16,
+        lr=1e-2,
+        hidden=8,
+        tf_schedule="none",
+        input_frames=4,
+        future_frames=2,
+    )
     r = train_and_evaluate(cfg, tmp_path, **QUIET)
     val = [h["val_loss"] for h in r["history"]]
     assert min(val[1:]) < 0.9 * val[0]

@@ -40,6 +40,7 @@ Examples
 >>> len(test), x.shape, x.dtype, y.shape, sorted(np.unique(y).tolist())
 (2, (2, 3, 32, 32), dtype('float32'), (2, 1, 32, 32), [0.0, 1.0])
 """
+
 from __future__ import annotations
 
 import os
@@ -90,8 +91,9 @@ def find_isic_pairs(root: str | os.PathLike) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def write_isic_layout(root: str | os.PathLike, images: np.ndarray, masks: np.ndarray,
-                      first_id: int = 0) -> list[tuple[Path, Path]]:
+def write_isic_layout(
+    root: str | os.PathLike, images: np.ndarray, masks: np.ndarray, first_id: int = 0
+) -> list[tuple[Path, Path]]:
     """Write RGB ``images (N, H, W, 3)`` uint8 and ``masks (N, H, W)`` uint8 in the ISIC layout.
 
     For tests and for converting other data to the layout; returns the written pairs.
@@ -151,9 +153,17 @@ class ISICSegmentation:
         Width at which decoded images are kept in memory.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, *, image_size: int = 224,
-                 augment: bool = False, augmentation_prob: float = 0.2, seed: int = 0,
-                 cache_width: int = 320):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        *,
+        image_size: int = 224,
+        augment: bool = False,
+        augmentation_prob: float = 0.2,
+        seed: int = 0,
+        cache_width: int = 320,
+    ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         if not isinstance(image_size, int) or image_size < 1:
@@ -163,7 +173,7 @@ class ISICSegmentation:
         pairs = find_isic_pairs(root)
         order = np.random.default_rng(seed).permutation(len(pairs))
         lo, hi = SPLITS[split]
-        chosen = order[round(lo * len(pairs)):round(hi * len(pairs))]
+        chosen = order[round(lo * len(pairs)) : round(hi * len(pairs))]
         self.ids = [pairs[i][0].stem for i in chosen]
         self._cache = [_load_pair(*pairs[i], cache_width) for i in chosen]
         self.split, self.image_size, self.augment = split, image_size, bool(augment)

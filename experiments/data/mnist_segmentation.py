@@ -25,6 +25,7 @@ Examples
 >>> bool(((labels > 0) == (images[:, 0] >= 0.5)).all())  # labelled exactly where a stroke is
 True
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -116,9 +117,20 @@ class MultiDigitSegmentation:
 
     num_classes = NUM_CLASSES
 
-    def __init__(self, split: str, size: int, *, canvas: int = 64, digits=(1, 3), scale=(1.0, 1.0),
-                 threshold: float = 0.5, seed: int = 0, resample: bool = False,
-                 digit_pool: int | None = None, max_tries: int = 20):
+    def __init__(
+        self,
+        split: str,
+        size: int,
+        *,
+        canvas: int = 64,
+        digits=(1, 3),
+        scale=(1.0, 1.0),
+        threshold: float = 0.5,
+        seed: int = 0,
+        resample: bool = False,
+        digit_pool: int | None = None,
+        max_tries: int = 20,
+    ):
         if not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
         self.digits = _pair(digits, "digits", int)

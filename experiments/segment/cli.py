@@ -9,6 +9,7 @@ Examples
 ``arma segment --time-step``                       ARMA U-Net vs U-Net training-step time
 ``arma segment --list-models``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,59 +29,134 @@ __all__ = ["PRESETS", "build_parser", "main"]
 # code's) on ISIC 2018, a GPU job. "smoke": seconds, for the tests.
 PRESETS: dict[str, dict] = {
     "quick": {
-        "models": ["conv3", "conv5", "dilated-conv3", "arma3",
-                   "unet", "nonlocal-unet", "arma-unet", "nonlocal-arma-unet"],
+        "models": [
+            "conv3",
+            "conv5",
+            "dilated-conv3",
+            "arma3",
+            "unet",
+            "nonlocal-unet",
+            "arma-unet",
+            "nonlocal-arma-unet",
+        ],
         "seeds": [0, 1, 2],
-        "config": {"task": "digits", "epochs": 5, "train_size": 1280, "val_size": 64, "test_size": 256,
-                   "batch_size": 16, "eval_batch_size": 32, "lr": 1e-3, "canvas": 64, "digits": (1, 3),
-                   "scale": (1.0, 1.0), "depth": 6, "width": 32, "widths": (16, 32, 64, 128, 256)},
+        "config": {
+            "task": "digits",
+            "epochs": 5,
+            "train_size": 1280,
+            "val_size": 64,
+            "test_size": 256,
+            "batch_size": 16,
+            "eval_batch_size": 32,
+            "lr": 1e-3,
+            "canvas": 64,
+            "digits": (1, 3),
+            "scale": (1.0, 1.0),
+            "depth": 6,
+            "width": 32,
+            "widths": (16, 32, 64, 128, 256),
+        },
         # Training-time caps (minutes), about three times each run's calibrated time: a safety
         # net against a busy machine, not a budget the runs are expected to reach (a capped
         # run is marked in the table).
-        "per_model": {"conv5": {"max_minutes": 25.0}, "arma3": {"max_minutes": 15.0},
-                      "conv3": {"max_minutes": 12.0}, "dilated-conv3": {"max_minutes": 12.0},
-                      "unet": {"max_minutes": 12.0}, "nonlocal-unet": {"max_minutes": 12.0},
-                      "arma-unet": {"max_minutes": 12.0}, "nonlocal-arma-unet": {"max_minutes": 12.0}},
+        "per_model": {
+            "conv5": {"max_minutes": 25.0},
+            "arma3": {"max_minutes": 15.0},
+            "conv3": {"max_minutes": 12.0},
+            "dilated-conv3": {"max_minutes": 12.0},
+            "unet": {"max_minutes": 12.0},
+            "nonlocal-unet": {"max_minutes": 12.0},
+            "arma-unet": {"max_minutes": 12.0},
+            "nonlocal-arma-unet": {"max_minutes": 12.0},
+        },
         "threads": 1,
         "jobs": 2,
     },
     "paper": {
         "models": ["unet", "nonlocal-unet", "arma-unet", "nonlocal-arma-unet"],
         "seeds": list(range(10)),
-        "config": {"task": "isic", "epochs": 200, "batch_size": 2, "eval_batch_size": 8, "lr": 1e-3,
-                   "beta1": 0.5, "beta2": 0.999, "lr_decay": 0.98, "image_size": 224,
-                   "augmentation_prob": 0.2, "widths": (64, 128, 256, 512, 1024)},
+        "config": {
+            "task": "isic",
+            "epochs": 200,
+            "batch_size": 2,
+            "eval_batch_size": 8,
+            "lr": 1e-3,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "lr_decay": 0.98,
+            "image_size": 224,
+            "augmentation_prob": 0.2,
+            "widths": (64, 128, 256, 512, 1024),
+        },
     },
     "smoke": {
         "models": ["conv3", "arma3"],
         "seeds": [0],
-        "config": {"task": "digits", "epochs": 1, "train_size": 8, "val_size": 4, "test_size": 8,
-                   "batch_size": 4, "eval_batch_size": 8, "canvas": 32, "digits": (1, 2),
-                   "scale": (0.6, 0.8), "depth": 2, "width": 4, "widths": (4, 8, 16)},
+        "config": {
+            "task": "digits",
+            "epochs": 1,
+            "train_size": 8,
+            "val_size": 4,
+            "test_size": 8,
+            "batch_size": 4,
+            "eval_batch_size": 8,
+            "canvas": 32,
+            "digits": (1, 2),
+            "scale": (0.6, 0.8),
+            "depth": 2,
+            "width": 4,
+            "widths": (4, 8, 16),
+        },
     },
 }
 
-_OVERRIDES = ("epochs", "batch_size", "eval_batch_size", "train_size", "val_size", "test_size", "lr",
-              "canvas", "depth", "width", "widths", "max_minutes", "data_seed", "isic_root",
-              "image_size", "ar_boundary")
+_OVERRIDES = (
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "train_size",
+    "val_size",
+    "test_size",
+    "lr",
+    "canvas",
+    "depth",
+    "width",
+    "widths",
+    "max_minutes",
+    "data_seed",
+    "isic_root",
+    "image_size",
+    "ar_boundary",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="arma segment",
         description="Semantic segmentation: conv / dilated / ARMA flat networks and the U-Nets of "
-                    "Table 2, on multi-digit MNIST (CPU) or ISIC 2018 (the paper's data).",
+        "Table 2, on multi-digit MNIST (CPU) or ISIC 2018 (the paper's data).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:" + (__doc__ or "").split("--------", 1)[1].replace("``", ""),
     )
-    p.add_argument("--preset", choices=["quick", "paper", "smoke"], default="quick", metavar="{quick,paper}",
-                   help="run list and recipe (default: quick; 'smoke' is a seconds-long test run)")
-    p.add_argument("--model", nargs="+", choices=sorted(SEGMENT_MODELS), metavar="NAME",
-                   help="models to run (default: the preset's); see --list-models")
+    p.add_argument(
+        "--preset",
+        choices=["quick", "paper", "smoke"],
+        default="quick",
+        metavar="{quick,paper}",
+        help="run list and recipe (default: quick; 'smoke' is a seconds-long test run)",
+    )
+    p.add_argument(
+        "--model",
+        nargs="+",
+        choices=sorted(SEGMENT_MODELS),
+        metavar="NAME",
+        help="models to run (default: the preset's); see --list-models",
+    )
     p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="seeds (default: the preset's)")
     p.add_argument("--out", type=Path, help="output directory (default: segment-runs/<preset>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue unfinished runs from their checkpoints and reuse finished ones")
+    p.add_argument(
+        "--resume", action="store_true", help="continue unfinished runs from their checkpoints and reuse finished ones"
+    )
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps")
     p.add_argument("--threads", type=int, help="torch threads per run (quick preset: 1)")
     p.add_argument("--jobs", type=int, help="runs at once, one process each (quick preset: 2)")
@@ -104,8 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNGs (ERF, predictions, AR histogram)")
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
     p.add_argument("--table-only", action="store_true", help="only rebuild the tables and figures from --out")
-    p.add_argument("--time-step", action="store_true",
-                   help="time ARMA U-Net vs U-Net training steps at the preset's size, side by side")
+    p.add_argument(
+        "--time-step",
+        action="store_true",
+        help="time ARMA U-Net vs U-Net training steps at the preset's size, side by side",
+    )
     return p
 
 
@@ -152,8 +231,9 @@ def _finished(config: SegmentConfig, out_dir: Path) -> bool:
     return same and (r["epochs_completed"] >= config.epochs or r["stopped_by_budget"])
 
 
-def _train_one(config: SegmentConfig, out_dir: Path, device: str, resume: bool, progress: bool,
-               threads: int | None) -> dict:
+def _train_one(
+    config: SegmentConfig, out_dir: Path, device: str, resume: bool, progress: bool, threads: int | None
+) -> dict:
     """One run; also the body of a worker process."""
     import torch
 
@@ -166,8 +246,11 @@ def _train_one(config: SegmentConfig, out_dir: Path, device: str, resume: bool, 
     r = train_and_evaluate(config, out_dir, device=device, resume=resume, progress=progress)
     m = r["metrics"]
     extra = f", mIoU {m['miou']:.3f}, fg acc {m['foreground_accuracy']:.3f}" if "miou" in m else ""
-    print(f"    {r['label']} seed {r['seed']}: F1 {m['F1']:.3f}, JS {m['JS']:.3f}{extra}; "
-          f"{r['epochs_completed']} epochs, {r['train_seconds'] / 60:.1f} min", flush=True)
+    print(
+        f"    {r['label']} seed {r['seed']}: F1 {m['F1']:.3f}, JS {m['JS']:.3f}{extra}; "
+        f"{r['epochs_completed']} epochs, {r['train_seconds'] / 60:.1f} min",
+        flush=True,
+    )
     return r
 
 
@@ -176,7 +259,10 @@ def _run_all(todo: list[SegmentConfig], out_dir: Path, args, jobs: int, threads:
     progress = not args.no_progress
     if jobs <= 1 or len(todo) <= 1:
         for i, c in enumerate(todo):
-            print(f"[{i + 1}/{len(todo)}] {c.model} seed {c.seed} -> {run_directory(out_dir, c.model, c.seed)}", flush=True)
+            print(
+                f"[{i + 1}/{len(todo)}] {c.model} seed {c.seed} -> {run_directory(out_dir, c.model, c.seed)}",
+                flush=True,
+            )
             _train_one(c, out_dir, args.device, args.resume, progress, threads)
         return
     import multiprocessing
@@ -199,8 +285,14 @@ def _time_step(args, preset: dict) -> int:
 
     configs = _configs(args, preset)
     c = configs[0]
-    result = time_unet_steps(widths=c.widths, batch_size=c.batch_size, size=c.canvas if c.task == "digits" else c.image_size,
-                             in_channels=c.in_channels, out_channels=c.out_channels, threads=args.threads or preset.get("threads"))
+    result = time_unet_steps(
+        widths=c.widths,
+        batch_size=c.batch_size,
+        size=c.canvas if c.task == "digits" else c.image_size,
+        in_channels=c.in_channels,
+        out_channels=c.out_channels,
+        threads=args.threads or preset.get("threads"),
+    )
     for k, v in result.items():
         print(f"{k}: {v}")
     return 0
@@ -233,8 +325,11 @@ def main(argv=None) -> int:
     if not args.resume:
         taken = [d for c in configs if (d := run_directory(out_dir, c.model, c.seed) / "checkpoint.pt").exists()]
         if taken:
-            print(f"arma segment: {len(taken)} run(s) already exist in {out_dir} (e.g. {taken[0].parent}); "
-                  "pass --resume to continue them or --out to start elsewhere", file=sys.stderr)
+            print(
+                f"arma segment: {len(taken)} run(s) already exist in {out_dir} (e.g. {taken[0].parent}); "
+                "pass --resume to continue them or --out to start elsewhere",
+                file=sys.stderr,
+            )
             return 2
     start = time.perf_counter()
     todo = [c for c in configs if not (args.resume and _finished(c, out_dir))]

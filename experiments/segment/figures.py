@@ -1,4 +1,5 @@
 """The PNGs of ``arma segment``: predictions, ERF maps and AR coefficient histograms of the runs."""
+
 from __future__ import annotations
 
 import os

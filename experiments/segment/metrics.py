@@ -27,6 +27,7 @@ Examples
 >>> [round(float(m[k][0]), 3) for k in ("ACC", "SE", "SP", "PC", "F1", "JS", "DC")]
 [0.5, 0.5, 0.5, 0.5, 0.5, 0.333, 0.5]
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -19,6 +19,7 @@ Examples
 >>> count_parameters(build_model("arma3", in_channels=1, out_channels=11, depth=6, width=32)) - 47307
 768
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -52,12 +53,26 @@ class FlatSegNet(nn.Module):
     ``(B, in_channels, H, W) -> (B, out_channels, H, W)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, depth: int = 6, width: int = 32,
-                 kernel_size: int = 3, dilation: int = 1, ar: bool = False,
-                 ar_boundary: str = "circular"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        depth: int = 6,
+        width: int = 32,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        ar: bool = False,
+        ar_boundary: str = "circular",
+    ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("depth", depth), ("width", width), ("dilation", dilation)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("depth", depth),
+            ("width", width),
+            ("dilation", dilation),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
@@ -65,8 +80,11 @@ class FlatSegNet(nn.Module):
         conv = arma2d_gate(ar_boundary=ar_boundary) if ar else conv2d_gate
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers += [conv(in_channels if i == 0 else width, width, kernel_size, dilation),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                conv(in_channels if i == 0 else width, width, kernel_size, dilation),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, out_channels, 1)
         self.ar = ar
@@ -91,16 +109,42 @@ class ModelSpec:
 
 # Table 2 of the paper (ISIC 2018, mean +- std over 10 seeds; params as printed, 10x too small).
 _TABLE2 = {
-    "unet": {"params": "3.453M", "ACC": (0.946, 0.003), "SE": (0.884, 0.019), "SP": (0.977, 0.005),
-             "PC": (0.857, 0.020), "F1": (0.842, 0.009), "JS": (0.754, 0.011)},
-    "nonlocal-unet": {"params": "4.403M", "ACC": (0.945, 0.003), "SE": (0.877, 0.017),
-                      "SP": (0.973, 0.004), "PC": (0.844, 0.014), "F1": (0.831, 0.012),
-                      "JS": (0.741, 0.013)},
-    "arma-unet": {"params": "3.455M", "ACC": (0.955, 0.003), "SE": (0.896, 0.011), "SP": (0.972, 0.005),
-                  "PC": (0.873, 0.011), "F1": (0.861, 0.007), "JS": (0.780, 0.009)},
-    "nonlocal-arma-unet": {"params": "4.405M", "ACC": (0.960, 0.002), "SE": (0.909, 0.009),
-                           "SP": (0.968, 0.004), "PC": (0.870, 0.011), "F1": (0.870, 0.006),
-                           "JS": (0.790, 0.008)},
+    "unet": {
+        "params": "3.453M",
+        "ACC": (0.946, 0.003),
+        "SE": (0.884, 0.019),
+        "SP": (0.977, 0.005),
+        "PC": (0.857, 0.020),
+        "F1": (0.842, 0.009),
+        "JS": (0.754, 0.011),
+    },
+    "nonlocal-unet": {
+        "params": "4.403M",
+        "ACC": (0.945, 0.003),
+        "SE": (0.877, 0.017),
+        "SP": (0.973, 0.004),
+        "PC": (0.844, 0.014),
+        "F1": (0.831, 0.012),
+        "JS": (0.741, 0.013),
+    },
+    "arma-unet": {
+        "params": "3.455M",
+        "ACC": (0.955, 0.003),
+        "SE": (0.896, 0.011),
+        "SP": (0.972, 0.005),
+        "PC": (0.873, 0.011),
+        "F1": (0.861, 0.007),
+        "JS": (0.780, 0.009),
+    },
+    "nonlocal-arma-unet": {
+        "params": "4.405M",
+        "ACC": (0.960, 0.002),
+        "SE": (0.909, 0.009),
+        "SP": (0.968, 0.004),
+        "PC": (0.870, 0.011),
+        "F1": (0.870, 0.006),
+        "JS": (0.790, 0.008),
+    },
 }
 
 SEGMENT_MODELS: dict[str, ModelSpec] = {
@@ -111,14 +155,22 @@ SEGMENT_MODELS: dict[str, ModelSpec] = {
     "unet": ModelSpec("U-Net", "unet", paper=_TABLE2["unet"]),
     "nonlocal-unet": ModelSpec("NL U-Net", "unet", nonlocal_block=True, paper=_TABLE2["nonlocal-unet"]),
     "arma-unet": ModelSpec("ARMA U-Net", "unet", arma=True, paper=_TABLE2["arma-unet"]),
-    "nonlocal-arma-unet": ModelSpec("NL ARMA U-Net", "unet", arma=True, nonlocal_block=True,
-                                    paper=_TABLE2["nonlocal-arma-unet"]),
+    "nonlocal-arma-unet": ModelSpec(
+        "NL ARMA U-Net", "unet", arma=True, nonlocal_block=True, paper=_TABLE2["nonlocal-arma-unet"]
+    ),
 }
 
 
-def build_model(name: str, *, in_channels: int, out_channels: int, depth: int = 6, width: int = 32,
-                widths: Sequence[int] = (64, 128, 256, 512, 1024),
-                ar_boundary: str = "circular") -> nn.Module:
+def build_model(
+    name: str,
+    *,
+    in_channels: int,
+    out_channels: int,
+    depth: int = 6,
+    width: int = 32,
+    widths: Sequence[int] = (64, 128, 256, 512, 1024),
+    ar_boundary: str = "circular",
+) -> nn.Module:
     """The model ``name`` of :data:`SEGMENT_MODELS`.
 
     Parameters
@@ -136,12 +188,18 @@ def build_model(name: str, *, in_channels: int, out_channels: int, depth: int = 
         raise ValueError(f"model must be one of {sorted(SEGMENT_MODELS)}, got {name!r}")
     spec = SEGMENT_MODELS[name]
     if spec.family == "flat":
-        return FlatSegNet(in_channels, out_channels, depth=depth, width=width,
-                          kernel_size=spec.kernel_size, dilation=spec.dilation, ar=spec.arma,
-                          ar_boundary=ar_boundary)
+        return FlatSegNet(
+            in_channels,
+            out_channels,
+            depth=depth,
+            width=width,
+            kernel_size=spec.kernel_size,
+            dilation=spec.dilation,
+            ar=spec.arma,
+            ar_boundary=ar_boundary,
+        )
     conv: Callable = arma2d_gate(ar_boundary=ar_boundary) if spec.arma else conv2d_gate
-    return UNet(in_channels, out_channels, widths, conv=conv,
-                nonlocal_levels=(-1,) if spec.nonlocal_block else ())
+    return UNet(in_channels, out_channels, widths, conv=conv, nonlocal_levels=(-1,) if spec.nonlocal_block else ())
 
 
 def count_parameters(model: nn.Module) -> int:

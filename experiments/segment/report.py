@@ -9,6 +9,7 @@ Examples
 >>> significance_rows(stats, [("a", "b")], "miou")[0][2:]
 ['+0.210', '0.016', 'yes']
 """
+
 from __future__ import annotations
 
 import json
@@ -36,14 +37,33 @@ __all__ = [
 MULTICLASS_METRICS = ("miou", "pixel_accuracy", "foreground_accuracy")
 #: The comparisons the docs discuss (first minus second).
 PAIRS = (
-    ("arma3", "conv3"), ("arma3", "conv5"), ("arma3", "dilated-conv3"), ("conv5", "conv3"),
-    ("dilated-conv3", "conv3"), ("arma-unet", "unet"), ("nonlocal-arma-unet", "nonlocal-unet"),
-    ("nonlocal-unet", "unet"), ("nonlocal-arma-unet", "arma-unet"), ("unet", "arma3"),
+    ("arma3", "conv3"),
+    ("arma3", "conv5"),
+    ("arma3", "dilated-conv3"),
+    ("conv5", "conv3"),
+    ("dilated-conv3", "conv3"),
+    ("arma-unet", "unet"),
+    ("nonlocal-arma-unet", "nonlocal-unet"),
+    ("nonlocal-unet", "unet"),
+    ("nonlocal-arma-unet", "arma-unet"),
+    ("unet", "arma3"),
 )
-_BASELINE_LABELS = {"all-background": "All background (majority class)",
-                    "threshold-majority": "Thresholded input, majority digit"}
-_COLUMNS = {"ACC": "ACC", "SE": "SE", "SP": "SP", "PC": "PC", "F1": "F1", "JS": "JS", "DC": "DC",
-            "miou": "mIoU", "pixel_accuracy": "pixel acc.", "foreground_accuracy": "fg acc."}
+_BASELINE_LABELS = {
+    "all-background": "All background (majority class)",
+    "threshold-majority": "Thresholded input, majority digit",
+}
+_COLUMNS = {
+    "ACC": "ACC",
+    "SE": "SE",
+    "SP": "SP",
+    "PC": "PC",
+    "F1": "F1",
+    "JS": "JS",
+    "DC": "DC",
+    "miou": "mIoU",
+    "pixel_accuracy": "pixel acc.",
+    "foreground_accuracy": "fg acc.",
+}
 
 
 def collect_runs(out_dir: str | os.PathLike) -> list[dict]:
@@ -69,8 +89,9 @@ def significance_rows(stats: dict, pairs: Sequence[tuple[str, str]], metric: str
     return rows
 
 
-def write_tables(out_dir: str | os.PathLike, baseline_scores: dict | None = None,
-                 wall_seconds: float | None = None) -> tuple[Path, Path, Path] | None:
+def write_tables(
+    out_dir: str | os.PathLike, baseline_scores: dict | None = None, wall_seconds: float | None = None
+) -> tuple[Path, Path, Path] | None:
     """``results.md`` (Table 2 style), ``results.csv`` (mean/std/n per model and metric, and the
     baselines) and ``runs.csv`` (one row per run and seed) from the runs in ``out_dir``."""
     out_dir = Path(out_dir)
@@ -83,15 +104,24 @@ def write_tables(out_dir: str | os.PathLike, baseline_scores: dict | None = None
     stats = {k: {m.split(".", 1)[1]: s for m, s in v.items()} for k, v in stats.items()}
     params = {r["model"]: r["params"] for r in runs}
     header = ["Model", "params", "seeds"] + [_COLUMNS[m] for m in metrics]
-    rows = [[SEGMENT_MODELS[m].label, f"{params[m]:,}", stats[(m,)][metrics[0]].n]
-            + [format_stat(stats[(m,)][k]) for k in metrics] for (m,) in stats]
+    rows = [
+        [SEGMENT_MODELS[m].label, f"{params[m]:,}", stats[(m,)][metrics[0]].n]
+        + [format_stat(stats[(m,)][k]) for k in metrics]
+        for (m,) in stats
+    ]
     for name, scores in (baseline_scores or {}).items():
         rows.append([_BASELINE_LABELS.get(name, name), "0", "-"] + [f"{scores[k]:.3f}" for k in metrics])
     lines = [markdown_table(header, rows)]
     main = "miou" if task == "digits" else "JS"
-    lines += ["", (f"Differences in {_COLUMNS[main]} (first minus second; 'yes' when larger than two "
-                   "standard errors of the difference):"), "",
-              markdown_table(["A", "B", "A - B", "2 SE", "> 2 SE"], significance_rows(stats, PAIRS, main))]
+    lines += [
+        "",
+        (
+            f"Differences in {_COLUMNS[main]} (first minus second; 'yes' when larger than two "
+            "standard errors of the difference):"
+        ),
+        "",
+        markdown_table(["A", "B", "A - B", "2 SE", "> 2 SE"], significance_rows(stats, PAIRS, main)),
+    ]
     lines += ["", _timing_table(runs, wall_seconds)]
     md = out_dir / "results.md"
     md.write_text("\n".join(lines))
@@ -102,9 +132,15 @@ def write_tables(out_dir: str | os.PathLike, baseline_scores: dict | None = None
     for name, scores in (baseline_scores or {}).items():
         csv_rows += [[name, _BASELINE_LABELS.get(name, name), 0, k, scores[k], 0.0, 1] for k in metrics]
     summary = write_csv(out_dir / "results.csv", ["model", "label", "params", "metric", "mean", "std", "n"], csv_rows)
-    per_run = write_csv(out_dir / "runs.csv", ["model", "seed", "params", "epochs", "steps", "train_seconds"] + list(metrics),
-                        [[r["model"], r["seed"], r["params"], r["epochs_completed"], r["steps"],
-                          round(r["train_seconds"], 1)] + [r["metrics"][k] for k in metrics] for r in runs])
+    per_run = write_csv(
+        out_dir / "runs.csv",
+        ["model", "seed", "params", "epochs", "steps", "train_seconds"] + list(metrics),
+        [
+            [r["model"], r["seed"], r["params"], r["epochs_completed"], r["steps"], round(r["train_seconds"], 1)]
+            + [r["metrics"][k] for k in metrics]
+            for r in runs
+        ],
+    )
     return md, summary, per_run
 
 
@@ -114,9 +150,16 @@ def _timing_table(runs: list[dict], wall_seconds: float | None) -> str:
         mine = [r for r in runs if r["model"] == model]
         train = stat(r["train_seconds"] / 60 for r in mine)
         per_step = stat(r["train_seconds"] / max(r["steps"], 1) for r in mine)
-        rows.append([SEGMENT_MODELS[model].label, mine[0]["epochs_completed"], mine[0]["steps"],
-                     f"{train.mean:.1f}", f"{per_step.mean:.2f}",
-                     sum(r["stopped_by_budget"] for r in mine)])
+        rows.append(
+            [
+                SEGMENT_MODELS[model].label,
+                mine[0]["epochs_completed"],
+                mine[0]["steps"],
+                f"{train.mean:.1f}",
+                f"{per_step.mean:.2f}",
+                sum(r["stopped_by_budget"] for r in mine),
+            ]
+        )
     text = markdown_table(["Model", "epochs", "steps", "train min / run", "s / step", "budget stops"], rows)
     total = sum(r["train_seconds"] + r["eval_seconds"] for r in runs) / 60
     text += f"\nTraining + evaluation summed over the {len(runs)} runs: {total:.1f} min"
@@ -132,7 +175,9 @@ def _label_colours():
     return colors.ListedColormap(palette)
 
 
-def prediction_png(out_dir: str | os.PathLike, runs: list[dict], path: str | os.PathLike, images: int = 3) -> Path | None:
+def prediction_png(
+    out_dir: str | os.PathLike, runs: list[dict], path: str | os.PathLike, images: int = 3
+) -> Path | None:
     """Input, truth and every model's prediction (its first seed) for the first test images."""
     import matplotlib
 
@@ -158,8 +203,9 @@ def prediction_png(out_dir: str | os.PathLike, runs: list[dict], path: str | os.
             ax.set_xticks([]), ax.set_yticks([])
             if title == "input":
                 img = first["input"][i]
-                ax.imshow(img[0] if img.shape[0] == 1 else np.clip(img.transpose(1, 2, 0) * 0.5 + 0.5, 0, 1),
-                          cmap="gray")
+                ax.imshow(
+                    img[0] if img.shape[0] == 1 else np.clip(img.transpose(1, 2, 0) * 0.5 + 0.5, 0, 1), cmap="gray"
+                )
             else:
                 lab = (first["truth"] if model is None else firsts[model]["predicted"])[i]
                 ax.imshow(np.squeeze(lab), cmap=cmap, vmin=0, vmax=10 if digits else 1, interpolation="nearest")
@@ -171,8 +217,11 @@ def prediction_png(out_dir: str | os.PathLike, runs: list[dict], path: str | os.
         from matplotlib.colors import BoundaryNorm
 
         fig.subplots_adjust(right=0.92)
-        bar = fig.colorbar(ScalarMappable(BoundaryNorm(np.arange(-0.5, 11), 11), cmap),
-                           cax=fig.add_axes((0.935, 0.15, 0.012, 0.7)), ticks=range(11))
+        bar = fig.colorbar(
+            ScalarMappable(BoundaryNorm(np.arange(-0.5, 11), 11), cmap),
+            cax=fig.add_axes((0.935, 0.15, 0.012, 0.7)),
+            ticks=range(11),
+        )
         bar.ax.set_yticklabels(["bg"] + [str(d) for d in range(10)], fontsize=6)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -224,10 +273,10 @@ def erf_png(models: dict, inputs, path: str | os.PathLike, pixel: tuple[int, int
         ax.set_title(f"{label}\n90% within r={radii[label]:.0f} px", fontsize=7)
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="log10 ERF / max")
-    fig.suptitle(f"effective receptive field at output pixel {tuple(pixel)}, trained models, "
-                 f"{inputs.shape[0]} test images", fontsize=8)
+    fig.suptitle(
+        f"effective receptive field at output pixel {tuple(pixel)}, trained models, {inputs.shape[0]} test images",
+        fontsize=8,
+    )
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return radii
-
-

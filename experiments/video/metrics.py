@@ -23,6 +23,7 @@ Examples
 >>> float(ssim(target, target))
 1.0
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,7 @@ def psnr(pred, target, data_range: float = 1.0) -> torch.Tensor:
     pred, target = _check_pair(pred, target)
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range!r}")
-    return peak_signal_noise_ratio(pred, target, data_range=float(data_range), reduction="none",
-                                   dim=(-2, -1))
+    return peak_signal_noise_ratio(pred, target, data_range=float(data_range), reduction="none", dim=(-2, -1))
 
 
 def _gaussian_kernel(sigma: float, truncate: float, dtype, device) -> torch.Tensor:
@@ -198,9 +198,7 @@ class FrameMetrics:
         if pred.ndim == 4:
             pred, target = pred[:, :, None], target[:, :, None]
         if pred.ndim != 5 or pred.shape[1] != self.num_frames:
-            raise ValueError(
-                f"pred must have shape (B, {self.num_frames}, C, H, W), got {tuple(pred.shape)}"
-            )
+            raise ValueError(f"pred must have shape (B, {self.num_frames}, C, H, W), got {tuple(pred.shape)}")
         pred = pred.detach().to("cpu", torch.float64)
         target = target.detach().to("cpu", torch.float64)
         self._psnr += psnr(pred, target, 1.0).mean(dim=2).sum(dim=0)

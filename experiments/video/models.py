@@ -15,6 +15,7 @@ Examples
 >>> count_parameters(build_video_model("convlstm3"))  # the paper's size: Table 3's 0.887M
 887489
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -151,17 +152,42 @@ VIDEO_MODELS: dict[str, VideoModelSpec] = {
     for spec in (
         VideoModelSpec("convlstm3", "Conv-LSTM (size 3)", 3, 1, False, 0, 0.887, _T3["convlstm3"]),
         VideoModelSpec("convlstm5", "Conv-LSTM (size 5)", 5, 1, False, 0, 2.462, _T3["convlstm5"]),
-        VideoModelSpec("dilated-convlstm", "Dilated Conv-LSTM", 3, 2, False, 0, 0.887,
-                       _T3["dilated-convlstm"]),
-        VideoModelSpec("dilated-arma-lstm", "Dilated ARMA-LSTM", 3, 2, True, 0, 0.893,
-                       _T3["dilated-arma-lstm"]),
+        VideoModelSpec("dilated-convlstm", "Dilated Conv-LSTM", 3, 2, False, 0, 0.887, _T3["dilated-convlstm"]),
+        VideoModelSpec("dilated-arma-lstm", "Dilated ARMA-LSTM", 3, 2, True, 0, 0.893, _T3["dilated-arma-lstm"]),
         VideoModelSpec("arma-lstm", "ARMA-LSTM (size 3)", 3, 1, True, 0, 0.893, _T3["arma-lstm"]),
-        VideoModelSpec("nonlocal-convlstm3", "Non-local Conv-LSTM (size 3)", 3, 1, False, 2,
-                       None, _T3["nonlocal-convlstm3"], "convlstm3"),
-        VideoModelSpec("nonlocal-convlstm5", "Non-local Conv-LSTM (size 5)", 5, 1, False, 2,
-                       None, _T3["nonlocal-convlstm5"], "convlstm5"),
-        VideoModelSpec("nonlocal-arma-lstm", "Non-local ARMA-LSTM (size 3)", 3, 1, True, 2,
-                       None, _T3["nonlocal-arma-lstm"], "arma-lstm"),
+        VideoModelSpec(
+            "nonlocal-convlstm3",
+            "Non-local Conv-LSTM (size 3)",
+            3,
+            1,
+            False,
+            2,
+            None,
+            _T3["nonlocal-convlstm3"],
+            "convlstm3",
+        ),
+        VideoModelSpec(
+            "nonlocal-convlstm5",
+            "Non-local Conv-LSTM (size 5)",
+            5,
+            1,
+            False,
+            2,
+            None,
+            _T3["nonlocal-convlstm5"],
+            "convlstm5",
+        ),
+        VideoModelSpec(
+            "nonlocal-arma-lstm",
+            "Non-local ARMA-LSTM (size 3)",
+            3,
+            1,
+            True,
+            2,
+            None,
+            _T3["nonlocal-arma-lstm"],
+            "arma-lstm",
+        ),
     )
 }
 

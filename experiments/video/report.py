@@ -21,6 +21,7 @@ Examples
 ...     write_report(d)
 []
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,10 @@ def _baselines(runs: list[dict]) -> dict:
         mine = out.setdefault(r["speed"], r["baselines"])
         for key in BASELINES:
             if abs(mine[key]["mse"] - r["baselines"][key]["mse"]) > 1e-12 * max(1.0, mine[key]["mse"]):
-                raise ValueError(f"runs at speed {r['speed']} were scored on different test sets "
-                                 f"({r['model']} seed {r['seed']}: {key} MSE differs)")
+                raise ValueError(
+                    f"runs at speed {r['speed']} were scored on different test sets "
+                    f"({r['model']} seed {r['seed']}: {key} MSE differs)"
+                )
     return out
 
 
@@ -70,16 +73,23 @@ def acceptance(runs: list[dict]) -> list[dict]:
     for (model, speed), cell in _stats(runs).items():
         best = min(base[speed][k]["mse"] for k in BASELINES)
         ratios = [r["metrics"]["mse"] / best for r in runs if (r["model"], r["speed"]) == (model, speed)]
-        out.append({"model": model, "speed": speed, "mse": cell["metrics.mse"], "best_baseline": best,
-                    "ratio_mean": sum(ratios) / len(ratios), "ratio_worst": max(ratios),
-                    "passed": max(ratios) <= MARGIN})
+        out.append(
+            {
+                "model": model,
+                "speed": speed,
+                "mse": cell["metrics.mse"],
+                "best_baseline": best,
+                "ratio_mean": sum(ratios) / len(ratios),
+                "ratio_worst": max(ratios),
+                "passed": max(ratios) <= MARGIN,
+            }
+        )
     return out
 
 
 def _pairs(models: set) -> list[tuple[str, str]]:
     """(a, b) pairs whose difference a - b the comparison table reports."""
-    pairs = [(a, c) for a in ("arma-lstm", "dilated-arma-lstm")
-             for c in ("convlstm3", "convlstm5", "dilated-convlstm")]
+    pairs = [(a, c) for a in ("arma-lstm", "dilated-arma-lstm") for c in ("convlstm3", "convlstm5", "dilated-convlstm")]
     pairs += [(n, VIDEO_MODELS[n].base) for n in TABLE4_MODELS]
     pairs += [("nonlocal-arma-lstm", "nonlocal-convlstm3"), ("nonlocal-arma-lstm", "nonlocal-convlstm5")]
     return [(a, b) for a, b in pairs if a in models and b in models]
@@ -97,8 +107,10 @@ def comparisons(runs: list[dict]) -> list[dict]:
     for a, b in _pairs({r["model"] for r in runs}):
         for speed in sorted({r["speed"] for r in runs}):
             if (a, speed) in stats and (b, speed) in stats:
-                cells = {m: R.compare(stats[(a, speed)][f"metrics.{m}"], stats[(b, speed)][f"metrics.{m}"])
-                         for m in ("psnr", "ssim", "mse")}
+                cells = {
+                    m: R.compare(stats[(a, speed)][f"metrics.{m}"], stats[(b, speed)][f"metrics.{m}"])
+                    for m in ("psnr", "ssim", "mse")
+                }
                 out.append({"a": a, "b": b, "speed": speed, **cells})
     return out
 
@@ -116,12 +128,18 @@ def _table3(runs: list[dict], models: list[str], speeds: list) -> str:
     rows = []
     for name in models:
         spec = VIDEO_MODELS[name]
-        row = [spec.label, spec.kernel_size, spec.dilation, "1/axis" if spec.arma else "-",
-               f"{params[name]:,}"]
+        row = [spec.label, spec.kernel_size, spec.dilation, "1/axis" if spec.arma else "-", f"{params[name]:,}"]
         for s in speeds:
             cell = stats.get((name, s))
-            row += ([R.format_stat(cell["metrics.psnr"], 2), R.format_stat(cell["metrics.ssim"], 3),
-                     R.format_stat(cell["metrics.ssim_dr2"], 3)] if cell else ["-"] * 3)
+            row += (
+                [
+                    R.format_stat(cell["metrics.psnr"], 2),
+                    R.format_stat(cell["metrics.ssim"], 3),
+                    R.format_stat(cell["metrics.ssim_dr2"], 3),
+                ]
+                if cell
+                else ["-"] * 3
+            )
         rows.append(row)
     for key, label in BASELINES.items():
         row = [label, "-", "-", "-", "0"]
@@ -146,8 +164,7 @@ def _mse_table(runs: list[dict], speeds: list) -> tuple[str, bool]:
                 continue
             mse = R.Stat(1e3 * a["mse"].mean, 1e3 * a["mse"].std, a["mse"].n)
             mark = "" if a["passed"] else " (fails)"
-            margin = (f"{100 * (a['ratio_mean'] - 1):+.0f}% (worst seed "
-                      f"{100 * (a['ratio_worst'] - 1):+.0f}%){mark}")
+            margin = f"{100 * (a['ratio_mean'] - 1):+.0f}% (worst seed {100 * (a['ratio_worst'] - 1):+.0f}%){mark}"
             row += [R.format_stat(mse, 2), margin]
         rows.append(row)
     for key, label in BASELINES.items():
@@ -182,10 +199,10 @@ def _times_table(runs: list[dict]) -> str:
         ev = R.stat(r["eval_seconds"] / 60 for r in mine)
         steps = sorted({r["steps"] for r in mine})
         stopped = sum(r["stopped_by_budget"] for r in mine)
-        rows.append([_label(name), len(mine), "/".join(map(str, steps)), R.format_stat(train, 1),
-                     R.format_stat(ev, 2), stopped])
-    return R.markdown_table(["Model", "runs", "steps", "train min per run", "eval min per run",
-                             "budget stops"], rows)
+        rows.append(
+            [_label(name), len(mine), "/".join(map(str, steps)), R.format_stat(train, 1), R.format_stat(ev, 2), stopped]
+        )
+    return R.markdown_table(["Model", "runs", "steps", "train min per run", "eval min per run", "budget stops"], rows)
 
 
 def _invocations(out_dir: Path) -> list[dict]:
@@ -221,46 +238,71 @@ def _markdown(out_dir: Path, runs: list[dict]) -> str:
     mse_md, passed = _mse_table(runs, speeds)
     parts = [
         "# Video prediction on Moving-MNIST-2\n",
-        (f"{cfg['canvas_size']}x{cfg['canvas_size']} canvas, {cfg['digit_size']}x{cfg['digit_size']} "
-         f"digits, {cfg['input_frames']} -> {cfg['future_frames']} frames; network {cfg['blocks']} "
-         f"blocks x {cfg['cells_per_block']} cell(s) x {cfg['hidden']} channels (skip stride "
-         f"{cfg['skip_stride']}); loss {cfg['loss']}; {cfg['test_size']} test sequences (MNIST test "
-         f"digits), the same for every model and seed. Every model cell: mean ± std over seeds "
-         f"{seeds}. Metrics averaged over the predicted frames; SSIM: 7x7 uniform window, data "
-         "range 1; SSIM(L=2): data range 2, the convention of the paper's SSIM values.\n"),
-        "## Table 3\n", _table3(runs, t3 or t4, speeds),
-        (f"\n## MSE over the predicted frames (acceptance: every seed of every model at least "
-         f"{100 * (1 - MARGIN):.0f}% below every baseline: {'met' if passed else 'NOT met'})\n"), mse_md,
+        (
+            f"{cfg['canvas_size']}x{cfg['canvas_size']} canvas, {cfg['digit_size']}x{cfg['digit_size']} "
+            f"digits, {cfg['input_frames']} -> {cfg['future_frames']} frames; network {cfg['blocks']} "
+            f"blocks x {cfg['cells_per_block']} cell(s) x {cfg['hidden']} channels (skip stride "
+            f"{cfg['skip_stride']}); loss {cfg['loss']}; {cfg['test_size']} test sequences (MNIST test "
+            f"digits), the same for every model and seed. Every model cell: mean ± std over seeds "
+            f"{seeds}. Metrics averaged over the predicted frames; SSIM: 7x7 uniform window, data "
+            "range 1; SSIM(L=2): data range 2, the convention of the paper's SSIM values.\n"
+        ),
+        "## Table 3\n",
+        _table3(runs, t3 or t4, speeds),
+        (
+            f"\n## MSE over the predicted frames (acceptance: every seed of every model at least "
+            f"{100 * (1 - MARGIN):.0f}% below every baseline: {'met' if passed else 'NOT met'})\n"
+        ),
+        mse_md,
     ]
     comps = comparisons(runs)
     if comps:
-        parts += [("\n## Differences between models (a - b): mean ± standard error of the "
-                   "difference; * = exceeds two standard errors\n"), _comparison_table(comps)]
+        parts += [
+            (
+                "\n## Differences between models (a - b): mean ± standard error of the "
+                "difference; * = exceeds two standard errors\n"
+            ),
+            _comparison_table(comps),
+        ]
     if t4:
-        parts += ["\n## Table 4 (non-local variants, two non-local blocks)\n",
-                  _table3(runs, t4, [s for s in speeds if any(r["speed"] == s for r in runs
-                                                               if r["model"] in t4)])]
+        parts += [
+            "\n## Table 4 (non-local variants, two non-local blocks)\n",
+            _table3(runs, t4, [s for s in speeds if any(r["speed"] == s for r in runs if r["model"] in t4)]),
+        ]
     fig6 = out_dir / "fig6.json"
     if fig6.is_file():
         parts += ["\n## Figure 6: learned AR coefficients\n", _fig6_table(json.loads(fig6.read_text()))]
     parts += ["\n## Run times\n", _times_table(runs)]
     inv = _invocations(out_dir)
     if inv:
-        rows = [[e.get("command", ""), e["runs_trained"], e["jobs"], f"{e['wall_seconds'] / 60:.1f}",
-                 e.get("date", "")] for e in inv]
-        parts += ["\nWall time of each invocation:\n",
-                  R.markdown_table(["command", "runs trained", "parallel processes", "wall min", "date"], rows)]
-    parts += ["\n## The paper's numbers (64x64, 500 epochs; SSIM with data range 2)\n",
-              _paper_rows(t3 + t4, [s for s in speeds if float(s).is_integer()])]
+        rows = [
+            [e.get("command", ""), e["runs_trained"], e["jobs"], f"{e['wall_seconds'] / 60:.1f}", e.get("date", "")]
+            for e in inv
+        ]
+        parts += [
+            "\nWall time of each invocation:\n",
+            R.markdown_table(["command", "runs trained", "parallel processes", "wall min", "date"], rows),
+        ]
+    parts += [
+        "\n## The paper's numbers (64x64, 500 epochs; SSIM with data range 2)\n",
+        _paper_rows(t3 + t4, [s for s in speeds if float(s).is_integer()]),
+    ]
     return "\n".join(parts)
 
 
 def _fig6_table(summary: list[dict]) -> str:
-    rows = [[_label(s["model"]), f"{s['speed']:g}x", s["runs"], R.format_stat(R.Stat(*s["mean_abs_sum"]), 3),
-             R.format_stat(R.Stat(*s["max_abs_sum"]), 3), R.format_stat(R.Stat(*s["frac_gt_half"]), 3)]
-            for s in summary]
-    return R.markdown_table(["Model", "speed", "runs", "mean abs(f-1 + f1)", "max abs(f-1 + f1)",
-                             "share > 0.5"], rows)
+    rows = [
+        [
+            _label(s["model"]),
+            f"{s['speed']:g}x",
+            s["runs"],
+            R.format_stat(R.Stat(*s["mean_abs_sum"]), 3),
+            R.format_stat(R.Stat(*s["max_abs_sum"]), 3),
+            R.format_stat(R.Stat(*s["frac_gt_half"]), 3),
+        ]
+        for s in summary
+    ]
+    return R.markdown_table(["Model", "speed", "runs", "mean abs(f-1 + f1)", "max abs(f-1 + f1)", "share > 0.5"], rows)
 
 
 def _csv_rows(runs: list[dict]) -> tuple[list, list]:
@@ -290,17 +332,40 @@ def _csv_rows(runs: list[dict]) -> tuple[list, list]:
 def _write_csvs(out_dir: Path, runs: list[dict]) -> list[Path]:
     header, rows = _csv_rows(runs)
     paths = [R.write_csv(out_dir / "results.csv", header, rows)]
-    run_rows = [[r["model"], r["speed"], r["seed"], r["params"], r["steps"]]
-                + [r["metrics"][m] for m in METRICS] + [r["baselines"][k]["mse"] for k in BASELINES]
-                + [r["train_seconds"], r["eval_seconds"]] for r in runs]
-    paths.append(R.write_csv(out_dir / "runs.csv",
-                             ["model", "speed", "seed", "params", "steps", *METRICS,
-                              *(f"{k}_mse" for k in BASELINES), "train_seconds", "eval_seconds"],
-                             run_rows))
-    comp_rows = [[c["a"], c["b"], c["speed"], m, c[m].difference, c[m].se, c[m].significant]
-                 for c in comparisons(runs) for m in ("psnr", "ssim", "mse")]
-    paths.append(R.write_csv(out_dir / "comparisons.csv",
-                             ["a", "b", "speed", "metric", "difference", "se", "exceeds_2se"], comp_rows))
+    run_rows = [
+        [r["model"], r["speed"], r["seed"], r["params"], r["steps"]]
+        + [r["metrics"][m] for m in METRICS]
+        + [r["baselines"][k]["mse"] for k in BASELINES]
+        + [r["train_seconds"], r["eval_seconds"]]
+        for r in runs
+    ]
+    paths.append(
+        R.write_csv(
+            out_dir / "runs.csv",
+            [
+                "model",
+                "speed",
+                "seed",
+                "params",
+                "steps",
+                *METRICS,
+                *(f"{k}_mse" for k in BASELINES),
+                "train_seconds",
+                "eval_seconds",
+            ],
+            run_rows,
+        )
+    )
+    comp_rows = [
+        [c["a"], c["b"], c["speed"], m, c[m].difference, c[m].se, c[m].significant]
+        for c in comparisons(runs)
+        for m in ("psnr", "ssim", "mse")
+    ]
+    paths.append(
+        R.write_csv(
+            out_dir / "comparisons.csv", ["a", "b", "speed", "metric", "difference", "se", "exceeds_2se"], comp_rows
+        )
+    )
     return paths
 
 

@@ -12,6 +12,7 @@ Examples
 >>> sorted(t), t["convlstm3"]["ratio"]
 (['arma-lstm', 'convlstm3'], 1.0)
 """
+
 from __future__ import annotations
 
 import statistics
@@ -26,9 +27,16 @@ from .train import prediction_loss
 __all__ = ["step_times"]
 
 
-def step_times(models: Sequence[str], size: NetworkSize, canvas_size: int = 32, batch_size: int = 16,
-               rounds: int = 5, frames: tuple[int, int] = (10, 10), loss: str = "bce",
-               reference: str = "convlstm3") -> dict[str, dict]:
+def step_times(
+    models: Sequence[str],
+    size: NetworkSize,
+    canvas_size: int = 32,
+    batch_size: int = 16,
+    rounds: int = 5,
+    frames: tuple[int, int] = (10, 10),
+    loss: str = "bce",
+    reference: str = "convlstm3",
+) -> dict[str, dict]:
     """Median forward + backward + Adam step time of each model on random frames.
 
     Parameters
@@ -70,5 +78,13 @@ def step_times(models: Sequence[str], size: NetworkSize, canvas_size: int = 32, 
             if r:
                 times[name].append(time.perf_counter() - start)
     ref = statistics.median(times[reference])
-    return {name: {"seconds": statistics.median(t), "all": t, "params": count_parameters(nets[name][0]),
-                   "ratio": statistics.median(t) / ref} for name, t in times.items() if name in models}
+    return {
+        name: {
+            "seconds": statistics.median(t),
+            "all": t,
+            "params": count_parameters(nets[name][0]),
+            "ratio": statistics.median(t) / ref,
+        }
+        for name, t in times.items()
+        if name in models
+    }

@@ -36,6 +36,7 @@ optimizer step, the usual annealing for a fixed short budget.
 Everything random is derived from ``(seed, epoch)``, so a run resumed from its per-epoch
 checkpoint continues exactly as if it had not stopped.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -168,12 +169,20 @@ class VideoConfig:
     def __post_init__(self):
         if self.model not in VIDEO_MODELS:
             raise ValueError(f"model must be one of {sorted(VIDEO_MODELS)}, got {self.model!r}")
-        for name, allowed in (("loss", LOSSES), ("tf_schedule", TF_SCHEDULES),
-                              ("lr_schedule", LR_SCHEDULES)):
+        for name, allowed in (("loss", LOSSES), ("tf_schedule", TF_SCHEDULES), ("lr_schedule", LR_SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("train_size", "test_size", "epochs", "batch_size", "eval_batch_size",
-                     "input_frames", "future_frames", "lr_decay_every", "tf_patience"):
+        for name in (
+            "train_size",
+            "test_size",
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "input_frames",
+            "future_frames",
+            "lr_decay_every",
+            "tf_patience",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -198,8 +207,7 @@ class VideoConfig:
     @property
     def size(self) -> NetworkSize:
         """The network size of the run."""
-        return NetworkSize(self.hidden, self.blocks, self.cells_per_block, self.skip_stride,
-                           self.nonlocal_subsample)
+        return NetworkSize(self.hidden, self.blocks, self.cells_per_block, self.skip_stride, self.nonlocal_subsample)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -220,10 +228,8 @@ def make_datasets(config: VideoConfig) -> tuple[MovingMNIST, MovingMNIST | None,
         "num_frames": config.num_frames,
         "digit_pool": config.digit_pool,
     }
-    train = MovingMNIST("train", config.train_size, seed=config.data_seed,
-                        resample=config.resample_train, **common)
-    val = (MovingMNIST("val", config.val_size, seed=config.data_seed + 1, **common)
-           if config.val_size else None)
+    train = MovingMNIST("train", config.train_size, seed=config.data_seed, resample=config.resample_train, **common)
+    val = MovingMNIST("val", config.val_size, seed=config.data_seed + 1, **common) if config.val_size else None
     test = MovingMNIST("test", config.test_size, seed=config.data_seed + 2, **common)
     return train, val, test
 
@@ -268,7 +274,7 @@ def prediction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "l1m
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
     idx = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
-        yield idx[start:start + batch_size]
+        yield idx[start : start + batch_size]
 
 
 def end_of_epoch_schedule(state: dict, val_loss: float | None, config: VideoConfig) -> bool:
@@ -330,14 +336,18 @@ class VideoTask(Task):
         self.config = config.to_dict()
         # the linear and cosine schedules' horizons are fractions of all steps: the epochs fix them
         fixed = config.tf_schedule == "linear" or config.lr_schedule == "cosine"
-        self.resumable_changes = tuple(k for k in VideoConfig.RESUMABLE_CHANGES
-                                       if not (k == "epochs" and fixed))
+        self.resumable_changes = tuple(k for k in VideoConfig.RESUMABLE_CHANGES if not (k == "epochs" and fixed))
         self.clip_grad_norm = config.grad_clip
         self.train_set, self.val_set, self.test_set = datasets or make_datasets(config)
         self.mean_pixel = mean_pixel(self.train_set)
         self.steps_per_epoch = math.ceil(config.train_size / config.batch_size)
-        self.schedule = {"tf_ratio": 0.0 if config.tf_schedule == "none" else 1.0, "lr": config.lr,
-                         "best_val": math.inf, "stall": 0, "decay_epochs": -1}
+        self.schedule = {
+            "tf_ratio": 0.0 if config.tf_schedule == "none" else 1.0,
+            "lr": config.lr,
+            "best_val": math.inf,
+            "stall": 0,
+            "decay_epochs": -1,
+        }
         self.best_model: dict | None = None
         self.coins: torch.Generator | None = None
 
@@ -373,9 +383,14 @@ class VideoTask(Task):
         frames = torch.from_numpy(self.train_set.batch(batch)).to(fabric.device)
         total = 0.0
         for chunk in torch.split(frames, cfg.micro_batch or cfg.batch_size):
-            out = model(chunk, cfg.input_frames, cfg.future_frames,
-                        teacher_forcing_ratio=self.schedule["tf_ratio"], generator=self.coins,
-                        logits=True)
+            out = model(
+                chunk,
+                cfg.input_frames,
+                cfg.future_frames,
+                teacher_forcing_ratio=self.schedule["tf_ratio"],
+                generator=self.coins,
+                logits=True,
+            )
             loss = prediction_loss(out, chunk[:, 1:], cfg.loss) * (len(chunk) / len(frames))
             fabric.backward(loss)
             total += float(loss.detach())
@@ -383,8 +398,7 @@ class VideoTask(Task):
 
     def end_epoch(self, fabric, model, state: TrainState):
         val = None if self.val_set is None else self._validation_loss(fabric, model)
-        record = {"val_loss": val, "tf_ratio": self.schedule["tf_ratio"],
-                  "lr": self.optimizer.param_groups[0]["lr"]}
+        record = {"val_loss": val, "tf_ratio": self.schedule["tf_ratio"], "lr": self.optimizer.param_groups[0]["lr"]}
         if end_of_epoch_schedule(self.schedule, val, self.video):
             self.best_model = {k: v.detach().cpu().clone() for k, v in _plain(model).state_dict().items()}
         return record
@@ -417,8 +431,8 @@ def evaluate_model(model, dataset: MovingMNIST, config: VideoConfig, device="cpu
     metrics = FrameMetrics(config.future_frames)
     for idx in _batches(len(dataset), config.eval_batch_size):
         frames = torch.from_numpy(dataset.batch(idx)).to(device)
-        pred = model(frames[:, :config.input_frames], config.input_frames, config.future_frames)
-        metrics.update(pred[:, -config.future_frames:], frames[:, config.input_frames:])
+        pred = model(frames[:, : config.input_frames], config.input_frames, config.future_frames)
+        metrics.update(pred[:, -config.future_frames :], frames[:, config.input_frames :])
         if progress is not None:
             progress(len(idx))
     return metrics.result()
@@ -435,8 +449,8 @@ def evaluate_baselines(dataset: MovingMNIST, config: VideoConfig, mean: float) -
     scores = {key: FrameMetrics(config.future_frames) for key in BASELINES}
     for idx in _batches(len(dataset), config.eval_batch_size):
         frames = torch.from_numpy(dataset.batch(idx)).double()
-        future = frames[:, config.input_frames:]
-        last = frames[:, config.input_frames - 1:config.input_frames].expand_as(future)
+        future = frames[:, config.input_frames :]
+        last = frames[:, config.input_frames - 1 : config.input_frames].expand_as(future)
         scores["blank"].update(torch.zeros_like(future), future)
         scores["mean_pixel"].update(torch.full_like(future, mean), future)
         scores["copy_last"].update(last, future)
@@ -474,15 +488,22 @@ def _save_prediction(model, dataset: MovingMNIST, config: VideoConfig, device, p
     """``prediction.npz``: inputs, true and predicted future of test sequence 0."""
     frames = dataset.batch([0])
     with torch.no_grad():
-        x = torch.from_numpy(frames[:, :config.input_frames]).to(device)
-        pred = model(x, config.input_frames, config.future_frames)[:, -config.future_frames:]
+        x = torch.from_numpy(frames[:, : config.input_frames]).to(device)
+        pred = model(x, config.input_frames, config.future_frames)[:, -config.future_frames :]
     seq = frames[0, :, 0]
-    np.savez_compressed(path, input=seq[:config.input_frames], truth=seq[config.input_frames:],
-                        predicted=pred.cpu().numpy()[0, :, 0])
+    np.savez_compressed(
+        path, input=seq[: config.input_frames], truth=seq[config.input_frames :], predicted=pred.cpu().numpy()[0, :, 0]
+    )
 
 
-def train_and_evaluate(config: VideoConfig, out_dir: str | os.PathLike, device: str = "cpu",
-                       resume: bool = False, progress: bool = True, log=print) -> dict:
+def train_and_evaluate(
+    config: VideoConfig,
+    out_dir: str | os.PathLike,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     """Train one run with checkpoints every epoch, then evaluate it on the test set.
 
     Parameters
@@ -520,8 +541,17 @@ def train_and_evaluate(config: VideoConfig, out_dir: str | os.PathLike, device: 
     run_dir = run_directory(out_dir, config.model, config.speed, config.seed)
     task = VideoTask(config)
     desc = f"{config.model} {config.speed:g}x seed {config.seed}"
-    state = fit(task, make_fabric(device), run_dir, epochs=config.epochs, resume=resume,
-                max_minutes=config.max_minutes, progress=progress, desc=desc, log=log)
+    state = fit(
+        task,
+        make_fabric(device),
+        run_dir,
+        epochs=config.epochs,
+        resume=resume,
+        max_minutes=config.max_minutes,
+        progress=progress,
+        desc=desc,
+        log=log,
+    )
     model = _plain(task.model)
     if task.best_model is not None:
         model.load_state_dict(task.best_model)
@@ -532,15 +562,25 @@ def train_and_evaluate(config: VideoConfig, out_dir: str | os.PathLike, device: 
     spec = VIDEO_MODELS[config.model]
     paper = spec.paper_table3.get(config.speed) if float(config.speed).is_integer() else None
     results = {
-        "model": config.model, "label": spec.label, "speed": config.speed, "seed": config.seed,
-        "params": count_parameters(model), "paper_params_million": spec.paper_params,
+        "model": config.model,
+        "label": spec.label,
+        "speed": config.speed,
+        "seed": config.seed,
+        "params": count_parameters(model),
+        "paper_params_million": spec.paper_params,
         "paper": {"psnr": paper[0] if paper else None, "ssim": paper[1] if paper else None},
-        "epochs_completed": state.epoch, "steps": state.step,
+        "epochs_completed": state.epoch,
+        "steps": state.step,
         "stopped_by_budget": state.stopped == "budget",
-        "train_seconds": state.seconds, "eval_seconds": time.perf_counter() - start,
+        "train_seconds": state.seconds,
+        "eval_seconds": time.perf_counter() - start,
         "evaluated_weights": "best validation" if task.best_model is not None else "last",
-        "mean_pixel": task.mean_pixel, "metrics": metrics, "baselines": baselines,
-        "history": state.history, "config": config.to_dict(), "device": str(device),
+        "mean_pixel": task.mean_pixel,
+        "metrics": metrics,
+        "baselines": baselines,
+        "history": state.history,
+        "config": config.to_dict(),
+        "device": str(device),
         "torch_threads": torch.get_num_threads(),
     }
     R.write_json(results, run_dir / RESULTS)

@@ -243,8 +243,7 @@ class ConvLSTMNet(nn.Module):
             self.blocks.append(cells)
             channels = self._block_output_channels(b)
         self.nonlocal_blocks = nn.ModuleDict(
-            {str(b): NonLocalBlock2d(hidden_channels[b], subsample=nonlocal_subsample)
-             for b in nonlocal_after}
+            {str(b): NonLocalBlock2d(hidden_channels[b], subsample=nonlocal_subsample) for b in nonlocal_after}
         )
         self.output = nn.Conv2d(channels, input_channels, kernel_size=1, bias=True)
 
@@ -257,8 +256,7 @@ class ConvLSTMNet(nn.Module):
             channels += self.hidden_channels[b - self.skip_stride]
         return channels
 
-    def step(self, frame: torch.Tensor, states: list | None, *,
-             logits: bool = False) -> tuple[torch.Tensor, list]:
+    def step(self, frame: torch.Tensor, states: list | None, *, logits: bool = False) -> tuple[torch.Tensor, list]:
         """One recurrent step: frame ``(B, C, H, W)`` -> next-frame prediction.
 
         The prediction is in ``(0, 1)``, or the output convolution's logits (before the

@@ -27,6 +27,7 @@ lowest resolution, where its ``O((H W)^2)`` cost is smallest). The paper's Table
 non-local U-Net of Wang et al. (AAAI 2020) but the official code has no non-local U-Net; this
 is a plain U-Net with non-local blocks, not Wang et al.'s architecture.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -64,8 +65,12 @@ def _widths(widths: Sequence[int]) -> tuple[int, ...]:
 def _block(conv: ConvFactory, in_channels: int, out_channels: int) -> nn.Sequential:
     """Two 3 x 3 convolutions, each with batch norm and ReLU."""
     return nn.Sequential(
-        conv(in_channels, out_channels, 3, 1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-        conv(out_channels, out_channels, 3, 1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        conv(in_channels, out_channels, 3, 1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        conv(out_channels, out_channels, 3, 1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -73,7 +78,9 @@ def _up(conv: ConvFactory, in_channels: int, out_channels: int) -> nn.Sequential
     """Nearest-neighbour upsampling by 2, then a 3 x 3 convolution with batch norm and ReLU."""
     return nn.Sequential(
         nn.Upsample(scale_factor=2, mode="nearest"),
-        conv(in_channels, out_channels, 3, 1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        conv(in_channels, out_channels, 3, 1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -115,9 +122,15 @@ class UNet(nn.Module):
     368
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1,
-                 widths: Sequence[int] = UNET_WIDTHS, *, conv: ConvFactory = conv2d_gate,
-                 nonlocal_levels: Sequence[int] = ()):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        widths: Sequence[int] = UNET_WIDTHS,
+        *,
+        conv: ConvFactory = conv2d_gate,
+        nonlocal_levels: Sequence[int] = (),
+    ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -133,9 +146,7 @@ class UNet(nn.Module):
             chosen.add(level % levels)
         self.widths = w
         self.nonlocal_levels = tuple(sorted(chosen))
-        self.encoder = nn.ModuleList(
-            _block(conv, in_channels if i == 0 else w[i - 1], w[i]) for i in range(levels)
-        )
+        self.encoder = nn.ModuleList(_block(conv, in_channels if i == 0 else w[i - 1], w[i]) for i in range(levels))
         self.pool = nn.MaxPool2d(2)
         self.nonlocal_blocks = nn.ModuleDict({str(i): NonLocalBlock2d(w[i]) for i in self.nonlocal_levels})
         self.up = nn.ModuleList(_up(conv, w[i + 1], w[i]) for i in range(levels - 1))
@@ -162,8 +173,15 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def unet(in_channels: int = 3, out_channels: int = 1, widths: Sequence[int] = UNET_WIDTHS, *,
-         arma: bool = False, nonlocal_levels: Sequence[int] = (), **ar_options) -> UNet:
+def unet(
+    in_channels: int = 3,
+    out_channels: int = 1,
+    widths: Sequence[int] = UNET_WIDTHS,
+    *,
+    arma: bool = False,
+    nonlocal_levels: Sequence[int] = (),
+    **ar_options,
+) -> UNet:
     """The paper's U-Net (``arma=False``) or ARMA U-Net (``arma=True``).
 
     Parameters
@@ -189,8 +207,15 @@ def unet(in_channels: int = 3, out_channels: int = 1, widths: Sequence[int] = UN
     return UNet(in_channels, out_channels, widths, conv=conv, nonlocal_levels=nonlocal_levels)
 
 
-def nonlocal_unet(in_channels: int = 3, out_channels: int = 1, widths: Sequence[int] = UNET_WIDTHS, *,
-                  arma: bool = False, nonlocal_levels: Sequence[int] = (-1,), **ar_options) -> UNet:
+def nonlocal_unet(
+    in_channels: int = 3,
+    out_channels: int = 1,
+    widths: Sequence[int] = UNET_WIDTHS,
+    *,
+    arma: bool = False,
+    nonlocal_levels: Sequence[int] = (-1,),
+    **ar_options,
+) -> UNet:
     """:func:`unet` with a non-local block after the bottom encoder level (by default).
 
     Examples
