@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
-.PHONY: demo test test-fast lint docs bench compare video clean
+.PHONY: demo test test-fast lint docs bench compare video video-part video-all segment stability classify figure6 fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/arma erf --output out/erf.png
 	@echo "Figure 3 (ERF maps of linear ARMA networks) written to out/erf.png"
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed $(VENV)/.foolbox-installed fashion-mnist
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q --doctest-modules --pyargs arma_core arma_experiments -p no:cacheprovider
 
@@ -68,9 +68,52 @@ $(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[experiments]'
 	touch $@
 
-# the quick preset of docs/experiments.md: 3 models x 3 speeds, under an hour on 2 cores
+# The CPU comparison of docs/experiments.md (video): Table 3's five models x 3 seeds at speeds
+# 1x, 3x, 2x and Table 4's non-local models at 1x, in 8 parts (arma video --list-parts), each
+# under 90 minutes on 2 cores and resumable (run the same target again after an interruption);
+# every part rebuilds the tables in video-runs/quick from all the runs finished so far.
+# `make video` is part 1; `make video-part PART=N` any part; `make video-all` all of them.
+VIDEO_RUN = $(BIN)/arma video --preset quick --resume --out video-runs/quick $(VIDEO_ARGS)
 video: $(VENV)/.experiments-installed
-	$(BIN)/arma video --preset quick --out video-runs/quick $(VIDEO_ARGS)
+	$(VIDEO_RUN) --part 1
+video-part: $(VENV)/.experiments-installed
+	$(VIDEO_RUN) --part $(PART)
+video-all: $(VENV)/.experiments-installed
+	for p in 1 2 3 4 5 6 7 8; do $(VIDEO_RUN) --part $$p || exit 1; done
+
+# the quick preset of docs/experiments.md (semantic segmentation): 4 flat nets + 4 U-Nets x 3 seeds
+# on multi-digit MNIST, under 90 minutes on 2 cores
+segment: $(VENV)/.experiments-installed
+	$(BIN)/arma segment --preset quick --out segment-runs/quick $(SEGMENT_ARGS)
+
+# Data of the classification experiments (docs/experiments.md). Fashion-MNIST comes from Debian's
+# dataset-fashion-mnist; installed when apt-get can run as root, else its tests skip (never fails).
+# foolbox is installed only for its 20 CIFAR-10 sample images (--no-deps: its code is not used).
+FASHION_MNIST = /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+fashion-mnist:
+	@test -f $(FASHION_MNIST) || { command -v apt-get > /dev/null && [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } > /dev/null 2>&1; } || \
+		echo "note: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist); its tests skip"
+
+$(VENV)/.foolbox-installed: $(BIN)/python
+	$(PIP) --no-deps foolbox==3.3.4
+	touch $@
+
+# Figure 5 (with / without the re-parameterization) and Appendix A.4 (classification), quick
+# presets: each under 30 minutes on a 2-core CPU; figure6 draws the learned AR coefficients of
+# whichever trained models exist (classification, video, segmentation quick runs).
+stability: $(VENV)/.experiments-installed
+	$(BIN)/arma stability --preset quick --out stability-runs/quick $(STABILITY_ARGS)
+
+classify: $(VENV)/.experiments-installed fashion-mnist
+	$(BIN)/arma classify --preset quick --out classify-runs/quick $(CLASSIFY_ARGS)
+
+figure6: $(VENV)/.experiments-installed
+	mkdir -p out
+	$(BIN)/arma figure6 --out out/figure6.png \
+		$$(test -d classify-runs/quick && echo --classify classify-runs/quick) \
+		$$(test -d video-runs/quick && echo --video video-runs/quick) \
+		$$(test -d segment-runs/quick && echo --segment segment-runs/quick) $(FIGURE6_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis docs/_build

@@ -64,6 +64,15 @@ def to_numpy(x: Any, dtype: Any = np.float64) -> np.ndarray:
     A numpy ``x`` of that dtype is returned as it is (no copy). Torch tensors leave autograd
     and their device behind; CuPy and Dask arrays are brought to the host (Dask: computed).
     ``dtype=None`` keeps the array's own dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from arma_core.reference import to_numpy
+    >>> to_numpy(torch.ones(2, 3, requires_grad=True)).dtype
+    dtype('float64')
+    >>> to_numpy([1, 2]), to_numpy(torch.arange(3), dtype=None)
+    (array([1., 2.]), array([0, 1, 2]))
     """
     if isinstance(x, np.ndarray):
         return np.asarray(x, dtype=dtype)

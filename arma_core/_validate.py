@@ -41,6 +41,17 @@ class UnstableFilterError(ValueError):
         Index of the first offending factor in ``taps[channel, axis, factor]``.
     margin : float or None
         Its stability margin (minimum response modulus on the unit circle).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import UnstableFilterError, ar_solve
+    >>> taps = np.array([0.6, 1.0, 0.5]).reshape(1, 1, 1, 3)      # |0.6 + 0.5| >= 1
+    >>> try:
+    ...     ar_solve(np.ones((1, 16)), taps, boundary="zeros")
+    ... except UnstableFilterError as err:                          # also a ValueError
+    ...     print(err.channel, err.axis, err.factor, round(err.margin, 4))
+    0 0 0 0.0408
     """
 
     def __init__(self, message, *, channel=None, axis=None, factor=None, margin=None):

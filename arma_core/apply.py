@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .boundary import shift, shift_adjoint
 
-__all__ = ["apply_kernel", "apply_axis", "apply_all", "channel_view"]
+__all__ = ["ar_apply", "ar_apply_adjoint", "apply_kernel", "apply_axis", "apply_all", "channel_view"]
 
 
 def channel_view(xp, v, k: int):
@@ -51,3 +51,7 @@ def apply_kernel(xp, y, taps, *, boundary: str, dilation: int, adjoint: bool, ca
     """``A y`` (``A^T y`` when ``adjoint``) by shifted copies; every boundary (the ``apply`` row
     of :mod:`arma_core.capabilities`)."""
     return apply_all(xp, y, taps, dilation, boundary, transpose=adjoint)
+
+
+# the public functions live in arma_core.operator; `from arma_core.apply import ...` keeps working
+from .operator import ar_apply, ar_apply_adjoint  # noqa: E402

@@ -89,6 +89,15 @@ class Capability:
         How the row is tested on a machine that cannot run it (no GPU, no optional library).
     note : str
         One line on the algorithm.
+
+    Examples
+    --------
+    >>> from arma_core.capabilities import TABLE
+    >>> row = next(r for r in TABLE if (r.operation, r.library, r.method) == ("solve", "*", "dense"))
+    >>> row.boundaries, row.runs_on("cuda"), row.available()
+    (('circular', 'zeros', 'reflect', 'replicate'), True, True)
+    >>> row.load().__name__
+    'dense_kernel'
     """
 
     operation: str
@@ -351,7 +360,14 @@ METHODS: dict[str, tuple[str, ...]] = {
 
 
 def rows(operation: str, library: str | None = None) -> list[Capability]:
-    """The rows of ``operation`` (of ``library`` and ``"*"`` when given), in table order."""
+    """The rows of ``operation`` (of ``library`` and ``"*"`` when given), in table order.
+
+    Examples
+    --------
+    >>> from arma_core.capabilities import rows
+    >>> [(r.library, r.method) for r in rows("solve", "numpy")]
+    [('numpy', 'lines'), ('numpy', 'fft'), ('*', 'fft'), ('*', 'dense')]
+    """
     return [r for r in TABLE if r.operation == operation and (library is None or r.library in (library, "*"))]
 
 
@@ -455,6 +471,20 @@ def resolve(
     ValueError
         Unknown method, a method without a row for this library, device or dtype, a missing
         optional dependency, or a boundary the method is not exact for (each message says which).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from array_api_compat import array_namespace
+    >>> from arma_core.capabilities import resolve
+    >>> xp = array_namespace(np.zeros(1))
+    >>> row = resolve("solve", xp, method="fft", boundary="circular", dtype="float64")
+    >>> row.library, row.kernel
+    ('numpy', 'arma_core.backends.numpy_scipy:fft_kernel')
+    >>> resolve("solve", xp, method="fft", boundary="reflect")    # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: method='fft' is exact only for boundary in ('circular',), got boundary='reflect'; ...
     """
     library = _library(xp)
     known = METHODS[operation]
@@ -490,7 +520,22 @@ def _cell(items: Sequence[str]) -> str:
 
 
 def markdown() -> str:
-    """``docs/backends.md``: the table, one section per operation."""
+    """``docs/backends.md``: the table, one section per operation.
+
+    Returns
+    -------
+    str
+        Markdown, one table per operation with one line per row of :data:`TABLE`.
+
+    Examples
+    --------
+    >>> from arma_core.capabilities import markdown
+    >>> text = markdown()
+    >>> text.splitlines()[0]
+    '# Backends: what runs where'
+    >>> "| `*` | `dense` |" in text
+    True
+    """
     out = [
         "# Backends: what runs where",
         "",
@@ -553,7 +598,26 @@ def markdown() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print :func:`markdown` (``python -m arma_core.capabilities > docs/backends.md``)."""
+    """Print :func:`markdown` (``python -m arma_core.capabilities > docs/backends.md``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Unused (the command has no options).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Examples
+    --------
+    >>> from arma_core.capabilities import main
+    >>> main()    # doctest: +ELLIPSIS
+    # Backends: what runs where
+    ...
+    0
+    """
     print(markdown(), end="")
     return 0
 

@@ -23,8 +23,10 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_torch_array
 from array_api_compat import device as _device
+
+from ._array import to_numpy
 
 __all__ = [
     "radius",
@@ -50,7 +52,7 @@ def _distribution(erf_map, centre):
         xp = array_namespace(erf_map)
     except TypeError as exc:
         raise TypeError(f"erf_map must be an array of an array-API library, got {type(erf_map).__name__}") from exc
-    if hasattr(erf_map, "detach"):  # a torch map that requires grad: radii are plain floats
+    if is_torch_array(erf_map):  # a map that requires grad: radii are plain floats
         erf_map = erf_map.detach()
     if erf_map.ndim < 1:
         raise ValueError("erf_map must have at least one axis (a 1-D or 2-D ERF map)")
@@ -108,6 +110,21 @@ def radius(erf_map, *, centre=None) -> float:
     :func:`variance_radius` (``E|p|^2 - (E|p|)^2 <= E|p|^2 - |E p|^2`` because
     ``|E p| <= E|p|``). The two agree when all offsets lie on one ray from the origin, e.g. a
     causal 1-D network; Theorem 3 (Eq. 4) is a statement about the variance form.
+
+    Examples
+    --------
+    Half the weight at the output pixel, half two pixels to its right: ``|p|`` is 0 or 2.
+
+    >>> import numpy as np
+    >>> from arma_core.erf import radius, variance_radius
+    >>> m = np.zeros((5, 5))
+    >>> m[2, 2] = m[2, 4] = 1.0
+    >>> radius(m), variance_radius(m)
+    (1.0, 1.0)
+    >>> m = np.zeros((5, 5))
+    >>> m[1, 2] = m[3, 2] = 1.0          # one pixel above and one below: |p| = 1 always
+    >>> radius(m), variance_radius(m)
+    (0.0, 1.0)
     """
     xp, w, offs = _distribution(erf_map, centre)
     sq = sum(o * o for o in offs)
@@ -138,6 +155,15 @@ def axis_radii(erf_map) -> tuple[float, ...]:
     -------
     tuple of float, length ``k``
         ``sqrt(Var(p_j))`` for every axis ``j``, shift invariant (no centre needed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.erf import axis_radii
+    >>> m = np.zeros((5, 5))
+    >>> m[1, 2] = m[3, 2] = 1.0          # offsets -1 and +1 along rows, 0 along columns
+    >>> axis_radii(m)
+    (1.0, 0.0)
     """
     return tuple(math.sqrt(v) for v in _axis_variances(erf_map))
 
@@ -158,6 +184,14 @@ def variance_radius(erf_map) -> float:
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.erf import axis_radii, variance_radius
+    >>> m = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, 1.0])    # row variance 1/2, column variance 1
+    >>> [round(r, 6) for r in axis_radii(m)], round(variance_radius(m), 6)    # sqrt(1/2 + 1)
+    ([0.707107, 1.0], 1.224745)
     """
     return math.sqrt(sum(_axis_variances(erf_map)))
 
@@ -221,6 +255,14 @@ def theorem3_radius(kernel_sizes, dilations=1, a=0.0, *, layers=None) -> float:
     float
         ``r(ERF)`` of Eq. 4: the standard deviation of the 1-D ERF, which is the per-axis
         radius (:func:`axis_radii`) of a separable 2-D network.
+
+    Examples
+    --------
+    >>> from arma_core.erf import theorem3_radius
+    >>> round(theorem3_radius(3, layers=4), 6)         # four 3-tap convolutions: sqrt(4 * 8/12)
+    1.632993
+    >>> round(theorem3_radius(3, a=[0.5, 0.8]), 6)     # sqrt(2 * 8/12 + 0.5/0.5**2 + 0.8/0.2**2)
+    4.830459
     """
     L, v = _broadcast_layers(layers, kernel_sizes=kernel_sizes, dilations=dilations, a=a)
     K, d, a = v["kernel_sizes"], v["dilations"], v["a"]
@@ -261,6 +303,16 @@ def factor_moments(taps):
     ------
     ValueError
         When a factor has a zero on the unit circle (``|f(w)|`` vanishes) or is not length 3.
+
+    Examples
+    --------
+    >>> from arma_core.erf import factor_moments
+    >>> mean, var = factor_moments([0.0, 1.0, -0.5])      # causal: a / (1 - a), a / (1 - a)^2
+    >>> float(mean), float(var)
+    (1.0, 2.0)
+    >>> mean, var = factor_moments([[-0.4, 1.0, -0.4], [0.0, 1.0, -0.5]])    # shape (2, 3)
+    >>> mean.round(12).tolist(), var.round(12).tolist()    # symmetric: mean 0, var a / (1 - a)
+    ([0.0, 1.0], [4.0, 2.0])
     """
     f = np.asarray(taps, dtype=np.float64)
     if f.ndim < 1 or f.shape[-1] != 3:
@@ -308,6 +360,14 @@ def separable_radius(kernel_sizes, dilations=1, taps=(0.0, 1.0, 0.0), ar_dilatio
         The radius along one axis; a true standard deviation when every tap ``f_-1, f_1 <= 0``
         (non-negative response), else the square root of a signed second cumulant (raises if
         that is negative).
+
+    Examples
+    --------
+    >>> from arma_core.erf import separable_radius, theorem3_radius
+    >>> round(separable_radius(3, taps=(-0.4, 1.0, -0.4), layers=2), 6)    # sqrt(2 (8/12 + 0.8/0.2))
+    3.05505
+    >>> separable_radius(3, taps=(0.0, 1.0, -0.5)) == theorem3_radius(3, a=0.5)
+    True
     """
     f = np.asarray(taps, dtype=np.float64)
     if f.ndim not in (1, 2, 3) or f.shape[-1] != 3:
@@ -355,6 +415,19 @@ class LinearLayer(NamedTuple):
         Boundary rule of the AR solve (:func:`arma_core.ar_solve`).
     ar_dilation : int
         AR dilation.
+
+    Examples
+    --------
+    A one-channel 2-D layer: a 3x3 box filter, then the symmetric factor ``(-0.4, 1, -0.4)``
+    along both axes.
+
+    >>> import numpy as np
+    >>> from arma_core.erf import LinearLayer, linear_erf, variance_radius
+    >>> taps = np.tile([-0.4, 1.0, -0.4], (1, 2, 1, 1))     # (C_out, k, Q, 3) = (1, 2, 1, 3)
+    >>> layer = LinearLayer(np.full((1, 1, 3, 3), 1 / 9), taps, boundary="circular")
+    >>> m = linear_erf([layer], 65)
+    >>> m.shape, round(variance_radius(m), 4)                 # sqrt(2 (8/12 + 0.8/0.2)) = 3.0551
+    ((65, 65), 3.0551)
     """
 
     weight: Any
@@ -362,6 +435,21 @@ class LinearLayer(NamedTuple):
     dilation: int = 1
     boundary: str = "zeros"
     ar_dilation: int = 1
+
+
+def _uniform_kernel(K: int, ndim: int, causal: bool) -> np.ndarray:
+    """The ``(1, 1, K', ..., K')`` float64 kernel of :func:`uniform_layer`."""
+    if causal:
+        line = np.zeros(2 * K - 1)
+        line[:K] = 1.0 / K
+    else:
+        if K % 2 == 0:
+            raise ValueError(f"a centred uniform kernel needs an odd kernel_size, got {K} (or use causal=True)")
+        line = np.full(K, 1.0 / K)
+    w = line
+    for _ in range(ndim - 1):
+        w = np.multiply.outer(w, line)
+    return w[None, None]
 
 
 def uniform_layer(
@@ -401,23 +489,23 @@ def uniform_layer(
     Returns
     -------
     LinearLayer
+        ``weight`` of shape ``(1, 1, K', ..., K')`` (``K' = K``, or ``2K - 1`` when causal),
+        ``taps`` of shape ``(1, ndim, Q, 3)`` or None.
+
+    Examples
+    --------
+    >>> from arma_core.erf import uniform_layer
+    >>> layer = uniform_layer(3, 2, taps=(0.0, 1.0, -0.5), causal=True)    # Theorem 3, a = 0.5
+    >>> layer.weight.shape, layer.taps.shape
+    ((1, 1, 5, 5), (1, 2, 1, 3))
+    >>> float(layer.weight.sum()), float(layer.weight[0, 0, 3:, :].sum())  # last K - 1 rows are 0
+    (1.0, 0.0)
     """
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}")
     if isinstance(ndim, bool) or not isinstance(ndim, (int, np.integer)) or not 1 <= ndim <= 3:
         raise ValueError(f"ndim must be 1, 2 or 3, got {ndim!r}")
-    K = int(kernel_size)
-    if causal:
-        line = np.zeros(2 * K - 1)
-        line[:K] = 1.0 / K
-    else:
-        if K % 2 == 0:
-            raise ValueError(f"a centred uniform kernel needs an odd kernel_size, got {K} (or use causal=True)")
-        line = np.full(K, 1.0 / K)
-    w = line
-    for _ in range(ndim - 1):
-        w = np.multiply.outer(w, line)
-    w = w[None, None]
+    w = _uniform_kernel(int(kernel_size), int(ndim), causal)
     if xp is None:
         xp = array_namespace(np.zeros(1))
     dtype = dtype if dtype is not None else xp.float64
@@ -489,6 +577,72 @@ def _padding_mode(l):
     return "circular" if l.boundary == "circular" else "zeros"
 
 
+def _grid_shape(size, k: int, method: str) -> tuple[int, ...]:
+    """``size`` as ``k`` positive ints (an int is used for every axis); odd for ``"impulse"``."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        shape = (int(size),) * k
+    else:
+        shape = tuple(int(n) for n in size)
+        if len(shape) != k:
+            raise ValueError(f"size has {len(shape)} entries but the layers have {k} spatial axes")
+    if any(n < 1 for n in shape):
+        raise ValueError(f"size must be positive, got {shape}")
+    if method == "impulse" and any(n % 2 == 0 for n in shape):
+        raise ValueError(f"method='impulse' needs odd sizes (a pixel at the exact centre), got {shape}")
+    return shape
+
+
+def _impulses(xp, C: int, shape, like):
+    """``(C, C, *shape)``: batch ``c`` holds a unit impulse at the centre of channel ``c``."""
+    e = np.zeros((C, C) + tuple(shape))
+    centre = tuple(n // 2 for n in shape)
+    for c in range(C):
+        e[(c, c) + centre] = 1.0
+    return xp.asarray(e, dtype=like.dtype, device=_device(like))
+
+
+def _adjoint_response(xp, layers, shape, k: int):
+    """``(T, S, *shape)``: the adjoint network's response to an impulse at each output channel."""
+    from .conv import conv
+    from .operator import ar_solve_adjoint
+
+    spatial = tuple(range(2, k + 2))
+    g = _impulses(xp, int(layers[-1].weight.shape[0]), shape, layers[0].weight)
+    for l in reversed(layers):
+        if l.taps is not None:
+            g = ar_solve_adjoint(g, l.taps, boundary=l.boundary, dilation=l.ar_dilation)
+        w_adj = xp.flip(xp.permute_dims(l.weight, (1, 0) + spatial), axis=spatial)
+        g = conv(g, w_adj, padding=_ma_padding(l), dilation=l.dilation, padding_mode=_padding_mode(l))
+    return g
+
+
+def _mirrored_impulse_response(xp, layers, shape, k: int):
+    """``(S, T, *shape)``: the network's response to an impulse at each input channel, mirrored
+    through the centre."""
+    from .conv import conv
+    from .operator import ar_solve
+
+    y = _impulses(xp, int(layers[0].weight.shape[1]), shape, layers[0].weight)
+    for l in layers:
+        y = conv(y, l.weight, padding=_ma_padding(l), dilation=l.dilation, padding_mode=_padding_mode(l))
+        if l.taps is not None:
+            y = ar_solve(y, l.taps, boundary=l.boundary, dilation=l.ar_dilation)
+    return xp.flip(y, axis=tuple(range(2, k + 2)))
+
+
+def _mean_of_normalised(xp, maps, k: int):
+    """Mean over the leading two axes of ``|maps|``, each map normalised to sum 1 (zero maps are
+    left out of the mean)."""
+    a = xp.abs(maps)
+    tot = xp.sum(a, axis=tuple(range(2, k + 2)), keepdims=True)
+    valid = tot > 0
+    n_valid = int(xp.sum(xp.astype(valid, xp.int64)))
+    if n_valid == 0:
+        raise ValueError("the network's output does not depend on its input (all gradients are zero)")
+    norm = xp.where(valid, a / xp.where(valid, tot, xp.ones_like(tot)), xp.zeros_like(a))
+    return xp.sum(norm, axis=(0, 1)) / n_valid
+
+
 def linear_erf(layers, size, *, method: str = "gradient"):
     """Exact ERF map (Definition 2) of a linear ARMA network, 1-D, 2-D or 3-D.
 
@@ -518,59 +672,29 @@ def linear_erf(layers, size, *, method: str = "gradient"):
         The centred ERF map (index ``n_j // 2`` is the output pixel), non-negative, summing to 1:
         the mean over channel pairs ``(s, t)`` of ``|dY_t / dX_s|`` normalised over offsets
         (pairs with no response are left out). Same namespace and dtype as the weights.
+
+    Examples
+    --------
+    Two layers of Theorem 3's causal network along one axis (3-tap uniform MA, ``a = 0.5``):
+
+    >>> from arma_core.erf import axis_radii, linear_erf, required_size, theorem3_radius, uniform_layer
+    >>> layers = [uniform_layer(3, 1, taps=(0.0, 1.0, -0.5), causal=True) for _ in range(2)]
+    >>> m = linear_erf(layers, required_size(layers, 1e-9))
+    >>> m.shape, round(float(m.sum()), 12)
+    ((91,), 1.0)
+    >>> round(axis_radii(m)[0], 6), round(theorem3_radius(3, a=0.5, layers=2), 6)
+    (2.309401, 2.309401)
     """
     if method not in ("gradient", "impulse"):
         raise ValueError(f"method must be 'gradient' or 'impulse', got {method!r}")
     layers, k = _check_layers(layers)
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        shape = (int(size),) * k
-    else:
-        shape = tuple(int(n) for n in size)
-        if len(shape) != k:
-            raise ValueError(f"size has {len(shape)} entries but the layers have {k} spatial axes")
-    if any(n < 1 for n in shape):
-        raise ValueError(f"size must be positive, got {shape}")
-    if method == "impulse" and any(n % 2 == 0 for n in shape):
-        raise ValueError(f"method='impulse' needs odd sizes (a pixel at the exact centre), got {shape}")
-    from .conv import conv
-    from .operator import ar_solve, ar_solve_adjoint
-
-    arrays = [l.weight for l in layers] + [l.taps for l in layers if l.taps is not None]
-    xp = array_namespace(*arrays)
-    dev = _device(layers[0].weight)
-    dtype = layers[0].weight.dtype
-    centre = tuple(n // 2 for n in shape)
-
-    def impulse(C):
-        e = np.zeros((C, C) + shape)
-        for c in range(C):
-            e[(c, c) + centre] = 1.0
-        return xp.asarray(e, dtype=dtype, device=dev)
-
+    shape = _grid_shape(size, k, method)
+    xp = array_namespace(*([l.weight for l in layers] + [l.taps for l in layers if l.taps is not None]))
     if method == "gradient":
-        g = impulse(int(layers[-1].weight.shape[0]))  # (T, T, *shape): batch t = output channel
-        for l in reversed(layers):
-            if l.taps is not None:
-                g = ar_solve_adjoint(g, l.taps, boundary=l.boundary, dilation=l.ar_dilation)
-            w_adj = xp.flip(xp.permute_dims(l.weight, (1, 0) + tuple(range(2, k + 2))), axis=tuple(range(2, k + 2)))
-            g = conv(g, w_adj, padding=_ma_padding(l), dilation=l.dilation, padding_mode=_padding_mode(l))
-        maps = g  # (T, S, *shape)
+        maps = _adjoint_response(xp, layers, shape, k)
     else:
-        y = impulse(int(layers[0].weight.shape[1]))  # (S, S, *shape): batch s = input channel
-        for l in layers:
-            y = conv(y, l.weight, padding=_ma_padding(l), dilation=l.dilation, padding_mode=_padding_mode(l))
-            if l.taps is not None:
-                y = ar_solve(y, l.taps, boundary=l.boundary, dilation=l.ar_dilation)
-        maps = xp.flip(y, axis=tuple(range(2, k + 2)))  # (S, T, *shape)
-    a = xp.abs(maps)
-    spatial = tuple(range(2, k + 2))
-    tot = xp.sum(a, axis=spatial, keepdims=True)
-    valid = tot > 0
-    n_valid = int(xp.sum(xp.astype(valid, xp.int64)))
-    if n_valid == 0:
-        raise ValueError("the network's output does not depend on its input (all gradients are zero)")
-    norm = xp.where(valid, a / xp.where(valid, tot, xp.ones_like(tot)), xp.zeros_like(a))
-    return xp.sum(norm, axis=(0, 1)) / n_valid
+        maps = _mirrored_impulse_response(xp, layers, shape, k)
+    return _mean_of_normalised(xp, maps, k)
 
 
 def _axis_envelope(layers, j: int, N: int):
@@ -579,7 +703,7 @@ def _axis_envelope(layers, j: int, N: int):
     env[0] = 1.0
     w_grid = 2.0 * math.pi * np.fft.fftfreq(N)
     for l in layers:
-        W = np.abs(np.asarray(_to_numpy(l.weight), dtype=np.float64))
+        W = np.abs(to_numpy(l.weight))
         other = tuple(i for i in range(W.ndim) if i != j + 2)
         line = W.sum(axis=other)
         Kj = line.size
@@ -588,7 +712,7 @@ def _axis_envelope(layers, j: int, N: int):
             ma[(-(idx - (Kj - 1) // 2) * l.dilation) % N] += line[idx]  # output offset of tap idx
         lay = ma
         if l.taps is not None:
-            f = np.asarray(_to_numpy(l.taps), dtype=np.float64)[:, j]  # (C, Q, 3)
+            f = to_numpy(l.taps)[:, j]  # (C, Q, 3)
             e = l.ar_dilation
             A = np.ones((f.shape[0], N), dtype=complex)
             for q in range(f.shape[1]):
@@ -599,15 +723,6 @@ def _axis_envelope(layers, j: int, N: int):
         env = np.fft.ifft(np.fft.fft(env) * np.fft.fft(lay)).real
         env = np.maximum(env, 0.0)
     return env
-
-
-def _to_numpy(x):
-    """Host copy of an array of any library (torch tensors may need grad detached / a CPU copy)."""
-    if hasattr(x, "detach"):
-        x = x.detach()
-    if hasattr(x, "cpu"):
-        x = x.cpu()
-    return np.asarray(x)
 
 
 def required_size(layers, tol: float = 1e-6, *, minimum: int = 1) -> tuple[int, ...]:
@@ -634,7 +749,17 @@ def required_size(layers, tol: float = 1e-6, *, minimum: int = 1) -> tuple[int, 
 
     Returns
     -------
-    tuple of int, one odd size per spatial axis.
+    tuple of int
+        One odd size per spatial axis.
+
+    Examples
+    --------
+    >>> from arma_core.erf import linear_erf, required_size, uniform_layer
+    >>> layers = [uniform_layer(3, 2, taps=(-0.4, 1.0, -0.4))] * 3
+    >>> required_size(layers), required_size(layers, minimum=101)
+    ((67, 67), (101, 101))
+    >>> linear_erf(layers, required_size(layers)).shape
+    (67, 67)
     """
     if not (0 < tol < 1):
         raise ValueError(f"tol must be in (0, 1), got {tol!r}")

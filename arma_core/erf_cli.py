@@ -28,6 +28,9 @@ from .erf import (
     variance_radius,
 )
 
+__all__ = ["compute", "format_table", "plot", "main", "DEFAULT_OUTPUT"]
+
+#: where ``arma erf`` writes its figure unless ``--output`` says otherwise
 DEFAULT_OUTPUT = os.path.join("out", "erf.png")
 
 _DESCRIPTION = """\
@@ -178,7 +181,42 @@ def compute(
     min_size=65,
     tol=1e-4,
 ):
-    """ERF maps and radii for every (L, a) and the plain conv networks; a list of row dicts."""
+    """ERF maps and radii for every depth ``L`` and coefficient ``a``, and of the plain conv networks.
+
+    Parameters
+    ----------
+    depths, coefficients : sequence of int, sequence of float
+        Network depths ``L`` and AR coefficients ``0 <= a < 1``.
+    kernel_size, dilation : int
+        Uniform MA kernel size ``K`` (odd) and dilation ``d`` of every layer.
+    ar : {"causal", "symmetric"}
+        AR factor ``(0, 1, -a)`` with a causal MA, or ``(-a/2, 1, -a/2)`` with a centred MA.
+    boundary : {"zeros", "circular", "reflect", "replicate"}
+        Boundary rule of the AR solves.
+    size : int, optional
+        Side of every map; default :func:`arma_core.erf.required_size` with ``tol``, at least
+        ``min_size``.
+    min_size : int
+    tol : float
+
+    Returns
+    -------
+    list of dict
+        One row per ``(L, a)`` (depths outer): ``"L"``, ``"a"``, ``"size"``, ``"map"`` (numpy,
+        shape ``(size, size)``), ``"theory"`` (Eq. 4 or the two-sided closed form), the measured
+        ``"r_eq3"``, ``"r_var"``, ``"r_axis"``, and ``"conv"`` (the same three radii of ``L``
+        plain convolutions).
+
+    Examples
+    --------
+    >>> from arma_core.erf_cli import compute
+    >>> rows = compute([1, 2], [0.0, 0.5], size=33)
+    >>> [(r["L"], r["a"], r["map"].shape) for r in rows]
+    [(1, 0.0, (33, 33)), (1, 0.5, (33, 33)), (2, 0.0, (33, 33)), (2, 0.5, (33, 33))]
+    >>> row = rows[-1]
+    >>> round(row["theory"], 3), round(row["r_var"] / row["conv"]["r_var"], 2)    # Eq. 4; gain
+    (2.309, 1.99)
+    """
     K, d = kernel_size, dilation
     rows = []
     conv = {}
@@ -202,6 +240,32 @@ def compute(
 
 
 def format_table(rows, args) -> str:
+    """The table ``arma erf`` prints: radii per ``(L, a)`` against theory and plain convolutions.
+
+    Parameters
+    ----------
+    rows : list of dict
+        From :func:`compute`.
+    args : argparse.Namespace
+        The options the rows were computed with: ``kernel_size``, ``dilation``, ``ar`` and
+        ``boundary``.
+
+    Returns
+    -------
+    str
+        A header, one line per row and a legend of the columns.
+
+    Examples
+    --------
+    >>> from argparse import Namespace
+    >>> from arma_core.erf_cli import compute, format_table
+    >>> args = Namespace(kernel_size=3, dilation=1, ar="causal", boundary="zeros")
+    >>> table = format_table(compute([1], [0.5], size=33), args)
+    >>> print(table.splitlines()[3])
+     L     a  size   r_Eq3   r_var  r_axis    Eq.4      err conv r_Eq3 conv r_var   gain
+    >>> print(table.splitlines()[4])
+     1  0.50    33   1.786   2.307   1.632   1.633  -0.085%      0.427      1.155  2.00x
+    """
     kind = "Eq.4" if args.ar == "causal" else "closed"
     ma = "causal" if args.ar == "causal" else "centred"
     taps = "(0, 1, -a)" if args.ar == "causal" else "(-a/2, 1, -a/2)"
@@ -259,8 +323,56 @@ def _crop(m, lo, hi):
     return out
 
 
+def _draw_map(ax, r, lo, hi) -> None:
+    """One panel: the map of row ``r`` on offsets ``lo..hi``, the output pixel and its radii."""
+    img = _crop(r["map"], lo, hi)
+    ax.imshow(
+        img / img.max(),
+        cmap="magma",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(lo - 0.5, hi + 0.5, hi + 0.5, lo - 0.5),
+    )
+    ax.plot([0], [0], marker="+", color="cyan", markersize=7, markeredgewidth=1.2)
+    ax.text(
+        0.03,
+        0.97,
+        f"r_var {r['r_var']:.1f}\nEq.3 {r['r_eq3']:.1f}",
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        color="white",
+        fontsize=8,
+    )
+    ax.tick_params(labelsize=7)
+
+
 def plot(rows, depths, coefficients, path, args):
-    """Write the grid of ERF maps (rows: depths, columns: coefficients) to ``path`` (PNG)."""
+    """Write the grid of ERF maps (rows: depths, columns: coefficients) to ``path`` (PNG).
+
+    Parameters
+    ----------
+    rows : list of dict
+        From :func:`compute`, one per ``(L, a)`` of ``depths`` x ``coefficients``.
+    depths, coefficients : sequence
+        Order of the grid's rows and columns.
+    path : str
+        The PNG to write (its folder is created).
+    args : argparse.Namespace
+        ``kernel_size``, ``dilation``, ``ar`` and ``boundary``, for the title.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from argparse import Namespace
+    >>> from arma_core.erf_cli import compute, plot
+    >>> args = Namespace(kernel_size=3, dilation=1, ar="causal", boundary="zeros")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     plot(compute([1], [0.5], size=33), [1], [0.5], os.path.join(tmp, "erf.png"), args)
+    ...     os.listdir(tmp)
+    ['erf.png']
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -273,34 +385,13 @@ def plot(rows, depths, coefficients, path, args):
     for i, L in enumerate(depths):
         for j, a in enumerate(coefficients):
             ax = axes[i][j]
-            r = by_key[(L, a)]
-            img = _crop(r["map"], lo, hi)
-            ax.imshow(
-                img / img.max(),
-                cmap="magma",
-                vmin=0,
-                vmax=1,
-                interpolation="nearest",
-                extent=(lo - 0.5, hi + 0.5, hi + 0.5, lo - 0.5),
-            )
-            ax.plot([0], [0], marker="+", color="cyan", markersize=7, markeredgewidth=1.2)
-            ax.text(
-                0.03,
-                0.97,
-                f"r_var {r['r_var']:.1f}\nEq.3 {r['r_eq3']:.1f}",
-                transform=ax.transAxes,
-                va="top",
-                ha="left",
-                color="white",
-                fontsize=8,
-            )
+            _draw_map(ax, by_key[(L, a)], lo, hi)
             if i == 0:
                 ax.set_title(f"a = {a:g}", fontsize=10)
             if j == 0:
                 ax.set_ylabel(f"L = {L}\ninput offset (rows)", fontsize=9)
             if i == nr - 1:
                 ax.set_xlabel("input offset (cols)", fontsize=9)
-            ax.tick_params(labelsize=7)
     taps = "(0, 1, -a), causal MA" if args.ar == "causal" else "(-a/2, 1, -a/2), centred MA"
     fig.suptitle(
         f"ERF of linear ARMA networks: {args.kernel_size}x{args.kernel_size} uniform MA, dilation {args.dilation}, "
@@ -314,7 +405,28 @@ def plot(rows, depths, coefficients, path, args):
 
 
 def main(argv=None) -> int:
-    """Entry point of ``arma erf`` / ``python -m arma_core erf``; returns the exit status."""
+    """Entry point of ``arma erf`` / ``python -m arma_core erf``: print the table, write the PNG.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command-line arguments (default ``sys.argv[1:]``); ``arma erf --help`` lists them.
+
+    Returns
+    -------
+    int
+        The exit status (0, or 2 for a usage error, which argparse has printed).
+
+    Examples
+    --------
+    >>> from arma_core.erf_cli import main
+    >>> main(["-L", "1", "-a", "0.5", "--size", "33", "--no-plot"])    # doctest: +ELLIPSIS
+    ERF radii of linear ARMA networks: 2-D, one channel, MA uniform 3x3 (causal, dilation 1),
+    ...
+     1  0.50    33   1.786   2.307   1.632   1.633  -0.085%      0.427      1.155  2.00x
+    ...
+    0
+    """
     p = _parser()
     try:
         args = p.parse_args(argv)

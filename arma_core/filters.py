@@ -104,6 +104,20 @@ def reparameterize(theta, region: str = "strip"):
         ``theta`` the stored taps satisfy the region's strict inequality (where ``tanh``
         rounds to +-1 it is clamped to the largest float below 1, and the taps are nudged by an
         ulp where rounding would otherwise land on the edge). ``theta = 0`` gives ``(0, 1, 0)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import is_stable, reparameterize
+    >>> reparameterize(np.zeros(2))                     # the identity filter
+    array([0., 1., 0.])
+    >>> theta = np.array([[0.3, 50.0], [-2.0, 0.5]])    # tanh(50) rounds to 1 in float64
+    >>> taps = reparameterize(theta)
+    >>> taps.shape, bool(np.all(np.abs(taps[..., 0] + taps[..., 2]) < 1)), is_stable(taps)
+    ((2, 3), True, True)
+    >>> diamond = reparameterize(theta, "diamond")
+    >>> bool(np.all(np.abs(diamond[..., 0]) + np.abs(diamond[..., 2]) < 1))
+    True
     """
     xp = namespace(theta, names=("theta",))
     check_float_dtype(xp, theta, "theta")
@@ -200,6 +214,27 @@ def official_to_theta(alpha):
     difference and ``a1``/``a3`` the sum, exactly like ``theta[..., 0]`` / ``theta[..., 1]``.
     ``reparameterize(official_to_theta(alpha), "diamond")`` gives the official taps,
     shape ``(T, 2, P, 3)``.
+
+    Parameters
+    ----------
+    alpha : array, shape ``(T, P, 4)``
+        The official ``autoregressive.a.alpha``, floating point.
+
+    Returns
+    -------
+    theta : array, shape ``(T, 2, P, 2)``
+        In ``alpha``'s namespace, dtype and device; axis 1 is (height, width).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import official_to_theta, reparameterize
+    >>> alpha = np.random.default_rng(0).standard_normal((8, 1, 4))    # T = 8, P = 1
+    >>> theta = official_to_theta(alpha)
+    >>> theta.shape, bool(np.all(theta[:, 1, 0] == alpha[:, 0, 2:]))  # width factor: (a2, a3)
+    ((8, 2, 1, 2), True)
+    >>> reparameterize(theta, "diamond").shape
+    (8, 2, 1, 3)
     """
     xp = namespace(alpha, names=("alpha",))
     check_float_dtype(xp, alpha, "alpha")
@@ -236,6 +271,16 @@ def stability_margin(taps):
     ------
     ValueError
         NaN or inf taps (their margin would be NaN, not a number to compare).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import stability_margin
+    >>> taps = np.array([[0.4, 1.0, 0.5],      # in the strip: 1 - |0.4 + 0.5|
+    ...                  [1.0, -0.5, 0.25],    # outside the strip, no zero on the circle
+    ...                  [0.5, 1.0, 0.5]])     # response 1 + cos(w) vanishes at w = pi
+    >>> stability_margin(taps).round(6)
+    array([0.1     , 0.649519, 0.      ])
     """
     xp = namespace(taps, names=("taps",))
     check_float_dtype(xp, taps, "taps")
@@ -317,9 +362,40 @@ def is_stable(taps, boundary: str | None = None) -> bool:
 def check_stable(taps, *, name: str = "taps", boundary: str | None = None):
     """Raise :class:`UnstableFilterError` naming channel, axis and factor of the first bad factor.
 
-    ``taps`` has shape ``(C, k, Q, 3)`` (or any ``(..., 3)``; the index is then reported as a
-    tuple); ``boundary`` as :func:`is_stable`. NaN/inf taps raise ``ValueError``. Returns
-    ``taps`` unchanged otherwise.
+    Parameters
+    ----------
+    taps : array, shape ``(C, k, Q, 3)``
+        Or any ``(..., 3)``; the index is then reported as a tuple.
+    name : str
+        The argument name the message uses.
+    boundary : {None, "circular", "zeros", "reflect", "replicate"}
+        As for :func:`is_stable`.
+
+    Returns
+    -------
+    taps
+        Unchanged.
+
+    Raises
+    ------
+    UnstableFilterError
+        A factor that cannot be solved stably under ``boundary``; the message gives its taps,
+        its margin and the reason, the attributes its index and margin.
+    ValueError
+        NaN or inf taps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import UnstableFilterError, check_stable
+    >>> taps = np.array([[[[0.3, 1.0, -0.2]], [[0.6, 1.0, 0.5]]]])    # (C, k, Q, 3) = (1, 2, 1, 3)
+    >>> try:
+    ...     check_stable(taps)
+    ... except UnstableFilterError as err:
+    ...     print(err.channel, err.axis, err.factor, round(err.margin, 4))
+    0 1 0 0.0408
+    >>> check_stable(taps, boundary="circular") is taps    # no zero on the unit circle
+    True
     """
     xp = namespace(taps, names=(name,))
     _check_taps_array(xp, taps, name)

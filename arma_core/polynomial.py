@@ -213,6 +213,17 @@ def _complex_pole_message(c: complex) -> str:
     return msg
 
 
+def _causal_factors(a: np.ndarray, tol: float) -> np.ndarray:
+    """The monic causal factors ``(0, 1, -r)``, shape ``(p, 3)``, of the real poles of ``a``."""
+    roots = np.roots(a)
+    _check_causal_roots(roots, tol)
+    reals, pairs = _merge_multiple(*_split(roots), _monic, a)
+    if pairs:
+        raise ValueError(_complex_pole_message(pairs[0]))
+    r = np.asarray(reals)
+    return np.stack([np.zeros_like(r), np.ones_like(r), -r], axis=-1)
+
+
 def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
     """Taps of causal 3-tap factors whose solve is ``scipy.signal.lfilter([1], a, x)``.
 
@@ -239,9 +250,11 @@ def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
         One channel, one axis, ``Q = p`` factors (the number of poles; ``Q = 1`` with the factor
         ``(0, a[0], 0)`` when there are none). Each factor has ``f_-1 = 0`` and
         ``|f_1| < |f_0| = |a[0]|^(1/Q)``; the sign of ``a[0]`` sits on the first factor's
-        ``f_0``. Convert to your array library and dtype, and broadcast over channels and axes:
-        ``np.broadcast_to(taps, (C, k, Q, 3))``. With ``dilation=d`` the solve inverts
-        ``A(z^-d)`` (``a`` with ``d - 1`` zeros between its coefficients).
+        ``f_0`` (a negative ``f_0`` is in the strip ``|f_-1 + f_1| < |f_0|``: the stable filter
+        times -1, accepted by every solver). Convert to your array library and dtype, and
+        broadcast over channels and axes: ``np.broadcast_to(taps, (C, k, Q, 3))``. With
+        ``dilation=d`` the solve inverts ``A(z^-d)`` (``a`` with ``d - 1`` zeros between its
+        coefficients).
 
     Raises
     ------
@@ -249,19 +262,14 @@ def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
         ``a`` empty, not 1-D, non-finite or with ``a[0] == 0``; a pole on, outside or within
         ``tol`` of the unit circle (naming it and its modulus); a complex pole pair (a causal
         second-order section spans delays 0..2, a factor spans -1..1, and no product of
-        invertible 3-tap factors equals it: see ``docs/math.md``); factors that do not
-        reproduce ``a`` to ``RTOL``.
+        invertible 3-tap factors equals it: ``docs/math.md``, "Filters from polynomials");
+        factors that do not reproduce ``a`` to ``RTOL``.
     TypeError
         Complex or non-numeric ``a``.
 
     See Also
     --------
     taps_from_kernel : symmetric two-sided (zero-phase) kernels, complex roots included.
-
-    Notes
-    -----
-    A negative ``a[0]`` gives a first factor with ``f_0 < 0``: in the strip
-    ``|f_-1 + f_1| < |f_0|`` (the stable filter times -1), accepted by every solver.
 
     Examples
     --------
@@ -288,15 +296,9 @@ def taps_from_lfilter(a, *, tol: float = 1e-6) -> np.ndarray:
     a = np.trim_zeros(a, "b")
     if a.size == 1:
         return _constant(a[0])
-    roots = np.roots(a)
-    _check_causal_roots(roots, tol)
-    reals, pairs = _merge_multiple(*_split(roots), _monic, a)
-    if pairs:
-        raise ValueError(_complex_pole_message(pairs[0]))
-    r = np.asarray(reals)
-    factors = np.stack([np.zeros_like(r), np.ones_like(r), -r], axis=-1)
+    factors = _causal_factors(a, tol)
     taps = _with_gain(factors, float(a[0]))
-    _check_product(taps, np.concatenate([np.zeros(len(r)), a]), "a")
+    _check_product(taps, np.concatenate([np.zeros(len(factors)), a]), "a")
     return taps
 
 
@@ -348,16 +350,30 @@ def _kernel_factors(reals: list[float], pairs: list[complex]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
+def _roots_inside(kernel: np.ndarray, tol: float) -> np.ndarray:
+    """The ``P`` roots of the palindromic ``kernel`` inside the unit circle (one of each
+    reciprocal pair), or a clear error for roots on the circle or unpaired roots."""
+    P = kernel.size // 2
+    roots = np.roots(kernel)
+    _check_off_circle(roots, tol)
+    inside = roots[np.abs(roots) < 1]
+    if inside.size != P:
+        raise ValueError(
+            f"kernel's roots are not in reciprocal pairs to float64 accuracy ({inside.size} of "
+            f"{2 * P} inside the unit circle): {roots.tolist()}"
+        )
+    return inside
+
+
 def taps_from_kernel(kernel, *, tol: float = 1e-6) -> np.ndarray:
     """Taps of 3-tap factors whose product is a symmetric two-sided kernel.
 
     A symmetric kernel of odd length ``2P + 1`` is the Laurent polynomial
     ``K(z) = kernel[P] + sum_{j=1..P} kernel[P + j] (z^j + z^-j)`` with the real spectrum
-    ``K(w) = kernel[P] + 2 sum_j kernel[P + j] cos(j w)``. Its roots come in reciprocal pairs
-    ``(r, 1/r)``. The returned ``P`` factors ``(f_-1, f_0, f_1)`` multiply (as Laurent
-    polynomials ``f_-1 z + f_0 + f_1 z^-1``) to ``K`` exactly, so
-    ``ar_solve(x, taps, boundary="circular")`` divides by ``K(w)``, e.g. computes the
-    coefficients of a cubic B-spline from its samples for ``(1, 4, 1) / 6``.
+    ``K(w) = kernel[P] + 2 sum_j kernel[P + j] cos(j w)``. The returned ``P`` factors
+    ``(f_-1, f_0, f_1)`` multiply (as ``f_-1 z + f_0 + f_1 z^-1``) to ``K`` exactly, so
+    ``ar_solve(x, taps, boundary="circular")`` divides by ``K(w)``: for ``(1, 4, 1) / 6`` it
+    computes a cubic B-spline's coefficients from its samples.
 
     Parameters
     ----------
@@ -370,30 +386,20 @@ def taps_from_kernel(kernel, *, tol: float = 1e-6) -> np.ndarray:
     Returns
     -------
     taps : numpy.ndarray, shape ``(1, 1, P, 3)``, float64
-        One channel, one axis; ``P`` after trimming (``P = 0`` gives one factor
-        ``(0, kernel[0], 0)``). In this order:
-
-        1. one symmetric factor per real reciprocal pair ``(rho, 1/rho)``: ``f_-1 = f_1`` and
-           ``|f_-1 + f_1| < |f_0|`` (the strip, winding number 0);
-        2. two factors per complex quadruple ``(c, conj c, 1/c, 1/conj c)``: first
-           ``g (1, -2 Re c, |c|^2)`` (roots ``c, conj c``, winding number +1), then
-           ``g (|c|^2, -2 Re c, 1)`` (their reciprocals, winding number -1). Both have a
-           nonzero response on the unit circle but lie outside the strip
-           (``|f_-1 + f_1| > |f_0|``); no real 3-tap factor with winding number 0 has complex
-           roots, so no other split exists.
-
-        Every factor carries ``|gain|^(1/P)``; a negative spectrum puts the sign on the first
-        factor (``f_0 < 0``). ``np.abs(taps[..., 0] + taps[..., 2]) < np.abs(taps[..., 1])``
-        says which factors are in the strip. Convert to your array library and dtype, and
-        broadcast over channels and axes: ``np.broadcast_to(taps, (C, k, P, 3))``.
+        One channel, one axis, ``P`` factors after trimming (``P = 0``: the one factor
+        ``(0, kernel[0], 0)``). First a symmetric factor per real reciprocal root pair (in the
+        strip ``|f_-1 + f_1| < |f_0|``), then per complex quadruple ``(c, conj c, 1/c, 1/conj c)``
+        ``g (1, -2 Re c, |c|^2)`` and ``g (|c|^2, -2 Re c, 1)`` (winding numbers +1 and -1,
+        outside the strip; no other real split exists). Each factor carries ``|gain|^(1/P)``; a
+        negative spectrum puts the sign on the first factor's ``f_0``. Broadcast over channels
+        and axes with ``np.broadcast_to(taps, (C, k, P, 3))``.
 
     Raises
     ------
     ValueError
         Even length, not symmetric, all zeros, non-finite or not 1-D; a root on or within
-        ``tol`` of the unit circle (the spectrum changes sign or touches zero; the error names
-        the root, its modulus and the frequency); factors that do not reproduce the kernel to
-        ``RTOL``.
+        ``tol`` of the unit circle (naming the root, its modulus and the frequency where the
+        spectrum vanishes); factors that do not reproduce the kernel to ``RTOL``.
     TypeError
         Complex or non-numeric ``kernel``.
 
@@ -403,19 +409,11 @@ def taps_from_kernel(kernel, *, tol: float = 1e-6) -> np.ndarray:
 
     Notes
     -----
-    What each boundary of ``ar_solve`` gives (``docs/math.md``, "Filters from polynomials"):
-
-    - ``circular``: division by ``K(w)`` on the DFT grid, exact for every such kernel (factors
-      outside the strip (winding +-1) are stable for the circular boundary, where ``fft`` and
-      ``dense`` solve them; the line solver and the other boundaries reject them).
-    - With only real root pairs (every factor symmetric and in the strip), the non-circular
-      boundaries are well conditioned and invert ``K`` applied to an extension of the signal:
-      ``reflect`` the whole-sample symmetric one (``numpy.pad(mode="reflect")``),
-      ``replicate`` the half-sample symmetric one (``numpy.pad(mode="symmetric")``), ``zeros``
-      the odd one ``y[-1] = 0, y[-1 - j] = -y[j - 1]``, since a symmetric factor maps each of
-      these symmetries to itself.
-    - Factors with winding number +-1 make the ``zeros``, ``reflect`` and ``replicate``
-      systems exponentially ill-conditioned in the signal length: use ``circular``.
+    ``circular`` is exact for every such kernel (``fft`` and ``dense`` solve the winding
+    factors; the line solver rejects them). With only real root pairs, ``reflect``,
+    ``replicate`` and ``zeros`` invert ``K`` on the whole-sample symmetric, half-sample
+    symmetric and odd extension of the signal; with complex quadruples they are exponentially
+    ill-conditioned in its length (``docs/math.md``, "Filters from polynomials").
 
     Examples
     --------
@@ -426,10 +424,7 @@ def taps_from_kernel(kernel, *, tol: float = 1e-6) -> np.ndarray:
     >>> taps = taps_from_kernel(kernel)
     >>> taps.shape
     (1, 1, 2, 3)
-    >>> f = taps[0, 0]
-    >>> bool(np.allclose(np.convolve(f[0], f[1]), kernel, rtol=1e-14))    # product is the kernel
-    True
-    >>> bool(np.all(np.abs(f[:, 0] + f[:, 2]) < f[:, 1]))                # both in the strip
+    >>> bool(np.allclose(np.convolve(*taps[0, 0]), kernel, rtol=1e-14))    # product is the kernel
     True
     >>> x = np.random.default_rng(0).standard_normal((1, 64))            # (C, n)
     >>> y = ar_solve(x, taps, boundary="circular")
@@ -442,18 +437,9 @@ def taps_from_kernel(kernel, *, tol: float = 1e-6) -> np.ndarray:
     """
     kernel = _symmetric(_coefficients(kernel, "kernel"))
     tol = _check_tol(tol)
-    P = kernel.size // 2
-    if P == 0:
+    if kernel.size == 1:
         return _constant(kernel[0])
-    roots = np.roots(kernel)
-    _check_off_circle(roots, tol)
-    inside = roots[np.abs(roots) < 1]
-    if inside.size != P:
-        raise ValueError(
-            f"kernel's roots are not in reciprocal pairs to float64 accuracy ({inside.size} of "
-            f"{2 * P} inside the unit circle): {roots.tolist()}"
-        )
-    reals, pairs = _merge_multiple(*_split(inside), _palindromic, kernel)
+    reals, pairs = _merge_multiple(*_split(_roots_inside(kernel, tol)), _palindromic, kernel)
     factors = _kernel_factors(reals, pairs)
     p = _laurent(factors)
     taps = _with_gain(factors, float((kernel @ p) / (p @ p)))

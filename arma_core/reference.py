@@ -27,7 +27,17 @@ __all__ = ["ar_matrix", "factor_matrix", "ar_solve", "ar_apply", "to_numpy"]
 
 
 def shift_sparse(n: int, offset: int, boundary: str) -> sp.csr_matrix:
-    """``S`` with ``(S y)_i = y[i + offset]`` under ``boundary`` (zero rows where it is 0)."""
+    """``S`` with ``(S y)_i = y[i + offset]`` under ``boundary`` (zero rows where it is 0).
+
+    Examples
+    --------
+    >>> from arma_core.reference import shift_sparse
+    >>> shift_sparse(4, 1, "replicate").toarray()       # y[4] is the edge sample y[3]
+    array([[0., 1., 0., 0.],
+           [0., 0., 1., 0.],
+           [0., 0., 0., 1.],
+           [0., 0., 0., 1.]])
+    """
     src = source_indices(range(offset, n + offset), n, boundary)
     rows = [i for i, j in enumerate(src) if j < n]
     cols = [j for j in src if j < n]
@@ -35,7 +45,35 @@ def shift_sparse(n: int, offset: int, boundary: str) -> sp.csr_matrix:
 
 
 def factor_matrix(n: int, f, dilation: int = 1, boundary: str = "circular") -> sp.csr_matrix:
-    """The ``n x n`` matrix of one length-3 factor ``f = (f_-1, f_0, f_1)`` along one axis."""
+    """The ``n x n`` matrix of one length-3 factor ``f = (f_-1, f_0, f_1)`` along one axis.
+
+    Row ``i`` holds ``f_0`` at column ``i``, ``f_-1`` at the source of ``i + dilation`` and
+    ``f_1`` at the source of ``i - dilation`` under ``boundary``.
+
+    Parameters
+    ----------
+    n : int
+        Length of the axis.
+    f : sequence of 3 floats
+        ``(f_-1, f_0, f_1)``.
+    dilation : int
+    boundary : {"circular", "zeros", "reflect", "replicate"}
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape ``(n, n)``, float64
+
+    Examples
+    --------
+    >>> from arma_core.reference import factor_matrix
+    >>> factor_matrix(4, (0.5, 1.0, -0.25)).toarray()                    # circular: wraps
+    array([[ 1.  ,  0.5 ,  0.  , -0.25],
+           [-0.25,  1.  ,  0.5 ,  0.  ],
+           [ 0.  , -0.25,  1.  ,  0.5 ],
+           [ 0.5 ,  0.  , -0.25,  1.  ]])
+    >>> factor_matrix(4, (0.5, 1.0, -0.25), boundary="zeros").toarray()[0]
+    array([1. , 0.5, 0. , 0. ])
+    """
     check_boundary(boundary)
     fm, f0, fp = (float(v) for v in f)
     return (
@@ -67,6 +105,31 @@ def ar_matrix(spatial_shape, taps, boundary: str = "circular", dilation: int = 1
 
     Block-diagonal over channels; the block of channel ``c`` is ``prod_j A_j`` with
     ``A_j = A_j^(1) ... A_j^(Q)``; it acts on the C-ordered flattening of ``(C, n_1, ..., n_k)``.
+
+    Parameters
+    ----------
+    spatial_shape : sequence of int
+        ``(n_1, ..., n_k)``.
+    taps : array, shape ``(C, k, Q, 3)``
+        Any library numpy can read.
+    boundary : {"circular", "zeros", "reflect", "replicate"}
+    dilation : int
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape ``(C N, C N)``, float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.reference import ar_apply, ar_matrix
+    >>> taps = np.tile([0.3, 1.0, -0.2], (2, 2, 1, 1))      # (C, k, Q, 3) = (2, 2, 1, 3)
+    >>> A = ar_matrix((3, 4), taps, boundary="reflect")
+    >>> A.shape
+    (24, 24)
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    >>> bool(np.allclose(A @ x.ravel(), ar_apply(x, taps, boundary="reflect").ravel()))
+    True
     """
     taps = to_numpy(taps)
     spatial = tuple(int(n) for n in spatial_shape)
@@ -99,7 +162,28 @@ def _per_channel(t, taps, fn):
 
 
 def ar_apply(y, taps, boundary: str = "circular", dilation: int = 1) -> np.ndarray:
-    """``A y`` for ``y (..., C, n_1, ..., n_k)``, float64."""
+    """``A y`` for ``y (..., C, n_1, ..., n_k)``, float64, factor by factor.
+
+    Parameters
+    ----------
+    y : array, shape ``(..., C, n_1, ..., n_k)``
+        Any library numpy can read.
+    taps : array, shape ``(C, k, Q, 3)`` or ``(1, k, Q, 3)`` (one filter for every channel)
+    boundary : {"circular", "zeros", "reflect", "replicate"}
+    dilation : int
+
+    Returns
+    -------
+    numpy.ndarray, float64, the shape of ``y``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.reference import ar_apply
+    >>> taps = np.array([0.5, 1.0, -0.25]).reshape(1, 1, 1, 3)
+    >>> ar_apply(np.array([[0.0, 1.0, 0.0, 0.0]]), taps, boundary="zeros")   # column 1 of A
+    array([[ 0.5 ,  1.  , -0.25,  0.  ]])
+    """
     check_boundary(boundary)
 
     def fn(cols, spatial, taps_c):
@@ -128,6 +212,33 @@ def ar_solve(t, taps, boundary: str = "circular", dilation: int = 1, adjoint: bo
     with partial pivoting grows exponentially on wrap-around tridiagonal matrices whose
     off-diagonal dominates (``docs/math.md``). The other boundaries give banded factor matrices
     (bandwidth ``d``), solved by sparse LU, whose pivot growth is bounded on banded systems.
+
+    Parameters
+    ----------
+    t : array, shape ``(..., C, n_1, ..., n_k)``
+        Any library numpy can read.
+    taps : array, shape ``(C, k, Q, 3)`` or ``(1, k, Q, 3)`` (one filter for every channel)
+    boundary : {"circular", "zeros", "reflect", "replicate"}
+    dilation : int
+    adjoint : bool
+        Solve with the transpose ``A^T`` instead.
+
+    Returns
+    -------
+    numpy.ndarray, float64, the shape of ``t``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.reference import ar_apply, ar_matrix, ar_solve
+    >>> taps = np.tile([0.3, 1.0, -0.2], (2, 2, 1, 1))      # (C, k, Q, 3) = (2, 2, 1, 3)
+    >>> t = np.random.default_rng(0).standard_normal((5, 2, 3, 4))    # (N, C, n_1, n_2)
+    >>> y = ar_solve(t, taps, boundary="reflect")
+    >>> y.shape, bool(np.allclose(ar_apply(y, taps, boundary="reflect"), t))
+    ((5, 2, 3, 4), True)
+    >>> z = ar_solve(t[0], taps, boundary="reflect", adjoint=True)
+    >>> bool(np.allclose(ar_matrix((3, 4), taps, "reflect").T @ z.ravel(), t[0].ravel()))
+    True
     """
     check_boundary(boundary)
 

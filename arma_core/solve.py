@@ -33,6 +33,10 @@ from .apply import apply_all, apply_axis
 from .boundary import shift, shift_matrix
 
 __all__ = [
+    "ar_solve",
+    "ar_solve_adjoint",
+    "EXACT_FOR",
+    "METHODS",
     "fft_kernel",
     "dense_kernel",
     "denominator",
@@ -249,3 +253,16 @@ def solve_vjp(xp, kernel, y, g, taps, *, boundary: str, dilation: int, adjoint: 
     if adjoint:
         return w, taps_vjp(xp, y, w, taps, boundary=boundary, dilation=dilation)
     return w, taps_vjp(xp, w, y, taps, boundary=boundary, dilation=dilation)
+
+
+# The public solves live in arma_core.operator; these names keep `from arma_core.solve import ...`
+# working, and EXACT_FOR / METHODS are read off the capability table.
+from ._typing import METHODS  # noqa: E402
+from .capabilities import TABLE as _TABLE  # noqa: E402
+from .operator import ar_solve, ar_solve_adjoint  # noqa: E402
+
+#: which boundaries each solve method is exact for (any library that has it)
+EXACT_FOR: dict[str, tuple[str, ...]] = {
+    r.method: r.boundaries for r in _TABLE if r.operation == "solve" and r.library == "*"
+}
+EXACT_FOR.update({r.method: r.boundaries for r in _TABLE if r.operation == "solve" and r.method not in EXACT_FOR})

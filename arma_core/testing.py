@@ -77,6 +77,21 @@ def assert_close(
         Also require the same array library, dtype, device and shape.
     err_msg : str
         Prefixed to the failure message.
+
+    Raises
+    ------
+    AssertionError
+        Naming the first property that differs (namespace, dtype, device, shape, values).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.testing import assert_close
+    >>> assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12]))
+    >>> assert_close(np.array([1.0, 2.0], dtype=np.float32), np.array([1.0, 2.0]), err_msg="solve")
+    Traceback (most recent call last):
+        ...
+    AssertionError: solve: dtype float32 != float64
     """
     head = f"{err_msg}: " if err_msg else ""
     if check_namespace:
@@ -111,6 +126,20 @@ def dottest(op, shape: Sequence[int], *, solve: bool = False, rtol: float | None
         Relative tolerance of the two inner products; default 1e-4 in float32, 1e-10 else.
     seed : int
         For the random ``x`` and ``y``.
+
+    Raises
+    ------
+    AssertionError
+        When the two inner products differ by more than ``rtol`` (relative).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core import ARFilter
+    >>> from arma_core.testing import dottest
+    >>> A = ARFilter(np.tile([0.3, 1.0, -0.2], (2, 2, 1, 1)), boundary="replicate")   # (C, k, Q, 3)
+    >>> dottest(A, (5, 2, 8, 9))                # batch 5, C = 2, 8 x 9 grid
+    >>> dottest(A, (5, 2, 8, 9), solve=True)
     """
     xp = array_namespace(op.taps)
     rng = np.random.default_rng(seed)
@@ -134,7 +163,26 @@ def dottest(op, shape: Sequence[int], *, solve: bool = False, rtol: float | None
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the capability table on one library and device."""
+    """One row of the capability table on one library and device.
+
+    Attributes
+    ----------
+    row : Capability
+    library : str
+        A library of :data:`LIBRARIES` (``"numpy"``, ``"torch"``, ``"array_api_strict"``, ...).
+    device : str
+        ``"cpu"``, ``"cuda"`` or array-api-strict's ``"device1"``.
+
+    Examples
+    --------
+    >>> from arma_core.capabilities import rows
+    >>> from arma_core.testing import Case
+    >>> case = Case(rows("solve", "numpy")[-1], "numpy", "cpu")    # the generic dense row
+    >>> case.id, case.skip_reason()
+    ('numpy-dense', None)
+    >>> case.asarray([[1.0, 2.0]]).shape
+    (1, 2)
+    """
 
     row: Capability
     library: str
@@ -208,7 +256,32 @@ def _lands_on(row: Capability, library: str) -> bool:
 
 def capability_cases(operation: str, *, method: str | None = None) -> list:
     """``pytest.param(Case, id=..., marks=skip)`` for every row of ``operation`` (and
-    ``method``), on every library and device of :data:`LIBRARIES` that runs it."""
+    ``method``), on every library and device of :data:`LIBRARIES` that runs it.
+
+    Parameters
+    ----------
+    operation : {"solve", "apply", "conv"}
+    method : str, optional
+        Only the rows of this method.
+
+    Returns
+    -------
+    list of pytest.param
+        Each holds one :class:`Case`, with a skip mark where the library, its device or the
+        row's optional dependency is missing here.
+
+    Examples
+    --------
+    >>> from arma_core.testing import capability_cases
+    >>> [p.id for p in capability_cases("solve", method="dense")]    # doctest: +NORMALIZE_WHITESPACE
+    ['torch-dense', 'torch-cuda-dense', 'dask-dense', 'cupy-cuda-dense', 'numpy-dense',
+     'array_api_strict-dense', 'array_api_strict-device1-dense', 'jax-dense']
+
+    In a test module, one test id per case::
+
+        @pytest.mark.parametrize("case", capability_cases("solve"))
+        def test_solve(case): ...
+    """
     import pytest
 
     out = []

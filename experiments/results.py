@@ -23,6 +23,7 @@ True
 >>> print(format_stat(stats[("b",)]["mse"], digits=2))
 2.00 ± 0.10
 """
+
 from __future__ import annotations
 
 import csv
@@ -90,8 +91,9 @@ def _get(row: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def summarize(rows: Iterable[Mapping[str, Any]], by: Sequence[str],
-              metrics: Sequence[str]) -> dict[tuple, dict[str, Stat]]:
+def summarize(
+    rows: Iterable[Mapping[str, Any]], by: Sequence[str], metrics: Sequence[str]
+) -> dict[tuple, dict[str, Stat]]:
     """Group ``rows`` by the values of ``by`` and reduce each metric over each group.
 
     Parameters
@@ -128,7 +130,7 @@ def summarize(rows: Iterable[Mapping[str, Any]], by: Sequence[str],
 
 def compare(a: Stat, b: Stat) -> Comparison:
     """Whether the means of ``a`` and ``b`` differ by more than two standard errors."""
-    se = math.sqrt(a.sem ** 2 + b.sem ** 2)
+    se = math.sqrt(a.sem**2 + b.sem**2)
     diff = a.mean - b.mean
     return Comparison(diff, se, bool(abs(diff) > 2 * se))
 

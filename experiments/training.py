@@ -42,6 +42,7 @@ Examples
 >>> state.epoch, state.step, state.history[-1]["train_loss"] < 1e-3
 (5, 40, True)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,7 +52,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -70,8 +71,14 @@ __all__ = [
 CHECKPOINT = "checkpoint.pt"
 
 
-def make_fabric(device: str = "cpu", *, precision: str = "32-true", devices: int | str = 1,
-                num_nodes: int = 1, strategy: str = "auto"):
+def make_fabric(
+    device: str = "cpu",
+    *,
+    precision: str = "32-true",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+):
     """A launched :class:`lightning.fabric.Fabric` for ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``).
 
     Parameters
@@ -87,8 +94,9 @@ def make_fabric(device: str = "cpu", *, precision: str = "32-true", devices: int
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
-    fabric = Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                    precision=precision)
+    fabric = Fabric(
+        accelerator=device, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=cast(Any, precision)
+    )
     fabric.launch()
     return fabric
 
@@ -173,6 +181,9 @@ class Task:
     """
 
     config: dict = {}
+    #: set by :func:`fit`: the Fabric-wrapped model and optimizer of the run
+    model: Any = None
+    optimizer: Any = None
     resumable_changes: tuple[str, ...] = ("epochs", "max_minutes", "eval_batch_size", "micro_batch")
     record_steps: bool = False
     clip_grad_norm: float | None = None
@@ -212,12 +223,13 @@ class Task:
 def check_resumable(saved: Mapping[str, Any], config: Mapping[str, Any], allowed: Iterable[str]) -> None:
     """ValueError naming the settings that differ between a checkpoint and this run."""
     allowed = set(allowed)
-    diff = sorted(k for k in set(saved) | set(config)
-                  if k not in allowed and saved.get(k) != config.get(k))
+    diff = sorted(k for k in set(saved) | set(config) if k not in allowed and saved.get(k) != config.get(k))
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff)
-        raise ValueError(f"cannot resume: the checkpoint was made with other settings ({detail}); "
-                         "use another output directory or the same settings")
+        raise ValueError(
+            f"cannot resume: the checkpoint was made with other settings ({detail}); "
+            "use another output directory or the same settings"
+        )
 
 
 def load_state(path: str | os.PathLike) -> dict:
@@ -242,9 +254,19 @@ def _progress(enabled: bool, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=min(initial, total), unit="step", desc=desc, dynamic_ncols=True)
 
 
-def fit(task: Task, fabric, directory: str | os.PathLike, *, epochs: int, resume: bool = False,
-        max_minutes: float | None = None, nonfinite: Literal["raise", "stop"] = "raise",
-        progress: bool = True, desc: str = "", log=print) -> TrainState:
+def fit(
+    task: Task,
+    fabric,
+    directory: str | os.PathLike,
+    *,
+    epochs: int,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    nonfinite: Literal["raise", "stop"] = "raise",
+    progress: bool = True,
+    desc: str = "",
+    log=print,
+) -> TrainState:
     """Train ``task`` for ``epochs`` epochs with a checkpoint after each; returns the final state.
 
     Parameters
@@ -284,76 +306,106 @@ def fit(task: Task, fabric, directory: str | os.PathLike, *, epochs: int, resume
     path = directory / CHECKPOINT
     if path.exists() and not resume:
         raise FileExistsError(f"{path} exists; pass resume=True (--resume) or choose another output directory")
-    model, optimizer = task.build()
-    model, optimizer = fabric.setup(model, optimizer)
+    model, optimizer = fabric.setup(*task.build())
     task.model, task.optimizer = model, optimizer
-    state = TrainState()
-    if path.exists():
-        saved = fabric.load(path, {"model": model, "optimizer": optimizer})
-        check_resumable(saved["config"], task.config, task.resumable_changes)
-        state = TrainState(**saved["state"])
-        task.load_state_dict(saved["task"])
-        if state.stopped == "budget":
-            state.stopped = None  # a new invocation gets a new budget
-        log(f"{desc}: resumed after epoch {state.epoch}")
-    if state.stopped == "nonfinite":
-        return state
-    bar = None
+    state = _restore(task, fabric, path, desc, log) if path.exists() else TrainState()
+    run = _Run(task, fabric, model, optimizer, nonfinite, desc)
     last_epoch = 0.0
-    while state.epoch < epochs:
+    while state.epoch < epochs and state.stopped != "nonfinite":
         if max_minutes is not None and state.seconds + last_epoch > 60 * max_minutes:
             state.stopped = "budget"
             log(f"{desc}: time budget of {max_minutes} min reached after {state.epoch} epochs")
             break
         start = time.perf_counter()
-        model.train()
-        task.start_epoch(model, optimizer, state)
-        batches = list(task.batches(state.epoch))
-        if not batches:
-            raise ValueError(f"{desc}: task.batches({state.epoch}) yielded no batch")
-        if bar is None:
-            bar = _progress(progress, len(batches) * epochs, state.step, desc)
-        total, done = 0.0, 0
-        for batch in batches:
-            optimizer.zero_grad(set_to_none=True)
-            out = dict(task.training_step(fabric, model, batch, state))
-            loss = float(out["loss"])
-            if not math.isfinite(loss):
-                if nonfinite == "raise":
-                    raise FloatingPointError(f"{desc}: training loss became {loss} at epoch "
-                                             f"{state.epoch + 1}, step {state.step + 1}")
-                state.nonfinite_step = state.step + 1
-                state.stopped = "nonfinite"
-            elif task.clip_grad_norm is not None:
-                fabric.clip_gradients(model, optimizer, max_norm=task.clip_grad_norm,
-                                      error_if_nonfinite=False)
-            if state.stopped is None:
-                optimizer.step()
-            state.step += 1
-            done += 1
-            total += loss
-            if task.record_steps:
-                state.steps.append({"step": state.step, **out})
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=state.epoch + 1, loss=f"{total / done:.4g}")
-            if state.stopped is not None:
-                break
+        mean_loss = run.epoch(state, lambda n: _progress(progress, n * epochs, state.step, desc))
         model.eval()
         with torch.no_grad():
             record = dict(task.end_epoch(fabric, model, state)) if state.stopped is None else {}
         last_epoch = time.perf_counter() - start
         state.seconds += last_epoch
-        state.history.append({"epoch": state.epoch + 1, "train_loss": total / done,
-                              "seconds": last_epoch, **record})
+        state.history.append({"epoch": state.epoch + 1, "train_loss": mean_loss, "seconds": last_epoch, **record})
         state.epoch += 1
-        _save(fabric, path, {"model": model, "optimizer": optimizer, "config": task.config,
-                             "state": state.to_dict(), "task": task.state_dict()})
-        if bar is None:
-            log(f"{desc}: epoch {state.epoch}/{epochs}, loss {total / done:.4g}")
-        if state.stopped is not None:
+        _save(
+            fabric,
+            path,
+            {
+                "model": model,
+                "optimizer": optimizer,
+                "config": task.config,
+                "state": state.to_dict(),
+                "task": task.state_dict(),
+            },
+        )
+        if run.bar is None:
+            log(f"{desc}: epoch {state.epoch}/{epochs}, loss {mean_loss:.4g}")
+        if state.stopped == "nonfinite":
             log(f"{desc}: non-finite loss at step {state.nonfinite_step}; run stopped")
-            break
-    if bar is not None:
-        bar.close()
+    if run.bar is not None:
+        run.bar.close()
     return state
+
+
+def _restore(task: Task, fabric, path: Path, desc: str, log) -> TrainState:
+    """Model, optimizer, state and the task's own state from the checkpoint at ``path``."""
+    saved = fabric.load(path, {"model": task.model, "optimizer": task.optimizer})
+    check_resumable(saved["config"], task.config, task.resumable_changes)
+    state = TrainState(**saved["state"])
+    task.load_state_dict(saved["task"])
+    if state.stopped == "budget":
+        state.stopped = None  # a new invocation gets a new budget
+    log(f"{desc}: resumed after epoch {state.epoch}")
+    return state
+
+
+class _Run:
+    """The steps of one epoch: zero the gradients, the task's step, clip, step; non-finite
+    losses raise or end the run (``nonfinite``); per-step records and the progress bar."""
+
+    def __init__(self, task: Task, fabric, model, optimizer, nonfinite: str, desc: str):
+        self.task, self.fabric, self.model, self.optimizer = task, fabric, model, optimizer
+        self.nonfinite, self.desc = nonfinite, desc
+        self.bar = None
+
+    def epoch(self, state: TrainState, make_bar) -> float:
+        """Train one epoch; returns its mean loss."""
+        task = self.task
+        self.model.train()
+        task.start_epoch(self.model, self.optimizer, state)
+        batches = list(task.batches(state.epoch))
+        if not batches:
+            raise ValueError(f"{self.desc}: task.batches({state.epoch}) yielded no batch")
+        if self.bar is None:
+            self.bar = make_bar(len(batches))
+        total, done = 0.0, 0
+        for batch in batches:
+            loss = self._step(state, batch)
+            done += 1
+            total += loss
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(epoch=state.epoch + 1, loss=f"{total / done:.4g}")
+            if state.stopped is not None:
+                break
+        return total / done
+
+    def _step(self, state: TrainState, batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        out = dict(self.task.training_step(self.fabric, self.model, batch, state))
+        loss = float(out["loss"])
+        if not math.isfinite(loss):
+            if self.nonfinite == "raise":
+                raise FloatingPointError(
+                    f"{self.desc}: training loss became {loss} at epoch {state.epoch + 1}, step {state.step + 1}"
+                )
+            state.nonfinite_step = state.step + 1
+            state.stopped = "nonfinite"
+        else:
+            if self.task.clip_grad_norm is not None:
+                self.fabric.clip_gradients(
+                    self.model, self.optimizer, max_norm=self.task.clip_grad_norm, error_if_nonfinite=False
+                )
+            self.optimizer.step()
+        state.step += 1
+        if self.task.record_steps:
+            state.steps.append({"step": state.step, **out})
+        return loss

@@ -52,6 +52,14 @@ def erf(*args, **kwargs):
 
     Importing the submodule ``arma_core.nn.erf`` rebinds this package attribute to the module,
     which is itself callable as this function, so ``arma_core.nn.erf(...)`` works either way.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> import arma_core.nn
+    >>> m = arma_core.nn.erf(nn.Conv1d(1, 1, 3, padding=1, bias=False), (1, 1, 9))
+    >>> m.shape, int((m > 0).sum())          # one 3-tap convolution sees 3 input pixels
+    ((9,), 3)
     """
     return _importlib.import_module(".erf", __name__).erf(*args, **kwargs)
 

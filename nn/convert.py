@@ -66,6 +66,59 @@ def _convert_one(conv: nn.Module, ar_options: dict) -> nn.Module:
     return arma
 
 
+def _check_ar_options(ar_options: dict) -> None:
+    unknown = sorted(set(ar_options) - set(_AR_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"armafy() got unexpected keyword argument(s) {', '.join(unknown)}; the AR options "
+            f"are {', '.join(_AR_OPTIONS)}"
+        )
+
+
+def _selector(keep, drop) -> Callable[[str, nn.Module], bool]:
+    """Whether the module of a name is a convolution to convert, given the name filters."""
+
+    def selected(name: str, module: nn.Module) -> bool:
+        if type(module) not in _TARGETS:
+            return False
+        if keep is not None and not keep(name):
+            return False
+        return drop is None or not drop(name)
+
+    return selected
+
+
+def _replace_below(model: nn.Module, selected: Callable[[str, nn.Module], bool], ar_options: dict) -> None:
+    """Replace, in place, every selected convolution below ``model`` by its ARMA layer.
+
+    A module reachable under several names is visited once: a shared convolution becomes one
+    shared ARMA layer.
+    """
+    done: dict[int, nn.Module] = {}
+
+    def walk(parent: nn.Module, prefix: str) -> None:
+        after_ar = False
+        for child_name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            if after_ar and isinstance(parent, nn.Sequential) and getattr(child, "inplace", False):
+                # the AR solve keeps its output for the backward pass (Theorem 4): an in-place
+                # activation right after it would overwrite that output
+                child.inplace = False
+            name = f"{prefix}{child_name}"
+            if id(child) in done:
+                parent._modules[child_name] = done[id(child)]
+            elif selected(name, child):
+                done[id(child)] = _convert_one(child, ar_options)
+                parent._modules[child_name] = done[id(child)]
+            else:
+                done[id(child)] = child
+                walk(child, name + ".")
+            after_ar = getattr(parent._modules[child_name], "ar", None) is not None
+
+    walk(model, "")
+
+
 def armafy(
     model: nn.Module,
     *,
@@ -111,50 +164,32 @@ def armafy(
     -----
     Only modules whose type is exactly ``nn.Conv1d``, ``nn.Conv2d`` or ``nn.Conv3d`` are
     converted: subclasses (weight-standardised convolutions, layers that are already ARMA,
-    uninitialised ``nn.LazyConv2d``) and transposed convolutions are left alone, because
-    replacing them would drop their own behaviour. Hooks registered on a converted convolution
-    are not carried over. A convolution reachable under several names is converted once and
-    stays shared.
+    uninitialised ``nn.LazyConv2d``) and transposed convolutions keep their own behaviour.
+    Hooks on a converted convolution are not carried over; a convolution reachable under
+    several names is converted once and stays shared.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from arma_core.nn import armafy
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1))
+    >>> converted = armafy(model, exclude="0")           # keep the stem a plain convolution
+    >>> [type(m).__name__ for m in converted]
+    ['Conv2d', 'ReLU', 'ARMA2d']
+    >>> x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    >>> converted(x).shape, torch.allclose(converted(x), model(x), atol=1e-6)    # AR at identity
+    (torch.Size([2, 4, 16, 16]), True)
+    >>> converted[2].ar.theta.shape                       # (out_channels, 2 axes, ar_order, 2)
+    torch.Size([4, 2, 1, 2])
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    unknown = sorted(set(ar_options) - set(_AR_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"armafy() got unexpected keyword argument(s) {', '.join(unknown)}; the AR options "
-            f"are {', '.join(_AR_OPTIONS)}"
-        )
-    keep = _matcher(include, "include")
-    drop = _matcher(exclude, "exclude")
+    _check_ar_options(ar_options)
+    selected = _selector(_matcher(include, "include"), _matcher(exclude, "exclude"))
     if not inplace:
         model = copy.deepcopy(model)
-
-    def selected(name: str, module: nn.Module) -> bool:
-        if type(module) not in _TARGETS:
-            return False
-        if keep is not None and not keep(name):
-            return False
-        return drop is None or not drop(name)
-
     if selected("", model):
         return _convert_one(model, ar_options)
-
-    done: dict[int, nn.Module] = {}
-
-    def walk(parent: nn.Module, prefix: str) -> None:
-        for child_name, child in list(parent._modules.items()):
-            if child is None:
-                continue
-            name = f"{prefix}{child_name}"
-            if id(child) in done:
-                parent._modules[child_name] = done[id(child)]
-                continue
-            if selected(name, child):
-                done[id(child)] = _convert_one(child, ar_options)
-                parent._modules[child_name] = done[id(child)]
-            else:
-                done[id(child)] = child
-                walk(child, name + ".")
-
-    walk(model, "")
+    _replace_below(model, selected, ar_options)
     return model

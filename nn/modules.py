@@ -97,6 +97,14 @@ def radius_from_init(init: float, ndim: int = 2, order: int = 1, dilation: int =
     -------
     float
         ``r``; 0 for ``init = 0`` and unbounded as ``init -> 1``.
+
+    Examples
+    --------
+    >>> from arma_core.nn import radius_from_init
+    >>> radius_from_init(0.8)                          # sqrt(2 * 0.8 / 0.2)
+    2.8284271247461903
+    >>> radius_from_init(0.5, ndim=3, order=2)         # sqrt(3 * 2 * 0.5 / 0.5)
+    2.449489742783178
     """
     a = _check_init(init)
     ndim = _check_count(ndim, "ndim", 1)
@@ -110,6 +118,25 @@ def init_from_radius(radius: float, ndim: int = 2, order: int = 1, dilation: int
 
     Inverse of :func:`radius_from_init`: with ``v = radius^2 / (ndim * order * dilation^2)``
     the per-factor variance, ``init = v / (1 + v)``.
+
+    Parameters
+    ----------
+    radius : float
+        Receptive-field radius in pixels, finite and ``>= 0``.
+    ndim, order, dilation : int
+        As for :func:`radius_from_init`.
+
+    Returns
+    -------
+    float
+        ``init`` in ``[0, 1)``, e.g. for ``ARMA2d(..., ar_init=init)``.
+
+    Examples
+    --------
+    >>> from arma_core.nn import init_from_radius, radius_from_init
+    >>> init = init_from_radius(10.0)                  # v = 100 / 2, init = 50 / 51
+    >>> round(init, 6), round(radius_from_init(init), 6)
+    (0.980392, 10.0)
     """
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not (0.0 <= float(radius) < math.inf):
         raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
@@ -385,6 +412,19 @@ _AR_DOC = """Learnable stable {k}-D autoregressive filter: ``y = A^{{-1}} x`` (p
     -----
     Shape: input ``(N, C, {axes})`` or ``(C, {axes})``; output the same. Every spatial size must be at
     least ``2 * dilation + 1`` (a ``ValueError`` otherwise: no silent pass-through).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import arma_core
+    >>> from arma_core.nn import AR{k}d
+    >>> ar = AR{k}d(4, init=0.5)
+    >>> ar.theta.shape
+    torch.Size([4, {k}, 1, 2])
+    >>> x = torch.randn((2, 4) + (8,) * {k}, generator=torch.Generator().manual_seed(0))
+    >>> y = ar(x)
+    >>> y.shape == x.shape, torch.allclose(arma_core.ar_apply(y, ar.taps()), x, atol=1e-5)   # A y = x
+    (True, True)
     """
 
 
@@ -531,7 +571,25 @@ _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in f
     Shape: input ``(N, C_in, {axes})`` or ``(C_in, {axes})``; output as ``nn.Conv{k}d``'s. Every
     spatial size of the convolution's output must be at least ``2 * ar_dilation + 1``.
     Inside ``torch.autocast`` the convolution runs in the autocast dtype and the AR solve in
-    float32; the output has the autocast dtype.
+    float32; the output has the autocast dtype. The AR solve keeps its output for the backward
+    pass (Theorem 4 needs nothing else), so an activation applied to it must not work in place
+    (``nn.ReLU(inplace=False)``); :func:`armafy` turns off ``inplace`` on the activations that
+    follow a converted convolution in an ``nn.Sequential``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from arma_core.nn import ARMA{k}d
+    >>> layer = ARMA{k}d(3, 8, 3, padding=1, ar_init=0.5)
+    >>> sorted(layer.state_dict())
+    ['ar.theta', 'bias', 'weight']
+    >>> x = torch.randn((2, 3) + (8,) * {k}, generator=torch.Generator().manual_seed(0))
+    >>> y = layer(x)
+    >>> y.shape[:2], y.shape[2:] == x.shape[2:]
+    (torch.Size([2, 8]), True)
+    >>> plain = ARMA{k}d(3, 8, 3, padding=1, ar_order=0)    # the convolution alone, bit for bit
+    >>> torch.equal(plain(x), torch.nn.functional.conv{k}d(x, plain.weight, plain.bias, padding=1))
+    True
     """
 
 

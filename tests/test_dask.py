@@ -7,11 +7,11 @@ import pytest
 
 da = pytest.importorskip("dask.array")
 
-from conftest import random_taps  # noqa: E402
+from conftest import random_taps
 
-import arma_core as ac  # noqa: E402
-from arma_core._array import library_name  # noqa: E402
-from arma_core.capabilities import TABLE, Capability, methods  # noqa: E402
+import arma_core as ac
+from arma_core._array import library_name
+from arma_core.capabilities import TABLE, Capability, methods
 
 FUNCTIONS = [ac.ar_solve, ac.ar_solve_adjoint, ac.ar_apply, ac.ar_apply_adjoint]
 IDS = [f.__name__ for f in FUNCTIONS]

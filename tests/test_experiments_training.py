@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from arma_experiments import results as R  # noqa: E402
-from arma_experiments.training import Task, TrainState, fit, make_fabric, seeded, torch_threads  # noqa: E402
+from arma_experiments import results as R
+from arma_experiments.training import Task, TrainState, fit, make_fabric, seeded, torch_threads
 
 
 class Regression(Task):

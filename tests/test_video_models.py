@@ -1,15 +1,16 @@
 """ConvLSTM / ARMA-LSTM video networks (Table 3), training loop and the ``arma video`` CLI."""
-import csv
-import importlib.util
-import json
-import os
 
-import numpy as np
+import importlib.util
+
 import pytest
 import torch
 
 from arma_core.nn.models import ConvLSTMCell, ConvLSTMNet, NonLocalBlock2d
-from arma_experiments.video.models import VIDEO_MODELS, build_video_model, count_parameters
+from arma_experiments.video.models import (
+    VIDEO_MODELS,
+    build_video_model,
+    count_parameters,
+)
 
 try:
     from arma_core.nn import ARMA2d  # noqa: F401
@@ -79,7 +80,7 @@ def test_teacher_forcing_reads_true_future_frames():
     x = torch.rand(1, 6, 1, 8, 8, dtype=torch.float64)
     x2 = x.clone()
     x2[:, 4] += 0.5  # a future frame (input_frames = 3)
-    exact = dict(rtol=0, atol=0)
+    exact = {"rtol": 0, "atol": 0}
     with torch.no_grad():
         free_a, free_b = net(x, 3, 3), net(x2, 3, 3)
         forced_a, forced_b = net(x, 3, 3, teacher_forcing_ratio=1.0), net(x2, 3, 3, teacher_forcing_ratio=1.0)
@@ -182,162 +183,76 @@ def test_pluggable_gate_conv():
     assert net(torch.rand(1, 3, 1, 6, 6), 2, 1).shape == (1, 2, 1, 6, 6)
 
 
-# --------------------------------------------------------------------------- training + CLI
-
-
-def _tiny_config(**kw):
-    from arma_experiments.video.train import VideoConfig
-
-    base = dict(model="convlstm3", speed=2, canvas_size=8, digit_size=4, train_size=2, val_size=1,
-                test_size=1, epochs=2, batch_size=1, eval_batch_size=2, input_frames=2, future_frames=2,
-                tf_schedule="linear", digit_pool=32, output_bias_init=True)
-    base.update(kw)
-    return VideoConfig(**base)
-
-
-@needs_mnist
-def test_resume_continues_exactly(tmp_path):
-    from arma_experiments.video.train import load_checkpoint, train_and_evaluate
-
-    straight = train_and_evaluate(_tiny_config(), tmp_path / "a", progress=False, log=lambda *_: None)
-    train_and_evaluate(_tiny_config(epochs=1), tmp_path / "b", progress=False, log=lambda *_: None)
-    with pytest.raises(FileExistsError, match="resume"):
-        train_and_evaluate(_tiny_config(), tmp_path / "b", progress=False)
-    with pytest.raises(ValueError, match="cannot resume"):
-        train_and_evaluate(_tiny_config(lr=2e-3), tmp_path / "b", resume=True, progress=False)
-    resumed = train_and_evaluate(_tiny_config(), tmp_path / "b", resume=True, progress=False,
-                                 log=lambda *_: None)
-    a = load_checkpoint(tmp_path / "a" / "convlstm3-speed2")
-    b = load_checkpoint(tmp_path / "b" / "convlstm3-speed2")
-    assert a["state"]["epoch"] == b["state"]["epoch"] == 2
-    for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
-    assert straight["metrics"]["psnr"] == pytest.approx(resumed["metrics"]["psnr"], abs=1e-9)
-    assert straight["baselines"]["copy_last"]["psnr"] == resumed["baselines"]["copy_last"]["psnr"]
-    # linear teacher forcing over 4 steps, reaching 0 at half of them: 1, 0.5 | 0, 0
-    assert [h["tf_ratio"] for h in straight["history"]] == [0.5, 0.0]
-
-
-@needs_mnist
-def test_time_budget_stops_between_epochs(tmp_path):
-    from arma_experiments.video.train import train_and_evaluate
-
-    r = train_and_evaluate(_tiny_config(epochs=3, max_minutes=1e-6), tmp_path, progress=False,
-                           log=lambda *_: None)
-    assert r["epochs_completed"] == 1 and r["stopped_by_budget"]
-    assert np.isfinite(r["metrics"]["psnr"])
-
-
-def test_plateau_schedule():
-    from arma_experiments.video.train import end_of_epoch_schedule
-
-    cfg = _tiny_config(tf_schedule="plateau", tf_patience=2, tf_decay=0.25, lr=1.0, lr_decay=0.5,
-                       lr_decay_every=2)
-    state = {"best_val": float("inf"), "stall": 0, "decay_epochs": -1, "tf_ratio": 1.0, "lr": 1.0}
-    trace = []
-    for val in [5, 4, 4.5, 4.2, 3.9, 4, 4, 4, 4, 4]:
-        improved = end_of_epoch_schedule(state, val, cfg)
-        trace.append((improved, state["tf_ratio"], state["lr"]))
-    assert [t[0] for t in trace] == [True, True, False, False, True, False, False, False, False, False]
-    # the decay starts after 2 stalled epochs (epoch 4) and then continues, even after a new best
-    assert [t[1] for t in trace] == [1, 1, 1, 0.75, 0.5, 0.25, 0, 0, 0, 0]
-    assert [t[2] for t in trace] == [1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
-    # the linear schedule leaves the state alone; no validation never stalls
-    lin = dict(state)
-    end_of_epoch_schedule(lin, 10.0, _tiny_config())
-    assert lin["tf_ratio"] == state["tf_ratio"] and lin["lr"] == state["lr"]
-    fresh = {"best_val": float("inf"), "stall": 0, "decay_epochs": -1, "tf_ratio": 1.0, "lr": 1.0}
-    for _ in range(5):
-        assert not end_of_epoch_schedule(fresh, None, cfg)
-    assert fresh["tf_ratio"] == 1.0
-
-
-@needs_mnist
-def test_cli_smoke_preset(tmp_path, capsys):
-    from arma_experiments.video.cli import main
-
-    out = tmp_path / "runs"
-    assert main(["--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
-    run = out / "convlstm3-speed1"
-    for name in ("checkpoint.pt", "results.json", "prediction.png", "prediction.npz"):
-        assert (run / name).is_file(), name
-    assert (out / "comparison-speed1.png").is_file()
-    md = (out / "results.md").read_text()
-    assert "Conv-LSTM (size 3)" in md and "Copy last frame" in md and "Blank frame" in md
-    assert "| 887,489 |" in md and "0.887M" in md and "18.24" in md  # our count, the paper's row
-    assert "wall time of the invocation" in md
-    rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [r["model"] for r in rows] == ["convlstm3", "copy_last", "blank"]
-    assert float(rows[0]["paper_psnr"]) == 18.24 and rows[0]["params"] == "887489"
-    result = json.loads((run / "results.json").read_text())
-    assert result["epochs_completed"] == 1 and np.isfinite(result["metrics"]["psnr"])
-    assert len(result["metrics"]["psnr_per_frame"]) == 2
-    # a second run refuses to overwrite; --resume reuses the finished run
-    assert main(["--preset", "smoke", "--out", str(out), "--no-progress"]) == 2
-    capsys.readouterr()
-    assert main(["--preset", "smoke", "--out", str(out), "--no-progress", "--resume"]) == 0
-    assert "reused" in capsys.readouterr().out
-    assert main(["--preset", "smoke", "--out", str(out), "--table-only"]) == 0
-
-
-@needs_mnist
-def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
-    """``--jobs 2`` trains the runs in two spawned processes with the same results."""
-    from arma_experiments.video.cli import main
-
-    args = ["--preset", "smoke", "--speed", "1", "2", "--no-progress"]
-    numba_env = os.environ.get("NUMBA_NUM_THREADS")
-    assert main(args + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
-    assert main(args + ["--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
-    assert "2 runs in 2 parallel processes" in capsys.readouterr().out
-    assert os.environ.get("NUMBA_NUM_THREADS") == numba_env  # restored after the workers
-    for speed in (1, 2):
-        a, b = (json.loads((tmp_path / d / f"convlstm3-speed{speed}" / "results.json").read_text())
-                for d in ("seq", "par"))
-        assert b["metrics"]["psnr"] == pytest.approx(a["metrics"]["psnr"], rel=1e-4)
-        losses = [[(h["train_loss"], h["val_loss"]) for h in r["history"]] for r in (a, b)]
-        assert np.allclose(losses[1], losses[0], rtol=1e-4)
-    assert (tmp_path / "par" / "results.md").is_file()
-    assert main(args + ["--out", str(tmp_path / "x"), "--jobs", "0"]) == 2
+# --------------------------------------------------------------------------- the CPU preset's family
 
 
 @needs_arma
-def test_histogram_command(tmp_path, capsys):
-    from arma_experiments.video.cli import main
-    from arma_experiments.video.histogram import ar_coefficients
-    from arma_experiments.video.train import VideoConfig
+def test_cpu_family_matches_depth_width_and_counts():
+    from arma_experiments.video.models import CPU_SIZE, TABLE3_MODELS
 
+    nets = {n: build_video_model(n, CPU_SIZE) for n in TABLE3_MODELS}
+    counts = {n: count_parameters(m) for n, m in nets.items()}
+    # 4 cells x 16 channels, skip every 2 blocks: gates (1+16), (16+16), (16+16), (32+16) -> 64
+    conv3 = sum((cin + 16) * 64 * 9 + 64 for cin in (1, 16, 16, 32)) + 33
+    assert counts["convlstm3"] == counts["dilated-convlstm"] == conv3 == 74_593
+    assert counts["convlstm5"] == conv3 + sum((cin + 16) * 64 * 16 for cin in (1, 16, 16, 32)) == 206_689
+    # AR: 4 cells x 64 gate channels x 2 axes x 2 parameters on top of the same convolutions
+    assert counts["arma-lstm"] == counts["dilated-arma-lstm"] == conv3 + 4 * 64 * 2 * 2
+    for net in nets.values():
+        assert [len(b) for b in net.blocks] == [1, 1, 1, 1]
+        assert [c.hidden_channels for b in net.blocks for c in b] == [16] * 4
+        assert net.output.in_channels == 32
+    assert nets["dilated-arma-lstm"].blocks[1][0].gates.dilation == (2, 2)
+
+
+def test_nonlocal_blocks_sit_after_the_middle_blocks():
+    from arma_experiments.video.models import CPU_SIZE, NetworkSize
+
+    assert build_video_model("nonlocal-convlstm3").nonlocal_after == (1, 2)
+    net = build_video_model("nonlocal-convlstm5", CPU_SIZE)
+    assert net.nonlocal_after == (1, 2) and len(net.nonlocal_blocks) == 2
+    with pytest.raises(ValueError, match="non-local"):
+        build_video_model("nonlocal-convlstm3", NetworkSize(8, 1, 1, 0))
+    with pytest.raises(ValueError, match="hidden"):
+        NetworkSize(0)
+
+
+def test_logits_option_feeds_back_the_sigmoid():
     torch.manual_seed(0)
-    model = build_video_model("arma-lstm")
+    net = ConvLSTMNet(hidden_channels=(4, 4), cells_per_block=1, skip_stride=0).double()
+    x = torch.rand(2, 6, 1, 8, 8, dtype=torch.float64)
     with torch.no_grad():
-        for k, p in model.named_parameters():
-            if k.endswith("ar.theta"):
-                p.normal_(0, 1)
-    coef = ar_coefficients(model)
-    assert coef["layers"] == 12 and coef["f_minus"].shape == (12 * 128 * 2,)
-    assert np.abs(coef["sum"]).max() < 1  # strip region: every factor stable
-    cfg = VideoConfig(model="arma-lstm", speed=1)
-    ckpt = {"config": cfg.to_dict(), "model": model.state_dict(), "best_model": None}
-    torch.save(ckpt, tmp_path / "checkpoint.pt")
-    assert main(["--histogram", str(tmp_path / "checkpoint.pt")]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["factors"] == 3072 and (tmp_path / "ar_histogram.png").is_file()
-    assert summary["mean_abs_sum"] == pytest.approx(float(np.abs(coef["sum"]).mean()))
-    # a model without AR layers has nothing to plot
-    conv = VideoConfig(model="convlstm3", speed=1)
-    torch.save({"config": conv.to_dict(), "model": build_video_model("convlstm3").state_dict(),
-                "best_model": None}, tmp_path / "conv.pt")
-    assert main(["--histogram", str(tmp_path / "conv.pt"), "--histogram-out", str(tmp_path / "x.png")]) == 2
+        net.output.bias.fill_(-1.0)
+        probs = net(x, 3, 3)
+        logits = net(x, 3, 3, logits=True)
+        forced = net(x, 3, 3, teacher_forcing_ratio=0.5, generator=torch.Generator().manual_seed(1))
+        forced_logits = net(x, 3, 3, teacher_forcing_ratio=0.5, generator=torch.Generator().manual_seed(1), logits=True)
+    torch.testing.assert_close(torch.sigmoid(logits), probs, rtol=0, atol=1e-15)
+    torch.testing.assert_close(torch.sigmoid(forced_logits), forced, rtol=0, atol=1e-15)
+    assert logits.min() < 0  # really logits, not probabilities
+    # one step by hand: the same logits
+    out, _ = net.step(x[:, 0], None, logits=True)
+    torch.testing.assert_close(out, logits[:, 0])
 
 
-def test_cli_argument_errors(tmp_path, capsys):
-    from arma_experiments.video.cli import main
+def test_nonlocal_subsample_attends_over_pooled_keys():
+    torch.manual_seed(0)
+    block = NonLocalBlock2d(4, subsample=2).double()
+    with torch.no_grad():
+        block.out.weight.normal_()
+    x = torch.randn(2, 4, 4, 6, dtype=torch.float64)
+    q = block.theta(x).flatten(2)  # (B, C', 24)
+    k = torch.nn.functional.max_pool2d(block.phi(x), 2).flatten(2)  # (B, C', 6)
+    v = torch.nn.functional.max_pool2d(block.g(x), 2).flatten(2)
+    w = torch.softmax(torch.einsum("bci,bcj->bij", q, k), dim=-1)
+    z = torch.einsum("bij,bcj->bci", w, v).reshape(2, 2, 4, 6)
+    torch.testing.assert_close(block(x), x + block.out(z))
+    assert count_parameters(block) == count_parameters(NonLocalBlock2d(4))  # pooling has no weights
+    with pytest.raises(ValueError, match="multiple of subsample"):
+        block(torch.randn(1, 4, 5, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="subsample"):
+        NonLocalBlock2d(4, subsample=0)
+    from arma_experiments.video.models import CPU_SIZE
 
-    assert main(["--list-models"]) == 0
-    assert "887,489" in capsys.readouterr().out
-    if not torch.cuda.is_available():
-        assert main(["--preset", "smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
-    assert main(["--preset", "smoke", "--epochs", "0", "--out", str(tmp_path)]) == 2
-    assert "epochs" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--model", "nope"])
+    net = build_video_model("nonlocal-arma-lstm", CPU_SIZE)
+    assert all(b.subsample == 2 for b in net.nonlocal_blocks.values())

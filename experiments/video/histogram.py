@@ -1,4 +1,5 @@
 """Histogram of the learned AR coefficients of a trained video model (the paper's Figure 6)."""
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,7 @@ def plot_ar_histogram(model: torch.nn.Module, path: str | os.PathLike, title: st
 
     coef = ar_coefficients(model)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, key, label in zip(
-        axes, ("f_minus", "f_plus", "sum"), ("$f_{-1}$", "$f_{1}$", "$f_{-1} + f_{1}$")
-    ):
+    for ax, key, label in zip(axes, ("f_minus", "f_plus", "sum"), ("$f_{-1}$", "$f_{1}$", "$f_{-1} + f_{1}$")):
         ax.hist(coef[key], bins=60, range=(-1, 1), color="tab:blue")
         ax.set_xlabel(label)
         ax.set_xlim(-1, 1)

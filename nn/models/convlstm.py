@@ -26,11 +26,11 @@ from torch import nn
 from .nonlocal_block import NonLocalBlock2d
 
 __all__ = [
-    "GateConvFactory",
-    "conv2d_gate",
-    "arma2d_gate",
     "ConvLSTMCell",
     "ConvLSTMNet",
+    "GateConvFactory",
+    "arma2d_gate",
+    "conv2d_gate",
 ]
 
 GateConvFactory = Callable[[int, int, int, int], nn.Module]
@@ -120,9 +120,9 @@ class ConvLSTMCell(nn.Module):
     gate_conv : callable, optional
         ``gate_conv(in, out, kernel_size, dilation) -> nn.Module``; default :func:`conv2d_gate`.
 
-    Shapes
-    ------
-    x: ``(B, in_channels, H, W)``; state: ``(h, c)`` each ``(B, hidden_channels, H, W)`` or
+    Notes
+    -----
+    Shapes: x: ``(B, in_channels, H, W)``; state: ``(h, c)`` each ``(B, hidden_channels, H, W)`` or
     ``None`` (zeros); returns ``h'`` and ``(h', c')``.
     """
 
@@ -183,6 +183,8 @@ class ConvLSTMNet(nn.Module):
         Gate convolution factory (:func:`conv2d_gate` by default, :func:`arma2d_gate` for ARMA-LSTM).
     nonlocal_after : sequence of int
         Insert a :class:`NonLocalBlock2d` after these blocks (Table 4 uses two blocks).
+    nonlocal_subsample : int
+        The non-local blocks' ``subsample`` (max-pooled keys and values; 1: none).
 
     Notes
     -----
@@ -202,6 +204,7 @@ class ConvLSTMNet(nn.Module):
         dilation: int = 1,
         gate_conv: GateConvFactory | None = None,
         nonlocal_after: Sequence[int] = (),
+        nonlocal_subsample: int = 1,
     ):
         super().__init__()
         hidden_channels = tuple(int(h) for h in hidden_channels)
@@ -239,7 +242,9 @@ class ConvLSTMNet(nn.Module):
                 channels = hidden_channels[b]
             self.blocks.append(cells)
             channels = self._block_output_channels(b)
-        self.nonlocal_blocks = nn.ModuleDict({str(b): NonLocalBlock2d(hidden_channels[b]) for b in nonlocal_after})
+        self.nonlocal_blocks = nn.ModuleDict(
+            {str(b): NonLocalBlock2d(hidden_channels[b], subsample=nonlocal_subsample) for b in nonlocal_after}
+        )
         self.output = nn.Conv2d(channels, input_channels, kernel_size=1, bias=True)
 
     def _has_skip(self, b: int) -> bool:
@@ -251,8 +256,13 @@ class ConvLSTMNet(nn.Module):
             channels += self.hidden_channels[b - self.skip_stride]
         return channels
 
-    def step(self, frame: torch.Tensor, states: list | None) -> tuple[torch.Tensor, list]:
-        """One recurrent step: frame ``(B, C, H, W)`` -> next-frame prediction in ``(0, 1)``."""
+    def step(self, frame: torch.Tensor, states: list | None, *, logits: bool = False) -> tuple[torch.Tensor, list]:
+        """One recurrent step: frame ``(B, C, H, W)`` -> next-frame prediction.
+
+        The prediction is in ``(0, 1)``, or the output convolution's logits (before the
+        sigmoid) with ``logits=True``; ``states`` is ``None`` at the first step, then what the
+        previous step returned.
+        """
         if states is None:
             states = [[None] * len(cells) for cells in self.blocks]
         x = frame
@@ -265,7 +275,8 @@ class ConvLSTMNet(nn.Module):
             outputs.append(x)
             if self._has_skip(b):
                 x = torch.cat([x, outputs[b - self.skip_stride]], dim=1)
-        return torch.sigmoid(self.output(x)), states
+        out = self.output(x)
+        return (out if logits else torch.sigmoid(out)), states
 
     def forward(
         self,
@@ -274,6 +285,8 @@ class ConvLSTMNet(nn.Module):
         future_frames: int = 10,
         teacher_forcing_ratio: float = 0.0,
         generator: torch.Generator | None = None,
+        *,
+        logits: bool = False,
     ) -> torch.Tensor:
         """Predict frames ``1 .. input_frames + future_frames - 1``.
 
@@ -289,12 +302,17 @@ class ConvLSTMNet(nn.Module):
             model's own prediction during the future steps.
         generator : torch.Generator, optional
             Source of the teacher-forcing coin flips.
+        logits : bool
+            Return the output convolution's logits instead of their sigmoid (for a
+            cross-entropy loss such as ``binary_cross_entropy_with_logits``, which is exact
+            where the sigmoid saturates). The recurrence is the same either way: the steps of
+            the future read the sigmoid of the previous prediction.
 
         Returns
         -------
         Tensor, shape (B, input_frames + future_frames - 1, C, H, W)
             Output ``t`` predicts ``frames[:, t + 1]``; the last ``future_frames`` outputs are
-            the forecast of the future.
+            the forecast of the future. In ``(0, 1)``, or logits with ``logits=True``.
         """
         if frames.ndim != 5 or frames.shape[2] != self.input_channels:
             raise ValueError(f"frames must have shape (B, T, {self.input_channels}, H, W), got {tuple(frames.shape)}")
@@ -320,6 +338,7 @@ class ConvLSTMNet(nn.Module):
                 x = mask * frames[:, t] + (1 - mask) * prediction
             else:
                 x = prediction
-            prediction, states = self.step(x, states)
-            predictions.append(prediction)
+            out, states = self.step(x, states, logits=True)
+            prediction = torch.sigmoid(out)
+            predictions.append(out if logits else prediction)
         return torch.stack(predictions, dim=1)
