@@ -535,7 +535,8 @@ def ar_solve(
         AR dilation ``d`` (numpy integers accepted).
     method : {"auto", "fft", "dense", "lines"}
         ``fft`` is exact for ``circular`` only; ``dense`` for every boundary; ``lines`` (the
-        compiled line solver, numpy and torch CPU arrays, needs numba) for every boundary;
+        compiled line solver, numpy and torch CPU arrays, needs the C extension built by the
+        install step) for every boundary;
         ``auto`` picks the fastest exact one (``docs/backends.md``).
     axes : sequence of k ints, optional
         The axes to filter along (default the last ``k``): ``axes=(0,)`` filters an

@@ -4,12 +4,13 @@ Which kernel runs for a call is decided by one table, :mod:`arma_core.capabiliti
 backend module only provides kernels (functions named in the table's ``kernel`` column) and
 never calls back into the public functions (the dask kernels map the chunk library's kernel
 over blocks). Modules are imported when their row is first used, so ``import arma_core`` never
-imports torch, cupy, dask, scipy or numba.
+imports torch, cupy, dask or scipy.
 
 - :mod:`.numpy_scipy`: the compiled line solver and ``scipy.fft`` for numpy arrays;
 - :mod:`.torch`: autograd (Theorem 4), the line solver on CPU tensors, ``F.conv*d``;
 - :mod:`.dask`: the chunk-wise map;
-- :mod:`._lines` / :mod:`._lines_kernels`: the line solver itself (numba, optional);
+- :mod:`._lines` / ``_lines_c``: the line solver itself (a C extension built by the install
+  step, optional);
 - :mod:`._fourier`: the Fourier-domain backward of the ``fft`` method.
 
 CuPy, JAX, array-api-strict and any other array-API library run the generic kernels of the

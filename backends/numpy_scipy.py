@@ -1,4 +1,4 @@
-"""NumPy kernels: the compiled line solver (numba) and ``scipy.fft`` for the ``fft`` method.
+"""NumPy kernels: the compiled line solver (C extension) and ``scipy.fft`` for the ``fft`` method.
 
 - :func:`lines_kernel` (``method="lines"``): :mod:`arma_core.backends._lines`, exact for every
   boundary, ``O(N Q)`` work, one read and one write of the signal.

@@ -8,6 +8,7 @@ started by ``torch.multiprocessing.spawn``, plain optimizers.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import tempfile
 import time
@@ -184,11 +185,20 @@ def _ddp_worker(rank, world, init_file, out_file):
         x, y = _ddp_data()
         shard = slice(rank * DDP_BATCH // world, (rank + 1) * DDP_BATCH // world)
         _train(ddp, x[shard], y[shard], DDP_STEPS)
+        # torch's gloo teardown can deadlock when the last reference to the process group goes
+        # (with the GIL held) while a gloo thread still releases a finished collective's tensors
+        # (which needs the GIL): seen on this loaded machine. The reducer goes first (the
+        # default group still holds the process group), and a barrier plus a GIL-free pause
+        # lets the gloo threads finish before destroy_process_group.
+        del ddp
+        gc.collect()  # DDP's hooks form reference cycles
         flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         gathered = [torch.empty_like(flat) for _ in range(world)]
         dist.all_gather(gathered, flat)
         if rank == 0:
             torch.save(torch.stack(gathered), out_file)
+        dist.barrier()
+        time.sleep(0.2)
     finally:
         dist.destroy_process_group()
 
