@@ -121,9 +121,17 @@ def plan(args) -> tuple[list[tuple[RunConfig, Path]], Path]:
     for model in args.models or preset["models"]:
         for seed in args.seeds or preset["seeds"]:
             for arm in args.arms or preset["arms"]:
-                extra = {"weight_decay": 0.0} if name == "adam" else {}
+                # Adam runs without weight decay (the presets never set weight_decay)
+                decay = 0.0 if name == "adam" else RunConfig.weight_decay
                 config = RunConfig(
-                    model=model, arm=arm, optimizer=name, lr=lr, seed=seed, record_steps=False, **extra, **base
+                    model=model,
+                    arm=arm,
+                    optimizer=name,
+                    lr=lr,
+                    seed=seed,
+                    record_steps=False,
+                    weight_decay=decay,
+                    **base,
                 )
                 items.append((config, out / f"{model}-{arm}-seed{seed}"))
     # the most expensive runs first, so that two workers finish together

@@ -75,9 +75,9 @@ def _sum_stats(model) -> dict:
     """Mean ``|f_-1 + f_1|`` over every AR factor and the share above 0.5 (Figure 6's numbers)."""
     import torch
 
-    from .monitor import ar_layers
+    from .monitor import _ar_taps, ar_layers
 
-    sums = [(m.ar.taps()[..., 0] + m.ar.taps()[..., 2]).detach().abs().reshape(-1) for _, m in ar_layers(model)]
+    sums = [(_ar_taps(m)[..., 0] + _ar_taps(m)[..., 2]).detach().abs().reshape(-1) for _, m in ar_layers(model)]
     if not sums:
         return {"mean_abs_sum": None, "share_abs_sum_gt_half": None}
     s = torch.cat(sums).double()

@@ -118,8 +118,9 @@ def plan(args) -> tuple[list[tuple[RunConfig, Path]], list[str], Path]:
     for name, lr in optimizers:
         for seed in seeds:
             for arm in arms:
-                extra = {"weight_decay": 0.0} if name == "adam" else {}
-                config = RunConfig(arm=arm, optimizer=name, lr=lr, seed=seed, **extra, **base)
+                # Adam runs without weight decay (the presets never set weight_decay)
+                decay = 0.0 if name == "adam" else RunConfig.weight_decay
+                config = RunConfig(arm=arm, optimizer=name, lr=lr, seed=seed, weight_decay=decay, **base)
                 items.append((config, out / f"{name}-{lr:g}" / f"{arm}-seed{seed}"))
     return items, arms, out
 
