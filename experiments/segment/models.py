@@ -48,9 +48,9 @@ class FlatSegNet(nn.Module):
     ar_boundary : str
         The AR solve's boundary rule (the paper's: ``"circular"``).
 
-    Shapes
-    ------
-    ``(B, in_channels, H, W) -> (B, out_channels, H, W)``.
+    Notes
+    -----
+    Shapes: ``(B, in_channels, H, W) -> (B, out_channels, H, W)``.
     """
 
     def __init__(

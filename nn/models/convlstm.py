@@ -120,9 +120,9 @@ class ConvLSTMCell(nn.Module):
     gate_conv : callable, optional
         ``gate_conv(in, out, kernel_size, dilation) -> nn.Module``; default :func:`conv2d_gate`.
 
-    Shapes
-    ------
-    x: ``(B, in_channels, H, W)``; state: ``(h, c)`` each ``(B, hidden_channels, H, W)`` or
+    Notes
+    -----
+    Shapes: x: ``(B, in_channels, H, W)``; state: ``(h, c)`` each ``(B, hidden_channels, H, W)`` or
     ``None`` (zeros); returns ``h'`` and ``(h', c')``.
     """
 

@@ -35,9 +35,7 @@ class NonLocalBlock2d(nn.Module):
     Cost ``O(H W (H W / s^2) C')`` per image: at 32 x 32 with ``s = 1`` the attention matrix has a
     million entries per image, several times the cost of a 16-channel ConvLSTM cell.
 
-    Shapes
-    ------
-    ``(B, channels, H, W) -> (B, channels, H, W)``.
+    Shapes: ``(B, channels, H, W) -> (B, channels, H, W)``.
 
     Examples
     --------

@@ -103,9 +103,9 @@ class UNet(nn.Module):
         :class:`NonLocalBlock2d` (embedding ``width // 2`` channels; the identity at
         initialisation).
 
-    Shapes
-    ------
-    ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H`` and ``W`` must be multiples
+    Notes
+    -----
+    Shapes: ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H`` and ``W`` must be multiples
     of ``2 ** (len(widths) - 1)``. With ARMA layers every level must also be at least 3 pixels
     wide (``ARMA2d`` raises otherwise).
 
