@@ -104,7 +104,9 @@ def _replace_below(model: nn.Module, selected: Callable[[str, nn.Module], bool],
             if after_ar and isinstance(parent, nn.Sequential) and getattr(child, "inplace", False):
                 # the AR solve keeps its output for the backward pass (Theorem 4): an in-place
                 # activation right after it would overwrite that output
-                setattr(child, "inplace", False)  # noqa: B010 (nn.Module types the attribute as a submodule)
+                # torch types Module.__setattr__'s value as Tensor | Module, but plain attributes
+                # such as the activations' bool `inplace` are set through it too
+                child.inplace = False  # type: ignore[assignment]
             name = f"{prefix}{child_name}"
             if id(child) in done:
                 parent._modules[child_name] = done[id(child)]

@@ -65,10 +65,11 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a CIFAR-10 batch")
         if name == "_reconstruct":
+            # _reconstruct is private: it exists at run time but numpy's stubs do not declare it
             try:
-                from numpy._core.multiarray import _reconstruct
+                from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
             except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct
+                from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]
             return _reconstruct
         if module == "_codecs":
             import codecs

@@ -174,8 +174,9 @@ class ISICSegmentation:
         order = np.random.default_rng(seed).permutation(len(pairs))
         lo, hi = SPLITS[split]
         chosen = order[round(lo * len(pairs)) : round(hi * len(pairs))]
-        self.ids = [pairs[i][0].stem for i in chosen]
-        self._cache = [_load_pair(*pairs[i], cache_width) for i in chosen]
+        chosen_pairs = [pairs[i] for i in chosen]
+        self.ids = [image.stem for image, _ in chosen_pairs]
+        self._cache = [_load_pair(image, mask, cache_width) for image, mask in chosen_pairs]
         self.split, self.image_size, self.augment = split, image_size, bool(augment)
         self.augmentation_prob, self.seed = float(augmentation_prob), int(seed)
 

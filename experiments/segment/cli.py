@@ -239,7 +239,8 @@ def _train_one(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    if not progress:
+    # a replaced sys.stdout (a StringIO, a capturing wrapper) may have no reconfigure
+    if not progress and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     from .train import train_and_evaluate
 

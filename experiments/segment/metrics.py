@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal, TypedDict
 
 import torch
 
@@ -38,6 +39,13 @@ __all__ = ["BINARY_METRICS", "BinaryScores", "MulticlassScores", "binary_metrics
 
 #: The paper's binary metrics, in Table 2's order plus Dice.
 BINARY_METRICS = ("ACC", "SE", "SP", "PC", "F1", "JS", "DC")
+
+
+class _SamplewiseArgs(TypedDict):
+    """The keyword arguments shared by the torchmetrics binary functions below."""
+
+    threshold: float
+    multidim_average: Literal["global", "samplewise"]
 
 
 def _check_pair(prob: torch.Tensor, truth: torch.Tensor) -> None:
@@ -84,7 +92,7 @@ def binary_metrics(prob: torch.Tensor, truth: torch.Tensor, threshold: float = 0
         # torchmetrics 1.9's samplewise reduction squeezes a batch of one image to a scalar
         # and then fails to stack it: score the image twice and keep one
         pred, target = pred.repeat(2, 1), target.repeat(2, 1)
-    args = {"threshold": 0.5, "multidim_average": "samplewise"}
+    args: _SamplewiseArgs = {"threshold": 0.5, "multidim_average": "samplewise"}
     tp, fp, _, fn, _ = binary_stat_scores(pred, target, **args).double().unbind(-1)
     union = tp + fp + fn
     jaccard = torch.where(union > 0, tp / union.clamp(min=1), torch.zeros_like(tp))

@@ -152,8 +152,11 @@ class SegmentConfig:
             raise ValueError("task 'isic' needs isic_root, the folder of the ISIC 2018 Task 1 data")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be positive or None, got {self.max_minutes!r}")
-        self.digits = tuple(int(v) for v in self.digits)
-        self.scale = tuple(float(v) for v in self.scale)
+        for name in ("digits", "scale"):
+            if len(getattr(self, name)) != 2:
+                raise ValueError(f"{name} must be a (low, high) pair, got {getattr(self, name)!r}")
+        self.digits = (int(self.digits[0]), int(self.digits[1]))
+        self.scale = (float(self.scale[0]), float(self.scale[1]))
         self.widths = tuple(int(v) for v in self.widths)
 
     @property
@@ -179,30 +182,34 @@ def make_datasets(config: SegmentConfig):
     if config.task == "digits":
         from ..data.mnist_segmentation import MultiDigitSegmentation
 
-        common = {
-            "canvas": config.canvas,
-            "digits": config.digits,
-            "scale": config.scale,
-            "threshold": config.threshold,
-        }
-        train = MultiDigitSegmentation("train", config.train_size, seed=config.data_seed, resample=True, **common)
-        val = (
-            MultiDigitSegmentation("val", config.val_size, seed=config.data_seed + 1, **common)
-            if config.val_size
-            else None
-        )
-        test = MultiDigitSegmentation("test", config.test_size, seed=config.data_seed + 2, **common)
+        def digit_set(split: str, size: int, seed: int, resample: bool = False) -> MultiDigitSegmentation:
+            return MultiDigitSegmentation(
+                split,
+                size,
+                seed=seed,
+                resample=resample,
+                canvas=config.canvas,
+                digits=config.digits,
+                scale=config.scale,
+                threshold=config.threshold,
+            )
+
+        train = digit_set("train", config.train_size, config.data_seed, resample=True)
+        val = digit_set("val", config.val_size, config.data_seed + 1) if config.val_size else None
+        test = digit_set("test", config.test_size, config.data_seed + 2)
         return train, val, test
     from ..data.isic import ISICSegmentation
 
-    common = {"image_size": config.image_size, "seed": config.data_seed}
-    train = ISICSegmentation(
-        config.isic_root, "train", augment=True, augmentation_prob=config.augmentation_prob, **common
-    )
+    root = config.isic_root
+    if not root:  # checked by SegmentConfig too; a config edited afterwards ends here
+        raise ValueError("task 'isic' needs isic_root, the folder of the ISIC 2018 Task 1 data")
+    size, seed = config.image_size, config.data_seed
     return (
-        train,
-        ISICSegmentation(config.isic_root, "val", **common),
-        ISICSegmentation(config.isic_root, "test", **common),
+        ISICSegmentation(
+            root, "train", image_size=size, seed=seed, augment=True, augmentation_prob=config.augmentation_prob
+        ),
+        ISICSegmentation(root, "val", image_size=size, seed=seed),
+        ISICSegmentation(root, "test", image_size=size, seed=seed),
     )
 
 

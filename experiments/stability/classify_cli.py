@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from .cli_common import add_common, overrides, parse_optimizer
@@ -121,9 +120,17 @@ def plan(args) -> tuple[list[tuple[RunConfig, Path]], Path]:
     for model in args.models or preset["models"]:
         for seed in args.seeds or preset["seeds"]:
             for arm in args.arms or preset["arms"]:
-                extra = {"weight_decay": 0.0} if name == "adam" else {}
+                # Adam runs without weight decay (the presets never set weight_decay)
+                decay = 0.0 if name == "adam" else RunConfig.weight_decay
                 config = RunConfig(
-                    model=model, arm=arm, optimizer=name, lr=lr, seed=seed, record_steps=False, **extra, **base
+                    model=model,
+                    arm=arm,
+                    optimizer=name,
+                    lr=lr,
+                    seed=seed,
+                    record_steps=False,
+                    weight_decay=decay,
+                    **base,
                 )
                 items.append((config, out / f"{model}-{arm}-seed{seed}"))
     # the most expensive runs first, so that two workers finish together
@@ -167,29 +174,11 @@ def main(argv=None) -> int:
         return 2
     wall = None
     if not args.table_only:
-        preset = PRESETS[args.preset]
-        jobs = args.jobs or (preset["jobs"] if args.device == "cpu" else 1)
-        threads = args.threads or preset["threads"] or 1
-        if jobs < 1 or threads < 1:
-            print("arma classify: --jobs and --threads must be >= 1", file=sys.stderr)
-            return 2
-        from .run import run_many
+        from .run import run_invocation
 
-        print(f"{len(items)} runs in {out}, {jobs} process(es) x {threads} thread(s)", flush=True)
-        start = time.perf_counter()
-        try:
-            run_many(
-                items,
-                jobs=jobs,
-                threads=threads,
-                resume=args.resume,
-                device=args.device,
-                log=lambda m: print(m, flush=True),
-            )
-        except (FileNotFoundError, FileExistsError, ValueError) as exc:
-            print(f"arma classify: {exc}", file=sys.stderr)
+        wall = run_invocation(items, args, PRESETS[args.preset], "classify", f"{len(items)} runs in {out}")
+        if wall is None:
             return 2
-        wall = time.perf_counter() - start
     path = write_report(out, wall)
     if path is None:
         print(f"arma classify: no results in {out}", file=sys.stderr)

@@ -11,12 +11,22 @@ connected set of non-singular factors that contains the identity, so a factor wi
 from __future__ import annotations
 
 import math
+from typing import Protocol, cast
 
 import torch
 
 import arma_core
 
 __all__ = ["ar_layers", "ar_state", "layer_sums"]
+
+
+class _HasTaps(Protocol):
+    def taps(self) -> torch.Tensor: ...
+
+
+def _ar_taps(module: torch.nn.Module) -> torch.Tensor:
+    """``module.ar.taps()`` of a module that :func:`ar_layers` returned (it checked the method)."""
+    return cast(_HasTaps, module.ar).taps()
 
 
 def ar_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
@@ -34,7 +44,7 @@ def layer_sums(model: torch.nn.Module) -> dict[str, float]:
     """Largest ``|f_-1 + f_1|`` per AR layer (NaN when a layer's taps are not finite)."""
     out = {}
     for name, module in ar_layers(model):
-        t = module.ar.taps().detach()
+        t = _ar_taps(module).detach()
         out[name] = float((t[..., 0] + t[..., 2]).abs().max()) if torch.isfinite(t).all() else math.nan
     return out
 
@@ -66,7 +76,7 @@ def ar_state(model: torch.nn.Module) -> dict:
         return {"min_margin": None, "max_abs_sum": None, "worst_layer": None, "outside": 0, "finite": True}
     margin, worst, worst_name, outside, finite = math.inf, -1.0, None, 0, True
     for name, module in layers:
-        t = module.ar.taps().detach()
+        t = _ar_taps(module).detach()
         if not torch.isfinite(t).all():
             finite, worst_name = False, worst_name or name
             continue

@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,9 +76,9 @@ def _sum_stats(model) -> dict:
     """Mean ``|f_-1 + f_1|`` over every AR factor and the share above 0.5 (Figure 6's numbers)."""
     import torch
 
-    from .monitor import ar_layers
+    from .monitor import _ar_taps, ar_layers
 
-    sums = [(m.ar.taps()[..., 0] + m.ar.taps()[..., 2]).detach().abs().reshape(-1) for _, m in ar_layers(model)]
+    sums = [(_ar_taps(m)[..., 0] + _ar_taps(m)[..., 2]).detach().abs().reshape(-1) for _, m in ar_layers(model)]
     if not sums:
         return {"mean_abs_sum": None, "share_abs_sum_gt_half": None}
     s = torch.cat(sums).double()
@@ -226,3 +227,35 @@ def run_many(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_invocation(
+    items: Sequence[tuple[RunConfig, Path]], args, preset: dict, command: str, what: str
+) -> float | None:
+    """The training part of ``arma stability`` / ``arma classify``: runs ``items`` with the
+    command line's ``--jobs`` / ``--threads`` / ``--resume`` / ``--device`` (else the preset's)
+    and returns the wall time in seconds, or ``None`` after printing why it could not run (the
+    command then exits with status 2).
+
+    ``what`` describes the runs in the progress header, e.g. ``"12 runs in out/"``.
+    """
+    jobs = args.jobs or (preset["jobs"] if args.device == "cpu" else 1)
+    threads = args.threads or preset["threads"] or 1
+    if jobs < 1 or threads < 1:
+        print(f"arma {command}: --jobs and --threads must be >= 1", file=sys.stderr)
+        return None
+    print(f"{what}, {jobs} process(es) x {threads} thread(s)", flush=True)
+    start = time.perf_counter()
+    try:
+        run_many(
+            items,
+            jobs=jobs,
+            threads=threads,
+            resume=args.resume,
+            device=args.device,
+            log=lambda m: print(m, flush=True),
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"arma {command}: {exc}", file=sys.stderr)
+        return None
+    return time.perf_counter() - start

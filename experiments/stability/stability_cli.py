@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from .cli_common import add_common, overrides, parse_optimizer
@@ -118,8 +117,9 @@ def plan(args) -> tuple[list[tuple[RunConfig, Path]], list[str], Path]:
     for name, lr in optimizers:
         for seed in seeds:
             for arm in arms:
-                extra = {"weight_decay": 0.0} if name == "adam" else {}
-                config = RunConfig(arm=arm, optimizer=name, lr=lr, seed=seed, **extra, **base)
+                # Adam runs without weight decay (the presets never set weight_decay)
+                decay = 0.0 if name == "adam" else RunConfig.weight_decay
+                config = RunConfig(arm=arm, optimizer=name, lr=lr, seed=seed, weight_decay=decay, **base)
                 items.append((config, out / f"{name}-{lr:g}" / f"{arm}-seed{seed}"))
     return items, arms, out
 
@@ -155,32 +155,14 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"arma stability: {exc}", file=sys.stderr)
         return 2
+    wall = None
     if not args.table_only:
-        preset = PRESETS[args.preset]
-        jobs = args.jobs or (preset["jobs"] if args.device == "cpu" else 1)
-        threads = args.threads or preset["threads"] or 1
-        if jobs < 1 or threads < 1:
-            print("arma stability: --jobs and --threads must be >= 1", file=sys.stderr)
-            return 2
-        from .run import run_many
+        from .run import run_invocation
 
-        print(f"{len(items)} runs ({len(arms)} arms) in {out}, {jobs} process(es) x {threads} thread(s)", flush=True)
-        start = time.perf_counter()
-        try:
-            run_many(
-                items,
-                jobs=jobs,
-                threads=threads,
-                resume=args.resume,
-                device=args.device,
-                log=lambda m: print(m, flush=True),
-            )
-        except (FileNotFoundError, FileExistsError, ValueError) as exc:
-            print(f"arma stability: {exc}", file=sys.stderr)
+        what = f"{len(items)} runs ({len(arms)} arms) in {out}"
+        wall = run_invocation(items, args, PRESETS[args.preset], "stability", what)
+        if wall is None:
             return 2
-        wall = time.perf_counter() - start
-    else:
-        wall = None
     path = write_report(out, arms, wall)
     if path is None:
         print(f"arma stability: no results in {out}", file=sys.stderr)

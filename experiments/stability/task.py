@@ -177,6 +177,7 @@ class ClassifyTask(Task):
             groups.append(
                 {"params": ar, "lr": c.lr * factor, "base_lr": c.lr * factor, "weight_decay": c.weight_decay / factor}
             )
+        opt: torch.optim.Optimizer
         if c.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         else:

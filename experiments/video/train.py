@@ -220,17 +220,24 @@ def run_directory(out_dir: str | os.PathLike, model: str, speed: float, seed: in
 
 def make_datasets(config: VideoConfig) -> tuple[MovingMNIST, MovingMNIST | None, MovingMNIST]:
     """Training, validation (or None) and test sets of a run."""
-    common = {
-        "speed": config.speed,
-        "canvas_size": config.canvas_size,
-        "digit_size": config.digit_size,
-        "num_digits": config.num_digits,
-        "num_frames": config.num_frames,
-        "digit_pool": config.digit_pool,
-    }
-    train = MovingMNIST("train", config.train_size, seed=config.data_seed, resample=config.resample_train, **common)
-    val = MovingMNIST("val", config.val_size, seed=config.data_seed + 1, **common) if config.val_size else None
-    test = MovingMNIST("test", config.test_size, seed=config.data_seed + 2, **common)
+
+    def moving_mnist(split: str, size: int, seed: int, resample: bool = False) -> MovingMNIST:
+        return MovingMNIST(
+            split,
+            size,
+            seed=seed,
+            resample=resample,
+            speed=config.speed,
+            canvas_size=config.canvas_size,
+            digit_size=config.digit_size,
+            num_digits=config.num_digits,
+            num_frames=config.num_frames,
+            digit_pool=config.digit_pool,
+        )
+
+    train = moving_mnist("train", config.train_size, config.data_seed, resample=config.resample_train)
+    val = moving_mnist("val", config.val_size, config.data_seed + 1) if config.val_size else None
+    test = moving_mnist("test", config.test_size, config.data_seed + 2)
     return train, val, test
 
 
@@ -331,7 +338,9 @@ class VideoTask(Task):
     ([4, 2], 0.054)
     """
 
-    def __init__(self, config: VideoConfig, datasets=None):
+    def __init__(
+        self, config: VideoConfig, datasets: tuple[MovingMNIST, MovingMNIST | None, MovingMNIST] | None = None
+    ):
         self.video = config
         self.config = config.to_dict()
         # the linear and cosine schedules' horizons are fractions of all steps: the epochs fix them
@@ -356,6 +365,7 @@ class VideoTask(Task):
             model = build_video_model(self.video.model, self.video.size)
         if self.video.output_bias_init:
             m = min(max(self.mean_pixel, 1e-4), 1 - 1e-4)
+            assert model.output.bias is not None  # the output convolution is built with bias=True
             with torch.no_grad():
                 model.output.bias.fill_(math.log(m / (1 - m)))
         return model, torch.optim.Adam(model.parameters(), lr=self.video.lr)
@@ -397,20 +407,20 @@ class VideoTask(Task):
         return {"loss": total}
 
     def end_epoch(self, fabric, model, state: TrainState):
-        val = None if self.val_set is None else self._validation_loss(fabric, model)
+        val = None if self.val_set is None else self._validation_loss(fabric, model, self.val_set)
         record = {"val_loss": val, "tf_ratio": self.schedule["tf_ratio"], "lr": self.optimizer.param_groups[0]["lr"]}
         if end_of_epoch_schedule(self.schedule, val, self.video):
             self.best_model = {k: v.detach().cpu().clone() for k, v in _plain(model).state_dict().items()}
         return record
 
-    def _validation_loss(self, fabric, model) -> float:
+    def _validation_loss(self, fabric, model, val_set: MovingMNIST) -> float:
         cfg = self.video
         total = 0.0
-        for idx in _batches(len(self.val_set), cfg.eval_batch_size):
-            frames = torch.from_numpy(self.val_set.batch(idx)).to(fabric.device)
+        for idx in _batches(len(val_set), cfg.eval_batch_size):
+            frames = torch.from_numpy(val_set.batch(idx)).to(fabric.device)
             out = model(frames, cfg.input_frames, cfg.future_frames, logits=True)
             total += float(prediction_loss(out, frames[:, 1:], cfg.loss)) * len(idx)
-        return total / len(self.val_set)
+        return total / len(val_set)
 
     def state_dict(self) -> dict:
         return {"schedule": dict(self.schedule), "best_model": self.best_model}

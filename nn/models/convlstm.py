@@ -264,10 +264,11 @@ class ConvLSTMNet(nn.Module):
         previous step returned.
         """
         if states is None:
-            states = [[None] * len(cells) for cells in self.blocks]
+            states = [[None] * n for n in self.cells_per_block]
         x = frame
         outputs = []
         for b, cells in enumerate(self.blocks):
+            assert isinstance(cells, nn.ModuleList)  # built so in __init__ (one ModuleList per block)
             for l, cell in enumerate(cells):
                 x, states[b][l] = cell(x, states[b][l])
             if str(b) in self.nonlocal_blocks:
@@ -327,17 +328,19 @@ class ConvLSTMNet(nn.Module):
             raise ValueError(f"teacher forcing needs all {total} frames, got {frames.shape[1]}")
         states = None
         predictions = []
-        prediction = None
+        prediction: torch.Tensor | None = None
         for t in range(total - 1):
             if t < input_frames:
                 x = frames[:, t]
-            elif teacher_forcing_ratio > 0:
-                coin = torch.rand(frames.shape[0], generator=generator, device="cpu")
-                mask = (coin < teacher_forcing_ratio).to(frames.dtype).to(frames.device)
-                mask = mask.view(-1, 1, 1, 1)
-                x = mask * frames[:, t] + (1 - mask) * prediction
             else:
-                x = prediction
+                assert prediction is not None  # made at step t - 1 (input_frames >= 1)
+                if teacher_forcing_ratio > 0:
+                    coin = torch.rand(frames.shape[0], generator=generator, device="cpu")
+                    mask = (coin < teacher_forcing_ratio).to(frames.dtype).to(frames.device)
+                    mask = mask.view(-1, 1, 1, 1)
+                    x = mask * frames[:, t] + (1 - mask) * prediction
+                else:
+                    x = prediction
             out, states = self.step(x, states, logits=True)
             prediction = torch.sigmoid(out)
             predictions.append(out if logits else prediction)
