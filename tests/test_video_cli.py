@@ -165,11 +165,11 @@ def test_cli_smoke_preset(tmp_path, capsys):
 def test_cli_parallel_jobs_match_sequential(tmp_path, capsys):
     """``--jobs 2`` trains the runs in two spawned processes with the same results."""
     args = ["--preset", "smoke", "--speed", "1", "2", "--no-progress"]
-    numba_env = os.environ.get("NUMBA_NUM_THREADS")
+    omp_env = os.environ.get("OMP_NUM_THREADS")
     assert main(args + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
     assert main(args + ["--out", str(tmp_path / "par"), "--jobs", "2", "--threads", "1"]) == 0
     assert "2 runs in 2 parallel processes" in capsys.readouterr().out
-    assert os.environ.get("NUMBA_NUM_THREADS") == numba_env  # restored after the workers
+    assert os.environ.get("OMP_NUM_THREADS") == omp_env  # restored after the workers
     for speed in (1, 2):
         a, b = (
             json.loads((tmp_path / d / f"convlstm3-speed{speed}-seed0" / "results.json").read_text())

@@ -269,10 +269,9 @@ def _run_all(todo: list[SegmentConfig], out_dir: Path, args, jobs: int, threads:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # numba's OpenMP pool would start one spinning thread per core in every worker: size it
-    # to the worker's threads (the AR solves run in numba).
-    for key in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(key, str(threads or 1))
+    # torch's OpenMP pool would start one spinning thread per core in every worker: size it to
+    # the worker's threads (the AR solves follow torch's thread count).
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads or 1))
     order = sorted(todo, key=lambda c: -(c.max_minutes or 0))
     print(f"{len(order)} runs in {jobs} processes ({threads or 'default'} thread(s) each)", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:

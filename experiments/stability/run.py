@@ -157,7 +157,8 @@ def run_one(
 
 
 def warm_up() -> None:
-    """Compile the AR solvers once (numba) so that no run's first epoch pays for it."""
+    """One forward and backward of each ARMA arm before the runs, so that no run's first epoch
+    pays for one-time set-up (lazy imports, the solver's first plan)."""
     import torch
 
     from arma_core.nn import ARMA2d
@@ -189,8 +190,8 @@ def run_many(
 ) -> None:
     """Run every ``(config, run_dir)``; ``jobs`` spawned worker processes of ``threads`` threads.
 
-    Workers are spawned, not forked (no inherited OpenMP state), and numba's pool is sized to
-    the worker's threads: two processes with numba pools of every core spin against each other.
+    Workers are spawned, not forked (no inherited OpenMP state), and torch's OpenMP pool is
+    sized to the worker's threads: two processes with pools of every core spin against each other.
     """
     if jobs > 1 and device != "cpu":
         raise ValueError(f"jobs > 1 runs one process per CPU core; use jobs=1 with device={device!r}")
@@ -208,7 +209,6 @@ def run_many(
 
     env = {
         "ARMA_WORKER_THREADS": str(threads),
-        "NUMBA_NUM_THREADS": str(threads),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }

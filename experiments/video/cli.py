@@ -463,11 +463,11 @@ def _run_parallel(todo: list, n: int, out_dir: Path, args, jobs: int, threads: i
     The most expensive runs start first (longest-processing-time order), so the workers finish
     close together. Workers print one line per epoch instead of progress bars.
     """
-    # The workers inherit this environment. numba's OpenMP pool starts NUMBA_NUM_THREADS
-    # threads (default: every core) whatever numba.set_num_threads says later, and its idle
-    # threads spin: two processes with two-thread pools on two cores ran ARMA-LSTM 10x slower.
+    # The workers inherit this environment. An OpenMP pool starts OMP_NUM_THREADS threads
+    # (default: every core) and its idle threads spin: two processes with two-thread pools on
+    # two cores ran ARMA-LSTM 10x slower (measured with the numba solver of the time).
     per_worker = str(threads or max(1, (os.cpu_count() or jobs) // jobs))
-    saved = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",)}
     for k in saved:
         os.environ.setdefault(k, per_worker)
     try:
