@@ -192,6 +192,31 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:" + (__doc__ or "").split("--------", 1)[1].replace("``", ""),
     )
+    _add_run_options(p)
+    _add_recipe_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
+    p.add_argument("--list-models", action="store_true", help="list the models and exit")
+    p.add_argument(
+        "--time-steps",
+        type=int,
+        metavar="ROUNDS",
+        help="time one training step of each model (the preset's size, canvas and "
+        "batch) side by side for ROUNDS rounds, print the ratios, and exit",
+    )
+    p.add_argument(
+        "--histogram",
+        metavar="CHECKPOINT",
+        help="plot the learned AR coefficients of a run (directory or checkpoint.pt), Figure 6",
+    )
+    p.add_argument("--histogram-out", type=Path, metavar="PNG", help="where --histogram writes its PNG")
+    p.add_argument(
+        "--table-only", action="store_true", help="only rebuild the tables and figures from the runs in --out"
+    )
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Which runs: preset, part, models, speeds, seeds, output, devices and processes."""
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -203,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="run only part N (1-based) of the preset's run list (quick: 8 parts, "
-        "each under 90 minutes on 2 cores; default 1; 0 = all)",
+        "about 1.5 hours each on 2 cores; default 1; 0 = all)",
     )
     p.add_argument("--list-parts", action="store_true", help="print the preset's parts and exit")
     p.add_argument(
@@ -236,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(quick preset: 2, one per core; default otherwise: 1)",
     )
     p.add_argument("--data-seed", type=int, help="seed of the sequences (validation/test use +1/+2)")
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """Overrides of the preset's network size, data and training recipe."""
     for name in (
         "epochs",
         "batch-size",
@@ -275,25 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-schedule", choices=LR_SCHEDULES, help="constant (the paper's, with its plateau decay) or cosine annealing"
     )
     p.add_argument("--max-minutes", type=float, help="training time budget per run (minutes)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
-    p.add_argument("--list-models", action="store_true", help="list the models and exit")
-    p.add_argument(
-        "--time-steps",
-        type=int,
-        metavar="ROUNDS",
-        help="time one training step of each model (the preset's size, canvas and "
-        "batch) side by side for ROUNDS rounds, print the ratios, and exit",
-    )
-    p.add_argument(
-        "--histogram",
-        metavar="CHECKPOINT",
-        help="plot the learned AR coefficients of a run (directory or checkpoint.pt), Figure 6",
-    )
-    p.add_argument("--histogram-out", type=Path, metavar="PNG", help="where --histogram writes its PNG")
-    p.add_argument(
-        "--table-only", action="store_true", help="only rebuild the tables and figures from the runs in --out"
-    )
-    return p
 
 
 def _list_models() -> int:
