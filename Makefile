@@ -113,7 +113,9 @@ figure6: $(VENV)/.experiments-installed
 	$(BIN)/arma figure6 --out out/figure6.png \
 		$$(test -d classify-runs/quick && echo --classify classify-runs/quick) \
 		$$(test -d video-runs/quick && echo --video video-runs/quick) \
-		$$(test -d segment-runs/quick && echo --segment segment-runs/quick) $(FIGURE6_ARGS)
+		$$(test -d segment-runs/quick/arma3 && echo "ARMA-3x3-segment=segment-runs/quick/arma3") \
+		$$(test -d segment-runs/quick/arma-unet && echo "ARMA-U-Net-segment=segment-runs/quick/arma-unet") \
+		$(FIGURE6_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis docs/_build
