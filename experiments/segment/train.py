@@ -172,6 +172,19 @@ class SegmentConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+def model_for(config: SegmentConfig) -> torch.nn.Module:
+    """The untrained network of a run (initialised from torch's current random state)."""
+    return build_model(
+        config.model,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        depth=config.depth,
+        width=config.width,
+        widths=config.widths,
+        ar_boundary=config.ar_boundary,
+    )
+
+
 def run_directory(out_dir: str | os.PathLike, model: str, seed: int) -> Path:
     """``out_dir / model / "seed<seed>"``."""
     return Path(out_dir) / model / f"seed{seed}"
@@ -260,15 +273,7 @@ class SegmentTask(Task):
     def build(self):
         c = self.cfg
         with seeded(c.seed):
-            model = build_model(
-                c.model,
-                in_channels=c.in_channels,
-                out_channels=c.out_channels,
-                depth=c.depth,
-                width=c.width,
-                widths=c.widths,
-                ar_boundary=c.ar_boundary,
-            )
+            model = model_for(c)
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
         return model, optimizer
 
@@ -453,15 +458,7 @@ def model_from_run(run_dir: str | os.PathLike):
     saved = load_state(run_dir / "checkpoint.pt")
     fields = {f.name for f in dataclasses.fields(SegmentConfig)}
     config = SegmentConfig(**{k: v for k, v in saved["config"].items() if k in fields})
-    model = build_model(
-        config.model,
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
-        depth=config.depth,
-        width=config.width,
-        widths=config.widths,
-        ar_boundary=config.ar_boundary,
-    )
+    model = model_for(config)
     best = (saved.get("task") or {}).get("best")
     model.load_state_dict(copy.deepcopy(best["weights"]) if best else saved["model"])
     return model.eval(), config
