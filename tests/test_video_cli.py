@@ -47,7 +47,9 @@ def _fake_run(out, model, speed, seed, mse, psnr):
         "ssim_dr2": 0.6,
         "mse": mse,
         "count": 4,
-        **{f"{k}_per_frame": [v] * 2 for k, v in (("psnr", psnr), ("ssim", 0.5), ("ssim_dr2", 0.6), ("mse", mse))},
+        **{f"{k}_per_frame": [v] * 2 for k, v in (("psnr", psnr), ("ssim", 0.5), ("ssim_dr2", 0.6))},
+        # worse on the last frame than on average, as a prediction that fades into a blur
+        "mse_per_frame": [0.5 * mse, 1.5 * mse],
     }
     base = {
         k: {**metrics, "mse": v, "mse_per_frame": [v] * 2}
@@ -94,12 +96,16 @@ def test_report_statistics_and_acceptance(tmp_path):
     assert not comps[("arma-lstm", "convlstm5", 1)]["psnr"].significant  # 20 +- 1 vs 22 +- 3
     acc = {(a["model"], a["speed"]): a for a in acceptance(R.collect(tmp_path))}
     assert acc[("arma-lstm", 1)]["ratio_worst"] == pytest.approx(1.022 / 1.035)
+    # the last frame alone: 1.5 x the run's MSE against the best baseline's last frame
+    assert acc[("arma-lstm", 1)]["last_ratio_worst"] == pytest.approx(1.5 * 1.022 / 1.035)
+    assert acc[("arma-lstm", 1)]["last_ratio_mean"] == pytest.approx(1.5 * 1.021 / 1.035)
     assert not any(a["passed"] for a in acc.values())  # 1.02 / 1.035 > MARGIN
     assert MARGIN == 0.9
     paths = write_report(tmp_path, {"command": "test", "runs_trained": 18, "jobs": 2, "wall_seconds": 90.0})
     md = (tmp_path / "results.md").read_text()
     assert "NOT met" in md and "21.00 ± 1.00" in md and "| test | 18 | 2 | 1.5 |" in md
     assert "+2.00 ± 0.82 *" in md
+    assert "1x last frame vs best baseline" in md and "+48% (worst seed +48%)" in md
     # every number of the summary CSV is recomputable from runs.csv
     runs = list(csv.DictReader((tmp_path / "runs.csv").open()))
     summary = {(r["model"], r["speed"]): r for r in csv.DictReader((tmp_path / "results.csv").open())}

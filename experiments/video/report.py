@@ -67,12 +67,21 @@ def _stats(runs: list[dict]) -> dict:
 
 def acceptance(runs: list[dict]) -> list[dict]:
     """Per model and speed: the MSE ratio to the best baseline, over seeds, and whether every
-    seed is below :data:`MARGIN` of every baseline."""
+    seed is below :data:`MARGIN` of every baseline.
+
+    Also the same ratio on the last predicted frame alone (``last_ratio_mean`` /
+    ``last_ratio_worst``, against the best baseline on that frame): a model whose predictions
+    fade into a blur can pass the 10-frame test on its early frames and still be no better than
+    the mean-pixel frame at the end. It is reported, not part of ``passed`` (the issue's test).
+    """
     base = _baselines(runs)
     out = []
     for (model, speed), cell in _stats(runs).items():
         best = min(base[speed][k]["mse"] for k in BASELINES)
-        ratios = [r["metrics"]["mse"] / best for r in runs if (r["model"], r["speed"]) == (model, speed)]
+        best_last = min(base[speed][k]["mse_per_frame"][-1] for k in BASELINES)
+        mine = [r for r in runs if (r["model"], r["speed"]) == (model, speed)]
+        ratios = [r["metrics"]["mse"] / best for r in mine]
+        last = [r["metrics"]["mse_per_frame"][-1] / best_last for r in mine]
         out.append(
             {
                 "model": model,
@@ -82,6 +91,8 @@ def acceptance(runs: list[dict]) -> list[dict]:
                 "ratio_mean": sum(ratios) / len(ratios),
                 "ratio_worst": max(ratios),
                 "passed": max(ratios) <= MARGIN,
+                "last_ratio_mean": sum(last) / len(last),
+                "last_ratio_worst": max(last),
             }
         )
     return out
@@ -154,22 +165,34 @@ def _table3(runs: list[dict], models: list[str], speeds: list) -> str:
 def _mse_table(runs: list[dict], speeds: list) -> tuple[str, bool]:
     acc = {(a["model"], a["speed"]): a for a in acceptance(runs)}
     base = _baselines(runs)
-    header = ["Model"] + [c for s in speeds for c in (f"{s:g}x MSE (x1e-3)", f"{s:g}x vs best baseline")]
+    header = ["Model"] + [
+        c
+        for s in speeds
+        for c in (f"{s:g}x MSE (x1e-3)", f"{s:g}x vs best baseline", f"{s:g}x last frame vs best baseline")
+    ]
     rows = []
     for name in dict.fromkeys(r["model"] for r in runs):
         row = [_label(name)]
         for s in speeds:
             a = acc.get((name, s))
             if a is None:
-                row += ["-", "-"]
+                row += ["-", "-", "-"]
                 continue
             mse = R.Stat(1e3 * a["mse"].mean, 1e3 * a["mse"].std, a["mse"].n)
             mark = "" if a["passed"] else " (fails)"
             margin = f"{100 * (a['ratio_mean'] - 1):+.0f}% (worst seed {100 * (a['ratio_worst'] - 1):+.0f}%){mark}"
-            row += [R.format_stat(mse, 2), margin]
+            last = f"{100 * (a['last_ratio_mean'] - 1):+.0f}% (worst seed {100 * (a['last_ratio_worst'] - 1):+.0f}%)"
+            row += [R.format_stat(mse, 2), margin, last]
         rows.append(row)
     for key, label in BASELINES.items():
-        rows.append([label] + [c for s in speeds for c in (f"{1e3 * base[s][key]['mse']:.2f}", "")])
+        rows.append(
+            [label]
+            + [
+                c
+                for s in speeds
+                for c in (f"{1e3 * base[s][key]['mse']:.2f}", "", f"{1e3 * base[s][key]['mse_per_frame'][-1]:.2f}")
+            ]
+        )
     return R.markdown_table(header, rows), all(a["passed"] for a in acc.values())
 
 
