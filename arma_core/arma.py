@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .conv import conv
-from .operator import ARFilter
+from .operator import _filter
 
 __all__ = ["arma"]
 
@@ -53,7 +53,7 @@ def arma(
     """
     # the AR filter is built (and its arguments checked, under arma()'s own names) before the
     # convolution runs, so that bad AR arguments fail first
-    ar = ARFilter(
+    ar = _filter(
         taps,
         boundary=boundary,
         dilation=ar_dilation,

@@ -206,6 +206,61 @@ def reparameterize_vjp(theta, grad_taps, region: str = "strip"):
     return xp.stack([g0, g1], axis=-1)
 
 
+def reparameterize_jacobian(theta, region: str = "strip"):
+    """The Jacobian of :func:`reparameterize` at ``theta``, for many vector-Jacobian products.
+
+    ``reparameterize_vjp(theta, g, region)`` equals ``(g[..., None, :] @ J)[..., 0, :]`` with
+    ``J = reparameterize_jacobian(theta, region)`` (to rounding: the products are taken in
+    another order). Computing ``J`` once and applying it by one matrix product is cheaper when
+    the same ``theta`` meets several gradients, as in a layer called more than once between
+    optimizer steps. The same conventions as :func:`reparameterize_vjp`: no gradient where
+    ``tanh`` is clipped, the ulp nudges count as the identity, ``f_0 = 1`` has no gradient.
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., 2)``
+        Finite, real floating.
+    region : {"strip", "diamond"}
+
+    Returns
+    -------
+    J : array, shape ``(..., 3, 2)``
+        ``J[..., i, j] = d taps[..., i] / d theta[..., j]``, in ``theta``'s namespace and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arma_core.filters import reparameterize_jacobian, reparameterize_vjp
+    >>> theta = np.array([[0.3, -0.7], [1.0, 2.0]])
+    >>> g = np.array([[1.0, 0.0, 2.0], [-1.0, 5.0, 0.5]])
+    >>> J = reparameterize_jacobian(theta)
+    >>> J.shape, np.allclose((g[..., None, :] @ J)[..., 0, :], reparameterize_vjp(theta, g))
+    ((2, 3, 2), True)
+    """
+    xp = namespace(theta, names=("theta",))
+    if region not in REGIONS:
+        raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
+    lim = _largest_below_one(xp, theta)
+
+    def tanh_slope(a):
+        t = xp.tanh(a)
+        return xp.where(xp.abs(t) <= lim, 1 - t * t, 0.0)
+
+    zero = xp.zeros_like(theta[..., 0])
+    if region == "strip":
+        # left = (s + a0) / 2, right = (s - a0) / 2 with s = tanh(a1)
+        w = tanh_slope(theta[..., 1]) * 0.5
+        half = xp.full_like(zero, 0.5)
+        entries = [half, w, zero, zero, -half, w]
+    else:
+        c, sn = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
+        root2 = math.sqrt(2)
+        w0, w1 = tanh_slope(theta[..., 0]) / root2, tanh_slope(theta[..., 1]) / root2
+        entries = [w0 * c, -w1 * sn, zero, zero, w0 * sn, w1 * c]
+    # row-major (i, j): one stack, then the (3, 2) view
+    return xp.reshape(xp.stack(entries, axis=-1), (*theta.shape[:-1], 3, 2))
+
+
 def official_to_theta(alpha):
     """Official parameter layout ``(T, P, 4)`` -> ours ``(T, 2, P, 2)`` for ``region="diamond"``.
 

@@ -15,6 +15,8 @@ pays for it once.
 from __future__ import annotations
 
 import operator as _op
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -501,6 +503,51 @@ class ARFilter:
 # the array functions
 
 
+# -- the functional API's kept filters
+
+#: Filters the functional API (:func:`ar_solve`, :func:`ar_apply`, their adjoints,
+#: :func:`arma_core.arma`) keeps for small NumPy taps, keyed by the taps' dtype, shape and bytes
+#: and the other arguments: solving many signals with the same coefficients (``lfilter(b, a,
+#: x)`` in a loop) then pays the argument and stability checks and the solver's plan once,
+#: as a kept :class:`ARFilter` does. A filter keeps a read-only copy of the taps, so changing
+#: the caller's array in place cannot change a kept filter.
+_KEPT: OrderedDict = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+_KEPT_MAX = 32  # filters kept (least recently used dropped first)
+_KEPT_NBYTES = 4096  # larger taps are rare and cheap to check next to their signal: not kept
+
+
+def _filter(taps, **kwargs) -> ARFilter:
+    """The :class:`ARFilter` of ``ARFilter(taps, **kwargs)``: a kept one for small NumPy taps.
+
+    Only ``numpy.ndarray`` taps are kept (host memory, no autograd graph or device to hold on
+    to); everything else builds a new filter. Errors are those of :class:`ARFilter` (a filter
+    that raised is not kept, so the same call raises again).
+    """
+    if type(taps) is not np.ndarray or taps.nbytes > _KEPT_NBYTES:
+        return ARFilter(taps, **kwargs)
+    try:
+        key = (taps.dtype.str, taps.shape, taps.tobytes(), tuple(sorted(kwargs.items())))
+        hash(key)
+    except TypeError:  # an unhashable argument (e.g. axes given as a list): nothing to key on
+        key = None
+    if key is not None:
+        with _KEPT_LOCK:
+            f = _KEPT.get(key)
+            if f is not None:
+                _KEPT.move_to_end(key)
+                return f
+    copy = np.array(taps, copy=True)
+    copy.flags.writeable = False
+    f = ARFilter(copy, **kwargs)
+    if key is not None:
+        with _KEPT_LOCK:
+            _KEPT[key] = f
+            while len(_KEPT) > _KEPT_MAX:
+                _KEPT.popitem(last=False)
+    return f
+
+
 def ar_solve(
     t,
     taps,
@@ -583,7 +630,7 @@ def ar_solve(
     ...             scipy.signal.lfilter([1], [1, -0.5], x.T, axis=0))
     True
     """
-    f = ARFilter(
+    f = _filter(
         taps,
         boundary=boundary,
         dilation=dilation,
@@ -622,7 +669,7 @@ def ar_solve_adjoint(
     >>> np.allclose(ac.ar_apply_adjoint(y, taps, boundary="reflect"), t)
     True
     """
-    f = ARFilter(
+    f = _filter(
         taps,
         boundary=boundary,
         dilation=dilation,
@@ -668,7 +715,7 @@ def ar_apply(
     >>> ac.ar_apply(np.array([0.0, 1.0, 0.0, 0.0]), taps, boundary="zeros")
     array([1., 2., 3., 0.])
     """
-    f = ARFilter(
+    f = _filter(
         taps,
         boundary=boundary,
         dilation=dilation,
@@ -704,7 +751,7 @@ def ar_apply_adjoint(
     >>> ac.ar_apply_adjoint(np.array([0.0, 1.0, 0.0, 0.0]), taps, boundary="circular")
     array([3., 2., 1., 0.])
     """
-    f = ARFilter(
+    f = _filter(
         taps,
         boundary=boundary,
         dilation=dilation,

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from arma_core.filters import reparameterize_vjp
+from arma_core.filters import reparameterize_jacobian, reparameterize_vjp
 from arma_core.solve import dense_kernel as _dense
 from arma_core.solve import fft_kernel as _fft
 from arma_core.solve import solve_vjp
@@ -177,8 +177,9 @@ class ARSolve(torch.autograd.Function):
 class ARSolveTheta(torch.autograd.Function):
     """:class:`ARSolve` for taps ``arma_core.reparameterize(theta, region)`` given as values: one
     node from ``(t, theta)`` to ``y``, whose backward maps the taps' gradient to ``theta``'s by
-    :func:`arma_core.filters.reparameterize_vjp` (numpy for CPU tensors: a dozen tiny
-    operations cost less there). Saves ``y`` and ``theta``."""
+    :func:`arma_core.filters.reparameterize_vjp` (for CPU tensors: one matrix product with
+    :func:`arma_core.filters.reparameterize_jacobian` in numpy, kept in the filter's cache).
+    Saves ``y`` and ``theta``."""
 
     @staticmethod
     def forward(ctx, t, theta, xp, method, boundary, dilation, adjoint, cache, taps, region):
@@ -196,9 +197,17 @@ class ARSolveTheta(torch.autograd.Function):
         gtheta = None
         if need_theta:
             if theta.device.type == "cpu":
-                gtheta = torch.from_numpy(
-                    reparameterize_vjp(theta.detach().numpy(), gtaps.detach().numpy(), ctx.region)
-                )
+                # the Jacobian of the reparameterization is kept with the filter (whose cache
+                # lives as long as theta's values): one matrix product per backward after the first
+                cache = ctx.opts[5]
+                key = ("reparameterize_jacobian", ctx.region)
+                jac = cache.get(key) if cache is not None else None
+                if jac is None:
+                    jac = reparameterize_jacobian(theta.detach().numpy(), ctx.region)
+                    if cache is not None:
+                        cache[key] = jac
+                gt_np = gtaps.detach().numpy()
+                gtheta = torch.from_numpy((gt_np[..., None, :] @ jac)[..., 0, :])
             else:
                 gtheta = reparameterize_vjp(theta, gtaps, ctx.region)
         return (gt if ctx.needs_input_grad[0] else None), gtheta, None, None, None, None, None, None, None, None

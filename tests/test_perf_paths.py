@@ -5,6 +5,7 @@
   axes (pivots stored up to convergence, the edge correction stored where it is not
   negligible), the tiled transposes of the last axis;
 - the checks: finiteness of large and small arrays, float32 sums that would overflow;
+- the functional API: the filters kept for small NumPy taps (by content, never stale);
 - the layers: the filter kept across calls (also with autograd) and rebuilt when ``theta``
   changes by any route, the one-node reparameterization against autograd through
   :func:`arma_core.reparameterize`, modules that pickle and copy after a forward.
@@ -23,7 +24,7 @@ from conftest import random_taps, rel_err
 import arma_core as ac
 from arma_core import reference as R
 from arma_core.backends import _lines
-from arma_core.filters import reparameterize_vjp
+from arma_core.filters import reparameterize_jacobian, reparameterize_vjp
 
 needs_lines = pytest.mark.skipif(not _lines.available(), reason="the compiled line solver is not built")
 
@@ -166,12 +167,72 @@ def test_reparameterize_vjp_matches_autograd(region, dtype):
     g = torch.randn(taps.shape, generator=gen, dtype=dt)
     taps.backward(g)
     tol = 1e-6 if dtype == "float32" else 1e-14
+    jac = reparameterize_jacobian(theta.detach().numpy(), region)
+    assert jac.shape == (40, 2, 2, 3, 2) and jac.dtype == theta.detach().numpy().dtype
     for got in (
         reparameterize_vjp(theta.detach(), g, region),
         reparameterize_vjp(theta.detach().numpy(), g.numpy(), region),
+        (g.numpy()[..., None, :] @ jac)[..., 0, :],
+        (g[..., None, :] @ reparameterize_jacobian(theta.detach(), region))[..., 0, :],
     ):
         got = torch.as_tensor(got)
         assert got.dtype == dt and torch.allclose(got, theta.grad, rtol=tol, atol=tol)
+
+
+def test_functional_api_keeps_filters_by_content(monkeypatch):
+    from arma_core import operator as op
+
+    monkeypatch.setattr(op, "_KEPT", type(op._KEPT)())
+    rng = np.random.default_rng(7)
+    taps = random_taps(rng, 3, 2, 2)
+    t = rng.normal(size=(2, 3, 9, 7))
+    for boundary in ("reflect", "zeros"):
+        want = R.ar_solve(t, taps, boundary=boundary)
+        for _ in range(3):
+            assert rel_err(ac.ar_solve(t, taps, boundary=boundary), want) < 1e-12
+    assert len(op._KEPT) == 2  # one filter per (taps, boundary), reused by the repeats
+    kept = next(iter(op._KEPT.values()))
+    assert kept.taps is not taps and not kept.taps.flags.writeable
+    # the caller's array changed in place: its new values are solved, not the kept copy's
+    taps[0, 0, 0] = [0.4, 1.0, 0.1]
+    assert rel_err(ac.ar_solve(t, taps, boundary="reflect"), R.ar_solve(t, taps, boundary="reflect")) < 1e-12
+    assert len(op._KEPT) == 3
+    # the adjoint and apply share nothing stale either
+    y = ac.ar_solve_adjoint(t, taps, boundary="reflect")
+    assert rel_err(ac.ar_apply_adjoint(y, taps, boundary="reflect"), t) < 1e-12
+    # a filter that raised is not kept: the same call raises again
+    bad = taps.copy()
+    bad[0, 0, 0] = [0.9, 1.0, 0.9]
+    for _ in range(2):
+        with pytest.raises(ac.UnstableFilterError):
+            ac.ar_solve(t, bad, boundary="reflect")
+    # bounded, least recently used first out
+    for i in range(op._KEPT_MAX + 5):
+        ac.ar_solve(t[0, 0], np.array([0.01 * i, 1.0, 0.0]).reshape(1, 1, 1, 3), boundary="zeros", axes=[-1])
+    assert len(op._KEPT) <= op._KEPT_MAX
+
+
+def test_functional_api_does_not_keep_torch_taps(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from arma_core import operator as op
+
+    monkeypatch.setattr(op, "_KEPT", type(op._KEPT)())
+    taps = torch.tensor(random_taps(np.random.default_rng(8), 2, 1, 1), requires_grad=True)
+    t = torch.randn(3, 2, 10, dtype=torch.float64)
+    ac.ar_solve(t, taps, boundary="reflect").sum().backward()
+    assert len(op._KEPT) == 0 and taps.grad is not None
+
+
+def test_functional_api_kept_filter_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    taps = random_taps(rng, 4, 2, 1)
+    ts = [rng.normal(size=(1, 4, 33, 17)) for _ in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: ac.ar_solve(t, taps, boundary="replicate"), ts))
+    for t, y in zip(ts, got):
+        assert rel_err(y, R.ar_solve(t, taps, boundary="replicate")) < 1e-12
 
 
 @pytest.mark.parametrize("region", ["strip", "diamond", "raw"])
