@@ -116,6 +116,37 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def environment(values: Mapping[str, str], *, keep_existing: bool = False) -> Iterator[None]:
+    """Run the block with the environment variables ``values`` set; restore the caller's after.
+
+    For worker processes, which inherit the environment (e.g. ``OMP_NUM_THREADS``: an OpenMP
+    pool starts that many threads, default every core, and its idle threads spin).
+    ``keep_existing``: a variable the caller already set keeps its value.
+
+    Examples
+    --------
+    >>> import os
+    >>> with environment({"ARMA_EXAMPLE": "1"}):
+    ...     os.environ["ARMA_EXAMPLE"]
+    '1'
+    >>> "ARMA_EXAMPLE" in os.environ
+    False
+    """
+    before = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if not (keep_existing and before[k] is not None):
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, old in before.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+@contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run the block with torch's CPU (and CUDA) generators seeded by ``seed``; restore after.
 

@@ -2,6 +2,7 @@
 non-finite handling, and the result tables over seeds."""
 
 import math
+import os
 
 import pytest
 
@@ -126,3 +127,17 @@ def test_tables_and_collect(tmp_path):
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 ± 3 |"]
     p = R.write_csv(tmp_path / "t.csv", ["a", "b"], [[1, 2]])
     assert p.read_text().splitlines() == ["a,b", "1,2"]
+
+
+def test_environment_sets_keeps_and_restores(monkeypatch):
+    from arma_experiments.training import environment
+
+    monkeypatch.setenv("ARMA_TEST_SET", "caller")
+    monkeypatch.delenv("ARMA_TEST_NEW", raising=False)
+    with environment({"ARMA_TEST_SET": "1", "ARMA_TEST_NEW": "2"}, keep_existing=True):
+        assert os.environ["ARMA_TEST_SET"] == "caller" and os.environ["ARMA_TEST_NEW"] == "2"
+    assert os.environ["ARMA_TEST_SET"] == "caller" and "ARMA_TEST_NEW" not in os.environ
+    with pytest.raises(RuntimeError), environment({"ARMA_TEST_SET": "1"}):
+        assert os.environ["ARMA_TEST_SET"] == "1"
+        raise RuntimeError
+    assert os.environ["ARMA_TEST_SET"] == "caller"

@@ -13,7 +13,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -269,12 +268,17 @@ def _run_all(todo: list[SegmentConfig], out_dir: Path, args, jobs: int, threads:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from arma_experiments.training import environment
+
     # torch's OpenMP pool would start one spinning thread per core in every worker: size it to
     # the worker's threads (the AR solves follow torch's thread count).
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads or 1))
+    # (restored after: main() may run inside a larger program)
     order = sorted(todo, key=lambda c: -(c.max_minutes or 0))
     print(f"{len(order)} runs in {jobs} processes ({threads or 'default'} thread(s) each)", flush=True)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with (
+        environment({"OMP_NUM_THREADS": str(threads or 1)}, keep_existing=True),
+        ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
         futures = [pool.submit(_train_one, c, out_dir, args.device, args.resume, False, threads) for c in order]
         for fut in as_completed(futures):
             fut.result()

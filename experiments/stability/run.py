@@ -207,26 +207,20 @@ def run_many(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from arma_experiments.training import environment
+
     env = {
         "ARMA_WORKER_THREADS": str(threads),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
-    before = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = [pool.submit(_worker, item) for item in work]
             for i, fut in enumerate(as_completed(futures), 1):
                 name, text, seconds = fut.result()
                 log(f"[{i}/{len(work)}] {Path(name).name}: {text}, {seconds:.0f} s")
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_invocation(

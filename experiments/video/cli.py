@@ -476,18 +476,12 @@ def _run_parallel(todo: list, n: int, out_dir: Path, args, jobs: int, threads: i
     # The workers inherit this environment. An OpenMP pool starts OMP_NUM_THREADS threads
     # (default: every core) and its idle threads spin: two processes with two-thread pools on
     # two cores ran ARMA-LSTM 10x slower (measured with the numba solver of the time).
+    from arma_experiments.training import environment
+
     per_worker = str(threads or max(1, (os.cpu_count() or jobs) // jobs))
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",)}
-    for k in saved:
-        os.environ.setdefault(k, per_worker)
-    try:
+    # the caller's environment is restored after (main() may run inside a larger program)
+    with environment({"OMP_NUM_THREADS": per_worker}, keep_existing=True):
         _run_pool(todo, n, out_dir, args, jobs, threads)
-    finally:  # the caller's environment as it was (main() may run inside a larger program)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _run_pool(todo: list, n: int, out_dir: Path, args, jobs: int, threads: int | None) -> None:
