@@ -1,5 +1,6 @@
 """Runs, outcomes, reports and the three commands of the stability / classification experiments."""
 
+import csv
 import json
 import math
 
@@ -107,6 +108,14 @@ def test_run_one_records_steps_and_resumes(tmp_path):
     assert result["steps"][0]["max_abs_sum"] == 0.0  # the first step runs the identity filters
     assert result["ar_layers"] == 6 and len(result["history"]) == 2
     assert json.loads((tmp_path / "r" / RESULTS).read_text())["outcome"] == result["outcome"]
+    # the per-run table's "largest in the run" covers the taps after the last step too
+    from arma_experiments.stability.report import stability_tables
+
+    during = max(s["max_abs_sum"] for s in result["steps"])
+    for final in (result["final_max_abs_sum"], during + 1.0):  # as run; a last update that jumped
+        stability_tables([{**result, "final_max_abs_sum": final}], ["raw"], tmp_path / "tables")
+        row = next(csv.DictReader((tmp_path / "tables" / "runs.csv").open()))
+        assert float(row["max |f_-1+f_1| (run)"]) == pytest.approx(max(during, final), abs=0.006)
     again = run_one(config, tmp_path / "r", resume=True)
     assert again["wall_seconds"] == result["wall_seconds"]  # finished: read back, not retrained
     with pytest.raises(FileExistsError):

@@ -124,8 +124,12 @@ def stability_tables(runs: Sequence[dict], arms: Sequence[str], out_dir: str | P
     for label, by_arm in groups.items():
         for arm, members in by_arm.items():
             for m in members:
+                # every step's record holds the taps that step's forward used; the taps after
+                # the last optimizer step are the run's final values
                 margins = [s["min_margin"] for s in m["steps"] if s.get("min_margin") is not None]
                 sums = [s["max_abs_sum"] for s in m["steps"] if s.get("max_abs_sum") is not None]
+                margins += [v for v in [m.get("final_min_margin")] if v is not None]
+                sums += [v for v in [m.get("final_max_abs_sum")] if v is not None]
                 per_rows.append(
                     [
                         label,

@@ -139,6 +139,7 @@ def run_one(
         "crossing": task.crossing,
         "final_layer_abs_sum": layer_sums(model),
         "final_max_abs_sum": ar_state(model)["max_abs_sum"],
+        "final_min_margin": ar_state(model)["min_margin"],
         **_sum_stats(model),
         "test_accuracy": final["accuracy"],
         "test_loss": final["loss"],
