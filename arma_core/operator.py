@@ -509,12 +509,20 @@ class ARFilter:
 #: :func:`arma_core.arma`) keeps for small NumPy taps, keyed by the taps' dtype, shape and bytes
 #: and the other arguments: solving many signals with the same coefficients (``lfilter(b, a,
 #: x)`` in a loop) then pays the argument and stability checks and the solver's plan once,
-#: as a kept :class:`ARFilter` does. A filter keeps a read-only copy of the taps, so changing
-#: the caller's array in place cannot change a kept filter.
+#: as a kept :class:`ARFilter` does. A filter is kept from the second call with the same key
+#: (taps seen once cost only the key), and keeps its own copy of the taps, so changing the
+#: caller's array in place cannot change a kept filter.
 _KEPT: OrderedDict = OrderedDict()
+_SEEN: OrderedDict = OrderedDict()  # keys met once (bounded like _KEPT)
 _KEPT_LOCK = threading.Lock()
 _KEPT_MAX = 32  # filters kept (least recently used dropped first)
 _KEPT_NBYTES = 4096  # larger taps are rare and cheap to check next to their signal: not kept
+
+
+def _bounded_put(d: OrderedDict, key, value) -> None:
+    d[key] = value
+    while len(d) > _KEPT_MAX:
+        d.popitem(last=False)
 
 
 def _filter(taps, **kwargs) -> ARFilter:
@@ -527,24 +535,24 @@ def _filter(taps, **kwargs) -> ARFilter:
     if type(taps) is not np.ndarray or taps.nbytes > _KEPT_NBYTES:
         return ARFilter(taps, **kwargs)
     try:
-        key = (taps.dtype.str, taps.shape, taps.tobytes(), tuple(sorted(kwargs.items())))
+        # the keywords in the order of the calling function (each caller passes one order)
+        key = (taps.dtype.str, taps.shape, taps.tobytes(), *kwargs.items())
         hash(key)
     except TypeError:  # an unhashable argument (e.g. axes given as a list): nothing to key on
-        key = None
-    if key is not None:
-        with _KEPT_LOCK:
-            f = _KEPT.get(key)
-            if f is not None:
-                _KEPT.move_to_end(key)
-                return f
-    copy = np.array(taps, copy=True)
-    copy.flags.writeable = False
-    f = ARFilter(copy, **kwargs)
-    if key is not None:
-        with _KEPT_LOCK:
-            _KEPT[key] = f
-            while len(_KEPT) > _KEPT_MAX:
-                _KEPT.popitem(last=False)
+        return ARFilter(taps, **kwargs)
+    with _KEPT_LOCK:
+        f = _KEPT.get(key)
+        if f is not None:
+            _KEPT.move_to_end(key)
+            return f
+        again = _SEEN.pop(key, False)
+        if not again:
+            _bounded_put(_SEEN, key, True)
+    if not again:
+        return ARFilter(taps, **kwargs)
+    f = ARFilter(np.array(taps, copy=True), **kwargs)
+    with _KEPT_LOCK:
+        _bounded_put(_KEPT, key, f)
     return f
 
 
