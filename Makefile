@@ -70,7 +70,7 @@ $(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
 
 # The CPU comparison of docs/experiments.md (video): Table 3's five models x 3 seeds at speeds
 # 1x, 3x, 2x and Table 4's non-local models at 1x, in 8 parts (arma video --list-parts), each
-# about 1.5 hours on 2 cores and resumable (run the same target again after an interruption);
+# under 90 minutes on 2 cores by measured run times (parts 1 and 3: about 80) and resumable;
 # every part rebuilds the tables in video-runs/quick from all the runs finished so far.
 # `make video` is part 1; `make video-part PART=N` any part; `make video-all` all of them.
 VIDEO_RUN = $(BIN)/arma video --preset quick --resume --out video-runs/quick $(VIDEO_ARGS)

@@ -228,7 +228,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="run only part N (1-based) of the preset's run list (quick: 8 parts, "
-        "about 1.5 hours each on 2 cores; default 1; 0 = all)",
+        "each under 90 minutes on 2 cores by measured run times; default 1; 0 = all)",
     )
     p.add_argument("--list-parts", action="store_true", help="print the preset's parts and exit")
     p.add_argument(
