@@ -154,9 +154,10 @@ def reparameterize_values(xp, theta, region: str):
 def reparameterize_vjp(theta, grad_taps, region: str = "strip"):
     """The vector-Jacobian product of :func:`reparameterize`: ``dL/dtheta`` from ``dL/dtaps``.
 
-    The derivative of the map as written, operation by operation, as autograd would take it:
-    ``tanh`` and the clip to the largest float below 1 (no gradient where ``tanh`` is clipped),
-    the halving (strip) or the rotation (diamond). The ulp nudges that keep the rounded taps
+    The derivative of the map as written (its Jacobian, :func:`reparameterize_jacobian`,
+    applied to ``grad_taps``), as autograd would take it: ``tanh`` and the clip to the largest
+    float below 1 (no gradient where ``tanh`` is clipped), the halving (strip) or the rotation
+    (diamond). The ulp nudges that keep the rounded taps
     strictly inside the region count as the identity; ``f_0 = 1`` has no gradient.
 
     Parameters
@@ -184,34 +185,15 @@ def reparameterize_vjp(theta, grad_taps, region: str = "strip"):
     True
     """
     xp = namespace(theta, grad_taps, names=("theta", "grad_taps"))
-    if region not in REGIONS:
-        raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
-    lim = _largest_below_one(xp, theta)
-
-    def through_tanh(a, g):
-        t = xp.tanh(a)
-        return xp.where(xp.abs(t) <= lim, g, 0.0) * (1 - t * t)
-
-    if region == "strip":
-        half = grad_taps * 0.5  # exact: the halving of left = (s + a0) / 2, right = (s - a0) / 2
-        gl, gr = half[..., 0], half[..., 2]
-        g0 = gl - gr
-        g1 = through_tanh(theta[..., 1], gl + gr)
-    else:
-        gl, gr = grad_taps[..., 0], grad_taps[..., 2]
-        c, sn = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
-        root2 = math.sqrt(2)
-        g0 = through_tanh(theta[..., 0], (gl * c + gr * sn) / root2)
-        g1 = through_tanh(theta[..., 1], ((-gl) * sn + gr * c) / root2)
-    return xp.stack([g0, g1], axis=-1)
+    jac = reparameterize_jacobian(theta, region)
+    return xp.matmul(grad_taps[..., None, :], jac)[..., 0, :]
 
 
 def reparameterize_jacobian(theta, region: str = "strip"):
     """The Jacobian of :func:`reparameterize` at ``theta``, for many vector-Jacobian products.
 
-    ``reparameterize_vjp(theta, g, region)`` equals ``(g[..., None, :] @ J)[..., 0, :]`` with
-    ``J = reparameterize_jacobian(theta, region)`` (to rounding: the products are taken in
-    another order). Computing ``J`` once and applying it by one matrix product is cheaper when
+    ``reparameterize_vjp(theta, g, region)`` is ``(g[..., None, :] @ J)[..., 0, :]`` with
+    ``J = reparameterize_jacobian(theta, region)``. Computing ``J`` once and applying it by one matrix product is cheaper when
     the same ``theta`` meets several gradients, as in a layer called more than once between
     optimizer steps. The same conventions as :func:`reparameterize_vjp`: no gradient where
     ``tanh`` is clipped, the ulp nudges count as the identity, ``f_0 = 1`` has no gradient.

@@ -199,7 +199,7 @@ class ARSolveTheta(torch.autograd.Function):
             if theta.device.type == "cpu":
                 # the Jacobian of the reparameterization is kept with the filter (whose cache
                 # lives as long as theta's values): one matrix product per backward after the first
-                cache = ctx.opts[5]
+                *_, cache = ctx.opts  # the filter's cache (see _forward)
                 key = ("reparameterize_jacobian", ctx.region)
                 jac = cache.get(key) if cache is not None else None
                 if jac is None:
