@@ -17,6 +17,7 @@ AR parameters are drawn from N(0, 0.5^2) with a fixed seed (see ``large.theta_li
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -56,6 +57,17 @@ def _randomize_ar(model):
 # 1: the fixed cost of a call
 
 
+def new_taps_every_call(x, taps):
+    """A callable solving ``x`` with new coefficients on every call: 97 scalings of ``taps``
+    in turn, more distinct taps than the functional API keeps (scaling all three taps keeps a
+    factor in the strip)."""
+    import arma_core as ac
+
+    fresh = [taps * taps.dtype.type(1 - 1e-3 * i) for i in range(97)]
+    count = itertools.count()
+    return lambda: ac.ar_solve(x, fresh[next(count) % len(fresh)])
+
+
 def measure_call_overhead(repeats: int, device: str = "cpu") -> list[Row]:
     """AR2d / conv3x3 forward + backward at 1x8x8x8 (theta as it is, and theta changed before
     every call as an optimizer step does), and NumPy ``ar_solve`` at 1x8x8x8 in microseconds."""
@@ -91,17 +103,7 @@ def measure_call_overhead(repeats: int, device: str = "cpu") -> list[Row]:
     if device == "cpu":
         xn = x.detach().numpy()
         taps = ar.taps().detach().numpy()
-        # new coefficients on every call: more distinct taps than the functional API keeps
-        # (scaling all three taps keeps a factor in the strip)
-        fresh = [taps * np.float32(1 - 1e-3 * i) for i in range(97)]
-        count = iter(range(10**9))
-        tn = side_by_side(
-            {
-                "numpy": lambda: ac.ar_solve(xn, taps),
-                "fresh": lambda: ac.ar_solve(xn, fresh[next(count) % len(fresh)]),
-            },
-            n,
-        )
+        tn = side_by_side({"numpy": lambda: ac.ar_solve(xn, taps), "fresh": new_taps_every_call(xn, taps)}, n)
         for key, what in (
             ("numpy", "numpy ar_solve (float32, auto), microseconds"),
             ("fresh", "numpy ar_solve, new taps every call, microseconds"),

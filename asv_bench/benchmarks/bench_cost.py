@@ -52,9 +52,9 @@ class CallOverhead(_Settings):
             if call == "numpy ar_solve":
                 self.fn = lambda: ac.ar_solve(xn, taps)
             else:  # more distinct coefficients than the functional API keeps: every call builds
-                fresh = [taps * np.float32(1 - 1e-3 * i) for i in range(97)]
-                count = iter(range(10**9))
-                self.fn = lambda: ac.ar_solve(xn, fresh[next(count) % len(fresh)])
+                from cost import new_taps_every_call
+
+                self.fn = new_taps_every_call(xn, taps)
         else:
             mod = theta_like(AR2d(8)) if call.startswith("AR2d") else conv3x3(8)
 
