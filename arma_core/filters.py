@@ -193,9 +193,9 @@ def reparameterize_jacobian(theta, region: str = "strip"):
     """The Jacobian of :func:`reparameterize` at ``theta``, for many vector-Jacobian products.
 
     ``reparameterize_vjp(theta, g, region)`` is ``(g[..., None, :] @ J)[..., 0, :]`` with
-    ``J = reparameterize_jacobian(theta, region)``. Computing ``J`` once and applying it by one matrix product is cheaper when
-    the same ``theta`` meets several gradients, as in a layer called more than once between
-    optimizer steps. The same conventions as :func:`reparameterize_vjp`: no gradient where
+    ``J = reparameterize_jacobian(theta, region)``. Computing ``J`` once and applying it by one
+    matrix product is cheaper when the same ``theta`` meets several gradients, as in a layer
+    called more than once between optimizer steps. The same conventions as :func:`reparameterize_vjp`: no gradient where
     ``tanh`` is clipped, the ulp nudges count as the identity, ``f_0 = 1`` has no gradient.
 
     Parameters
