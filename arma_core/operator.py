@@ -268,8 +268,10 @@ class ARFilter:
         self._theta = None  # (parameters, region) behind the taps (ARFilter._bind)
         if host is not None:
             self._state["native"] = host
-        if check_stability:
-            check_stable_validated(np, host, self.boundary)
+        if check_stability and check_stable_validated(np, host, self.boundary) and host.dtype.itemsize <= 8:
+            # every factor in the strip in the taps' dtype is in it in float64 as well (there
+            # the sum is rounded no coarser, and |f_0| is exact in both): _in_strip's answer
+            self._state["strip"] = True
 
     # -- description
 

@@ -148,6 +148,35 @@ def test_check_finite_large_and_small_arrays():
     ac.ar_solve(big, np.array([[[[0.0, 1.0, 0.0]]]], dtype=np.float32), boundary="zeros")
 
 
+
+def test_strip_fact_of_the_stability_check_is_the_float64_one():
+    """A filter records "every factor in the strip" from its stability check, which runs in the
+    taps' dtype; the rules that ask (``method="lines"``) mean the float64 test. float32 sums
+    that round to |f_0| are outside in float32 and inside in float64, never the reverse."""
+    rng = np.random.default_rng(3)
+    fm = rng.uniform(-0.9, 0.9, 400).astype(np.float32)
+    fp = np.float32(1) - fm
+    for i, s in enumerate(rng.integers(-2, 3, fm.size)):  # a few ulps either side of the edge
+        for _ in range(abs(s)):
+            fp[i] = np.nextafter(fp[i], np.float32(2 * np.sign(s)))
+    in32 = np.abs(fm + fp) < 1
+    in64 = np.abs(fm.astype(np.float64) + fp) < 1
+    assert (in64 & ~in32).any() and in32.any() and not (in32 & ~in64).any()
+    built = 0
+    for j in range(fm.size):
+        # with a second factor strictly inside: the fact is about every factor
+        taps = np.array([[[[fm[j], 1.0, fp[j]]], [[0.1, 1.0, 0.2]]]], dtype=np.float32)
+        assert ac.ARFilter(taps, boundary="circular", check_stability=False)._in_strip() == in64[j], j
+        try:
+            f = ac.ARFilter(taps, boundary="circular")
+        except ac.UnstableFilterError:  # a zero response where the float32 sum is |f_0|
+            assert fm[j] + fp[j] == 1, j
+            continue
+        assert f._in_strip() == in64[j], j
+        built += 1
+    assert built > fm.size // 2
+
+
 # ---------------------------------------------------------------------------------------------
 # layers
 
