@@ -14,6 +14,7 @@ pays for it once.
 
 from __future__ import annotations
 
+import functools
 import operator as _op
 import threading
 from collections import OrderedDict
@@ -145,6 +146,11 @@ def _layout(
     order = [a for a in range(nd) if a not in sp and a != ch] + ([ch] if ch is not None else []) + sp
     perm = None if order == list(range(nd)) else tuple(order)
     return _Layout(perm, ch is None, k, any(s == 0 for s in shape))
+
+
+#: layouts are the same for every filter with the same options (a new filter per call, e.g.
+#: new taps every call, meets the same few signal shapes)
+_kept_layout = functools.lru_cache(maxsize=256)(_layout)
 
 
 def _dtype_name(xp, dtype) -> str:
@@ -426,17 +432,12 @@ class ARFilter:
         key = ("layout", shape, name)
         lay = self._state.get(key)
         if lay is None:
-            lay = self._state[key] = _layout(
-                shape,
-                self.ndim,
-                self.channels,
-                self.axes,
-                self.channel_axis,
-                name,
-                self.boundary,
-                self.dilation,
-                self._names[1],
-            )
+            args = (shape, self.ndim, self.channels, self.axes, self.channel_axis, name, self.boundary)
+            try:
+                lay = _kept_layout(*args, self.dilation, self._names[1])
+            except TypeError:  # an unhashable axis argument: not kept across filters
+                lay = _layout(*args, self.dilation, self._names[1])
+            self._state[key] = lay
         return lay
 
     def _row(self, xp, x, real, lay: _Layout, solve: bool):
