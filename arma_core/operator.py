@@ -537,20 +537,19 @@ def _filter(taps, **kwargs) -> ARFilter:
     """
     if type(taps) is not np.ndarray or taps.nbytes > _KEPT_NBYTES:
         return ARFilter(taps, **kwargs)
+    # the keywords in the order of the calling function (each caller passes one order)
+    key = (taps.dtype.str, taps.shape, taps.tobytes(), *kwargs.items())
     try:
-        # the keywords in the order of the calling function (each caller passes one order)
-        key = (taps.dtype.str, taps.shape, taps.tobytes(), *kwargs.items())
-        hash(key)
+        with _KEPT_LOCK:
+            f = _KEPT.get(key)
+            if f is not None:
+                _KEPT.move_to_end(key)
+                return f
+            again = _SEEN.pop(key, False)
+            if not again:
+                _bounded_put(_SEEN, key, True)
     except TypeError:  # an unhashable argument (e.g. axes given as a list): nothing to key on
         return ARFilter(taps, **kwargs)
-    with _KEPT_LOCK:
-        f = _KEPT.get(key)
-        if f is not None:
-            _KEPT.move_to_end(key)
-            return f
-        again = _SEEN.pop(key, False)
-        if not again:
-            _bounded_put(_SEEN, key, True)
     if not again:
         return ARFilter(taps, **kwargs)
     f = ARFilter(np.array(taps, copy=True), **kwargs)
