@@ -170,10 +170,17 @@ class _Once:
         return self.value
 
 
-def _lines_preferred(shape, taps, boundary) -> bool:
+@functools.cache
+def _lines_rule() -> Callable[..., bool]:
+    # imported on first use (the backends import the core); an import statement in the
+    # condition itself costs a microsecond per new filter
     from .backends._lines import preferred
 
-    return preferred(shape, taps(), boundary)
+    return preferred
+
+
+def _lines_preferred(shape, taps, boundary) -> bool:
+    return _lines_rule()(shape, taps(), boundary)
 
 
 #: extra conditions of the auto rule: ``f(standard_shape, host_taps, boundary) -> bool`` where
