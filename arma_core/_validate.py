@@ -178,8 +178,8 @@ def _numel(x) -> int:
 
 
 def _any_nonfinite(xp, x) -> bool:
-    if type(x) is np.ndarray and x.size <= _SMALL:  # numpy's method skips a wrapper's cost
-        return not np.isfinite(x).all()
+    if type(x) is np.ndarray and x.size <= _SMALL:  # the ufunc's own reduction skips two wrappers
+        return not np.logical_and.reduce(np.isfinite(x), axis=None)
     if _numel(x) <= _SMALL:
         return not bool(xp.all(xp.isfinite(x)))
     # One reduction without a boolean temporary: the sum of finite values is finite unless it
