@@ -274,10 +274,11 @@ class ARFilter:
         self._theta = None  # (parameters, region) behind the taps (ARFilter._bind)
         if host is not None:
             self._state["native"] = host
-        if check_stability and check_stable_validated(np, host, self.boundary) and host.dtype.itemsize <= 8:
-            # every factor in the strip in the taps' dtype is in it in float64 as well (there
-            # the sum is rounded no coarser, and |f_0| is exact in both): _in_strip's answer
-            self._state["strip"] = True
+        if host is not None and check_stability and check_stable_validated(np, host, self.boundary):
+            # every factor in the strip in the taps' dtype (at most float64) is in it in float64
+            # as well (there the sum is rounded no coarser, |f_0| is exact): _in_strip's answer
+            if host.dtype.itemsize <= 8:
+                self._state["strip"] = True
 
     # -- description
 

@@ -148,7 +148,6 @@ def test_check_finite_large_and_small_arrays():
     ac.ar_solve(big, np.array([[[[0.0, 1.0, 0.0]]]], dtype=np.float32), boundary="zeros")
 
 
-
 def test_strip_fact_of_the_stability_check_is_the_float64_one():
     """A filter records "every factor in the strip" from its stability check, which runs in the
     taps' dtype; the rules that ask (``method="lines"``) mean the float64 test. float32 sums
