@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, NoReturn
 
 import array_api_compat
 import numpy as np
@@ -197,6 +197,10 @@ def _any_nonfinite(xp, x) -> bool:
 
 def check_finite(xp, x, name: str) -> None:
     """ValueError naming ``name`` when ``x`` holds NaN or inf (as ``scipy.linalg`` does)."""
+    if type(x) is np.ndarray and x.size <= _SMALL:  # the common small call, without the wrappers
+        if x.dtype.kind in "fc" and not np.logical_and.reduce(np.isfinite(x), axis=None):
+            _raise_nonfinite(name)
+        return
     if not isdtype(xp, x.dtype, ("real floating", "complex floating")) or _numel(x) == 0:
         return  # integers and booleans are finite
     check_finite_values(xp, x, name)
@@ -205,10 +209,14 @@ def check_finite(xp, x, name: str) -> None:
 def check_finite_values(xp, x, name: str) -> None:
     """:func:`check_finite` for a floating array (its dtype already known)."""
     if _any_nonfinite(xp, x):
-        raise ValueError(
-            f"{name} contains NaN or inf; pass check_finite=False to filter it anyway "
-            "(non-finite values then spread only as far as the filter's support)"
-        )
+        _raise_nonfinite(name)
+
+
+def _raise_nonfinite(name: str) -> NoReturn:
+    raise ValueError(
+        f"{name} contains NaN or inf; pass check_finite=False to filter it anyway "
+        "(non-finite values then spread only as far as the filter's support)"
+    )
 
 
 def check_taps(xp, taps, *, name: str = "taps", finite: bool = True) -> None:
