@@ -152,11 +152,13 @@ def preferred(shape, taps, boundary: str) -> bool:
     convertible to numpy ``(C, k, Q, 3)``, or None (unknown: preferred for ``zeros`` only, as
     :func:`accurate` says).
     """
+    if taps is not None:
+        taps = np.ascontiguousarray(taps, dtype=np.float64)  # once, for accurate and the shape
     if not accurate(taps, boundary):
         return False
     if boundary != "circular":  # taps may be None here (zeros)
         return True
-    C, k, Q = np.shape(taps)[:3]
+    C, k, Q = taps.shape[:3]
     if k == 1:
         rows = int(np.prod(shape[:-1], dtype=np.int64)) // max(C, 1)
         return rows >= MIN_ROWS_1D * Q
