@@ -397,6 +397,16 @@ def _auto_order(operation: str, library: str, importable: Callable[[str], bool])
     return tuple(sorted(cands, key=lambda r: int(r.auto or 0)))
 
 
+@functools.cache
+def _auto_rows(
+    operation: str, library: str, boundary: str | None, dtype: str | None, device: str, importable: Callable
+) -> tuple[Capability, ...]:
+    """The rows of :func:`_auto_order` that can run a call, before their conditions (which
+    depend on the taps and the shape)."""
+    order = _auto_order(operation, library, importable)
+    return tuple(r for r in order if _check_row(r, boundary, dtype, device, operation) is None)
+
+
 def methods(operation: str, library: str, boundary: str | None = None) -> tuple[str, ...]:
     """The methods ``library`` can run here for ``operation`` (exact for ``boundary`` if given).
 
@@ -508,9 +518,11 @@ def resolve(
                 return r
         raise ValueError(reasons[0])
     host = _Once(taps)
-    for r in _auto_order(operation, library, _importable):
-        if _check_row(r, boundary, dtype, device, operation) is not None:
-            continue
+    try:
+        runs = _auto_rows(operation, library, boundary, dtype, device, _importable)
+    except TypeError:  # an unhashable argument: checked here
+        runs = _auto_rows.__wrapped__(operation, library, boundary, dtype, device, _importable)
+    for r in runs:
         if r.auto_when is None or AUTO_CONDITIONS[r.auto_when](tuple(shape), host, boundary):
             return r
     raise ValueError(
