@@ -242,7 +242,8 @@ class ARFilter:
         _contain: bool = True,
     ):
         # small taps of a lazy library are computed once, here (the signal stays lazy)
-        taps = concrete(taps)
+        if type(taps) is not np.ndarray:
+            taps = concrete(taps)
         self._xp = namespace(taps, names=("taps",))
         self.boundary = check_boundary(boundary)
         self._names = _names
@@ -538,8 +539,9 @@ def _filter(taps, **kwargs) -> ARFilter:
     """
     if type(taps) is not np.ndarray or taps.nbytes > _KEPT_NBYTES:
         return ARFilter(taps, **kwargs)
-    # the keywords in the order of the calling function (each caller passes one order)
-    key = (taps.dtype.str, taps.shape, taps.tobytes(), *kwargs.items())
+    # the dtype itself (equal only with the same byte order) costs less than its name; the
+    # keywords in the order of the calling function (each caller passes one order)
+    key = (taps.dtype, taps.shape, taps.tobytes(), *kwargs.items())
     try:
         with _KEPT_LOCK:
             f = _KEPT.get(key)
