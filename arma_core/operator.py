@@ -55,6 +55,7 @@ class _Layout(NamedTuple):
     insert: bool  # the standard layout has an inserted channel axis of size 1 (broadcast taps)
     k: int
     empty: bool
+    standard: tuple  # the signal's shape in the standard layout
 
     def to_standard(self, xp, x):
         if self.perm is not None:
@@ -145,7 +146,10 @@ def _layout(
             )
     order = [a for a in range(nd) if a not in sp and a != ch] + ([ch] if ch is not None else []) + sp
     perm = None if order == list(range(nd)) else tuple(order)
-    return _Layout(perm, ch is None, k, any(s == 0 for s in shape))
+    standard = tuple(shape[a] for a in order)
+    if ch is None:
+        standard = standard[: len(standard) - k] + (1,) + standard[len(standard) - k :]
+    return _Layout(perm, ch is None, k, any(s == 0 for s in shape), standard)
 
 
 #: layouts are the same for every filter with the same options (a new filter per call, e.g.
@@ -468,7 +472,7 @@ class ARFilter:
             boundary=self.boundary,
             dtype=_dtype_name(xp, real),
             device=device,
-            shape=self._standard_shape(x, lay),
+            shape=lay.standard,
             taps=self._host,
         )
         if cap.strip_only and not self._in_strip():
@@ -478,14 +482,6 @@ class ARFilter:
                 "boundary: use method='fft' or 'dense'"
             )
         return cap
-
-    def _standard_shape(self, x, lay: _Layout) -> tuple[int, ...]:
-        shape = tuple(x.shape)
-        if lay.perm is not None:
-            shape = tuple(shape[i] for i in lay.perm)
-        if lay.insert:
-            shape = shape[: len(shape) - lay.k] + (1,) + shape[len(shape) - lay.k :]
-        return shape
 
     def _contained(self, xp, kernel, v, taps, opts):
         """The solve with non-finite samples contained to their support (``_nonfinite``)."""
