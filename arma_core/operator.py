@@ -157,11 +157,20 @@ def _layout(
 _kept_layout = functools.lru_cache(maxsize=256)(_layout)
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def _dtype_name(xp, dtype) -> str:
-    for name in ("float32", "float64", "float16"):
-        if getattr(xp, name, None) == dtype:
-            return name
-    return str(dtype)
+    try:
+        return _DTYPE_NAMES[(xp, dtype)]
+    except (KeyError, TypeError):
+        pass
+    name = next((n for n in ("float32", "float64", "float16") if getattr(xp, n, None) == dtype), str(dtype))
+    try:
+        _DTYPE_NAMES[(xp, dtype)] = name
+    except TypeError:  # an unhashable dtype
+        pass
+    return name
 
 
 # ---------------------------------------------------------------------------------------------
