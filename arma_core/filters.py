@@ -51,6 +51,14 @@ def _largest_below_one(xp, x) -> float:
     return lim
 
 
+def _clip(xp, x, lo: float, hi: float):
+    """``xp.clip(x, lo, hi)``; numpy arrays take numpy's own clip (array-api-compat's generic one
+    builds bound arrays and masks: a dozen operations for the layers' few host values)."""
+    if type(x) is np.ndarray:
+        return np.clip(x, lo, hi)
+    return xp.clip(x, lo, hi)
+
+
 def _nudge_strip(xp, left, right):
     """Move ``right`` by ulps until ``|left + right| < 1`` holds for the taps as stored.
 
@@ -135,15 +143,15 @@ def reparameterize_values(xp, theta, region: str):
     lim = _largest_below_one(xp, theta)  # exact in theta's dtype
     a0, a1 = theta[..., 0], theta[..., 1]
     if region == "strip":
-        s = xp.clip(xp.tanh(a1), -lim, lim)
+        s = _clip(xp, xp.tanh(a1), -lim, lim)
         left = (s + a0) / 2
         right = (s - a0) / 2
         right = _nudge_strip(xp, left, right)
     else:
         # the official code's operations, in its order, so the result is bit for bit its own
         c, sn = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
-        t0 = xp.clip(xp.tanh(a0), -lim, lim) / math.sqrt(2)
-        t1 = xp.clip(xp.tanh(a1), -lim, lim) / math.sqrt(2)
+        t0 = _clip(xp, xp.tanh(a0), -lim, lim) / math.sqrt(2)
+        t1 = _clip(xp, xp.tanh(a1), -lim, lim) / math.sqrt(2)
         left = t0 * c - t1 * sn
         right = t0 * sn + t1 * c
         left, right = _nudge_diamond(xp, left, right)
