@@ -103,7 +103,9 @@ def measure_call_overhead(repeats: int, device: str = "cpu") -> list[Row]:
     if device == "cpu":
         xn = x.detach().numpy()
         taps = ar.taps().detach().numpy()
-        tn = side_by_side({"numpy": lambda: ac.ar_solve(xn, taps), "fresh": new_taps_every_call(xn, taps)}, n)
+        # absolute times of a few microseconds: the best of 10 blocks' medians (side_by_side)
+        fns = {"numpy": lambda: ac.ar_solve(xn, taps), "fresh": new_taps_every_call(xn, taps)}
+        tn = side_by_side(fns, n, rounds=10, best_block=True)
         for key, what in (
             ("numpy", "numpy ar_solve (float32, auto), microseconds"),
             ("fresh", "numpy ar_solve, new taps every call, microseconds"),

@@ -407,3 +407,29 @@ def test_everything_runs_without_the_extension():
 
     res = subprocess.run([sys.executable, "-c", _WITHOUT_EXTENSION], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+def test_side_by_side_best_block_is_the_fastest_blocks_median(monkeypatch):
+    """The benchmark harness: medians of all calls by default, the smallest block median with
+    ``best_block`` (a slow spell covering most calls does not set an absolute time)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import timing
+
+    # call durations (s) in the order the harness times them: 3 rounds x 2 callables x 3 calls
+    durations = iter([5, 5, 5, 1, 1, 1, 2, 2, 9, 1, 1, 1, 5, 5, 5, 1, 1, 1])
+    clock = [0.0]
+
+    def perf_counter():
+        return clock[0]
+
+    def call():
+        clock[0] += next(durations)
+
+    monkeypatch.setattr(timing.time, "perf_counter", perf_counter)
+    fns = {"a": call, "b": call}
+    assert timing.side_by_side(fns, 9, warmup=0) == {"a": 5.0, "b": 1.0}
+    durations = iter([5, 5, 5, 1, 1, 1, 2, 2, 9, 1, 1, 1, 5, 5, 5, 1, 1, 1])
+    assert timing.side_by_side(fns, 9, warmup=0, best_block=True) == {"a": 2.0, "b": 1.0}
