@@ -69,9 +69,10 @@ $(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 # The CPU comparison of docs/experiments.md (video): Table 3's five models x 3 seeds at speeds
-# 1x, 3x, 2x and Table 4's non-local models at 1x, in 8 parts (arma video --list-parts), each
-# under 90 minutes on 2 cores by measured run times (parts 1 and 3: about 80) and resumable;
-# every part rebuilds the tables in video-runs/quick from all the runs finished so far.
+# 1x, 3x (parts 1-6), Table 4's non-local models at 1x (7-10) and Table 3 at 2x (11-13), in 13
+# parts (arma video --list-parts), each under 90 minutes on 2 cores by measured run times (the
+# non-local ones estimated) and resumable; every part rebuilds the tables in video-runs/quick
+# from all the runs finished so far.
 # `make video` is part 1; `make video-part PART=N` any part; `make video-all` all of them.
 VIDEO_RUN = $(BIN)/arma video --preset quick --resume --out video-runs/quick $(VIDEO_ARGS)
 video: $(VENV)/.experiments-installed
@@ -79,7 +80,8 @@ video: $(VENV)/.experiments-installed
 video-part: $(VENV)/.experiments-installed
 	$(VIDEO_RUN) --part $(PART)
 video-all: $(VENV)/.experiments-installed
-	for p in 1 2 3 4 5 6 7 8; do $(VIDEO_RUN) --part $$p || exit 1; done
+	for p in $$($(BIN)/arma video --preset quick --list-parts | sed 's/^part \([0-9]*\):.*/\1/'); do \
+		$(VIDEO_RUN) --part $$p || exit 1; done
 
 # the quick preset of docs/experiments.md (semantic segmentation): 4 flat nets + 4 U-Nets x 3 seeds
 # on multi-digit MNIST, under 90 minutes on 2 cores

@@ -32,12 +32,14 @@ def test_presets():
     assert ("nonlocal-arma-lstm", 1) in runs
     assert plan_runs("quick")["speeds"] == [1]
     assert plan_runs("quick", 2, speeds=[2], seeds=[5])["seeds"] == [5]
-    # parts are disjoint
-    parts = [plan_runs("quick", k) for k in range(1, len(PRESETS["quick"]["parts"]) + 1)]
-    listed = [(m, s) for p in parts for m in p["models"] for s in p["speeds"]]
+    # parts are disjoint, and together every model x speed x seed of the preset once
+    parts = [plan_runs("quick", k)["groups"] for k in range(1, len(PRESETS["quick"]["parts"]) + 1)]
+    listed = [(m, s, n) for p in parts for g in p for m in g["models"] for s in g["speeds"] for n in g["seeds"]]
     assert len(listed) == len(set(listed))
+    assert {(m, s) for m, s, _ in listed} == runs
+    assert all(sorted(n for m2, s2, n in listed if (m2, s2) == (m, s)) == [0, 1, 2] for m, s in runs)
     with pytest.raises(ValueError, match="part"):
-        plan_runs("quick", 9)
+        plan_runs("quick", len(PRESETS["quick"]["parts"]) + 1)
 
 
 def _fake_run(out, model, speed, seed, mse, psnr):
@@ -221,7 +223,8 @@ def test_cli_argument_errors(tmp_path, capsys):
     assert main(["--list-models"]) == 0
     out = capsys.readouterr().out
     assert "887,489" in out and "74,593" in out and "75,617" in out
-    assert main(["--list-parts"]) == 0 and "part 8: speeds [2]" in capsys.readouterr().out
+    assert main(["--list-parts"]) == 0
+    assert "part 13: speeds [2], seeds [2], models convlstm5; speeds [2], seeds [0, 1, 2]" in capsys.readouterr().out
     assert main(["--preset", "smoke", "--time-steps", "1", "--model", "arma-lstm"]) == 0
     out = capsys.readouterr().out
     assert "arma-lstm" in out and "x Conv-LSTM (size 3)" in out
@@ -230,7 +233,8 @@ def test_cli_argument_errors(tmp_path, capsys):
         assert main(["--preset", "smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert main(["--preset", "smoke", "--epochs", "0", "--out", str(tmp_path)]) == 2
     assert "epochs" in capsys.readouterr().err
-    assert main(["--preset", "quick", "--part", "9", "--out", str(tmp_path)]) == 2
+    beyond = str(len(PRESETS["quick"]["parts"]) + 1)
+    assert main(["--preset", "quick", "--part", beyond, "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         main(["--model", "nope"])
     with pytest.raises(SystemExit):

@@ -57,6 +57,23 @@ _QUICK_CONFIG = {
     "output_bias_init": True,
 }
 
+
+def _part(speed, *groups) -> list[dict]:
+    """One part of a preset's run list: ``(models, seeds)`` groups at ``speed`` (seeds None:
+    the preset's)."""
+    return [{"speeds": [speed], "models": list(m), **({} if s is None else {"seeds": list(s)})} for m, s in groups]
+
+
+def _table3_parts(speed) -> list[list[dict]]:
+    """Table 3 at one speed in three parts: the 3x3-size models; two seeds of ConvLSTM 5x5 (a
+    run costs about three ConvLSTM 3x3 runs); its third seed beside the dilated ARMA-LSTMs."""
+    return [
+        _part(speed, (["convlstm3", "dilated-convlstm", "arma-lstm"], None)),
+        _part(speed, (["convlstm5"], [0, 1])),
+        _part(speed, (["convlstm5"], [2]), (["dilated-arma-lstm"], None)),
+    ]
+
+
 # Presets: models, speeds, seeds, the VideoConfig fields, and for the CPU preset the parts (each
 # a subset of the run list that finishes in under 90 minutes on the 2-core machine, resumable).
 PRESETS: dict[str, dict] = {
@@ -91,16 +108,16 @@ PRESETS: dict[str, dict] = {
         "speeds": [1, 3, 2],
         "seeds": [0, 1, 2],
         "config": _QUICK_CONFIG,
-        # Each part: the three seeds of about half of one speed's models (by measured cost).
+        # Each part: a list of (models x seeds) groups at one speed that two workers finish in
+        # under 90 minutes by the measured run times (_COST; the non-local ones estimated).
         "parts": [
-            {"speeds": [1], "models": ["convlstm3", "dilated-convlstm", "arma-lstm"]},
-            {"speeds": [1], "models": ["convlstm5", "dilated-arma-lstm"]},
-            {"speeds": [3], "models": ["convlstm3", "dilated-convlstm", "arma-lstm"]},
-            {"speeds": [3], "models": ["convlstm5", "dilated-arma-lstm"]},
-            {"speeds": [1], "models": ["nonlocal-convlstm3", "nonlocal-arma-lstm"]},
-            {"speeds": [1], "models": ["nonlocal-convlstm5"]},
-            {"speeds": [2], "models": ["convlstm3", "dilated-convlstm", "arma-lstm"]},
-            {"speeds": [2], "models": ["convlstm5", "dilated-arma-lstm"]},
+            *_table3_parts(1),
+            *_table3_parts(3),
+            _part(1, (["nonlocal-convlstm3"], None)),
+            _part(1, (["nonlocal-arma-lstm"], [0, 1])),
+            _part(1, (["nonlocal-arma-lstm"], [2]), (["nonlocal-convlstm5"], [0])),
+            _part(1, (["nonlocal-convlstm5"], [1, 2])),
+            *_table3_parts(2),
         ],
         # One thread per run and two runs at once (one per core): on this 2-core machine one
         # thread was as fast as two when nearly idle and up to 3.5x faster under load.
@@ -134,14 +151,15 @@ PRESETS: dict[str, dict] = {
     },
 }
 
-# Relative cost of a training step at equal size (measured, docs section 6): the order in which
+# Relative cost of a run (training steps timed side by side, docs section 6; ConvLSTM 5x5 from
+# its measured run times, section 7, where its steps' 2.2 underestimated it): the order in which
 # parallel workers take the runs, longest first, so that they finish close together.
 _COST = {
     "convlstm3": 1.0,
     "dilated-convlstm": 1.1,
     "arma-lstm": 1.7,
     "dilated-arma-lstm": 1.65,
-    "convlstm5": 2.2,
+    "convlstm5": 3.0,
     "nonlocal-convlstm3": 1.55,
     "nonlocal-arma-lstm": 2.4,
     "nonlocal-convlstm5": 3.0,
@@ -227,7 +245,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--part",
         type=int,
         metavar="N",
-        help="run only part N (1-based) of the preset's run list (quick: 8 parts, "
+        help="run only part N (1-based) of the preset's run list (quick: 13 parts, "
         "each under 90 minutes on 2 cores by measured run times; default 1; 0 = all)",
     )
     p.add_argument("--list-parts", action="store_true", help="print the preset's parts and exit")
@@ -372,14 +390,18 @@ def plan_runs(preset: str, part: int | None = None, models=None, speeds=None, se
     replaced by the explicit ``models`` / ``speeds`` / ``seeds``.
 
     ``part`` is 1-based; ``None`` means part 1 for a preset with parts, ``0`` all parts at once
-    (a preset's parts together are its whole run list).
+    (a preset's parts together are its whole run list). A part is one group or a list of groups
+    (models x speeds x seeds each); ``groups`` lists them, and the first group's keys are
+    repeated at the top level.
 
     Examples
     --------
-    >>> plan_runs("quick", 3)["speeds"], plan_runs("quick", 5)["models"][0]
-    ([3], 'nonlocal-convlstm3')
-    >>> len(plan_runs("quick", 0)["groups"])
-    8
+    >>> plan_runs("quick", 4)["speeds"], plan_runs("quick", 7)["models"]
+    ([3], ['nonlocal-convlstm3'])
+    >>> [(g["models"], g["seeds"]) for g in plan_runs("quick", 3)["groups"]]
+    [(['convlstm5'], [2]), (['dilated-arma-lstm'], [0, 1, 2])]
+    >>> len(PRESETS["quick"]["parts"]), len(plan_runs("quick", 0)["groups"])
+    (13, 17)
     """
     spec = PRESETS[preset]
     parts = spec.get("parts") or [{}]
@@ -389,7 +411,7 @@ def plan_runs(preset: str, part: int | None = None, models=None, speeds=None, se
         raise ValueError(f"part must be in 0..{len(parts)} for preset {preset!r}, got {part!r}")
     chosen = parts if part == 0 else [parts[part - 1]]
     groups = []
-    for p in chosen:
+    for p in (g for chunk in chosen for g in (chunk if isinstance(chunk, list) else [chunk])):
         groups.append(
             {
                 "models": list(models or p.get("models", spec["models"])),
@@ -553,8 +575,9 @@ def main(argv=None) -> int:
         return _time_steps(args, preset)
     if args.list_parts:
         for k in range(1, len(preset.get("parts") or [{}]) + 1):
-            plan = plan_runs(args.preset, k)
-            print(f"part {k}: speeds {plan['speeds']}, seeds {plan['seeds']}, models " + " ".join(plan["models"]))
+            groups = plan_runs(args.preset, k)["groups"]
+            said = [f"speeds {g['speeds']}, seeds {g['seeds']}, models " + " ".join(g["models"]) for g in groups]
+            print(f"part {k}: " + "; ".join(said))
         return 0
     from .report import write_report
 
