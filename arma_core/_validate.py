@@ -198,7 +198,7 @@ def _any_nonfinite(xp, x) -> bool:
 def check_finite(xp, x, name: str) -> None:
     """ValueError naming ``name`` when ``x`` holds NaN or inf (as ``scipy.linalg`` does)."""
     if type(x) is np.ndarray and x.size <= _SMALL:  # the common small call, without the wrappers
-        if x.dtype.kind in "fc" and not np.logical_and.reduce(np.isfinite(x), axis=None):
+        if x.dtype.kind in "fc" and _any_nonfinite(np, x):
             _raise_nonfinite(name)
         return
     if not isdtype(xp, x.dtype, ("real floating", "complex floating")) or _numel(x) == 0:

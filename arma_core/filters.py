@@ -165,8 +165,8 @@ def reparameterize_vjp(theta, grad_taps, region: str = "strip"):
     The derivative of the map as written (its Jacobian, :func:`reparameterize_jacobian`,
     applied to ``grad_taps``), as autograd would take it: ``tanh`` and the clip to the largest
     float below 1 (no gradient where ``tanh`` is clipped), the halving (strip) or the rotation
-    (diamond). The ulp nudges that keep the rounded taps
-    strictly inside the region count as the identity; ``f_0 = 1`` has no gradient.
+    (diamond). The ulp nudges that keep the rounded taps strictly inside the region count as
+    the identity; ``f_0 = 1`` has no gradient.
 
     Parameters
     ----------
@@ -203,8 +203,9 @@ def reparameterize_jacobian(theta, region: str = "strip"):
     ``reparameterize_vjp(theta, g, region)`` is ``(g[..., None, :] @ J)[..., 0, :]`` with
     ``J = reparameterize_jacobian(theta, region)``. Computing ``J`` once and applying it by one
     matrix product is cheaper when the same ``theta`` meets several gradients, as in a layer
-    called more than once between optimizer steps. The same conventions as :func:`reparameterize_vjp`: no gradient where
-    ``tanh`` is clipped, the ulp nudges count as the identity, ``f_0 = 1`` has no gradient.
+    called more than once between optimizer steps. The same conventions as
+    :func:`reparameterize_vjp`: no gradient where ``tanh`` is clipped, the ulp nudges count as
+    the identity, ``f_0 = 1`` has no gradient.
 
     Parameters
     ----------
@@ -343,7 +344,7 @@ def stability_margin(taps):
     return xp.sqrt(xp.clip(m2, 0.0, None))
 
 
-def _inside_strip(xp, taps):
+def inside_strip(xp, taps):
     """Boolean array ``(...)``: True where a factor is inside the open strip ``|s| < |f_0|``
     (False for NaN)."""
     return xp.abs(taps[..., 0] + taps[..., 2]) < xp.abs(taps[..., 1])
@@ -351,7 +352,7 @@ def _inside_strip(xp, taps):
 
 def _strip_violation(xp, taps):
     """Boolean array ``(...)``: True where a factor is outside the open strip ``|s| < |f_0|``."""
-    return ~_inside_strip(xp, taps)
+    return ~inside_strip(xp, taps)
 
 
 def _violation(xp, taps, boundary):
@@ -471,9 +472,9 @@ def check_stable_validated(xp, taps, boundary: str | None, name: str = "taps") -
     """
     if type(taps) is np.ndarray:
         # on the factors as rows: numpy's ufuncs cost less on 1-D views than on (C, k, Q) ones
-        if np.logical_and.reduce(_inside_strip(np, taps.reshape(-1, 3))):
+        if np.logical_and.reduce(inside_strip(np, taps.reshape(-1, 3))):
             return True
-    elif bool(xp.all(_inside_strip(xp, taps))):
+    elif bool(xp.all(inside_strip(xp, taps))):
         return True
     bad = _violation(xp, taps, boundary) if boundary == "circular" else _strip_violation(xp, taps)
     if bool(xp.any(bad)):

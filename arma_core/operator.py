@@ -39,7 +39,7 @@ from ._validate import (
     promote_signal,
 )
 from .capabilities import METHODS, resolve
-from .filters import check_stable_validated, reparameterize
+from .filters import check_stable_validated, inside_strip, reparameterize
 
 __all__ = ["ARFilter", "ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adjoint"]
 
@@ -376,8 +376,7 @@ class ARFilter:
     def _in_strip(self) -> bool:
         strip = self._state.get("strip")
         if strip is None:
-            fm, f0, fp = self._host().reshape(-1, 3).T
-            strip = self._state["strip"] = bool((abs(fm + fp) < abs(f0)).all())
+            strip = self._state["strip"] = bool(inside_strip(np, self._host().reshape(-1, 3)).all())
         return strip
 
     def _taps_as(self, dtype):

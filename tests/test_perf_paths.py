@@ -412,10 +412,9 @@ def test_everything_runs_without_the_extension():
 def test_side_by_side_best_block_is_the_fastest_blocks_median(monkeypatch):
     """The benchmark harness: medians of all calls by default, the smallest block median with
     ``best_block`` (a slow spell covering most calls does not set an absolute time)."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import timing
 
     # call durations (s) in the order the harness times them: 3 rounds x 2 callables x 3 calls
