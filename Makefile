@@ -69,7 +69,7 @@ $(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 # The CPU comparison of docs/experiments.md (video): Table 3's five models x 3 seeds at speeds
-# 1x, 3x (parts 1-6), Table 4's non-local models at 1x (7-10) and Table 3 at 2x (11-13), in 13
+# 1x, 3x (parts 1-7), Table 4's non-local models at 1x (8-11) and Table 3 at 2x (12-14), in 14
 # parts (arma video --list-parts), each under 90 minutes on 2 cores by measured run times (the
 # non-local ones estimated) and resumable; every part rebuilds the tables in video-runs/quick
 # from all the runs finished so far.

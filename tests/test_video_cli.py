@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from arma_experiments import results as R
-from arma_experiments.video.cli import PRESETS, main, plan_runs
+from arma_experiments.video.cli import PRESETS, _configs, build_parser, main, plan_runs
 from arma_experiments.video.models import CPU_SIZE, TABLE3_MODELS, build_video_model
 from arma_experiments.video.report import MARGIN, acceptance, comparisons, write_report
 from arma_experiments.video.train import BASELINES, VideoConfig
@@ -40,6 +40,21 @@ def test_presets():
     assert all(sorted(n for m2, s2, n in listed if (m2, s2) == (m, s)) == [0, 1, 2] for m, s in runs)
     with pytest.raises(ValueError, match="part"):
         plan_runs("quick", len(PRESETS["quick"]["parts"]) + 1)
+
+
+def test_speed_config_changes_only_its_speed_and_yields_to_the_command_line():
+    def epochs(*argv):
+        return {
+            (c.model, c.speed, c.seed): c.epochs for c in _configs(build_parser().parse_args(argv), PRESETS["quick"])
+        }
+
+    base, longer = PRESETS["quick"]["config"]["epochs"], PRESETS["quick"]["speed_config"][3]["epochs"]
+    assert longer > base
+    assert set(epochs("--part", "1").values()) == {base}
+    assert set(epochs("--part", "4").values()) == {longer}
+    mixed = epochs("--model", "convlstm3", "--speed", "1", "3", "--seeds", "0")
+    assert mixed == {("convlstm3", 1, 0): base, ("convlstm3", 3, 0): longer}
+    assert set(epochs("--part", "4", "--epochs", "2").values()) == {2}
 
 
 def _fake_run(out, model, speed, seed, mse, psnr):
@@ -224,7 +239,7 @@ def test_cli_argument_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "887,489" in out and "74,593" in out and "75,617" in out
     assert main(["--list-parts"]) == 0
-    assert "part 13: speeds [2], seeds [2], models convlstm5; speeds [2], seeds [0, 1, 2]" in capsys.readouterr().out
+    assert "part 14: speeds [2], seeds [2], models convlstm5; speeds [2], seeds [0, 1, 2]" in capsys.readouterr().out
     assert main(["--preset", "smoke", "--time-steps", "1", "--model", "arma-lstm"]) == 0
     out = capsys.readouterr().out
     assert "arma-lstm" in out and "x Conv-LSTM (size 3)" in out

@@ -254,6 +254,18 @@ def _paper_rows(models: list[str], speeds: list) -> str:
     return R.markdown_table(header, rows)
 
 
+def _training(runs: list[dict]) -> str:
+    """``"training: 12 epochs x 50 steps at 1x, 18 epochs x 50 steps at 3x"`` (the recipe may
+    differ between speeds, never between the models and seeds of one speed's comparison)."""
+    said = []
+    for speed in sorted({r["speed"] for r in runs}):
+        kinds = sorted(
+            {(r["config"]["epochs"], r["steps"] // max(r["epochs_completed"], 1)) for r in runs if r["speed"] == speed}
+        )
+        said.append(" or ".join(f"{e} epochs x {k} steps" for e, k in kinds) + f" at {speed:g}x")
+    return "training: " + ", ".join(said)
+
+
 def _markdown(out_dir: Path, runs: list[dict]) -> str:
     cfg = runs[0]["config"]
     speeds = sorted({r["speed"] for r in runs})
@@ -267,7 +279,8 @@ def _markdown(out_dir: Path, runs: list[dict]) -> str:
             f"{cfg['canvas_size']}x{cfg['canvas_size']} canvas, {cfg['digit_size']}x{cfg['digit_size']} "
             f"digits, {cfg['input_frames']} -> {cfg['future_frames']} frames; network {cfg['blocks']} "
             f"blocks x {cfg['cells_per_block']} cell(s) x {cfg['hidden']} channels (skip stride "
-            f"{cfg['skip_stride']}); loss {cfg['loss']}; {cfg['test_size']} test sequences (MNIST test "
+            f"{cfg['skip_stride']}); loss {cfg['loss']}; {_training(runs)}; {cfg['test_size']} test "
+            "sequences (MNIST test "
             f"digits), the same for every model and seed. Every model cell: mean ± std over seeds "
             f"{seeds}. Metrics averaged over the predicted frames; SSIM: 7x7 uniform window, data "
             "range 1; SSIM(L=2): data range 2, the convention of the paper's SSIM values; a frame "
