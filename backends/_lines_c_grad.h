@@ -183,6 +183,85 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 #undef TAP
 }
 
+#if VEC
+typedef T SFX(vt8) __attribute__((vector_size(8 * sizeof(T))));
+INLINE v8d SFX(ld8t)(const T *p) {
+    SFX(vt8) x;
+    memcpy(&x, p, sizeof x);
+    return __builtin_convertvector(x, v8d);
+}
+
+/* taps_sums_2d_q1's padded u for d = 1 and n3 a multiple of 8, in float64 rows of stride
+ * S = n3 + 8 from up0 (64-byte aligned, 8 writable doubles before it): padded row i' (of
+ * n2 + 2) holds u's row rows[i'] at up0 + i' S + j (j < n3: aligned vectors) and the boundary's
+ * columns -1 and n3 at offsets -1 and n3; the rest of the stride is zero */
+INLINE void SFX(pad_rows_d1)(const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *up0) {
+    i64 S = n3 + 8;
+    for (i64 j = -8; j < 0; j++) up0[j] = 0.0;
+    for (i64 ip = 0; ip < n2 + 2; ip++) {
+        double *o = up0 + ip * S;
+        i64 h = rows[ip];
+        for (i64 j = n3; j < S - 1; j++) o[j] = 0.0;
+        if (h >= n2) {
+            for (i64 j = -1; j < n3; j++) o[j] = 0.0;
+            continue;
+        }
+        const T *uh = u + h * n3;
+        for (i64 j = 0; j < n3; j += 8) st8(o + j, SFX(ld8t)(uh + j));
+        o[-1] = cols[0] < n3 ? (double)uh[cols[0]] : 0.0;
+        o[n3] = cols[n3 + 1] < n3 ? (double)uh[cols[n3 + 1]] : 0.0;
+    }
+}
+
+/* D[3 t + b] = sum_{i, j} v[i][j] u~[i + 1 - t][j + 1 - b] from pad_rows_d1's rows (v read in
+ * place): each vector of u is loaded once, aligned, and its neighbours' columns j -+ 1 come
+ * from lane shuffles with the vectors before and after it (shifted loads would each straddle
+ * two cache lines) */
+INLINE void SFX(dots9_d1)(const T *v, i64 n2, i64 n3, const double *up0, double *D) {
+    i64 S = n3 + 8;
+    v8d A[9];
+    for (int k = 0; k < 9; k++) A[k] = (v8d){0};
+    for (i64 i = 0; i < n2; i++) {
+        const T *vi = v + i * n3;
+        const double *r[3];
+        v8d prev[3], cur[3];
+        for (int t = 0; t < 3; t++) {
+            r[t] = up0 + (i + 2 - t) * S;
+            prev[t] = ld8(r[t] - 8);
+            cur[t] = ld8(r[t]);
+        }
+        for (i64 j = 0; j < n3; j += 8) {
+            v8d vx = SFX(ld8t)(vi + j);
+            for (int t = 0; t < 3; t++) {
+                v8d next = ld8(r[t] + j + 8);
+                A[3 * t] += vx * SHUF8(cur[t], next, 1, 2, 3, 4, 5, 6, 7, 8);      /* u~[.][j + 1] */
+                A[3 * t + 1] += vx * cur[t];                                       /* u~[.][j] */
+                A[3 * t + 2] += vx * SHUF8(prev[t], cur[t], 7, 8, 9, 10, 11, 12, 13, 14); /* u~[.][j - 1] */
+                prev[t] = cur[t];
+                cur[t] = next;
+            }
+        }
+    }
+    for (int k = 0; k < 9; k++) {
+        D[k] = 0.0;
+        for (int l = 0; l < 8; l++) D[k] += A[k][l];
+    }
+}
+#endif
+
+/* taps_sums_2d_q1's gradients from the nine sums D[3 t + b] */
+INLINE void SFX(fold9)(const double *D, const T *fH, const T *fW, double *part) {
+    for (int t = 0; t < 3; t++) {
+        double sH = 0.0, sW = 0.0;
+        for (int b = 0; b < 3; b++) {
+            sH += (double)fW[b] * D[3 * t + b];
+            sW += (double)fH[b] * D[3 * b + t];
+        }
+        part[t] -= sH;     /* part[0][0][t]: axis H */
+        part[3 + t] -= sW; /* part[1][0][t]: axis W */
+    }
+}
+
 /* One 2-D block with one factor per axis (k = 2, Q = 1, the layers' default), in one pass:
  * with D[t][b] = <v, S_H^(t) S_W^(b) u> (t, b = 0, 1, 2 for the shifts +d, 0, -d, the
  * boundary rule applied along each axis),
@@ -198,6 +277,15 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
  * w64: pad_size(n2, n3, d) doubles. */
 INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, const i64 *rows, const i64 *cols,
                                  const T *fH, const T *fW, double *part, double *w64) {
+    double D[9] = {0.0}; /* D[3 t + b] */
+#if VEC
+    if (d == 1 && n3 % 8 == 0) {
+        SFX(pad_rows_d1)(u, n2, n3, rows, cols, w64 + 8);
+        SFX(dots9_d1)(v, n2, n3, w64 + 8, D);
+        SFX(fold9)(D, fH, fW, part);
+        return;
+    }
+#endif
     i64 S = n3 + 2 * d, NV = n2 * S;
     double *vp = w64, *up = w64 + NV + d; /* up[-d .. (n2 + 2 d) S + d) */
     for (i64 i = 0; i < n2; i++) {
@@ -224,7 +312,6 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
     i64 off[9];
     for (int t = 0; t < 3; t++)
         for (int b = 0; b < 3; b++) off[3 * t + b] = (2 - t) * d * S + (1 - b) * d;
-    double D[9] = {0.0}; /* D[3 t + b] */
     i64 x = 0;
 #if VEC
     v8d A[9];
@@ -238,13 +325,5 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
 #endif
     for (; x < NV; x++)
         for (int k = 0; k < 9; k++) D[k] += vp[x] * up[x + off[k]];
-    for (int t = 0; t < 3; t++) {
-        double sH = 0.0, sW = 0.0;
-        for (int b = 0; b < 3; b++) {
-            sH += (double)fW[b] * D[3 * t + b];
-            sW += (double)fH[b] * D[3 * b + t];
-        }
-        part[t] -= sH;     /* part[0][0][t]: axis H */
-        part[3 + t] -= sW; /* part[1][0][t]: axis W */
-    }
+    SFX(fold9)(D, fH, fW, part);
 }
