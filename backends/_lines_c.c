@@ -1307,7 +1307,6 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
     if (!ctx->solved && scratch_alloc(&sc, pl) != 0) goto fail;
     if (ctx->need_taps) { /* taps_sums: (3 + Q) blocks of T; taps_sums_2d_q1: two padded blocks of doubles */
         i64 d = pl->d, S = pl->ax[2].n + 2 * d, pad = (2 * pl->ax[1].n + 2 * d) * S + 2 * d;
-        pad = imax(pad, (pl->ax[1].n + 2) * (pl->ax[2].n + 8) + 8); /* pad_rows_d1 */
         bufs = amalloc((size_t)(imax((3 + pl->Q) * N * (i64)es, ctx->rows ? 8 * pad : 0) + 8));
         if (!bufs) goto fail;
     }

@@ -191,59 +191,45 @@ INLINE v8d SFX(ld8t)(const T *p) {
     return __builtin_convertvector(x, v8d);
 }
 
-/* taps_sums_2d_q1's padded u for d = 1 and n3 a multiple of 8, in float64 rows of stride
- * S = n3 + 8 from up0 (64-byte aligned, 8 writable doubles before it): padded row i' (of
- * n2 + 2) holds u's row rows[i'] at up0 + i' S + j (j < n3: aligned vectors) and the boundary's
- * columns -1 and n3 at offsets -1 and n3; the rest of the stride is zero */
-INLINE void SFX(pad_rows_d1)(const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *up0) {
-    i64 S = n3 + 8;
-    for (i64 j = -8; j < 0; j++) up0[j] = 0.0;
-    for (i64 ip = 0; ip < n2 + 2; ip++) {
-        double *o = up0 + ip * S;
-        i64 h = rows[ip];
-        for (i64 j = n3; j < S - 1; j++) o[j] = 0.0;
-        if (h >= n2) {
-            for (i64 j = -1; j < n3; j++) o[j] = 0.0;
-            continue;
-        }
-        const T *uh = u + h * n3;
-        for (i64 j = 0; j < n3; j += 8) st8(o + j, SFX(ld8t)(uh + j));
-        o[-1] = cols[0] < n3 ? (double)uh[cols[0]] : 0.0;
-        o[n3] = cols[n3 + 1] < n3 ? (double)uh[cols[n3 + 1]] : 0.0;
-    }
-}
-
-/* D[3 t + b] = sum_{i, j} v[i][j] u~[i + 1 - t][j + 1 - b] from pad_rows_d1's rows (v read in
- * place): each vector of u is loaded once, aligned, and its neighbours' columns j -+ 1 come
- * from lane shuffles with the vectors before and after it (shifted loads would each straddle
- * two cache lines) */
-INLINE void SFX(dots9_d1)(const T *v, i64 n2, i64 n3, const double *up0, double *D) {
-    i64 S = n3 + 8;
-    v8d A[9];
-    for (int k = 0; k < 9; k++) A[k] = (v8d){0};
+/* taps_sums_2d_q1's nine sums for d = 1 and n3 a multiple of 8, without copies:
+ *     D[3 t + b] = sum_k v~[i][k - 1 + b] u~[i + 1 - t][k]    (k = -1 .. n3)
+ * (the shift moved from u to v, so that the three shifts of a row of v serve the three rows of
+ * u), v~ = v with zero columns -1 and n3, u~ = u with the boundary's rows and columns. Rows of
+ * u are read in place as aligned vectors (float32 loads, exact float64 products); the shifted
+ * vectors of v come from lane shuffles, and the columns -1 and n3 of u~ are scalar terms. */
+INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D) {
+    v8d A[9], zero = {0};
+    double E[9] = {0.0};
+    for (int k = 0; k < 9; k++) A[k] = zero;
+    i64 cl = cols[0], cr = cols[n3 + 1]; /* the columns of u at -1 and n3 (n3: a zero) */
     for (i64 i = 0; i < n2; i++) {
-        const T *vi = v + i * n3;
-        const double *r[3];
-        v8d prev[3], cur[3];
+        const T *vi = v + i * n3, *ut[3];
+        int on[3];
         for (int t = 0; t < 3; t++) {
-            r[t] = up0 + (i + 2 - t) * S;
-            prev[t] = ld8(r[t] - 8);
-            cur[t] = ld8(r[t]);
+            i64 h = rows[i + 2 - t];
+            on[t] = h < n2;
+            ut[t] = u + (on[t] ? h : 0) * n3;
+            if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
+            if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
         }
+        v8d prev = zero, cur = SFX(ld8t)(vi);
         for (i64 j = 0; j < n3; j += 8) {
-            v8d vx = SFX(ld8t)(vi + j);
+            v8d next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
+            v8d vm = SHUF8(prev, cur, 7, 8, 9, 10, 11, 12, 13, 14); /* v~[k - 1] */
+            v8d vp = SHUF8(cur, next, 1, 2, 3, 4, 5, 6, 7, 8);      /* v~[k + 1] */
             for (int t = 0; t < 3; t++) {
-                v8d next = ld8(r[t] + j + 8);
-                A[3 * t] += vx * SHUF8(cur[t], next, 1, 2, 3, 4, 5, 6, 7, 8);      /* u~[.][j + 1] */
-                A[3 * t + 1] += vx * cur[t];                                       /* u~[.][j] */
-                A[3 * t + 2] += vx * SHUF8(prev[t], cur[t], 7, 8, 9, 10, 11, 12, 13, 14); /* u~[.][j - 1] */
-                prev[t] = cur[t];
-                cur[t] = next;
+                if (!on[t]) continue;
+                v8d uk = SFX(ld8t)(ut[t] + j);
+                A[3 * t] += vm * uk;
+                A[3 * t + 1] += cur * uk;
+                A[3 * t + 2] += vp * uk;
             }
+            prev = cur;
+            cur = next;
         }
     }
     for (int k = 0; k < 9; k++) {
-        D[k] = 0.0;
+        D[k] = E[k];
         for (int l = 0; l < 8; l++) D[k] += A[k][l];
     }
 }
@@ -280,8 +266,7 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
     double D[9] = {0.0}; /* D[3 t + b] */
 #if VEC
     if (d == 1 && n3 % 8 == 0) {
-        SFX(pad_rows_d1)(u, n2, n3, rows, cols, w64 + 8);
-        SFX(dots9_d1)(v, n2, n3, w64 + 8, D);
+        SFX(dots9_d1)(v, u, n2, n3, rows, cols, D);
         SFX(fold9)(D, fH, fW, part);
         return;
     }
