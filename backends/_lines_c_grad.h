@@ -257,10 +257,11 @@ INLINE void SFX(fold9)(const double *D, const T *fH, const T *fW, double *part) 
  * copies of u. v and u are (n2, n3); rows[i'] / cols[j'] give the row / column of u that
  * stands at position i' - d / j' - d (n2 / n3: a zero), for i' < n2 + 2 d, j' < n3 + 2 d.
  *
- * u is copied in float64 with a halo of d rows and columns holding what the boundary rule
- * puts there, and v with d zero columns on each side and the same row stride S = n3 + 2 d:
- * then every shift is a fixed offset and the nine sums are one pass over the padded rows.
- * w64: pad_size(n2, n3, d) doubles. */
+ * With d = 1 and n3 a multiple of 8 the sums come from dots9_d1, without copies. Otherwise u
+ * is copied in float64 with a halo of d rows and columns holding what the boundary rule puts
+ * there, and v with d zero columns on each side and the same row stride S = n3 + 2 d: then
+ * every shift is a fixed offset and the nine sums are one pass over the padded rows.
+ * w64: the padded copies' (2 n2 + 2 d) S + 2 d doubles. */
 INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, const i64 *rows, const i64 *cols,
                                  const T *fH, const T *fW, double *part, double *w64) {
     double D[9] = {0.0}; /* D[3 t + b] */
