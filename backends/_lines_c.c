@@ -56,11 +56,14 @@ typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef long long v4i __attribute__((vector_size(32)));
+typedef long long v8i __attribute__((vector_size(64)));
 typedef float v4f __attribute__((vector_size(16)));
 #if defined(__clang__)
 #define SHUF4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shufflevector(a, b, i, j, k, l, m, n, o, p)
 #else
 #define SHUF4(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4i){i, j, k, l})
+#define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shuffle(a, b, (v8i){i, j, k, l, m, n, o, p})
 #endif
 INLINE v8d ld8(const double *p) {
     v8d v;
@@ -105,6 +108,19 @@ INLINE void tr4(const double *s, i64 ls, v4d *c) {
 enum { B_CIRCULAR = 0, B_ZEROS = 1, B_REFLECT = 2, B_REPLICATE = 3 };
 
 static i64 imin(i64 a, i64 b) { return a < b ? a : b; }
+
+/* Scratch of the hot loops on 64-byte boundaries: their vectors are 64 bytes (AVX-512), and an
+ * access that straddles two cache lines costs two. afree releases what amalloc returned. */
+static void *amalloc(size_t bytes) {
+    char *raw = (char *)malloc(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t at = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+    ((void **)at)[-1] = raw;
+    return (void *)at;
+}
+static void afree(void *p) {
+    if (p) free(((void **)p)[-1]);
+}
 static i64 imax(i64 a, i64 b) { return a > b ? a : b; }
 
 /* Ask for the next block while this one is computed: blocks are a few pages each, and the
@@ -1018,7 +1034,7 @@ HOT static void lines_range(void *vctx, i64 lo, i64 hi, int tid) {
     i64 n = ctx->n, P = ctx->P, C = pl->C, NB = P / C;
     size_t se = ctx->sf32 ? 4 : 8, de = ctx->df32 ? 4 : 8;
     (void)tid;
-    double *buf = (double *)malloc((size_t)(4 * n + 4 * pl->zrows + 4) * sizeof(double));
+    double *buf = (double *)amalloc((size_t)(4 * n + 4 * pl->zrows + 4) * sizeof(double));
     if (!buf) {
         ctx->failed = 1;
         return;
@@ -1035,7 +1051,7 @@ HOT static void lines_range(void *vctx, i64 lo, i64 hi, int tid) {
         }
         solve_group(&g, ctx->sf32, ctx->df32, n, pl, 2, ctx->rev, buf, zc);
     }
-    free(buf);
+    afree(buf);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1050,11 +1066,11 @@ typedef struct {
 static int scratch_alloc(Scratch *s, const Plan *pl) {
     i64 n1 = pl->ax[0].n, n2 = pl->ax[1].n, n3 = pl->ax[2].n;
     i64 lanes = imax(STRIP, n2 * n3);
-    size_t total = (size_t)(n1 * n2 * n3 + imax(4, STRIP) * n3 + pl->zrows * lanes + 8);
-    s->wk = (double *)malloc(total * sizeof(double));
+    i64 nwk = align8(n1 * n2 * n3), nst = align8(imax(4, STRIP) * n3);
+    s->wk = (double *)amalloc((size_t)(nwk + nst + pl->zrows * lanes + 8) * sizeof(double));
     if (!s->wk) return -1;
-    s->st = s->wk + n1 * n2 * n3;
-    s->zc = s->st + imax(4, STRIP) * n3;
+    s->st = s->wk + nwk;
+    s->zc = s->st + nst;
     return 0;
 }
 
@@ -1172,7 +1188,7 @@ HOT static void blocks_range(void *vctx, i64 lo, i64 hi, int tid) {
         solve_block(ctx->src + (size_t)(p * N) * se, ctx->sf32, ctx->dst + (size_t)(p * N) * de, ctx->df32, pl,
                     p % pl->C, ctx->rev, &sc);
     }
-    free(sc.wk);
+    afree(sc.wk);
 }
 
 static const Plan *plan_of(Py_buffer *b) {
@@ -1291,7 +1307,7 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
     if (!ctx->solved && scratch_alloc(&sc, pl) != 0) goto fail;
     if (ctx->need_taps) { /* taps_sums: (3 + Q) blocks of T; taps_sums_2d_q1: two padded blocks of doubles */
         i64 d = pl->d, S = pl->ax[2].n + 2 * d, pad = (2 * pl->ax[1].n + 2 * d) * S + 2 * d;
-        bufs = malloc((size_t)(imax((3 + pl->Q) * N * (i64)es, ctx->rows ? 8 * pad : 0) + 8));
+        bufs = amalloc((size_t)(imax((3 + pl->Q) * N * (i64)es, ctx->rows ? 8 * pad : 0) + 8));
         if (!bufs) goto fail;
     }
     for (i64 p = lo; p < hi; p++) {
@@ -1325,12 +1341,12 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
             taps_sums_f64((const double *)left, (const double *)right, c, pl, taps64, ctx->est, (double *)bufs, part);
         }
     }
-    free(sc.wk);
-    free(bufs);
+    afree(sc.wk);
+    afree(bufs);
     return;
 fail:
-    free(sc.wk);
-    free(bufs);
+    afree(sc.wk);
+    afree(bufs);
     ctx->failed = 1;
 }
 

@@ -183,6 +183,71 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 #undef TAP
 }
 
+#if VEC
+typedef T SFX(vt8) __attribute__((vector_size(8 * sizeof(T))));
+INLINE v8d SFX(ld8t)(const T *p) {
+    SFX(vt8) x;
+    memcpy(&x, p, sizeof x);
+    return __builtin_convertvector(x, v8d);
+}
+
+/* taps_sums_2d_q1's nine sums for d = 1 and n3 a multiple of 8, without copies:
+ *     D[3 t + b] = sum_k v~[i][k - 1 + b] u~[i + 1 - t][k]    (k = -1 .. n3)
+ * (the shift moved from u to v, so that the three shifts of a row of v serve the three rows of
+ * u), v~ = v with zero columns -1 and n3, u~ = u with the boundary's rows and columns. Rows of
+ * u are read in place as aligned vectors (float32 loads, exact float64 products); the shifted
+ * vectors of v come from lane shuffles, and the columns -1 and n3 of u~ are scalar terms. */
+INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D) {
+    v8d A[9], zero = {0};
+    double E[9] = {0.0};
+    for (int k = 0; k < 9; k++) A[k] = zero;
+    i64 cl = cols[0], cr = cols[n3 + 1]; /* the columns of u at -1 and n3 (n3: a zero) */
+    for (i64 i = 0; i < n2; i++) {
+        const T *vi = v + i * n3, *ut[3];
+        int on[3];
+        for (int t = 0; t < 3; t++) {
+            i64 h = rows[i + 2 - t];
+            on[t] = h < n2;
+            ut[t] = u + (on[t] ? h : 0) * n3;
+            if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
+            if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
+        }
+        v8d prev = zero, cur = SFX(ld8t)(vi);
+        for (i64 j = 0; j < n3; j += 8) {
+            v8d next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
+            v8d vm = SHUF8(prev, cur, 7, 8, 9, 10, 11, 12, 13, 14); /* v~[k - 1] */
+            v8d vp = SHUF8(cur, next, 1, 2, 3, 4, 5, 6, 7, 8);      /* v~[k + 1] */
+            for (int t = 0; t < 3; t++) {
+                if (!on[t]) continue;
+                v8d uk = SFX(ld8t)(ut[t] + j);
+                A[3 * t] += vm * uk;
+                A[3 * t + 1] += cur * uk;
+                A[3 * t + 2] += vp * uk;
+            }
+            prev = cur;
+            cur = next;
+        }
+    }
+    for (int k = 0; k < 9; k++) {
+        D[k] = E[k];
+        for (int l = 0; l < 8; l++) D[k] += A[k][l];
+    }
+}
+#endif
+
+/* taps_sums_2d_q1's gradients from the nine sums D[3 t + b] */
+INLINE void SFX(fold9)(const double *D, const T *fH, const T *fW, double *part) {
+    for (int t = 0; t < 3; t++) {
+        double sH = 0.0, sW = 0.0;
+        for (int b = 0; b < 3; b++) {
+            sH += (double)fW[b] * D[3 * t + b];
+            sW += (double)fH[b] * D[3 * b + t];
+        }
+        part[t] -= sH;     /* part[0][0][t]: axis H */
+        part[3 + t] -= sW; /* part[1][0][t]: axis W */
+    }
+}
+
 /* One 2-D block with one factor per axis (k = 2, Q = 1, the layers' default), in one pass:
  * with D[t][b] = <v, S_H^(t) S_W^(b) u> (t, b = 0, 1, 2 for the shifts +d, 0, -d, the
  * boundary rule applied along each axis),
@@ -192,12 +257,21 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
  * copies of u. v and u are (n2, n3); rows[i'] / cols[j'] give the row / column of u that
  * stands at position i' - d / j' - d (n2 / n3: a zero), for i' < n2 + 2 d, j' < n3 + 2 d.
  *
- * u is copied in float64 with a halo of d rows and columns holding what the boundary rule
- * puts there, and v with d zero columns on each side and the same row stride S = n3 + 2 d:
- * then every shift is a fixed offset and the nine sums are one pass over the padded rows.
- * w64: pad_size(n2, n3, d) doubles. */
+ * With d = 1 and n3 a multiple of 8 the sums come from dots9_d1, without copies. Otherwise u
+ * is copied in float64 with a halo of d rows and columns holding what the boundary rule puts
+ * there, and v with d zero columns on each side and the same row stride S = n3 + 2 d: then
+ * every shift is a fixed offset and the nine sums are one pass over the padded rows.
+ * w64: the padded copies' (2 n2 + 2 d) S + 2 d doubles. */
 INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, const i64 *rows, const i64 *cols,
                                  const T *fH, const T *fW, double *part, double *w64) {
+    double D[9] = {0.0}; /* D[3 t + b] */
+#if VEC
+    if (d == 1 && n3 % 8 == 0) {
+        SFX(dots9_d1)(v, u, n2, n3, rows, cols, D);
+        SFX(fold9)(D, fH, fW, part);
+        return;
+    }
+#endif
     i64 S = n3 + 2 * d, NV = n2 * S;
     double *vp = w64, *up = w64 + NV + d; /* up[-d .. (n2 + 2 d) S + d) */
     for (i64 i = 0; i < n2; i++) {
@@ -224,7 +298,6 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
     i64 off[9];
     for (int t = 0; t < 3; t++)
         for (int b = 0; b < 3; b++) off[3 * t + b] = (2 - t) * d * S + (1 - b) * d;
-    double D[9] = {0.0}; /* D[3 t + b] */
     i64 x = 0;
 #if VEC
     v8d A[9];
@@ -238,13 +311,5 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
 #endif
     for (; x < NV; x++)
         for (int k = 0; k < 9; k++) D[k] += vp[x] * up[x + off[k]];
-    for (int t = 0; t < 3; t++) {
-        double sH = 0.0, sW = 0.0;
-        for (int b = 0; b < 3; b++) {
-            sH += (double)fW[b] * D[3 * t + b];
-            sW += (double)fH[b] * D[3 * b + t];
-        }
-        part[t] -= sH;     /* part[0][0][t]: axis H */
-        part[3 + t] -= sW; /* part[1][0][t]: axis W */
-    }
+    SFX(fold9)(D, fH, fW, part);
 }
