@@ -200,7 +200,7 @@ class ARSolveTheta(torch.autograd.Function):
                 # the Jacobian of the reparameterization is kept with the filter (whose cache
                 # lives as long as theta's values): one matrix product per backward after the first
                 *_, cache = ctx.opts  # the filter's cache (see _forward)
-                key = ("reparameterize_jacobian", ctx.region)
+                key = jacobian_key(ctx.region)
                 jac = cache.get(key) if cache is not None else None
                 if jac is None:
                     jac = reparameterize_jacobian(theta.detach().numpy(), ctx.region)
@@ -211,6 +211,13 @@ class ARSolveTheta(torch.autograd.Function):
             else:
                 gtheta = reparameterize_vjp(theta, gtaps, ctx.region)
         return (gt if ctx.needs_input_grad[0] else None), gtheta, None, None, None, None, None, None, None, None
+
+
+def jacobian_key(region: str) -> tuple[str, str]:
+    """The key of :func:`arma_core.filters.reparameterize_jacobian`'s numpy value in a filter's
+    cache, where :class:`ARSolveTheta` looks for it (a layer that computes it together with the
+    taps stores it there)."""
+    return ("reparameterize_jacobian", region)
 
 
 def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache, theta=None):

@@ -24,7 +24,8 @@ from torch import nn
 
 import arma_core
 from arma_core._typing import BOUNDARIES, Boundary
-from arma_core.filters import reparameterize_values
+from arma_core.backends.torch import jacobian_key
+from arma_core.filters import reparameterize_host, reparameterize_values
 
 __all__ = [
     "AR1d",
@@ -258,17 +259,20 @@ class _ARNd(nn.Module):
         """The AR taps ``(f_-1, f_0, f_1)``, shape ``(C, k, Q, 3)``, differentiable in ``theta``."""
         return self._taps(self.theta)
 
-    def _taps_value(self, theta: torch.Tensor) -> torch.Tensor:
+    def _taps_value(self, theta: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """:meth:`_taps` without autograd and without the checks of a public call (``theta``
-        is this module's parameter: real floating, ``(C, k, Q, 2)``; a NaN gives NaN taps)."""
+        is this module's parameter: real floating, ``(C, k, Q, 2)``; a NaN gives NaN taps),
+        and for a CPU ``theta`` also the reparameterization's Jacobian as a numpy array
+        ``(C, k, Q, 3, 2)`` (None otherwise), which the backward of the solve needs."""
         if self.region == "raw":
-            return self._taps(theta)
+            return self._taps(theta), None
         if theta.device.type == "cpu":
             # a dozen operations on a few values: numpy's per-call cost is a fraction of
-            # torch's (the same formulas; the taps are inside the region either way)
-            host = theta.detach().numpy()
-            return torch.from_numpy(reparameterize_values(array_api_compat.array_namespace(host), host, self.region))
-        return reparameterize_values(array_api_compat.array_namespace(theta), theta, self.region)
+            # torch's (the same formulas; the taps are inside the region either way), and
+            # the Jacobian shares the tanh
+            taps, jac = reparameterize_host(theta.detach().numpy(), self.region)
+            return torch.from_numpy(taps), jac
+        return reparameterize_values(array_api_compat.array_namespace(theta), theta, self.region), None
 
     def _taps(self, theta: torch.Tensor) -> torch.Tensor:
         if self.region == "raw":
@@ -332,7 +336,7 @@ class _ARNd(nn.Module):
             f = cached[1]
         else:
             with torch.no_grad():
-                taps = self._taps_value(theta.detach().to(dtype))
+                taps, jac = self._taps_value(theta.detach().to(dtype))
             raw = self.region == "raw"
             f = arma_core.ARFilter(
                 taps,
@@ -343,6 +347,8 @@ class _ARNd(nn.Module):
                 check_finite=False,
                 _contain=False,
             )
+            if jac is not None:  # ARSolveTheta's backward looks it up in the filter's cache
+                f._cache[jacobian_key(self.region)] = jac
             self.__dict__["_cached_filter"] = (key, f, theta.detach().clone())
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":

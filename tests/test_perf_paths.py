@@ -24,7 +24,9 @@ from conftest import random_taps, rel_err
 import arma_core as ac
 from arma_core import reference as R
 from arma_core.backends import _lines
-from arma_core.filters import reparameterize_jacobian, reparameterize_vjp
+import array_api_compat.numpy as compat_numpy
+
+from arma_core.filters import reparameterize_host, reparameterize_jacobian, reparameterize_values, reparameterize_vjp
 
 needs_lines = pytest.mark.skipif(not _lines.available(), reason="the compiled line solver is not built")
 
@@ -205,6 +207,56 @@ def test_reparameterize_vjp_matches_autograd(region, dtype):
     ):
         got = torch.as_tensor(got)
         assert got.dtype == dt and torch.allclose(got, theta.grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("region", ["strip", "diamond"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_host_reparameterization_is_bit_for_bit_the_generic_one(region, dtype):
+    """The layers' fused host path (taps and Jacobian in one pass) against the two generic
+    functions, over scales that saturate tanh, that make the strip's nudge necessary, and NaN."""
+    rng = np.random.default_rng(3)
+    nudged = 0
+    for trial in range(200):
+        theta = (rng.normal(size=(6, 2, 3, 2)) * [1.0, 3.0] * rng.uniform(0.1, 40)).astype(dtype)
+        theta[0, 0, 0] = (0.3, 50.0)  # tanh rounds to 1
+        theta[0, 0, 1] = (-40.0, -50.0)
+        if trial % 4 == 0:
+            theta[2, 0, 0], theta[2, 1, 1] = (np.nan, 1.0), (1.0, np.nan)
+        taps, jac = reparameterize_host(theta, region)
+        want_taps = reparameterize_values(compat_numpy, theta, region)
+        want_jac = reparameterize_jacobian(theta, region)
+        assert taps.dtype == want_taps.dtype == jac.dtype == want_jac.dtype == dtype
+        assert np.array_equal(taps, want_taps, equal_nan=True)
+        assert np.array_equal(jac, want_jac, equal_nan=True)
+        lim = np.nextafter(dtype(1), dtype(0))
+        unnudged = (np.clip(np.tanh(theta[..., 1]), -lim, lim) - theta[..., 0]) / dtype(2)
+        nudged += int(np.sum((taps[..., 2] != unnudged) & np.isfinite(unnudged)))
+    if region == "strip":  # the rare branch ran
+        assert nudged > 0
+    with pytest.raises(ValueError, match="region"):
+        reparameterize_host(np.zeros((1, 2), dtype), "square")
+
+
+def test_layer_keeps_the_reparameterization_jacobian_with_its_filter():
+    """A CPU layer stores the Jacobian beside the taps; the backward uses it, and the gradient
+    of theta is the generic one's."""
+    from arma_core.backends.torch import jacobian_key
+    from arma_core.nn import AR2d
+
+    layer = AR2d(3, order=2)
+    with torch.no_grad():
+        layer.theta.normal_(generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 9, 8, generator=torch.Generator().manual_seed(1))
+    layer(x).square().sum().backward()
+    f = layer._cached_filter[1]
+    jac = f._cache[jacobian_key(layer.region)]
+    assert np.array_equal(jac, reparameterize_jacobian(layer.theta.detach().numpy(), layer.region))
+    got = layer.theta.grad.clone()
+    layer.theta.grad = None
+    theta = layer.theta.detach().clone().requires_grad_(True)
+    y = ac.ARFilter(ac.reparameterize(theta, layer.region), boundary=layer.boundary).solve(x)
+    y.square().sum().backward()
+    assert torch.allclose(got, theta.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_functional_api_keeps_filters_by_content(monkeypatch):
