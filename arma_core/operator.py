@@ -387,6 +387,16 @@ class ARFilter:
             self._casts[key] = self._xp.astype(self.taps, dtype)
         return self._casts[key]
 
+    def _know_host(self, native: np.ndarray, in_strip: bool) -> None:
+        """Give a new filter facts its caller already has: ``native``, the taps on the host in
+        their own dtype (the same values as ``self.taps``), and whether every factor is in the
+        strip (a layer's reparameterization guarantees it). Saves the host copy and the check
+        that the first solve would otherwise make. Not validated: for layers."""
+        self._state["native"] = native
+        self._state["host"] = native if native.dtype == np.float64 else native.astype(np.float64)
+        if in_strip:
+            self._state["strip"] = True
+
     def _bind(self, taps=None, theta=None) -> ARFilter:
         """This filter, sharing its precomputation, with ``taps`` in place of its own (the same
         values as another tensor, e.g. a node of an autograd graph) or with ``theta =

@@ -347,8 +347,9 @@ class _ARNd(nn.Module):
                 check_finite=False,
                 _contain=False,
             )
-            if jac is not None:  # ARSolveTheta's backward looks it up in the filter's cache
-                f._cache[jacobian_key(self.region)] = jac
+            if jac is not None:  # CPU: the taps' host values are at hand
+                f._know_host(taps.numpy(), in_strip=True)  # strip and diamond: by construction
+                f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
             self.__dict__["_cached_filter"] = (key, f, theta.detach().clone())
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":

@@ -251,6 +251,10 @@ def test_layer_keeps_the_reparameterization_jacobian_with_its_filter():
     f = layer._cached_filter[1]
     jac = f._cache[jacobian_key(layer.region)]
     assert np.array_equal(jac, reparameterize_jacobian(layer.theta.detach().numpy(), layer.region))
+    # the host facts it gave the filter are the ones the filter would have computed itself
+    fresh = ac.ARFilter(f.taps, boundary=layer.boundary, check_stability=False, check_finite=False)
+    assert np.array_equal(f._host(), fresh._host()) and f._host().dtype == np.float64
+    assert np.array_equal(f._host_native(), fresh._host_native()) and f._in_strip() is fresh._in_strip() is True
     got = layer.theta.grad.clone()
     layer.theta.grad = None
     theta = layer.theta.detach().clone().requires_grad_(True)
