@@ -17,6 +17,7 @@ import copy
 import io
 import pickle
 
+import array_api_compat.numpy as compat_numpy
 import numpy as np
 import pytest
 from conftest import random_taps, rel_err
@@ -24,8 +25,6 @@ from conftest import random_taps, rel_err
 import arma_core as ac
 from arma_core import reference as R
 from arma_core.backends import _lines
-import array_api_compat.numpy as compat_numpy
-
 from arma_core.filters import reparameterize_host, reparameterize_jacobian, reparameterize_values, reparameterize_vjp
 
 needs_lines = pytest.mark.skipif(not _lines.available(), reason="the compiled line solver is not built")
