@@ -174,11 +174,12 @@ def reparameterize_host(theta: np.ndarray, region: str) -> tuple[np.ndarray, np.
 
     Examples
     --------
+    >>> import array_api_compat.numpy as xp
     >>> import numpy as np
     >>> from arma_core.filters import reparameterize_host, reparameterize_jacobian, reparameterize_values
     >>> theta = np.array([[0.3, -0.7], [1.0, 40.0]])
     >>> taps, jac = reparameterize_host(theta, "strip")
-    >>> bool(np.array_equal(taps, reparameterize_values(np, theta, "strip")))
+    >>> bool(np.array_equal(taps, reparameterize_values(xp, theta, "strip")))
     True
     >>> bool(np.array_equal(jac, reparameterize_jacobian(theta, "strip")))
     True
