@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
-.PHONY: demo test test-fast lint docs bench compare video video-part video-all segment stability classify figure6 fashion-mnist clean
+.PHONY: demo test test-fast lint docs bench compare video video-part video-all video-records segment stability classify figure6 fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,17 @@ video-part: $(VENV)/.experiments-installed
 video-all: $(VENV)/.experiments-installed
 	for p in $$($(BIN)/arma video --preset quick --list-parts | sed 's/^part \([0-9]*\):.*/\1/'); do \
 		$(VIDEO_RUN) --part $$p || exit 1; done
+# keep the records of finished runs (each run's results.json, seed 0's prediction.npz, the
+# report) in results/video/quick, without the checkpoints; `arma video --table-only --out
+# results/video/quick` rebuilds the tables from them (Figure 6 needs the checkpoints)
+video-records:
+	mkdir -p results/video/quick
+	cd video-runs/quick && for d in *-seed*; do \
+		test -f $$d/results.json || continue; \
+		mkdir -p ../../results/video/quick/$$d && cp $$d/results.json ../../results/video/quick/$$d/; \
+		case $$d in *-seed0) test ! -f $$d/prediction.npz || cp $$d/prediction.npz ../../results/video/quick/$$d/;; esac; \
+	done; \
+	cp $$(ls *.csv *.md *.png *.json 2>/dev/null) ../../results/video/quick/
 
 # the quick preset of docs/experiments.md (semantic segmentation): 4 flat nets + 4 U-Nets x 3 seeds
 # on multi-digit MNIST, under 90 minutes on 2 cores
