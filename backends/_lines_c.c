@@ -52,30 +52,14 @@ typedef int64_t i64;
  * recurrences keep their carried rows in registers and the transposes shuffle 4 x 4 blocks;
  * other compilers take the plain loops. */
 #if defined(__GNUC__)
-typedef double v8d __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef long long v4i __attribute__((vector_size(32)));
-typedef long long v8i __attribute__((vector_size(64)));
 typedef float v4f __attribute__((vector_size(16)));
 #if defined(__clang__)
 #define SHUF4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
-#define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shufflevector(a, b, i, j, k, l, m, n, o, p)
 #else
 #define SHUF4(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4i){i, j, k, l})
-#define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shuffle(a, b, (v8i){i, j, k, l, m, n, o, p})
 #endif
-INLINE v8d ld8(const double *p) {
-    v8d v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-INLINE v8d ld8f(const float *p) {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return __builtin_convertvector(v, v8d);
-}
-INLINE void st8(double *p, v8d v) { memcpy(p, &v, sizeof v); }
 INLINE v4d ld4(const double *p) {
     v4d v;
     memcpy(&v, p, sizeof v);
@@ -85,6 +69,66 @@ INLINE void st4(double *p, v4d v) { memcpy(p, &v, sizeof v); }
 INLINE void st4f(float *p, v4d v) {
     v4f f = __builtin_convertvector(v, v4f);
     memcpy(p, &f, sizeof f);
+}
+/* Eight float64 lanes as two 4-lane halves. A 64-byte vector type is native only to the
+ * AVX-512 clone; elsewhere (the AVX2 clone, the baseline) GCC lowers it piecewise through the
+ * stack, which made every carried row of the recurrences a store and a reload and the solver
+ * 2-4x slower on AVX2 processors. Two halves stay in registers on every clone, and the lanes
+ * compute exactly what the 8-lane vectors did. */
+typedef struct {
+    v4d lo, hi;
+} v8d;
+INLINE v8d ld8(const double *p) {
+    v8d v = {ld4(p), ld4(p + 4)};
+    return v;
+}
+INLINE v8d ld8f(const float *p) {
+    v4f a, b;
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + 4, sizeof b);
+    v8d v = {__builtin_convertvector(a, v4d), __builtin_convertvector(b, v4d)};
+    return v;
+}
+INLINE void st8(double *p, v8d v) {
+    st4(p, v.lo);
+    st4(p + 4, v.hi);
+}
+INLINE v8d zero8(void) {
+    v8d v = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
+    return v;
+}
+/* x - s c */
+INLINE v8d sub_mul8(v8d x, double s, v8d c) {
+    v8d v = {x.lo - s * c.lo, x.hi - s * c.hi};
+    return v;
+}
+/* (y - s c) p */
+INLINE v8d sub_mul_scale8(v8d y, double s, v8d c, double p) {
+    v8d v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};
+    return v;
+}
+INLINE v8d scale8(v8d x, double p) {
+    v8d v = {x.lo * p, x.hi * p};
+    return v;
+}
+/* acc + a b */
+INLINE v8d madd8(v8d acc, v8d a, v8d b) {
+    v8d v = {acc.lo + a.lo * b.lo, acc.hi + a.hi * b.hi};
+    return v;
+}
+/* lanes 7 of prev and 0..6 of cur (v[k - 1]); lanes 1..7 of cur and 0 of next (v[k + 1]) */
+INLINE v8d prev_lane8(v8d prev, v8d cur) {
+    v8d v = {SHUF4(prev.hi, cur.lo, 3, 4, 5, 6), SHUF4(cur.lo, cur.hi, 3, 4, 5, 6)};
+    return v;
+}
+INLINE v8d next_lane8(v8d cur, v8d next) {
+    v8d v = {SHUF4(cur.lo, cur.hi, 1, 2, 3, 4), SHUF4(cur.hi, next.lo, 1, 2, 3, 4)};
+    return v;
+}
+/* *d += the lanes 0, 1, ..., 7 in turn */
+INLINE void add_lanes8(double *d, v8d a) {
+    for (int l = 0; l < 4; l++) *d += a.lo[l];
+    for (int l = 0; l < 4; l++) *d += a.hi[l];
 }
 /* the columns c[0..3] of the 4 x 4 block whose rows start at s, s + ls, s + 2 ls, s + 3 ls */
 INLINE void tr4(const double *s, i64 ls, v4d *c) {
@@ -723,7 +767,7 @@ INLINE void forward_rows(double *y, const void *src, int f32, i64 n, i64 R, i64 
         for (int k = 0; k < NV; k++) st8(y + r + 8 * k, c[k] = X(0, r + 8 * k));                                      \
         for (i64 i = 1; i < n; i++) {                                                                                  \
             double li = Lof(v, i);                                                                                     \
-            for (int k = 0; k < NV; k++) st8(y + i * R + r + 8 * k, c[k] = X(i, r + 8 * k) - li * c[k]);               \
+            for (int k = 0; k < NV; k++) st8(y + i * R + r + 8 * k, c[k] = sub_mul8(X(i, r + 8 * k), li, c[k]));               \
         }                                                                                                              \
     }
 #define X_Y(i, r) ld8(y + (i) * R + (r))
@@ -788,12 +832,12 @@ INLINE void backward(double *y, i64 n, i64 R, const FV *v, i64 d, double *zc) {
     for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
         v8d c[NV];                                                                                                     \
         double pl = Pof(v, n - 1);                                                                                     \
-        for (int k = 0; k < NV; k++) st8(y + (n - 1) * R + r + 8 * k, c[k] = ld8(y + (n - 1) * R + r + 8 * k) * pl);  \
+        for (int k = 0; k < NV; k++) st8(y + (n - 1) * R + r + 8 * k, c[k] = scale8(ld8(y + (n - 1) * R + r + 8 * k), pl));  \
         for (i64 i = n - 2; i >= 0; i--) {                                                                             \
             double pi = Pof(v, i);                                                                                     \
             for (int k = 0; k < NV; k++) {                                                                             \
                 double *yi = y + i * R + r + 8 * k;                                                                    \
-                st8(yi, c[k] = (ld8(yi) - sup * c[k]) * pi);                                                           \
+                st8(yi, c[k] = sub_mul_scale8(ld8(yi), sup, c[k], pi));                                                           \
             }                                                                                                          \
         }                                                                                                              \
     }

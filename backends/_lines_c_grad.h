@@ -184,11 +184,13 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 }
 
 #if VEC
-typedef T SFX(vt8) __attribute__((vector_size(8 * sizeof(T))));
+typedef T SFX(vt4) __attribute__((vector_size(4 * sizeof(T))));
 INLINE v8d SFX(ld8t)(const T *p) {
-    SFX(vt8) x;
-    memcpy(&x, p, sizeof x);
-    return __builtin_convertvector(x, v8d);
+    SFX(vt4) a, b;
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + 4, sizeof b);
+    v8d v = {__builtin_convertvector(a, v4d), __builtin_convertvector(b, v4d)};
+    return v;
 }
 
 /* taps_sums_2d_q1's nine sums for d = 1 and n3 a multiple of 8, without copies:
@@ -198,7 +200,7 @@ INLINE v8d SFX(ld8t)(const T *p) {
  * u are read in place as aligned vectors (float32 loads, exact float64 products); the shifted
  * vectors of v come from lane shuffles, and the columns -1 and n3 of u~ are scalar terms. */
 INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D) {
-    v8d A[9], zero = {0};
+    v8d A[9], zero = zero8();
     double E[9] = {0.0};
     for (int k = 0; k < 9; k++) A[k] = zero;
     i64 cl = cols[0], cr = cols[n3 + 1]; /* the columns of u at -1 and n3 (n3: a zero) */
@@ -215,14 +217,14 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
         v8d prev = zero, cur = SFX(ld8t)(vi);
         for (i64 j = 0; j < n3; j += 8) {
             v8d next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
-            v8d vm = SHUF8(prev, cur, 7, 8, 9, 10, 11, 12, 13, 14); /* v~[k - 1] */
-            v8d vp = SHUF8(cur, next, 1, 2, 3, 4, 5, 6, 7, 8);      /* v~[k + 1] */
+            v8d vm = prev_lane8(prev, cur); /* v~[k - 1] */
+            v8d vp = next_lane8(cur, next); /* v~[k + 1] */
             for (int t = 0; t < 3; t++) {
                 if (!on[t]) continue;
                 v8d uk = SFX(ld8t)(ut[t] + j);
-                A[3 * t] += vm * uk;
-                A[3 * t + 1] += cur * uk;
-                A[3 * t + 2] += vp * uk;
+                A[3 * t] = madd8(A[3 * t], vm, uk);
+                A[3 * t + 1] = madd8(A[3 * t + 1], cur, uk);
+                A[3 * t + 2] = madd8(A[3 * t + 2], vp, uk);
             }
             prev = cur;
             cur = next;
@@ -230,7 +232,7 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
     }
     for (int k = 0; k < 9; k++) {
         D[k] = E[k];
-        for (int l = 0; l < 8; l++) D[k] += A[k][l];
+        add_lanes8(&D[k], A[k]);
     }
 }
 #endif
@@ -301,13 +303,13 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
     i64 x = 0;
 #if VEC
     v8d A[9];
-    for (int k = 0; k < 9; k++) A[k] = (v8d){0};
+    for (int k = 0; k < 9; k++) A[k] = zero8();
     for (; x + 8 <= NV; x += 8) {
         v8d vx = ld8(vp + x);
-        for (int k = 0; k < 9; k++) A[k] += vx * ld8(up + x + off[k]);
+        for (int k = 0; k < 9; k++) A[k] = madd8(A[k], vx, ld8(up + x + off[k]));
     }
     for (int k = 0; k < 9; k++)
-        for (int l = 0; l < 8; l++) D[k] += A[k][l];
+        add_lanes8(&D[k], A[k]);
 #endif
     for (; x < NV; x++)
         for (int k = 0; k < 9; k++) D[k] += vp[x] * up[x + off[k]];
