@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import pickle
+import platform
 
 import array_api_compat.numpy as compat_numpy
 import numpy as np
@@ -464,6 +466,30 @@ def test_everything_runs_without_the_extension():
 
     res = subprocess.run([sys.executable, "-c", _WITHOUT_EXTENSION], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_line_solver_vectors_are_native_on_avx2():
+    """Every vector operation of the line solver is native to an AVX2 build (x86-64-v3, the
+    instruction set of most x86 processors without AVX-512). A 64-byte vector type there is
+    lowered piecewise through the stack, which once made the solver 4-10x slower on such
+    machines; GCC reports every such operation under ``-Wvector-operation-performance``."""
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    cc = shutil.which("gcc")
+    if cc is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs gcc on x86-64")
+    src = Path(_lines.__file__).with_name("_lines_c.c")
+    cmd = [cc, "-O3", "-std=c99", "-march=x86-64-v3", "-DARMA_NO_CLONES", "-ffp-contract=fast"]
+    cmd += ["-Wvector-operation-performance", "-Wno-psabi", "-fPIC", "-c", "-o", os.devnull]
+    cmd += ["-I" + sysconfig.get_paths()["include"], str(src)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    piecewise = [line for line in res.stderr.splitlines() if "expanded piecewise" in line]
+    assert not piecewise, "\n".join(piecewise[:10])
 
 
 def test_side_by_side_best_block_is_the_fastest_blocks_median(monkeypatch):
