@@ -70,66 +70,90 @@ INLINE void st4f(float *p, v4d v) {
     v4f f = __builtin_convertvector(v, v4f);
     memcpy(p, &f, sizeof f);
 }
-/* Eight float64 lanes as two 4-lane halves. A 64-byte vector type is native only to the
- * AVX-512 clone; elsewhere (the AVX2 clone, the baseline) GCC lowers it piecewise through the
- * stack, which made every carried row of the recurrences a store and a reload and the solver
- * 2-4x slower on AVX2 processors. Two halves stay in registers on every clone, and the lanes
- * compute exactly what the 8-lane vectors did. */
+/* Eight float64 lanes, in two forms chosen at run time (lanes_wide, set at import):
+ * - w8: one 64-byte vector, native to AVX-512 (one register per 8 lanes);
+ * - h8: two 4-lane halves. A 64-byte vector type is native only to the AVX-512 clone; in the
+ *   AVX2 clone and the baseline GCC lowers it piecewise, through the stack, which made every
+ *   carried row of the recurrences a store and a reload and the solver 4-10x slower on AVX2
+ *   processors. Two halves stay in registers there.
+ * Both compute the same lanes with the same operations in the same order (bit-identical
+ * results); the form that does not fit a clone is compiled but not run (ARMA_LINES_WIDE=0/1 in
+ * the environment at import overrides the choice, for tests). ARMA_NO_WIDE drops the w8 form. */
 typedef struct {
     v4d lo, hi;
-} v8d;
-INLINE v8d ld8(const double *p) {
-    v8d v = {ld4(p), ld4(p + 4)};
+} h8_t;
+INLINE h8_t h8_ld(const double *p) {
+    h8_t v = {ld4(p), ld4(p + 4)};
     return v;
 }
-INLINE v8d ld8f(const float *p) {
+INLINE h8_t h8_ldf(const float *p) {
     v4f a, b;
     memcpy(&a, p, sizeof a);
     memcpy(&b, p + 4, sizeof b);
-    v8d v = {__builtin_convertvector(a, v4d), __builtin_convertvector(b, v4d)};
+    h8_t v = {__builtin_convertvector(a, v4d), __builtin_convertvector(b, v4d)};
     return v;
 }
-INLINE void st8(double *p, v8d v) {
+INLINE void h8_st(double *p, h8_t v) {
     st4(p, v.lo);
     st4(p + 4, v.hi);
 }
-INLINE v8d zero8(void) {
-    v8d v = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
-    return v;
-}
 /* x - s c */
-INLINE v8d sub_mul8(v8d x, double s, v8d c) {
-    v8d v = {x.lo - s * c.lo, x.hi - s * c.hi};
+INLINE h8_t h8_sub_mul(h8_t x, double s, h8_t c) {
+    h8_t v = {x.lo - s * c.lo, x.hi - s * c.hi};
     return v;
 }
 /* (y - s c) p */
-INLINE v8d sub_mul_scale8(v8d y, double s, v8d c, double p) {
-    v8d v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};
+INLINE h8_t h8_sub_mul_scale(h8_t y, double s, h8_t c, double p) {
+    h8_t v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};
     return v;
 }
-INLINE v8d scale8(v8d x, double p) {
-    v8d v = {x.lo * p, x.hi * p};
+INLINE h8_t h8_scale(h8_t x, double p) {
+    h8_t v = {x.lo * p, x.hi * p};
     return v;
 }
 /* acc + a b */
-INLINE v8d madd8(v8d acc, v8d a, v8d b) {
-    v8d v = {acc.lo + a.lo * b.lo, acc.hi + a.hi * b.hi};
+INLINE h8_t h8_madd(h8_t acc, h8_t a, h8_t b) {
+    h8_t v = {acc.lo + a.lo * b.lo, acc.hi + a.hi * b.hi};
     return v;
 }
-/* lanes 7 of prev and 0..6 of cur (v[k - 1]); lanes 1..7 of cur and 0 of next (v[k + 1]) */
-INLINE v8d prev_lane8(v8d prev, v8d cur) {
-    v8d v = {SHUF4(prev.hi, cur.lo, 3, 4, 5, 6), SHUF4(cur.lo, cur.hi, 3, 4, 5, 6)};
-    return v;
-}
-INLINE v8d next_lane8(v8d cur, v8d next) {
-    v8d v = {SHUF4(cur.lo, cur.hi, 1, 2, 3, 4), SHUF4(cur.hi, next.lo, 1, 2, 3, 4)};
+INLINE h8_t h8_zero(void) {
+    h8_t v = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
     return v;
 }
 /* *d += the lanes 0, 1, ..., 7 in turn */
-INLINE void add_lanes8(double *d, v8d a) {
+INLINE void h8_add_lanes(double *d, h8_t a) {
     for (int l = 0; l < 4; l++) *d += a.lo[l];
     for (int l = 0; l < 4; l++) *d += a.hi[l];
 }
+#ifndef ARMA_NO_WIDE
+#define WIDE 1
+typedef double w8_t __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef long long v8i __attribute__((vector_size(64)));
+#if defined(__clang__)
+#define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shufflevector(a, b, i, j, k, l, m, n, o, p)
+#else
+#define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shuffle(a, b, (v8i){i, j, k, l, m, n, o, p})
+#endif
+INLINE w8_t w8_ld(const double *p) {
+    w8_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE w8_t w8_ldf(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, w8_t);
+}
+INLINE void w8_st(double *p, w8_t v) { memcpy(p, &v, sizeof v); }
+INLINE w8_t w8_sub_mul(w8_t x, double s, w8_t c) { return x - s * c; }
+INLINE w8_t w8_sub_mul_scale(w8_t y, double s, w8_t c, double p) { return (y - s * c) * p; }
+INLINE w8_t w8_scale(w8_t x, double p) { return x * p; }
+#else
+#define WIDE 0
+#endif
+/* 1: the w8 form (the processor has AVX-512F), 0: the h8 form; set by the module's init */
+static int lanes_wide = 0;
 /* the columns c[0..3] of the 4 x 4 block whose rows start at s, s + ls, s + 2 ls, s + 3 ls */
 INLINE void tr4(const double *s, i64 ls, v4d *c) {
     v4d r0 = ld4(s), r1 = ld4(s + ls), r2 = ld4(s + 2 * ls), r3 = ld4(s + 3 * ls);
@@ -759,20 +783,36 @@ INLINE void forward_rows(double *y, const void *src, int f32, i64 n, i64 R, i64 
 }
 
 #if VEC
-/* d = 1 on NV x 8 lanes from r: the previous row stays in registers (no store-to-load round
- * trip in the recurrence); X(i, r) loads lane block r of row i of the input */
-#define FORWARD_LANES(NV, X)                                                                                           \
+/* d = 1 on NV x 8 lanes from r, in the lane form W (h8 or w8): the previous row stays in
+ * registers (no store-to-load round trip in the recurrence); X(W, i, r) loads lane block r of
+ * row i of the input */
+#define FORWARD_LANES(NV, X, W)                                                                                        \
     for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
-        v8d c[NV];                                                                                                     \
-        for (int k = 0; k < NV; k++) st8(y + r + 8 * k, c[k] = X(0, r + 8 * k));                                      \
+        W##_t c[NV];                                                                                                   \
+        for (int k = 0; k < NV; k++) W##_st(y + r + 8 * k, c[k] = X(W, 0, r + 8 * k));                                \
         for (i64 i = 1; i < n; i++) {                                                                                  \
             double li = Lof(v, i);                                                                                     \
-            for (int k = 0; k < NV; k++) st8(y + i * R + r + 8 * k, c[k] = sub_mul8(X(i, r + 8 * k), li, c[k]));               \
+            for (int k = 0; k < NV; k++) W##_st(y + i * R + r + 8 * k, c[k] = W##_sub_mul(X(W, i, r + 8 * k), li, c[k])); \
         }                                                                                                              \
     }
-#define X_Y(i, r) ld8(y + (i) * R + (r))
-#define X_F64(i, r) ld8(s64 + (i) * R + (r))
-#define X_F32(i, r) ld8f(s32 + (i) * R + (r))
+#define X_Y(W, i, r) W##_ld(y + (i) * R + (r))
+#define X_F64(W, i, r) W##_ld(s64 + (i) * R + (r))
+#define X_F32(W, i, r) W##_ldf(s32 + (i) * R + (r))
+/* the three inputs, 32, 16 then 8 lanes at a time */
+#define FORWARD_ALL(W)                                                                                                 \
+    if (!src) {                                                                                                        \
+        FORWARD_LANES(4, X_Y, W)                                                                                       \
+        FORWARD_LANES(2, X_Y, W)                                                                                       \
+        FORWARD_LANES(1, X_Y, W)                                                                                       \
+    } else if (f32) {                                                                                                  \
+        FORWARD_LANES(4, X_F32, W)                                                                                     \
+        FORWARD_LANES(2, X_F32, W)                                                                                     \
+        FORWARD_LANES(1, X_F32, W)                                                                                     \
+    } else {                                                                                                           \
+        FORWARD_LANES(4, X_F64, W)                                                                                     \
+        FORWARD_LANES(2, X_F64, W)                                                                                     \
+        FORWARD_LANES(1, X_F64, W)                                                                                     \
+    }
 #endif
 
 /* forward elimination y[i] = x[i] - l[i] y[i - d]; x = src (float32 or float64) or y itself */
@@ -782,18 +822,13 @@ INLINE void forward(double *y, const void *src, int f32, i64 n, i64 R, const FV 
     if (d == 1 && n > 0) {
         const float *s32 = (const float *)src;
         const double *s64 = (const double *)src;
-        if (!src) {
-            FORWARD_LANES(4, X_Y)
-            FORWARD_LANES(2, X_Y)
-            FORWARD_LANES(1, X_Y)
-        } else if (f32) {
-            FORWARD_LANES(4, X_F32)
-            FORWARD_LANES(2, X_F32)
-            FORWARD_LANES(1, X_F32)
-        } else {
-            FORWARD_LANES(4, X_F64)
-            FORWARD_LANES(2, X_F64)
-            FORWARD_LANES(1, X_F64)
+#if WIDE
+        if (lanes_wide) {
+            FORWARD_ALL(w8)
+        } else
+#endif
+        {
+            FORWARD_ALL(h8)
         }
     }
 #endif
@@ -828,22 +863,31 @@ INLINE void backward(double *y, i64 n, i64 R, const FV *v, i64 d, double *zc) {
 #if VEC
     if (d == 1 && n > 0) { /* the next row stays in registers, 32, 16 then 8 lanes at a time */
         double sup = v->sup;
-#define BACKWARD_LANES(NV)                                                                                             \
+#define BACKWARD_LANES(NV, W)                                                                                          \
     for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
-        v8d c[NV];                                                                                                     \
+        W##_t c[NV];                                                                                                   \
         double pl = Pof(v, n - 1);                                                                                     \
-        for (int k = 0; k < NV; k++) st8(y + (n - 1) * R + r + 8 * k, c[k] = scale8(ld8(y + (n - 1) * R + r + 8 * k), pl));  \
+        for (int k = 0; k < NV; k++) W##_st(y + (n - 1) * R + r + 8 * k, c[k] = W##_scale(W##_ld(y + (n - 1) * R + r + 8 * k), pl)); \
         for (i64 i = n - 2; i >= 0; i--) {                                                                             \
             double pi = Pof(v, i);                                                                                     \
             for (int k = 0; k < NV; k++) {                                                                             \
                 double *yi = y + i * R + r + 8 * k;                                                                    \
-                st8(yi, c[k] = sub_mul_scale8(ld8(yi), sup, c[k], pi));                                                           \
+                W##_st(yi, c[k] = W##_sub_mul_scale(W##_ld(yi), sup, c[k], pi));                                       \
             }                                                                                                          \
         }                                                                                                              \
     }
-        BACKWARD_LANES(4)
-        BACKWARD_LANES(2)
-        BACKWARD_LANES(1)
+#if WIDE
+        if (lanes_wide) {
+            BACKWARD_LANES(4, w8)
+            BACKWARD_LANES(2, w8)
+            BACKWARD_LANES(1, w8)
+        } else
+#endif
+        {
+            BACKWARD_LANES(4, h8)
+            BACKWARD_LANES(2, h8)
+            BACKWARD_LANES(1, h8)
+        }
 #undef BACKWARD_LANES
     }
 #endif
@@ -1523,6 +1567,18 @@ PyMODINIT_FUNC PyInit__lines_c(void) {
         PyModule_AddIntConstant(m, "CIRCULAR", B_CIRCULAR) < 0 || PyModule_AddIntConstant(m, "ZEROS", B_ZEROS) < 0 ||
         PyModule_AddIntConstant(m, "REFLECT", B_REFLECT) < 0 ||
         PyModule_AddIntConstant(m, "REPLICATE", B_REPLICATE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#if WIDE && defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    lanes_wide = __builtin_cpu_supports("avx512f") ? 1 : 0;
+#endif
+#if WIDE
+    const char *force = getenv("ARMA_LINES_WIDE");
+    if (force && (force[0] == '0' || force[0] == '1')) lanes_wide = force[0] == '1';
+#endif
+    if (PyModule_AddIntConstant(m, "LANES_WIDE", lanes_wide) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -185,14 +185,57 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 
 #if VEC
 typedef T SFX(vt4) __attribute__((vector_size(4 * sizeof(T))));
-INLINE v8d SFX(ld8t)(const T *p) {
-    SFX(vt4) a, b;
+INLINE v4d SFX(ld4t)(const T *p) {
+    SFX(vt4) a;
     memcpy(&a, p, sizeof a);
-    memcpy(&b, p + 4, sizeof b);
-    v8d v = {__builtin_convertvector(a, v4d), __builtin_convertvector(b, v4d)};
-    return v;
+    return __builtin_convertvector(a, v4d);
 }
 
+#if WIDE
+typedef T SFX(vt8) __attribute__((vector_size(8 * sizeof(T))));
+INLINE w8_t SFX(ld8t)(const T *p) {
+    SFX(vt8) x;
+    memcpy(&x, p, sizeof x);
+    return __builtin_convertvector(x, w8_t);
+}
+/* dots9_d1 in the w8 form (AVX-512: the nine 8-lane accumulators in nine registers) */
+INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D) {
+    w8_t A[9], zero = {0};
+    double E[9] = {0.0};
+    for (int k = 0; k < 9; k++) A[k] = zero;
+    i64 cl = cols[0], cr = cols[n3 + 1];
+    for (i64 i = 0; i < n2; i++) {
+        const T *vi = v + i * n3, *ut[3];
+        int on[3];
+        for (int t = 0; t < 3; t++) {
+            i64 h = rows[i + 2 - t];
+            on[t] = h < n2;
+            ut[t] = u + (on[t] ? h : 0) * n3;
+            if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
+            if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
+        }
+        w8_t prev = zero, cur = SFX(ld8t)(vi);
+        for (i64 j = 0; j < n3; j += 8) {
+            w8_t next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
+            w8_t vm = SHUF8(prev, cur, 7, 8, 9, 10, 11, 12, 13, 14); /* v~[k - 1] */
+            w8_t vp = SHUF8(cur, next, 1, 2, 3, 4, 5, 6, 7, 8);      /* v~[k + 1] */
+            for (int t = 0; t < 3; t++) {
+                if (!on[t]) continue;
+                w8_t uk = SFX(ld8t)(ut[t] + j);
+                A[3 * t] += vm * uk;
+                A[3 * t + 1] += cur * uk;
+                A[3 * t + 2] += vp * uk;
+            }
+            prev = cur;
+            cur = next;
+        }
+    }
+    for (int k = 0; k < 9; k++) {
+        D[k] = E[k];
+        for (int l = 0; l < 8; l++) D[k] += A[k][l];
+    }
+}
+#endif
 /* taps_sums_2d_q1's nine sums for d = 1 and n3 a multiple of 8, without copies:
  *     D[3 t + b] = sum_k v~[i][k - 1 + b] u~[i + 1 - t][k]    (k = -1 .. n3)
  * (the shift moved from u to v, so that the three shifts of a row of v serve the three rows of
@@ -200,7 +243,9 @@ INLINE v8d SFX(ld8t)(const T *p) {
  * u are read in place as aligned vectors (float32 loads, exact float64 products); the shifted
  * vectors of v come from lane shuffles, and the columns -1 and n3 of u~ are scalar terms. */
 INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D) {
-    v8d A[9], zero = zero8();
+    /* 4 lanes at a time: the nine accumulators and the six vectors of a step fit the 16
+     * registers of AVX2 (with 8 lanes, as two halves, they spilled: 2x slower there) */
+    v4d A[9], zero = {0.0, 0.0, 0.0, 0.0};
     double E[9] = {0.0};
     for (int k = 0; k < 9; k++) A[k] = zero;
     i64 cl = cols[0], cr = cols[n3 + 1]; /* the columns of u at -1 and n3 (n3: a zero) */
@@ -214,17 +259,17 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
             if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
             if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
         }
-        v8d prev = zero, cur = SFX(ld8t)(vi);
-        for (i64 j = 0; j < n3; j += 8) {
-            v8d next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
-            v8d vm = prev_lane8(prev, cur); /* v~[k - 1] */
-            v8d vp = next_lane8(cur, next); /* v~[k + 1] */
+        v4d prev = zero, cur = SFX(ld4t)(vi);
+        for (i64 j = 0; j < n3; j += 4) {
+            v4d next = j + 4 < n3 ? SFX(ld4t)(vi + j + 4) : zero;
+            v4d vm = SHUF4(prev, cur, 3, 4, 5, 6); /* v~[k - 1] */
+            v4d vp = SHUF4(cur, next, 1, 2, 3, 4); /* v~[k + 1] */
             for (int t = 0; t < 3; t++) {
                 if (!on[t]) continue;
-                v8d uk = SFX(ld8t)(ut[t] + j);
-                A[3 * t] = madd8(A[3 * t], vm, uk);
-                A[3 * t + 1] = madd8(A[3 * t + 1], cur, uk);
-                A[3 * t + 2] = madd8(A[3 * t + 2], vp, uk);
+                v4d uk = SFX(ld4t)(ut[t] + j);
+                A[3 * t] += vm * uk;
+                A[3 * t + 1] += cur * uk;
+                A[3 * t + 2] += vp * uk;
             }
             prev = cur;
             cur = next;
@@ -232,7 +277,7 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
     }
     for (int k = 0; k < 9; k++) {
         D[k] = E[k];
-        add_lanes8(&D[k], A[k]);
+        for (int l = 0; l < 4; l++) D[k] += A[k][l];
     }
 }
 #endif
@@ -269,7 +314,12 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
     double D[9] = {0.0}; /* D[3 t + b] */
 #if VEC
     if (d == 1 && n3 % 8 == 0) {
-        SFX(dots9_d1)(v, u, n2, n3, rows, cols, D);
+#if WIDE
+        if (lanes_wide)
+            SFX(dots9_d1_w8)(v, u, n2, n3, rows, cols, D);
+        else
+#endif
+            SFX(dots9_d1)(v, u, n2, n3, rows, cols, D);
         SFX(fold9)(D, fH, fW, part);
         return;
     }
@@ -302,14 +352,14 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
         for (int b = 0; b < 3; b++) off[3 * t + b] = (2 - t) * d * S + (1 - b) * d;
     i64 x = 0;
 #if VEC
-    v8d A[9];
-    for (int k = 0; k < 9; k++) A[k] = zero8();
+    h8_t A[9];
+    for (int k = 0; k < 9; k++) A[k] = h8_zero();
     for (; x + 8 <= NV; x += 8) {
-        v8d vx = ld8(vp + x);
-        for (int k = 0; k < 9; k++) A[k] = madd8(A[k], vx, ld8(up + x + off[k]));
+        h8_t vx = h8_ld(vp + x);
+        for (int k = 0; k < 9; k++) A[k] = h8_madd(A[k], vx, h8_ld(up + x + off[k]));
     }
     for (int k = 0; k < 9; k++)
-        add_lanes8(&D[k], A[k]);
+        h8_add_lanes(&D[k], A[k]);
 #endif
     for (; x < NV; x++)
         for (int k = 0; k < 9; k++) D[k] += vp[x] * up[x + off[k]];

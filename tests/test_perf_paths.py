@@ -483,13 +483,67 @@ def test_line_solver_vectors_are_native_on_avx2():
     if cc is None or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("needs gcc on x86-64")
     src = Path(_lines.__file__).with_name("_lines_c.c")
-    cmd = [cc, "-O3", "-std=c99", "-march=x86-64-v3", "-DARMA_NO_CLONES", "-ffp-contract=fast"]
+    # ARMA_NO_WIDE: without the 8-lane form that only AVX-512 processors run (lanes_wide)
+    cmd = [cc, "-O3", "-std=c99", "-march=x86-64-v3", "-DARMA_NO_CLONES", "-DARMA_NO_WIDE", "-ffp-contract=fast"]
     cmd += ["-Wvector-operation-performance", "-Wno-psabi", "-fPIC", "-c", "-o", os.devnull]
     cmd += ["-I" + sysconfig.get_paths()["include"], str(src)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     piecewise = [line for line in res.stderr.splitlines() if "expanded piecewise" in line]
     assert not piecewise, "\n".join(piecewise[:10])
+
+
+_LANE_FORMS = """
+import sys
+import numpy as np
+from arma_core.backends import _lines, _lines_c
+rng = np.random.default_rng(5)
+out = {"wide": _lines_c.LANES_WIDE}
+for i, (shape, dtype, b) in enumerate([
+    ((2, 3, 16, 16), np.float32, "circular"), ((1, 2, 9, 40), np.float64, "zeros"),
+    ((2, 2, 33, 24), np.float32, "reflect"), ((1, 3, 8, 72), np.float64, "replicate"),
+    ((2, 2, 5, 7, 16), np.float32, "circular"),
+]):
+    k = len(shape) - 2
+    f = rng.uniform(-0.3, 0.3, size=(shape[1], k, 1, 3)); f[..., 1] = 1.0
+    x = rng.standard_normal(shape).astype(dtype); g = rng.standard_normal(shape).astype(dtype)
+    y = np.empty_like(x); gx = np.empty_like(x)
+    _lines.solve(x, f, boundary=b, dilation=1, adjoint=False, out=y, cache={}, threads=1)
+    _, gt = _lines.solve_vjp(y, g, f, boundary=b, dilation=1, adjoint=False, need_taps=True, out=gx, cache={}, threads=1)
+    out[f"y{i}"], out[f"gx{i}"], out[f"gt{i}"] = y, gx, gt
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.skipif(not _lines.available(), reason="the compiled line solver is not installed")
+@pytest.mark.parametrize("wide", ["0", "1"])
+def test_both_lane_forms_of_the_line_solver_agree(tmp_path, wide):
+    """The line solver runs its 8-lane loops as one 64-byte vector where the processor has
+    AVX-512 and as two 4-lane halves elsewhere (``_lines_c.LANES_WIDE``). Forced either way
+    (``ARMA_LINES_WIDE``), the solve and the input gradient are bit-identical to the default
+    form's and the taps' gradient (float64 sums in another order) agrees to 1e-12."""
+    import subprocess
+    import sys
+
+    paths = {}
+    for form in ("default", wide):
+        env = {k: v for k, v in os.environ.items() if k != "ARMA_LINES_WIDE"}
+        if form != "default":
+            env["ARMA_LINES_WIDE"] = form
+        paths[form] = tmp_path / f"{form}.npz"
+        res = subprocess.run(
+            [sys.executable, "-c", _LANE_FORMS, str(paths[form])], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+    ref, forced = np.load(paths["default"]), np.load(paths[wide])
+    assert int(forced["wide"]) == int(wide)
+    for key in ref.files:
+        if key == "wide":
+            continue
+        if key.startswith("gt"):
+            np.testing.assert_allclose(forced[key], ref[key], rtol=1e-12, atol=1e-12 * np.abs(ref[key]).max())
+        else:
+            assert np.array_equal(forced[key], ref[key]), key
 
 
 def test_side_by_side_best_block_is_the_fastest_blocks_median(monkeypatch):
