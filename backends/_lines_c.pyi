@@ -8,6 +8,8 @@ CIRCULAR: int
 ZEROS: int
 REFLECT: int
 REPLICATE: int
+#: 1 when the 8-lane loops run as 64-byte vectors (AVX-512F, or ARMA_LINES_WIDE=1 at import), 0 as two halves
+LANES_WIDE: int
 
 def plan(
     taps: Buffer,
