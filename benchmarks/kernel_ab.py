@@ -53,7 +53,10 @@ def main(argv: list[str]) -> int:
     installed = _lines._ext()  # first: loading the other build first would shadow it
     builds = {"old": load_build(argv[0]), "new": installed}
     taps = large.theta_like(AR2d(128))._filter(torch.float32).taps.detach().numpy()
-    print("| planes | boundary | solve old -> new (ms) | vjp old -> new (ms) | y, input gradient identical | taps gradient, max rel. diff |")
+    print(
+        "| planes | boundary | solve old -> new (ms) | vjp old -> new (ms) "
+        "| y, input gradient identical | taps gradient, max rel. diff |"
+    )
     print("|---|---|---|---|---|---|")
     try:
         for shape in SHAPES:
@@ -71,9 +74,8 @@ def main(argv: list[str]) -> int:
                             t0 = time.perf_counter()
                             _lines.solve(x, taps, boundary=b, dilation=1, adjoint=False, out=y, cache=cache, threads=1)
                             t1 = time.perf_counter()
-                            _, gt = _lines.solve_vjp(
-                                y, g, taps, boundary=b, dilation=1, adjoint=False, need_taps=True, out=gx, cache=cache, threads=1
-                            )
+                            opts = dict(boundary=b, dilation=1, adjoint=False, cache=cache, threads=1)
+                            _, gt = _lines.solve_vjp(y, g, taps, need_taps=True, out=gx, **opts)
                             t2 = time.perf_counter()
                             best[name][0] = min(best[name][0], t1 - t0)
                             best[name][1] = min(best[name][1], t2 - t1)

@@ -509,7 +509,8 @@ for i, (shape, dtype, b) in enumerate([
     x = rng.standard_normal(shape).astype(dtype); g = rng.standard_normal(shape).astype(dtype)
     y = np.empty_like(x); gx = np.empty_like(x)
     _lines.solve(x, f, boundary=b, dilation=1, adjoint=False, out=y, cache={}, threads=1)
-    _, gt = _lines.solve_vjp(y, g, f, boundary=b, dilation=1, adjoint=False, need_taps=True, out=gx, cache={}, threads=1)
+    opts = dict(boundary=b, dilation=1, adjoint=False, cache={}, threads=1)
+    _, gt = _lines.solve_vjp(y, g, f, need_taps=True, out=gx, **opts)
     out[f"y{i}"], out[f"gx{i}"], out[f"gt{i}"] = y, gx, gt
 np.savez(sys.argv[1], **out)
 """
