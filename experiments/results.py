@@ -129,16 +129,23 @@ def summarize(
 
 
 def compare(a: Stat, b: Stat) -> Comparison:
-    """Whether the means of ``a`` and ``b`` differ by more than two standard errors."""
-    se = math.sqrt(a.sem**2 + b.sem**2)
+    """Whether the means of ``a`` and ``b`` differ by more than two standard errors. With fewer
+    than two values on either side there is no standard error: ``se`` is NaN and the difference
+    is never called significant."""
     diff = a.mean - b.mean
+    if a.n < 2 or b.n < 2:
+        return Comparison(diff, math.nan, False)
+    se = math.sqrt(a.sem**2 + b.sem**2)
     return Comparison(diff, se, bool(abs(diff) > 2 * se))
 
 
 def format_stat(s: Stat, digits: int = 3, *, show_n: bool = False) -> str:
-    """``"mean ± std"`` (with ``" (n=3)"`` when ``show_n``); ``"n/a"`` for no values."""
+    """``"mean ± std"`` (with ``" (n=3)"`` when ``show_n``); ``"n/a"`` for no values; one value
+    has no spread: ``"mean (n=1)"``."""
     if s.n == 0:
         return "n/a"
+    if s.n == 1:
+        return f"{s.mean:.{digits}f} (n=1)"
     text = f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
     return text + (f" (n={s.n})" if show_n else "")
 

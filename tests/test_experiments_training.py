@@ -117,6 +117,10 @@ def test_stats_and_two_standard_errors():
     out = R.summarize(rows, by=("m",), metrics=("metrics.x",))
     assert out[("a",)]["metrics.x"].mean == 2.0 and out[("b",)]["metrics.x"].n == 0
     assert R.format_stat(out[("b",)]["metrics.x"]) == "n/a"
+    # one seed: no spread, and no difference is significant against it
+    assert R.format_stat(R.stat([4.0]), 2) == "4.00 (n=1)"
+    one = R.compare(R.stat([4.0]), R.stat([1.0, 1.1, 0.9]))
+    assert one.difference == 3.0 and math.isnan(one.se) and not one.significant
 
 
 def test_tables_and_collect(tmp_path):

@@ -211,7 +211,8 @@ def _comparison_table(comps: list[dict]) -> str:
                     continue
                 d = c[m]
                 star = " *" if d.significant else ""
-                row.append(f"{scale * d.difference:+.{digits}f} ± {scale * d.se:.{digits}f}{star}")
+                spread = f" ± {scale * d.se:.{digits}f}" if d.se == d.se else " (1 seed: no SE)"
+                row.append(f"{scale * d.difference:+.{digits}f}{spread}{star}")
         rows.append(row)
     return R.markdown_table(header, rows)
 
