@@ -191,6 +191,20 @@ INLINE v4d SFX(ld4t)(const T *p) {
     return __builtin_convertvector(a, v4d);
 }
 
+/* The per-row part of dots9_d1 (both lane forms): the three rows of u~ that row i of v meets
+ * (ut[t], on[t]: inside the plane, or a zero row of the boundary) and the scalar terms of the
+ * columns -1 and n3 of u~ (cl, cr: those columns of u, n3 for a zero) added to E. */
+INLINE void SFX(dots9_row)(const T *vi, const T *u, i64 i, i64 n2, i64 n3, const i64 *rows, i64 cl, i64 cr,
+                           const T **ut, int *on, double *E) {
+    for (int t = 0; t < 3; t++) {
+        i64 h = rows[i + 2 - t];
+        on[t] = h < n2;
+        ut[t] = u + (on[t] ? h : 0) * n3;
+        if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
+        if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
+    }
+}
+
 #if WIDE
 typedef T SFX(vt8) __attribute__((vector_size(8 * sizeof(T))));
 INLINE w8_t SFX(ld8t)(const T *p) {
@@ -207,13 +221,7 @@ INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *
     for (i64 i = 0; i < n2; i++) {
         const T *vi = v + i * n3, *ut[3];
         int on[3];
-        for (int t = 0; t < 3; t++) {
-            i64 h = rows[i + 2 - t];
-            on[t] = h < n2;
-            ut[t] = u + (on[t] ? h : 0) * n3;
-            if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
-            if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
-        }
+        SFX(dots9_row)(vi, u, i, n2, n3, rows, cl, cr, ut, on, E);
         w8_t prev = zero, cur = SFX(ld8t)(vi);
         for (i64 j = 0; j < n3; j += 8) {
             w8_t next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
@@ -252,13 +260,7 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
     for (i64 i = 0; i < n2; i++) {
         const T *vi = v + i * n3, *ut[3];
         int on[3];
-        for (int t = 0; t < 3; t++) {
-            i64 h = rows[i + 2 - t];
-            on[t] = h < n2;
-            ut[t] = u + (on[t] ? h : 0) * n3;
-            if (on[t] && cl < n3) E[3 * t + 2] += (double)vi[0] * (double)ut[t][cl];
-            if (on[t] && cr < n3) E[3 * t] += (double)vi[n3 - 1] * (double)ut[t][cr];
-        }
+        SFX(dots9_row)(vi, u, i, n2, n3, rows, cl, cr, ut, on, E);
         v4d prev = zero, cur = SFX(ld4t)(vi);
         for (i64 j = 0; j < n3; j += 4) {
             v4d next = j + 4 < n3 ? SFX(ld4t)(vi + j + 4) : zero;
