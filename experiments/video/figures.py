@@ -7,6 +7,7 @@ Each function takes the output directory and the runs' ``results.json`` records
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,8 @@ def comparison_figures(out_dir: Path, runs: list[dict], seed: int | None = None)
                     ax.imshow(seq[c], cmap="gray", vmin=0, vmax=1)
                 else:
                     ax.axis("off")
-            axes[i, 0].set_ylabel(label, fontsize=6)
+            # long labels ("Non-local Conv-LSTM (size 3)") overran a row's height on one line
+            axes[i, 0].set_ylabel(textwrap.fill(label, 18, break_on_hyphens=False), fontsize=6)
         seeds = sorted({r["seed"] for r in chosen.values()})
         fig.suptitle(f"Moving-MNIST-2, speed {speed:g}x, test sequence 0 (seed {seeds[0]})")
         fig.tight_layout()
