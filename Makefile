@@ -90,6 +90,7 @@ video-records:
 	cd video-runs/quick && for d in *-seed*; do \
 		test -f $$d/results.json || continue; \
 		mkdir -p ../../results/video/quick/$$d && cp $$d/results.json ../../results/video/quick/$$d/; \
+		test ! -f $$d/ar_coefficients.npz || cp $$d/ar_coefficients.npz ../../results/video/quick/$$d/; \
 		case $$d in *-seed0) test ! -f $$d/prediction.npz || cp $$d/prediction.npz ../../results/video/quick/$$d/;; esac; \
 	done; \
 	cp $$(ls *.csv *.md *.png *.json 2>/dev/null) ../../results/video/quick/

@@ -219,6 +219,14 @@ def test_histogram_command_and_fig6(tmp_path, capsys):
     fig6 = json.loads((tmp_path / "fig6.json").read_text())
     assert fig6[0]["model"] == "arma-lstm" and fig6[0]["mean_abs_sum"][0] == pytest.approx(summary["mean_abs_sum"])
     assert (tmp_path / "fig6.png").is_file() and "Figure 6" in (tmp_path / "results.md").read_text()
+    # the run's own record of its coefficients keeps Figure 6 once the checkpoint is gone
+    assert (run / "ar_coefficients.npz").is_file()
+    (run / "checkpoint.pt").unlink()
+    (tmp_path / "fig6.json").unlink()
+    write_report(tmp_path)
+    again = json.loads((tmp_path / "fig6.json").read_text())
+    assert again[0]["runs"] == 1 and again[0]["mean_abs_sum"] == fig6[0]["mean_abs_sum"]
+    assert again[0]["max_abs_sum"] == fig6[0]["max_abs_sum"]
     # a model without AR layers has nothing to plot
     model = build_video_model("arma-lstm", CPU_SIZE)
     with torch.no_grad():

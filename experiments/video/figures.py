@@ -122,18 +122,28 @@ def fig6_figure(out_dir: Path, runs: list[dict]) -> list[Path]:
 
     Per ARMA model, histograms (pooled over seeds, one line per speed) of ``f_-1``, ``f_1`` and
     ``f_-1 + f_1``; the JSON holds per model and speed the mean +- std over seeds of the mean and
-    max of ``|f_-1 + f_1|`` and of the share above 0.5. Nothing is written without ARMA runs
-    (runs whose checkpoint was deleted are left out).
+    max of ``|f_-1 + f_1|`` and of the share above 0.5. Each run's coefficients come from its
+    record (``ar_coefficients.npz``, written by the run) or else from its checkpoint (the record
+    is then written, so that it outlives the checkpoint); runs with neither are left out, and
+    nothing is written without any ARMA run to show (an earlier ``fig6.*`` stays).
     """
-    from .histogram import ar_coefficients
-    from .train import load_checkpoint, model_from_checkpoint
+    from .histogram import AR_COEFFICIENTS, ar_coefficients, load_ar_coefficients, save_ar_coefficients
+    from .train import CHECKPOINT, load_checkpoint, model_from_checkpoint
 
     coef: dict[tuple, list[dict]] = {}
     for r in runs:
+        if not VIDEO_MODELS[r["model"]].arma:
+            continue
         run_dir = run_directory(out_dir, r["model"], r["speed"], r["seed"])
-        if VIDEO_MODELS[r["model"]].arma and (run_dir / "checkpoint.pt").is_file():
+        if (run_dir / AR_COEFFICIENTS).is_file():
+            c = load_ar_coefficients(run_dir / AR_COEFFICIENTS)
+        elif (run_dir / CHECKPOINT).is_file():
             model, _ = model_from_checkpoint(load_checkpoint(run_dir))
-            coef.setdefault((r["model"], r["speed"]), []).append(ar_coefficients(model))
+            c = ar_coefficients(model)
+            save_ar_coefficients(c, run_dir / AR_COEFFICIENTS)
+        else:
+            continue
+        coef.setdefault((r["model"], r["speed"]), []).append(c)
     if not coef:
         return []
     summary = []

@@ -41,6 +41,25 @@ def ar_coefficients(model: torch.nn.Module) -> dict[str, np.ndarray]:
     return {"f_minus": t[:, 0], "f_plus": t[:, 2], "sum": t[:, 0] + t[:, 2], "layers": len(taps)}
 
 
+#: a run's learned AR coefficients (:func:`ar_coefficients` of its evaluated weights), written
+#: next to ``results.json`` by every ARMA run: Figure 6's record, a few kB, kept by
+#: ``make video-records`` where the checkpoints (megabytes) are not
+AR_COEFFICIENTS = "ar_coefficients.npz"
+
+
+def save_ar_coefficients(coef: dict, path: str | os.PathLike) -> None:
+    """Write :func:`ar_coefficients`'s ``coef`` to ``path`` (``.npz``: ``f_minus``, ``f_plus``,
+    ``layers``; ``sum`` is recomputed on loading)."""
+    np.savez(path, f_minus=coef["f_minus"], f_plus=coef["f_plus"], layers=np.int64(coef["layers"]))
+
+
+def load_ar_coefficients(path: str | os.PathLike) -> dict:
+    """What :func:`save_ar_coefficients` wrote, in :func:`ar_coefficients`'s form."""
+    with np.load(path) as z:
+        fm, fp, layers = z["f_minus"], z["f_plus"], int(z["layers"])
+    return {"f_minus": fm, "f_plus": fp, "sum": fm + fp, "layers": layers}
+
+
 def plot_ar_histogram(model: torch.nn.Module, path: str | os.PathLike, title: str = "") -> dict:
     """Save a PNG with histograms of ``f_-1``, ``f_1`` and ``f_-1 + f_1`` over all AR layers.
 

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from .. import results as R
 from ..training import Task, TrainState, fit, make_fabric, seeded
 from .data import MovingMNIST
+from .histogram import AR_COEFFICIENTS, ar_coefficients, save_ar_coefficients
 from .metrics import FrameMetrics
 from .models import VIDEO_MODELS, NetworkSize, build_video_model, count_parameters
 
@@ -570,6 +571,8 @@ def train_and_evaluate(
     baselines = evaluate_baselines(task.test_set, config, task.mean_pixel)
     _save_prediction(model, task.test_set, config, device, run_dir / "prediction.npz")
     spec = VIDEO_MODELS[config.model]
+    if spec.arma:  # Figure 6's record of this run (the checkpoint may not be kept)
+        save_ar_coefficients(ar_coefficients(model), run_dir / AR_COEFFICIENTS)
     paper = spec.paper_table3.get(config.speed) if float(config.speed).is_integer() else None
     results = {
         "model": config.model,
