@@ -227,6 +227,12 @@ def test_histogram_command_and_fig6(tmp_path, capsys):
     again = json.loads((tmp_path / "fig6.json").read_text())
     assert again[0]["runs"] == 1 and again[0]["mean_abs_sum"] == fig6[0]["mean_abs_sum"]
     assert again[0]["max_abs_sum"] == fig6[0]["max_abs_sum"]
+    # a summary without coefficients left (another model, say, whose runs are gone) is kept
+    gone = {**again[0], "model": "dilated-arma-lstm", "speed": 3}
+    (tmp_path / "fig6.json").write_text(json.dumps([gone]))
+    write_report(tmp_path)
+    kept = {(e["model"], e["speed"]): e for e in json.loads((tmp_path / "fig6.json").read_text())}
+    assert set(kept) == {("arma-lstm", 1), ("dilated-arma-lstm", 3)} and kept["dilated-arma-lstm", 3] == gone
     # a model without AR layers has nothing to plot
     model = build_video_model("arma-lstm", CPU_SIZE)
     with torch.no_grad():

@@ -124,8 +124,9 @@ def fig6_figure(out_dir: Path, runs: list[dict]) -> list[Path]:
     ``f_-1 + f_1``; the JSON holds per model and speed the mean +- std over seeds of the mean and
     max of ``|f_-1 + f_1|`` and of the share above 0.5. Each run's coefficients come from its
     record (``ar_coefficients.npz``, written by the run) or else from its checkpoint (the record
-    is then written, so that it outlives the checkpoint); runs with neither are left out, and
-    nothing is written without any ARMA run to show (an earlier ``fig6.*`` stays).
+    is then written, so that it outlives the checkpoint); runs with neither are left out of the
+    figure, and a model and speed none of whose runs has coefficients keeps its entry of an
+    earlier ``fig6.json``. Nothing is written without any ARMA run to show.
     """
     from .histogram import AR_COEFFICIENTS, ar_coefficients, load_ar_coefficients, save_ar_coefficients
     from .train import CHECKPOINT, load_checkpoint, model_from_checkpoint
@@ -164,7 +165,14 @@ def fig6_figure(out_dir: Path, runs: list[dict]) -> list[Path]:
                 },
             }
         )
-    (out_dir / "fig6.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # a model and speed whose runs have no coefficients here (checkpoints and records gone)
+    # keeps its summary from the earlier fig6.json: the numbers outlive the runs; the figure
+    # shows what can be plotted
+    earlier = out_dir / "fig6.json"
+    if earlier.is_file():
+        done = set(coef)
+        summary += [e for e in json.loads(earlier.read_text()) if (e["model"], e["speed"]) not in done]
+    earlier.write_text(json.dumps(summary, indent=2) + "\n")
     return [_plot_fig6(out_dir, coef)]
 
 
