@@ -146,6 +146,41 @@ def environment(values: Mapping[str, str], *, keep_existing: bool = False) -> It
                 os.environ[k] = old
 
 
+def worker_pool(jobs: int):
+    """A ``ProcessPoolExecutor`` of ``jobs`` spawned workers (no forked OpenMP state) that die
+    with the process that made them.
+
+    Killing a ``--jobs N`` command (``kill PID``, a job scheduler's time limit) stops its parent
+    process only; without this, its workers kept training as orphans, and a command started
+    again with ``--resume`` trained the same runs twice into the same directories. Each worker
+    watches its parent (:func:`_exit_with_parent`) and exits when it is gone; a run killed
+    mid-epoch resumes from its last checkpoint. Ctrl-C in a terminal already reached every
+    process of the group.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """In a worker: a daemon thread that ends the process once ``parent`` is no longer its
+    parent (the parent died and the worker was re-parented), checked every ``every`` seconds."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run the block with torch's CPU (and CUDA) generators seeded by ``seed``; restore after.

@@ -3,6 +3,9 @@ non-finite handling, and the result tables over seeds."""
 
 import math
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -145,3 +148,47 @@ def test_environment_sets_keeps_and_restores(monkeypatch):
         assert os.environ["ARMA_TEST_SET"] == "1"
         raise RuntimeError
     assert os.environ["ARMA_TEST_SET"] == "caller"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux: /proc; elsewhere a signal 0)."""
+    status = f"/proc/{pid}/status"
+    if os.path.exists("/proc"):
+        try:
+            with open(status) as f:
+                return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process semantics")
+def test_worker_pool_workers_die_with_their_parent(tmp_path):
+    # a parent that starts one busy worker and is then killed hard (no chance to clean up)
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from arma_experiments.training import worker_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = worker_pool(1)\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 120)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        assert _alive(worker)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), "the worker outlived its killed parent"
+    finally:
+        proc.kill()
+        proc.stdout.close()

@@ -265,10 +265,9 @@ def _run_all(todo: list[SegmentConfig], out_dir: Path, args, jobs: int, threads:
             )
             _train_one(c, out_dir, args.device, args.resume, progress, threads)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from arma_experiments.training import environment
+    from arma_experiments.training import environment, worker_pool
 
     # torch's OpenMP pool would start one spinning thread per core in every worker: size it to
     # the worker's threads (the AR solves follow torch's thread count).
@@ -277,7 +276,7 @@ def _run_all(todo: list[SegmentConfig], out_dir: Path, args, jobs: int, threads:
     print(f"{len(order)} runs in {jobs} processes ({threads or 'default'} thread(s) each)", flush=True)
     with (
         environment({"OMP_NUM_THREADS": str(threads or 1)}, keep_existing=True),
-        ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool,
+        worker_pool(jobs) as pool,
     ):
         futures = [pool.submit(_train_one, c, out_dir, args.device, args.resume, False, threads) for c in order]
         for fut in as_completed(futures):

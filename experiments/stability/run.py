@@ -205,10 +205,9 @@ def run_many(
             name, text, seconds = _worker(item)
             log(f"[{i}/{len(work)}] {Path(name).name}: {text}, {seconds:.0f} s")
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from arma_experiments.training import environment
+    from arma_experiments.training import environment, worker_pool
 
     env = {
         "ARMA_WORKER_THREADS": str(threads),
@@ -216,8 +215,7 @@ def run_many(
         "MKL_NUM_THREADS": str(threads),
     }
     with environment(env):
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with worker_pool(jobs) as pool:
             futures = [pool.submit(_worker, item) for item in work]
             for i, fut in enumerate(as_completed(futures), 1):
                 name, text, seconds = fut.result()

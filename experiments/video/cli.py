@@ -518,13 +518,13 @@ def _run_parallel(todo: list, n: int, out_dir: Path, args, jobs: int, threads: i
 
 
 def _run_pool(todo: list, n: int, out_dir: Path, args, jobs: int, threads: int | None) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from arma_experiments.training import worker_pool
 
     order = sorted(todo, key=lambda ic: -_COST.get(ic[1].model, 1.0))
     print(f"{len(order)} runs in {jobs} parallel processes ({threads or 'default'} thread(s) each)", flush=True)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with worker_pool(jobs) as pool:
         futures = []
         for i, config in order:
             _announce(i, n, config, out_dir, queued=True)
