@@ -169,8 +169,12 @@ def reparameterize_host(theta: np.ndarray, region: str) -> tuple[np.ndarray, np.
     a layer the cost is the number of NumPy calls, not arithmetic. ``tanh`` is evaluated once
     per component, the clip is ``minimum(maximum(...))`` (the same values as ``np.clip``, a
     fraction of its per-call cost) and the results are written into preallocated arrays
-    instead of stacked. ``theta``: validated as :func:`reparameterize_values` expects
-    (real floating, ``(..., 2)``; a NaN gives NaN taps).
+    instead of stacked. For ``"strip"`` with the compiled line solver installed, everything but
+    the ``tanh`` runs in one compiled pass (``arma_core.backends._lines.reparameterize_strip``,
+    the same IEEE operations in the same order): inside a training step, where the caches are
+    cold, each NumPy call on a layer's few values costs several microseconds.
+    ``theta``: validated as :func:`reparameterize_values` expects (real floating, ``(..., 2)``;
+    a NaN gives NaN taps).
 
     Examples
     --------
@@ -186,6 +190,23 @@ def reparameterize_host(theta: np.ndarray, region: str) -> tuple[np.ndarray, np.
     """
     if region not in REGIONS:
         raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
+    if region == "strip":
+        if not _COMPILED_STRIP:
+            from .backends._lines import reparameterize_strip
+
+            _COMPILED_STRIP.append(reparameterize_strip)
+        fast = _COMPILED_STRIP[0](theta)
+        if fast is not None:
+            return fast
+    return _reparameterize_host_numpy(theta, region)
+
+
+#: [arma_core.backends._lines.reparameterize_strip] once imported (lazily: no import cycle)
+_COMPILED_STRIP: list = []
+
+
+def _reparameterize_host_numpy(theta: np.ndarray, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`reparameterize_host` in NumPy (every region; the reference of the compiled strip)."""
     lim = _largest_below_one(_compat_numpy, theta)
     # scalars of theta's dtype: numpy's value-based casting of Python scalars costs more than
     # the arithmetic on a layer's few values

@@ -98,6 +98,32 @@ def _ext():
     return _EXT
 
 
+_REPARAM: list = []  # [the compiled reparam_strip, or None], filled on first use
+
+
+def reparameterize_strip(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The strip reparameterization's taps ``(..., 3)`` and Jacobian ``(..., 3, 2)`` of a
+    C-contiguous float32 / float64 ``theta`` ``(..., 2)`` in one compiled pass, bit for bit
+    :func:`arma_core.filters.reparameterize_host`'s (``tanh`` stays NumPy's, the rest are the
+    same IEEE operations in the same order); None when the extension is not installed (or is an
+    older build without it) or ``theta`` is of another dtype or layout, so the caller takes the
+    NumPy path."""
+    if not _REPARAM:
+        fn = None
+        if available():
+            fn = getattr(_ext(), "reparam_strip", None)
+        _REPARAM.append(fn)
+    fn = _REPARAM[0]
+    dt = theta.dtype
+    if fn is None or (dt != np.float32 and dt != np.float64) or not theta.flags.c_contiguous:
+        return None
+    lead = theta.shape[:-1]
+    taps = np.empty((*lead, 3), dtype=dt)
+    jac = np.empty((*lead, 3, 2), dtype=dt)
+    fn(theta, np.tanh(theta[..., 1]), taps, jac, dt == np.float32)
+    return taps, jac
+
+
 def default_threads() -> int:
     """Threads of a call on numpy arrays: the CPUs this process may run on."""
     try:

@@ -1542,6 +1542,70 @@ static PyObject *py_accurate(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the strip reparameterization of a new theta, taps and Jacobian in one call                   */
+
+/* reparam_strip(theta, t1, taps, jac, f32): for n factors, theta (n, 2), t1 = tanh(theta[:, 1])
+ * (n,) computed by NumPy, the same operations as arma_core.filters.reparameterize_host for
+ * "strip", element by element and in the same order, so the results are bit for bit NumPy's:
+ * s = clip(t1, -lim, lim) (NaN stays NaN), left = (s + a0) / 2, right = (s - a0) / 2 nudged by
+ * ulps until |left + right| < 1 (at most 8 steps), taps (n, 3) = (left, 1, right); the
+ * Jacobian (n, 3, 2) has rows (1/2, w), (0, 0), (-1/2, w) with w = (1 - t1 t1) / 2 where
+ * |t1| <= lim, else 0. The product t1 t1 goes through a volatile so that no build contracts
+ * 1 - t1 t1 into a fused multiply-add (the extension is built with -ffp-contract=fast); the
+ * divisions by 2 are exact whatever -freciprocal-math does; nothing else can be reassociated. */
+#define REPARAM_STRIP(T, NEXT, ABS)                                                                                    \
+    for (i64 i = 0; i < n; i++) {                                                                                      \
+        T a0 = th[2 * i], u = t1[i];                                                                                   \
+        T s = u < -lim ? -lim : u;                                                                                     \
+        s = s > lim ? lim : s;                                                                                         \
+        T left = (s + a0) / (T)2, right = (s - a0) / (T)2;                                                             \
+        for (int it = 0; it < 8; it++) {                                                                               \
+            T tot = left + right;                                                                                      \
+            if (!(ABS(tot) >= (T)1)) break;                                                                            \
+            right = NEXT(right, tot >= (T)1 ? -(T)INFINITY : (T)INFINITY);                                             \
+        }                                                                                                              \
+        volatile T uu = u * u;                                                                                         \
+        T w = ABS(u) <= lim ? ((T)1 - uu) * (T)0.5 : (T)0;                                                             \
+        T *tp = taps + 3 * i, *jp = jac + 6 * i;                                                                       \
+        tp[0] = left, tp[1] = (T)1, tp[2] = right;                                                                     \
+        jp[0] = (T)0.5, jp[1] = w, jp[2] = (T)0, jp[3] = (T)0, jp[4] = -(T)0.5, jp[5] = w;                             \
+    }
+
+static PyObject *py_reparam_strip(PyObject *self, PyObject *args) {
+    Py_buffer thb, tb, ob, jb;
+    int f32;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*p", &thb, &tb, &ob, &jb, &f32)) return NULL;
+    Py_ssize_t item = f32 ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double);
+    i64 n = (i64)(tb.len / item);
+    PyObject *result = NULL;
+    if (tb.len != n * item || thb.len != 2 * n * item || ob.len != 3 * n * item || jb.len != 6 * n * item) {
+        PyErr_SetString(PyExc_ValueError, "reparam_strip: theta (n, 2), t1 (n,), taps (n, 3), jac (n, 3, 2) expected");
+        goto done;
+    }
+    if (f32) {
+        const float *th = (const float *)thb.buf, *t1 = (const float *)tb.buf;
+        float *taps = (float *)ob.buf, *jac = (float *)jb.buf;
+        const float lim = nextafterf(1.0f, 0.0f);
+        REPARAM_STRIP(float, nextafterf, fabsf)
+    } else {
+        const double *th = (const double *)thb.buf, *t1 = (const double *)tb.buf;
+        double *taps = (double *)ob.buf, *jac = (double *)jb.buf;
+        const double lim = nextafter(1.0, 0.0);
+        REPARAM_STRIP(double, nextafter, fabs)
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&thb);
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&jb);
+    return result;
+}
+#undef REPARAM_STRIP
+
+/* ------------------------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
     {"plan", py_plan, METH_VARARGS,
@@ -1552,6 +1616,8 @@ static PyMethodDef methods[] = {
      "accurate(taps64, zeros, max_spread) -> bool: every factor in the strip and within the spread bound"},
     {"vjp", py_vjp, METH_VARARGS,
      "vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of the solve"},
+    {"reparam_strip", py_reparam_strip, METH_VARARGS,
+     "reparam_strip(theta, t1, taps, jac, f32): the strip's taps and Jacobian of theta, t1 = tanh(theta[:, 1])"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -238,6 +238,47 @@ def test_host_reparameterization_is_bit_for_bit_the_generic_one(region, dtype):
         reparameterize_host(np.zeros((1, 2), dtype), "square")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_strip_reparameterization_is_bit_for_bit_numpys(dtype):
+    """The compiled strip pass against the NumPy one, compared as bit patterns (signed zeros,
+    NaN payloads aside), over saturating, nudged, tiny, huge and NaN parameters; theta in
+    another layout or dtype takes the NumPy path."""
+    from arma_core.backends import _lines
+    from arma_core.filters import _reparameterize_host_numpy
+
+    if _lines.reparameterize_strip(np.zeros((1, 2), dtype)) is None:
+        pytest.skip("the compiled line solver is not installed")
+    rng = np.random.default_rng(11)
+    itype = np.int32 if dtype == np.float32 else np.int64
+    tiny = np.finfo(dtype).tiny
+    nudged = 0
+    for trial in range(300):
+        theta = (rng.normal(size=(7, 2, 2, 2)) * rng.uniform(1e-3, 60, size=2)).astype(dtype)
+        theta[0, 0] = [(0.3, 50.0), (-40.0, -50.0)]  # tanh rounds to +-1: clipped, slope 0
+        theta[1, 0] = [(tiny, tiny / 4), (-0.0, 0.0)]  # subnormal and signed-zero inputs
+        theta[1, 1] = [(1e30, 2.0), (-3e38, 0.5)]  # huge differences (left, right ~ +-a0 / 2)
+        if trial % 3 == 0:
+            theta[2, 0] = [(np.nan, 1.0), (1.0, np.nan)]
+        got = _lines.reparameterize_strip(theta)
+        assert got is not None
+        want = _reparameterize_host_numpy(theta, "strip")
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype == dtype and g.shape == w.shape
+            same = g.view(itype) == w.view(itype)
+            assert np.all(same | (np.isnan(g) & np.isnan(w)))
+        lim = np.nextafter(dtype(1), dtype(0))
+        unnudged = (np.clip(np.tanh(theta[..., 1]), -lim, lim) - theta[..., 0]) / dtype(2)
+        nudged += int(np.sum((got[0][..., 2] != unnudged) & np.isfinite(unnudged)))
+    assert nudged > 0  # the nudge's branch ran
+    theta = rng.normal(size=(4, 2, 1, 2)).astype(dtype)
+    assert _lines.reparameterize_strip(np.asfortranarray(theta)) is None
+    assert _lines.reparameterize_strip(theta.astype(np.float16)) is None
+    for t in (np.asfortranarray(theta), theta):  # either way reparameterize_host is exact
+        taps, jac = reparameterize_host(t, "strip")
+        assert np.array_equal(taps, reparameterize_values(compat_numpy, theta, "strip"))
+        assert np.array_equal(jac, reparameterize_jacobian(theta, "strip"))
+
+
 def test_layer_keeps_the_reparameterization_jacobian_with_its_filter():
     """A CPU layer stores the Jacobian beside the taps; the backward uses it, and the gradient
     of theta is the generic one's."""
