@@ -164,19 +164,22 @@ def _training_step(model, opt, loss):
 VIDEO_CPU = dict(hidden=16, blocks=4, cells=1, skip=2, batch=16, canvas=32, frames=(10, 10))
 
 
-def measure_recurrent(repeats: int, device: str = "cpu") -> list[Row]:
-    """One Adam step of ARMA-LSTM / ConvLSTM (3x3 gates) at the video experiment's CPU size."""
+def video_case(device: str = "cpu"):
+    """The video CPU preset's network and loss: ``(make, loss)``, where ``make(gate=None)``
+    builds the ConvLSTM network (``gate``: a gate-convolution factory such as
+    ``arma2d_gate()``; None for ``nn.Conv2d``) on ``device`` and ``loss(net)`` is its BCE on a
+    fixed batch of random frames."""
     import torch
 
-    from arma_core.nn.models import ConvLSTMNet, arma2d_gate
+    from arma_core.nn.models import ConvLSTMNet
 
     c = VIDEO_CPU
-    torch.manual_seed(0)
     kw = dict(hidden_channels=(c["hidden"],) * c["blocks"], cells_per_block=c["cells"], skip_stride=c["skip"])
-    nets = {
-        "convlstm": ConvLSTMNet(**kw).to(device),
-        "arma": _randomize_ar(ConvLSTMNet(gate_conv=arma2d_gate(), **kw)).to(device),
-    }
+
+    def make(gate=None):
+        net = ConvLSTMNet(**kw) if gate is None else ConvLSTMNet(gate_conv=gate, **kw)
+        return net.to(device)
+
     frames = torch.rand(
         c["batch"], sum(c["frames"]), 1, c["canvas"], c["canvas"], generator=torch.Generator().manual_seed(0)
     )
@@ -186,6 +189,19 @@ def measure_recurrent(repeats: int, device: str = "cpu") -> list[Row]:
         pred = net(frames, *c["frames"])
         return torch.nn.functional.binary_cross_entropy(pred, frames[:, 1:])
 
+    return make, loss
+
+
+def measure_recurrent(repeats: int, device: str = "cpu") -> list[Row]:
+    """One Adam step of ARMA-LSTM / ConvLSTM (3x3 gates) at the video experiment's CPU size."""
+    import torch
+
+    from arma_core.nn.models import arma2d_gate
+
+    c = VIDEO_CPU
+    torch.manual_seed(0)
+    make, loss = video_case(device)
+    nets = {"convlstm": make(), "arma": _randomize_ar(make(arma2d_gate()))}
     steps = {k: _training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
     t = side_by_side(steps, max(3, repeats // 3), sync=synchronizer(device))
     shape = f"{c['batch']}x{sum(c['frames'])}x1x{c['canvas']}x{c['canvas']}"
@@ -195,6 +211,27 @@ def measure_recurrent(repeats: int, device: str = "cpu") -> list[Row]:
 
 #: the segmentation experiment's CPU preset: U-Nets of widths 8-128 on 64 x 64, batches of 16
 UNET_CPU = dict(widths=(8, 16, 32, 64, 128), batch=16, size=64, in_channels=1, out_channels=11)
+
+
+def unet_make(device: str = "cpu", gate=None):
+    """The segmentation CPU preset's U-Net on ``device`` (``gate``: a convolution factory such as
+    ``arma2d_gate()``; None for ``nn.Conv2d``)."""
+    from arma_core.nn.models import UNet
+
+    c = UNET_CPU
+    kw = {} if gate is None else {"conv": gate}
+    return UNet(c["in_channels"], c["out_channels"], c["widths"], **kw).to(device)
+
+
+def unet_loss(device: str = "cpu"):
+    """``loss(net)``: MSE of a U-Net's output on a batch of random inputs against random targets
+    of the CPU preset's sizes (drawn now, from torch's global generator)."""
+    import torch
+
+    c = UNET_CPU
+    x = torch.randn(c["batch"], c["in_channels"], c["size"], c["size"]).to(device)
+    y = torch.randn(c["batch"], c["out_channels"], c["size"], c["size"]).to(device)
+    return lambda net: torch.nn.functional.mse_loss(net(x), y)
 
 
 def measure_unet(repeats: int, device: str = "cpu") -> list[Row]:
@@ -208,20 +245,9 @@ def measure_unet(repeats: int, device: str = "cpu") -> list[Row]:
         return []
     c = UNET_CPU
     torch.manual_seed(0)
-    nets = {
-        "unet": models.UNet(c["in_channels"], c["out_channels"], c["widths"]).to(device),
-        "arma": _randomize_ar(
-            models.UNet(c["in_channels"], c["out_channels"], c["widths"], conv=models.arma2d_gate())
-        ).to(device),
-    }
-    x = torch.randn(c["batch"], c["in_channels"], c["size"], c["size"]).to(device)
-    y = torch.randn(c["batch"], c["out_channels"], c["size"], c["size"]).to(device)
-    steps = {
-        k: _training_step(
-            n, torch.optim.Adam(n.parameters(), 1e-3), lambda net: torch.nn.functional.mse_loss(net(x), y)
-        )
-        for k, n in nets.items()
-    }
+    nets = {"unet": unet_make(device), "arma": _randomize_ar(unet_make(device, models.arma2d_gate()))}
+    loss = unet_loss(device)
+    steps = {k: _training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
     t = side_by_side(steps, max(5, repeats), sync=synchronizer(device))
     shape = f"{c['batch']}x{c['in_channels']}x{c['size']}x{c['size']}"
     return [

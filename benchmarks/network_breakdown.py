@@ -72,33 +72,13 @@ def _networks(kind: str):
     import torch
 
     from arma_core.nn import AR2d
-    from arma_core.nn.models import ConvLSTMNet, UNet, arma2d_gate
+    from arma_core.nn.models import arma2d_gate
 
+    torch.manual_seed(0)
     if kind == "unet":
-        c = cost.UNET_CPU
-
-        def make(gate=None):
-            kw = {} if gate is None else {"conv": gate}
-            return UNet(c["in_channels"], c["out_channels"], c["widths"], **kw)
-
-        x = torch.randn(c["batch"], c["in_channels"], c["size"], c["size"])
-        y = torch.randn(c["batch"], c["out_channels"], c["size"], c["size"])
-
-        def loss(net):
-            return torch.nn.functional.mse_loss(net(x), y)
-
+        make, loss = cost.unet_make, None
     else:
-        c = cost.VIDEO_CPU
-        kw = dict(hidden_channels=(c["hidden"],) * c["blocks"], cells_per_block=c["cells"], skip_stride=c["skip"])
-
-        def make(gate=None):
-            return ConvLSTMNet(**kw) if gate is None else ConvLSTMNet(gate_conv=gate, **kw)
-
-        frames = torch.rand(c["batch"], sum(c["frames"]), 1, c["canvas"], c["canvas"])
-
-        def loss(net):
-            pred = net(frames, *c["frames"])
-            return torch.nn.functional.binary_cross_entropy(pred, frames[:, 1:])
+        make, loss = cost.video_case()
 
     class Clone(torch.autograd.Function):
         @staticmethod
@@ -109,16 +89,17 @@ def _networks(kind: str):
         def backward(ctx, g):
             return g.clone(), None
 
-    torch.manual_seed(0)
-    nets = {"plain": make(), "arma": cost._randomize_ar(make(arma2d_gate()))}
-    nets["arma, no AR"] = cost._randomize_ar(make(arma2d_gate()))
-    nets["arma, clone"] = cost._randomize_ar(make(arma2d_gate()))
+    nets = {"plain": make(), "arma": cost._randomize_ar(make(gate=arma2d_gate()))}
+    nets["arma, no AR"] = cost._randomize_ar(make(gate=arma2d_gate()))
+    nets["arma, clone"] = cost._randomize_ar(make(gate=arma2d_gate()))
     for m in nets["arma, no AR"].modules():
         if isinstance(m, AR2d):
             m._solve = lambda x, who: x
     for m in nets["arma, clone"].modules():
         if isinstance(m, AR2d):
             m._solve = (lambda layer: lambda x, who: Clone.apply(x, layer.theta))(m)
+    if loss is None:  # the U-Net's batch, drawn after its networks as in cost.measure_unet
+        loss = cost.unet_loss()
     steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
     return steps
 

@@ -106,19 +106,13 @@ class Recurrent(_Settings):
 
     def setup(self, network):
         import torch
-        from cost import VIDEO_CPU, _randomize_ar, _training_step
+        from cost import _randomize_ar, _training_step, video_case
 
-        from arma_core.nn.models import ConvLSTMNet, arma2d_gate
+        from arma_core.nn.models import arma2d_gate
 
-        c = VIDEO_CPU
         torch.manual_seed(0)
-        kw = dict(hidden_channels=(c["hidden"],) * c["blocks"], cells_per_block=c["cells"], skip_stride=c["skip"])
-        net = ConvLSTMNet(**kw) if network == "ConvLSTM" else _randomize_ar(ConvLSTMNet(gate_conv=arma2d_gate(), **kw))
-        frames = torch.rand(c["batch"], sum(c["frames"]), 1, c["canvas"], c["canvas"])
-
-        def loss(n):
-            return torch.nn.functional.binary_cross_entropy(n(frames, *c["frames"]), frames[:, 1:])
-
+        make, loss = video_case()
+        net = make() if network == "ConvLSTM" else _randomize_ar(make(arma2d_gate()))
         self.step = _training_step(net, torch.optim.Adam(net.parameters(), 1e-3), loss)
         self.step()
 
@@ -134,25 +128,15 @@ class UNetStep(_Settings):
 
     def setup(self, network):
         import torch
-        from cost import UNET_CPU, _randomize_ar, _training_step
+        from cost import _randomize_ar, _training_step, unet_loss, unet_make
 
         from arma_core.nn import models
 
         if not hasattr(models, "UNet"):
             raise NotImplementedError("arma_core.nn.models has no UNet")
-        c = UNET_CPU
         torch.manual_seed(0)
-        if network == "U-Net":
-            net = models.UNet(c["in_channels"], c["out_channels"], c["widths"])
-        else:
-            net = _randomize_ar(
-                models.UNet(c["in_channels"], c["out_channels"], c["widths"], conv=models.arma2d_gate())
-            )
-        x = torch.randn(c["batch"], c["in_channels"], c["size"], c["size"])
-        y = torch.randn(c["batch"], c["out_channels"], c["size"], c["size"])
-        self.step = _training_step(
-            net, torch.optim.Adam(net.parameters(), 1e-3), lambda n: torch.nn.functional.mse_loss(n(x), y)
-        )
+        net = unet_make() if network == "U-Net" else _randomize_ar(unet_make(gate=models.arma2d_gate()))
+        self.step = _training_step(net, torch.optim.Adam(net.parameters(), 1e-3), unet_loss())
         self.step()
 
     def time_step(self, network):
