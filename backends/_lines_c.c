@@ -7,7 +7,8 @@
  * - A signal is P blocks (batch x channel, channel p % C) of shape (n1, n2, n3), C-contiguous,
  *   float32 or float64; leading block sizes are 1 when it has k < 3 spatial axes. 1-D signals
  *   (k == 1) are P rows of length n3.
- * - All recurrences run in float64 whatever the signal's precision.
+ * - Recurrences run in float64, except for float32 blocks (circular or zeros) whose channel's
+ *   factors are well conditioned (work32_ok): those run in float32 (solve_block32).
  * - A plan (bytes) holds, per block axis and per (channel, factor), the Thomas factors of T
  *   (the factor with the zeros rule) and the Woodbury correction M of the boundary
  *   (A_f^{-1} t = z - M z[cols], z = T^{-1} t), plus the taps themselves.
@@ -163,6 +164,67 @@ INLINE void tr4(const double *s, i64 ls, v4d *c) {
     c[1] = SHUF4(t1, t3, 0, 1, 4, 5);
     c[2] = SHUF4(t0, t2, 2, 3, 6, 7);
     c[3] = SHUF4(t1, t3, 2, 3, 6, 7);
+}
+/* Float32 work copies (solve_block32): sixteen float32 lanes, in the same two forms as the
+ * float64 lanes (f16w: one 64-byte vector, AVX-512; f16h: two 8-lane halves elsewhere). */
+typedef float f8v __attribute__((vector_size(32)));
+typedef int v4si __attribute__((vector_size(16)));
+typedef struct {
+    f8v lo, hi;
+} f16h_t;
+INLINE f16h_t f16h_ld(const float *p) {
+    f16h_t v;
+    memcpy(&v.lo, p, sizeof v.lo);
+    memcpy(&v.hi, p + 8, sizeof v.hi);
+    return v;
+}
+INLINE void f16h_st(float *p, f16h_t v) {
+    memcpy(p, &v.lo, sizeof v.lo);
+    memcpy(p + 8, &v.hi, sizeof v.hi);
+}
+INLINE f16h_t f16h_sub_mul(f16h_t x, float s, f16h_t c) {
+    f16h_t v = {x.lo - s * c.lo, x.hi - s * c.hi};
+    return v;
+}
+INLINE f16h_t f16h_sub_mul_scale(f16h_t y, float s, f16h_t c, float p) {
+    f16h_t v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};
+    return v;
+}
+INLINE f16h_t f16h_scale(f16h_t x, float p) {
+    f16h_t v = {x.lo * p, x.hi * p};
+    return v;
+}
+#if WIDE
+typedef float f16w_t __attribute__((vector_size(64)));
+INLINE f16w_t f16w_ld(const float *p) {
+    f16w_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE void f16w_st(float *p, f16w_t v) { memcpy(p, &v, sizeof v); }
+INLINE f16w_t f16w_sub_mul(f16w_t x, float s, f16w_t c) { return x - s * c; }
+INLINE f16w_t f16w_sub_mul_scale(f16w_t y, float s, f16w_t c, float p) { return (y - s * c) * p; }
+INLINE f16w_t f16w_scale(f16w_t x, float p) { return x * p; }
+#endif
+typedef float v4f_ __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define SHUF4F(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define SHUF4F(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4si){i, j, k, l})
+#endif
+/* tr4 on float32 */
+INLINE void tr4f(const float *s, i64 ls, v4f_ *c) {
+    v4f_ r0, r1, r2, r3;
+    memcpy(&r0, s, 16);
+    memcpy(&r1, s + ls, 16);
+    memcpy(&r2, s + 2 * ls, 16);
+    memcpy(&r3, s + 3 * ls, 16);
+    v4f_ t0 = SHUF4F(r0, r1, 0, 4, 2, 6), t1 = SHUF4F(r0, r1, 1, 5, 3, 7);
+    v4f_ t2 = SHUF4F(r2, r3, 0, 4, 2, 6), t3 = SHUF4F(r2, r3, 1, 5, 3, 7);
+    c[0] = SHUF4F(t0, t2, 0, 1, 4, 5);
+    c[1] = SHUF4F(t1, t3, 0, 1, 4, 5);
+    c[2] = SHUF4F(t0, t2, 2, 3, 6, 7);
+    c[3] = SHUF4F(t1, t3, 2, 3, 6, 7);
 }
 #define VEC 1
 #else
@@ -1221,6 +1283,229 @@ INLINE void transpose_out_f32(const double *restrict wt, float *restrict dst, i6
         for (i64 r = 0; r < R; r++) dst[r * n3 + i] = (float)wt[i * R + r];
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* float32 work copies: the sweeps of solve_block in float32, for float32 signals whose factors  */
+/* are well conditioned (work32_ok); the same operations in the same order as the float64 work  */
+/* copy, sixteen lanes per vector, half the bytes                                               */
+
+#if VEC
+/* 0: float32 signals keep the float64 work copy (set_work32(0), or ARMA_LINES_WORK32=0 at import) */
+static int work32_enabled = 1;
+
+/* Whether channel c of the plan may run with float32 work copies: the boundary is circular or
+ * zeros and every factor (f_-1, f_0, f_1) has |f_0| + |f_-1| + |f_1| <= WORK32_COND
+ * (|f_0| - |f_-1 + f_1|). For these two boundaries that bounds the condition number of the
+ * factor's matrix (its norm is at most |f_0| + |f_-1| + |f_1|; its symmetric part is at least
+ * |f_0| - |f_-1 + f_1| times the identity, its skew part does not lower |x^T A x|), so the
+ * float32 recurrences cost a few float32 roundings per factor (docs/performance.md, "ninth
+ * pass"). The edge rows of reflect and replicate break the bound (replicate's first pivot
+ * vanishes inside the strip): those keep float64. */
+#define WORK32_COND 8.0
+INLINE int work32_ok(const Plan *pl, i64 c) {
+    if (!work32_enabled || (pl->boundary != B_CIRCULAR && pl->boundary != B_ZEROS)) return 0;
+    const double *t = (const double *)((const char *)pl + pl->taps) + c * pl->k * pl->Q * 3;
+    for (i64 x = 0; x < pl->k * pl->Q; x++) {
+        double fm = t[3 * x], f0 = fabs(t[3 * x + 1]), fp = t[3 * x + 2];
+        if (!(f0 + fabs(fm) + fabs(fp) <= WORK32_COND * (f0 - fabs(fm + fp)))) return 0;
+    }
+    return 1;
+}
+
+/* forward elimination y[i] = x[i] - l[i] y[i - d] in float32; x = src or y itself */
+INLINE void forward32(float *y, const float *src, i64 n, i64 R, const FV *v, i64 d) {
+    i64 r = 0;
+    if (d == 1 && n > 0) {
+#define FWD32(NV, W, X)                                                                                                \
+    for (; r + 16 * NV <= R; r += 16 * NV) {                                                                           \
+        W##_t c[NV];                                                                                                   \
+        for (int k = 0; k < NV; k++) W##_st(y + r + 16 * k, c[k] = W##_ld(X + r + 16 * k));                            \
+        for (i64 i = 1; i < n; i++) {                                                                                  \
+            float li = (float)Lof(v, i);                                                                               \
+            for (int k = 0; k < NV; k++)                                                                               \
+                W##_st(y + i * R + r + 16 * k, c[k] = W##_sub_mul(W##_ld(X + i * R + r + 16 * k), li, c[k]));         \
+        }                                                                                                              \
+    }
+#define FWD32_ALL(W, X)                                                                                                \
+    FWD32(4, W, X)                                                                                                     \
+    FWD32(2, W, X)                                                                                                     \
+    FWD32(1, W, X)
+        const float *x = src ? src : y;
+#if WIDE
+        if (lanes_wide) {
+            FWD32_ALL(f16w, x)
+        } else
+#endif
+        {
+            FWD32_ALL(f16h, x)
+        }
+#undef FWD32_ALL
+#undef FWD32
+    }
+    if (r >= R) return;
+    i64 w = R - r;
+    float *yr = y + r;
+    if (src) {
+        const float *s = src + r;
+        for (i64 i = 0; i < imin(d, n); i++) memcpy(yr + i * R, s + i * R, (size_t)w * sizeof(float));
+        for (i64 i = d; i < n; i++) {
+            float l = (float)Lof(v, i);
+            for (i64 q = 0; q < w; q++) yr[i * R + q] = s[i * R + q] - l * yr[(i - d) * R + q];
+        }
+    } else {
+        for (i64 i = d; i < n; i++) {
+            float l = (float)Lof(v, i);
+            for (i64 q = 0; q < w; q++) yr[i * R + q] -= l * yr[(i - d) * R + q];
+        }
+    }
+}
+
+/* back substitution in float32, then the Woodbury correction y -= M z[cols] (zc: nc x R) */
+INLINE void backward32(float *y, i64 n, i64 R, const FV *v, i64 d, float *zc) {
+    i64 r = 0;
+    float sup = (float)v->sup;
+    if (d == 1 && n > 0) {
+#define BWD32(NV, W)                                                                                                   \
+    for (; r + 16 * NV <= R; r += 16 * NV) {                                                                           \
+        W##_t c[NV];                                                                                                   \
+        float pl = (float)Pof(v, n - 1);                                                                               \
+        for (int k = 0; k < NV; k++)                                                                                   \
+            W##_st(y + (n - 1) * R + r + 16 * k, c[k] = W##_scale(W##_ld(y + (n - 1) * R + r + 16 * k), pl));         \
+        for (i64 i = n - 2; i >= 0; i--) {                                                                             \
+            float pi = (float)Pof(v, i);                                                                               \
+            for (int k = 0; k < NV; k++) {                                                                             \
+                float *yi = y + i * R + r + 16 * k;                                                                    \
+                W##_st(yi, c[k] = W##_sub_mul_scale(W##_ld(yi), sup, c[k], pi));                                       \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+#if WIDE
+        if (lanes_wide) {
+            BWD32(4, f16w)
+            BWD32(2, f16w)
+            BWD32(1, f16w)
+        } else
+#endif
+        {
+            BWD32(4, f16h)
+            BWD32(2, f16h)
+            BWD32(1, f16h)
+        }
+#undef BWD32
+    }
+    if (r < R) {
+        i64 w = R - r;
+        float *yr = y + r;
+        for (i64 i = n - 1; i >= imax(n - d, 0); i--) {
+            float p = (float)Pof(v, i);
+            for (i64 q = 0; q < w; q++) yr[i * R + q] *= p;
+        }
+        for (i64 i = n - 1 - d; i >= 0; i--) {
+            float p = (float)Pof(v, i);
+            for (i64 q = 0; q < w; q++) yr[i * R + q] = (yr[i * R + q] - sup * yr[(i + d) * R + q]) * p;
+        }
+    }
+    if (v->nc == 0) return;
+    for (i64 j = 0; j < v->nc; j++) memcpy(zc + j * R, y + v->cols[j] * R, (size_t)R * sizeof(float));
+    for (i64 i = 0; i < n; i++) {
+        if (i == v->lo && v->hi > v->lo) {
+            i = v->hi - 1;
+            continue;
+        }
+        i64 x = i < v->lo ? i : v->lo + i - v->hi;
+        float *yi = y + i * R;
+        if (v->nc == 2) {
+            float a0 = (float)v->M[x], a1 = (float)v->M[v->mlen + x];
+            for (i64 q = 0; q < R; q++) yi[q] -= a0 * zc[q] + a1 * zc[R + q];
+        } else {
+            for (i64 j = 0; j < v->nc; j++) {
+                float a = (float)v->M[j * v->mlen + x];
+                const float *z = zc + j * R;
+                for (i64 q = 0; q < R; q++) yi[q] -= a * z[q];
+            }
+        }
+    }
+}
+
+/* every factor of block axis b on y (A, n, R) in float32; the first reads src when given */
+INLINE void solve_axis32(float *y, const float *src, i64 A, i64 n, i64 R, const Plan *pl, int b, i64 c, int rev,
+                         float *zc) {
+    i64 Q = pl->Q;
+    for (i64 qq = 0; qq < Q; qq++) {
+        i64 q = rev ? Q - 1 - qq : qq;
+        FV v = fac_view(pl, b, c, q);
+        for (i64 a = 0; a < A; a++) {
+            forward32(y + a * n * R, qq == 0 && src ? src + a * n * R : NULL, n, R, &v, pl->d);
+            backward32(y + a * n * R, n, R, &v, pl->d, zc);
+        }
+    }
+}
+
+typedef int v8si __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define SHUF8F(a, b, i, j, k, l, m, n, o, p) __builtin_shufflevector(a, b, i, j, k, l, m, n, o, p)
+#else
+#define SHUF8F(a, b, i, j, k, l, m, n, o, p) __builtin_shuffle(a, b, (v8si){i, j, k, l, m, n, o, p})
+#endif
+/* the 8 x 8 block of s (row stride ls) transposed into d (row stride ld): unpacks, in-lane
+ * shuffles and lane permutes, three rounds of eight */
+INLINE void tr8f(const float *restrict s, i64 ls, float *restrict d, i64 ld) {
+    f8v r[8], t[8], u[8];
+    for (int a = 0; a < 8; a++) memcpy(&r[a], s + a * ls, 32);
+    for (int a = 0; a < 8; a += 2) {
+        t[a] = SHUF8F(r[a], r[a + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[a + 1] = SHUF8F(r[a], r[a + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int a = 0; a < 8; a += 4) {
+        u[a] = SHUF8F(t[a], t[a + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[a + 1] = SHUF8F(t[a], t[a + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[a + 2] = SHUF8F(t[a + 1], t[a + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[a + 3] = SHUF8F(t[a + 1], t[a + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int b = 0; b < 4; b++) {
+        f8v lo = SHUF8F(u[b], u[b + 4], 0, 1, 2, 3, 8, 9, 10, 11), hi = SHUF8F(u[b], u[b + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(d + b * ld, &lo, 32);
+        memcpy(d + (b + 4) * ld, &hi, 32);
+    }
+}
+
+/* d (cols, rows) = s (rows, cols) transposed, float32; row strides ls of s and ld of d */
+INLINE void transpose32(const float *restrict s, i64 ls, float *restrict d, i64 ld, i64 rows, i64 cols) {
+    i64 r = 0;
+    for (; r + 8 <= rows; r += 8) {
+        i64 i = 0;
+        for (; i + 8 <= cols; i += 8) tr8f(s + r * ls + i, ls, d + i * ld + r, ld);
+        for (; i + 4 <= cols; i += 4) {
+            for (int h = 0; h < 8; h += 4) {
+                v4f_ c[4];
+                tr4f(s + (r + h) * ls + i, ls, c);
+                for (int b = 0; b < 4; b++) memcpy(d + (i + b) * ld + r + h, &c[b], 16);
+            }
+        }
+        for (; i < cols; i++)
+            for (int a = 0; a < 8; a++) d[i * ld + r + a] = s[(r + a) * ls + i];
+    }
+    for (; r < rows; r++)
+        for (i64 i = 0; i < cols; i++) d[i * ld + r] = s[r * ls + i];
+}
+
+/* solve_block for float32 signals with float32 work copies (work32_ok; not the scalar chains of
+ * long last axes) */
+INLINE void solve_block32(const float *src, float *dst, const Plan *pl, i64 c, int rev, Scratch *sc) {
+    i64 n1 = pl->ax[0].n, n2 = pl->ax[1].n, n3 = pl->ax[2].n, k = pl->k;
+    float *wk = (float *)sc->wk, *zc = (float *)sc->zc;
+    solve_axis32(wk, src, n1, n2, n3, pl, 1, c, rev, zc);
+    if (k >= 3) solve_axis32(wk, NULL, 1, n1, n2 * n3, pl, 0, c, rev, zc);
+    i64 L = n1 * n2;
+    for (i64 a0 = 0; a0 < L; a0 += STRIP) {
+        i64 R = imin(STRIP, L - a0);
+        float *wt = (float *)sc->st;
+        transpose32(wk + a0 * n3, n3, wt, R, R, n3);
+        solve_axis32(wt, NULL, 1, n3, R, pl, 2, c, rev, zc);
+        transpose32(wt, R, dst + a0 * n3, n3, n3, R); /* back to the rows (R, n3) of dst */
+    }
+}
+#endif
+
 /* dst = A^{-1} src for one block (A^{-T}: a transposed plan and rev) */
 INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev, Scratch *sc) {
     i64 n1 = pl->ax[0].n, n2 = pl->ax[1].n, n3 = pl->ax[2].n, k = pl->k;
@@ -1253,6 +1538,19 @@ INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Pl
     }
 }
 
+/* solve_block, with float32 work copies where they are allowed (float32 in and out, the channel's
+ * factors well conditioned, the last axis solved in strips) */
+INLINE void solve_block_any(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev,
+                            Scratch *sc) {
+#if VEC
+    if (sf32 && df32 && !(pl->ax[2].n > STRIP_MAX_N && pl->Q == 1) && work32_ok(pl, c)) {
+        solve_block32((const float *)src, (float *)dst, pl, c, rev, sc);
+        return;
+    }
+#endif
+    solve_block(src, sf32, dst, df32, pl, c, rev, sc);
+}
+
 typedef struct {
     const Plan *pl;
     const char *src;
@@ -1273,7 +1571,7 @@ HOT static void blocks_range(void *vctx, i64 lo, i64 hi, int tid) {
     }
     for (i64 p = lo; p < hi; p++) {
         if (p + 1 < hi) prefetch(ctx->src + (size_t)((p + 1) * N) * se, (size_t)N * se);
-        solve_block(ctx->src + (size_t)(p * N) * se, ctx->sf32, ctx->dst + (size_t)(p * N) * de, ctx->df32, pl,
+        solve_block_any(ctx->src + (size_t)(p * N) * se, ctx->sf32, ctx->dst + (size_t)(p * N) * de, ctx->df32, pl,
                     p % pl->C, ctx->rev, &sc);
     }
     afree(sc.wk);
@@ -1407,7 +1705,7 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
             if (!ctx->solved) prefetch(gp + N * es, (size_t)N * es);
             if (ctx->need_taps) prefetch(yp + N * es, (size_t)N * es);
         }
-        if (!ctx->solved) solve_block(gp, ctx->f32, wp, ctx->f32, pl, c, ctx->rev, &sc);
+        if (!ctx->solved) solve_block_any(gp, ctx->f32, wp, ctx->f32, pl, c, ctx->rev, &sc);
         if (!ctx->need_taps) continue;
         /* left and right: (y, w) for the adjoint solve, (w, y) otherwise */
         const char *left = ctx->adjoint ? yp : wp, *right = ctx->adjoint ? wp : yp;
@@ -1607,6 +1905,22 @@ done:
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* set_work32(flag) -> the previous flag: whether float32 signals may run with float32 work
+ * copies (work32_ok); for tests and benchmarks that compare the two */
+static PyObject *py_set_work32(PyObject *self, PyObject *args) {
+    int flag;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "p", &flag)) return NULL;
+#if VEC
+    int old = work32_enabled;
+    work32_enabled = flag;
+    return PyBool_FromLong(old);
+#else
+    (void)flag;
+    return PyBool_FromLong(0);
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"plan", py_plan, METH_VARARGS,
      "plan(taps, C, k, Q, sizes, dilation, boundary, transposed, threads) -> bytes: the solve operators"},
@@ -1618,6 +1932,7 @@ static PyMethodDef methods[] = {
      "vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of the solve"},
     {"reparam_strip", py_reparam_strip, METH_VARARGS,
      "reparam_strip(theta, t1, taps, jac, f32): the strip's taps and Jacobian of theta, t1 = tanh(theta[:, 1])"},
+    {"set_work32", py_set_work32, METH_VARARGS, "set_work32(flag) -> previous flag (float32 work copies)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1643,6 +1958,10 @@ PyMODINIT_FUNC PyInit__lines_c(void) {
 #if WIDE
     const char *force = getenv("ARMA_LINES_WIDE");
     if (force && (force[0] == '0' || force[0] == '1')) lanes_wide = force[0] == '1';
+#endif
+#if VEC
+    const char *w32 = getenv("ARMA_LINES_WORK32");
+    if (w32 && w32[0] == '0') work32_enabled = 0;
 #endif
     if (PyModule_AddIntConstant(m, "LANES_WIDE", lanes_wide) < 0) {
         Py_DECREF(m);

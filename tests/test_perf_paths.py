@@ -131,6 +131,114 @@ def test_lines_tiled_transposes():
             assert rel_err(y, R.ar_solve(t, taps, b, 1)) < 1e-5, (shape, b)
 
 
+@pytest.fixture
+def work32():
+    """``set(flag)`` switches the line solver's float32 work copies; restored afterwards."""
+    ext = _lines._ext()
+    old = ext.set_work32(True)
+    yield ext.set_work32
+    ext.set_work32(old)
+
+
+def _taps_with_sums(rng, sums, spread, k, Q):
+    """Taps (len(sums), k, Q, 3), float64 values of float32 numbers: channel c's factors have
+    |f_-1 + f_1| = sums[c] (random signs) and f_-1 - f_1 ~ N(0, spread^2)."""
+    C = len(sums)
+    s = np.asarray(sums, dtype=np.float64)[:, None, None] * rng.choice([-1.0, 1.0], size=(C, k, Q))
+    d = rng.normal(scale=spread, size=(C, k, Q))
+    taps = np.stack([(s + d) / 2, np.ones_like(s), (s - d) / 2], axis=-1)
+    return taps.astype(np.float32).astype(np.float64)
+
+
+@needs_lines
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_float32_work_copies_against_the_reference(boundary, work32):
+    """Float32 signals of well-conditioned channels run their recurrences in float32 (circular
+    and zeros): the solve, the input gradient and the taps' gradient stay within a few float32
+    roundings of the float64 reference (1e-6, ten times inside the 1e-5 contract) while differing
+    from the float64 work copy's results (the path runs); channels past the conditioning bound,
+    and reflect and replicate, keep the float64 work copy, bit for bit. Sizes that are and are
+    not multiples of the 16-lane vectors and the 8 x 8 tiles, 3-D blocks, two factors, dilation
+    2, long last axes with one factor (scalar chains) and with two (strips)."""
+    from arma_core.solve import dense_kernel, solve_vjp
+
+    rng = np.random.default_rng(11)
+    cases = [((16, 16), 1, 1), ((33, 24), 1, 1), ((9, 40), 2, 1), ((64, 64), 1, 1), ((5, 7, 16), 1, 1)]
+    cases += [((12, 20), 1, 2), ((3, 150), 2, 1), ((2, 140), 1, 1), ((2, 6, 8), 1, 2)]
+    for shape, Q, d in cases:
+        k = len(shape)
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        # channels 0-2 well conditioned (the float32 work copy), 3 at 0.9 (past the bound)
+        taps = _taps_with_sums(rng, [0.0, 0.5, 0.7, 0.9], 0.3, k, Q)
+        x = rng.normal(size=(2, 4) + shape).astype(np.float32)
+        g = rng.normal(size=x.shape).astype(np.float32)
+        kw = dict(boundary=boundary, dilation=d, threads=1)
+        out = {}
+        for flag in (True, False):
+            work32(flag)
+            y = _lines.solve(x, taps.astype(np.float32), **kw)
+            w, gt = _lines.solve_vjp(y, g, taps.astype(np.float32), **kw)
+            out[flag] = (y, w, gt)
+        y64 = R.ar_solve(x.astype(np.float64), taps, boundary, d)
+        w64, gt64 = solve_vjp(
+            compat_numpy,
+            dense_kernel,
+            out[True][0].astype(np.float64),
+            g.astype(np.float64),
+            taps,
+            boundary=boundary,
+            dilation=d,
+        )
+        (y, w, gt), (y_, w_, _) = out[True], out[False]
+        assert y.dtype == np.float32 and w.dtype == np.float32
+        assert rel_err(y, y64) < 1e-6 and rel_err(w, w64) < 1e-6, (shape, Q, d)
+        assert rel_err(gt, gt64) < 1e-5, (shape, Q, d)
+        assert np.array_equal(y[:, 3], y_[:, 3]) and np.array_equal(w[:, 3], w_[:, 3]), (shape, Q, d)
+        if shape[-1] > 128 and Q == 1 or boundary in ("reflect", "replicate"):
+            # long last axes of one factor (the scalar chains), and the edge rows of reflect and
+            # replicate (no conditioning bound): float64 work copies
+            assert np.array_equal(y, y_) and np.array_equal(w, w_), shape
+        else:
+            assert not np.array_equal(y[:, 1:3], y_[:, 1:3]), (shape, Q, d)
+
+
+@needs_lines
+def test_lines_float32_work_copy_rule(work32):
+    """The bound is per channel and per factor, |f_0| + |f_-1| + |f_1| <= 8 (|f_0| - |f_-1 + f_1|):
+    a symmetric factor qualifies up to |f_-1 + f_1| = 7/9, a lopsided one earlier, a scaled f_0
+    the same as 1; float64 signals and the reflect rule never take the float32 work copy."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(1, 1, 12, 20)).astype(np.float32)
+
+    def uses_float32_work(taps):
+        taps = np.asarray(taps, dtype=np.float32).reshape(1, 2, 1, 3)
+        work32(True)
+        a = _lines.solve(x, taps, boundary="circular", dilation=1, threads=1)
+        work32(False)
+        b = _lines.solve(x, taps, boundary="circular", dilation=1, threads=1)
+        return not np.array_equal(a, b)
+
+    plain = [-0.1, 1.0, -0.1]
+    assert uses_float32_work([plain, [-0.38, 1.0, -0.38]])  # 1.76 <= 8 x 0.24
+    assert not uses_float32_work([plain, [-0.39, 1.0, -0.39]])  # 1.78 > 8 x 0.22
+    assert uses_float32_work([[-0.35, 1.0, -0.35], plain])  # 1.7 <= 8 x 0.3
+    assert not uses_float32_work([[-1.2, 1.0, 0.5], plain])  # the same sum, lopsided: 2.7 > 2.4
+    assert uses_float32_work([[-0.76, 2.0, -0.76], plain])  # scaled: 3.52 <= 8 x 0.48
+    work32(True)
+    a = _lines.solve(x, np.array([plain, plain], np.float32).reshape(1, 2, 1, 3), boundary="reflect", dilation=1)
+    work32(False)
+    assert np.array_equal(
+        a, _lines.solve(x, np.array([plain, plain], np.float32).reshape(1, 2, 1, 3), boundary="reflect", dilation=1)
+    )
+    work32(True)
+    x64 = x.astype(np.float64)
+    taps = np.array([plain, plain]).reshape(1, 2, 1, 3)
+    y = _lines.solve(x64, taps, boundary="circular", dilation=1, threads=1)
+    work32(False)
+    assert np.array_equal(y, _lines.solve(x64, taps, boundary="circular", dilation=1, threads=1))
+
+
 # ---------------------------------------------------------------------------------------------
 # checks
 
