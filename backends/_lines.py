@@ -32,8 +32,8 @@ channel, axis and factor, and a filter keeps its plans between calls.
 
 Work per sample and factor: one forward and one backward recurrence (plus the correction where
 it is not negligible). They run in float64 (float32 recurrences lose up to
-``cond(A_f) * 2^-24``), except for float32 signals with the ``circular`` or ``zeros`` rule whose
-channel's factors all have ``|f_0| + |f_-1| + |f_1| <= 8 (|f_0| - |f_-1 + f_1|)``: for those two
+``cond(A_f) * 2^-24``), except for float32 signals with the ``circular`` or ``zeros`` rule, last axes of 16 or more
+and 16 or more rows per block, whose channel's factors all have ``|f_0| + |f_-1| + |f_1| <= 8 (|f_0| - |f_-1 + f_1|)``: for those two
 rules that bounds ``cond(A_f)`` by 8, and the block runs in float32 (16 lanes per vector, half
 the bytes), within a few float32 roundings of the float64 result (tested to 1e-6 of the float64
 reference; ``_lines_c.set_work32(False)``, or ``ARMA_LINES_WORK32=0`` at import, keeps float64
