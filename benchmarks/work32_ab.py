@@ -2,14 +2,16 @@
 
 Usage::
 
-    THREADS=1 .venv/bin/python benchmarks/work32_ab.py [rounds]
+    THREADS=1 .venv/bin/python benchmarks/work32_ab.py [rounds] [networks]
 
 For float32 planes (one factor per axis, ``large.theta_like``'s taps for ``AR2d(C)``) at the
 sizes of issue 13's layer rows and of the U-Net's levels, ``circular`` and ``zeros``, it prints
 the best time of the compiled ``solve`` and ``solve_vjp`` (with the taps' gradient) with
 ``_lines_c.set_work32(True)`` and ``(False)`` alternating in rounds, and the median time of
 ``AR2d(C)`` forward + backward under both settings (alternating blocks); ratios above 1 mean
-the float32 work copies are faster. One thread.
+the float32 work copies are faster. With ``networks``, instead: issue 13's two network rows
+(``benchmarks/cost.py``'s ARMA U-Net and ARMA-LSTM training steps against the U-Net and the
+ConvLSTM), the ARMA step once with each setting, the three in alternating blocks. One thread.
 """
 
 from __future__ import annotations
@@ -75,6 +77,38 @@ def _layer(shape, rounds, ext):
     return side_by_side({"w32": run(True), "w64": run(False)}, reps, rounds=rounds)
 
 
+def _networks(rounds, ext):
+    """The network rows of ``cost.py`` with float32 and float64 work copies: ``{row: (w64, w32)}``."""
+    import cost
+    import torch
+
+    from arma_core.nn.models import arma2d_gate
+
+    def flagged(flag, step):
+        def run():
+            ext.set_work32(flag)
+            step()
+
+        return run
+
+    out = {}
+    torch.manual_seed(0)
+    nets = {"plain": cost.unet_make(), "arma": cost._randomize_ar(cost.unet_make(gate=arma2d_gate()))}
+    loss = cost.unet_loss()
+    steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
+    fns = {"w32": flagged(True, steps["arma"]), "w64": flagged(False, steps["arma"]), "plain": steps["plain"]}
+    t = side_by_side(fns, 5 * rounds, rounds=rounds)
+    out["ARMA U-Net / U-Net training step"] = (t["w64"] / t["plain"], t["w32"] / t["plain"])
+    torch.manual_seed(0)
+    make, loss = cost.video_case()
+    nets = {"plain": make(), "arma": cost._randomize_ar(make(arma2d_gate()))}
+    steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
+    fns = {"w32": flagged(True, steps["arma"]), "w64": flagged(False, steps["arma"]), "plain": steps["plain"]}
+    t = side_by_side(fns, 2 * rounds, rounds=rounds)
+    out["ARMA-LSTM / ConvLSTM training step"] = (t["w64"] / t["plain"], t["w32"] / t["plain"])
+    return out
+
+
 def main(argv: list[str]) -> int:
     import torch
 
@@ -87,6 +121,12 @@ def main(argv: list[str]) -> int:
     rounds = int(argv[0]) if argv else 5
     old = ext.set_work32(True)
     try:
+        if "networks" in argv[1:]:
+            print("| row | float64 work copies | float32 work copies |")
+            print("|---|---|---|")
+            for row, (w64, w32) in _networks(rounds, ext).items():
+                print(f"| {row} | {w64:.3f} | {w32:.3f} |")
+            return 0
         print("| planes | boundary | solve float64 -> float32 work (ms) | vjp float64 -> float32 work (ms) | ratios |")
         print("|---|---|---|---|---|")
         for shape in KERNEL_SHAPES:
