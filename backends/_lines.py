@@ -32,21 +32,22 @@ channel, axis and factor, and a filter keeps its plans between calls.
 
 Work per sample and factor: one forward and one backward recurrence (plus the correction where
 it is not negligible). They run in float64 (float32 recurrences lose up to
-``cond(A_f) * 2^-24``), except for float32 signals with the ``circular`` or ``zeros`` rule, last axes of 16 or more
-and 16 or more rows per block, whose channel's factors all have ``|f_0| + |f_-1| + |f_1| <= 8 (|f_0| - |f_-1 + f_1|)``: for those two
-rules that bounds ``cond(A_f)`` by 8, and the block runs in float32 (16 lanes per vector, half
-the bytes), within a few float32 roundings of the float64 result (tested to 1e-6 of the float64
-reference; ``_lines_c.set_work32(False)``, or ``ARMA_LINES_WORK32=0`` at import, keeps float64
-for every block). Every axis of a channel block
-is solved while the block is in cache, so the signal is read once and written once: the outer
-axes first, on a work copy of the block, with recurrences across rows vectorised along them;
-then the contiguous last axis in strips of rows, each transposed into a small scratch, solved
-with the same vectorised recurrences and transposed into the output (long last axes
-with one factor run four scalar recurrences in flight instead). 1-D signals run four rows at a
-time, the rows of one channel together; a causal factor (``f_-1 = 0``) with the ``zeros`` rule
-is a single pass. The backward pass (Theorem 4, Eq. 6) runs in one pass per block too: the
-transposed solve and the taps' gradient ``-<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>``
-as dot products of shifted contiguous slices, accumulated in float64.
+``cond(A_f) * 2^-24``), except for float32 signals with the ``circular`` or ``zeros`` rule,
+last axes of 16 or more and 16 or more rows per block, whose channel's factors all have
+``|f_0| + |f_-1| + |f_1| <= 8 (|f_0| - |f_-1 + f_1|)``: for those two rules that bounds
+``cond(A_f)`` by 8, and the block runs in float32 (16 lanes per vector, half the bytes), within a
+few float32 roundings of the float64 result (tested to 1e-6 of the float64 reference;
+``_lines_c.set_work32(False)``, or ``ARMA_LINES_WORK32=0`` at import, keeps float64 for every
+block). Every axis of a channel block is solved while the block is in cache, so the signal is
+read once and written once: the outer axes first, on a work copy of the block, with recurrences
+across rows vectorised along them; then the contiguous last axis in strips of rows, each
+transposed into a small scratch, solved with the same vectorised recurrences and transposed into
+the output (long last axes with one factor run four scalar recurrences in flight instead). 1-D
+signals run four rows at a time, the rows of one channel together; a causal factor
+(``f_-1 = 0``) with the ``zeros`` rule is a single pass. The backward pass (Theorem 4, Eq. 6)
+runs in one pass per block too: the transposed solve and the taps' gradient
+``-<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>`` as dot products of shifted
+contiguous slices, accumulated in float64.
 
 The loops are the C extension ``arma_core.backends._lines_c`` (``backends/_lines_c.c``), built
 by the install step when a C compiler is present (x86-64 Linux builds carry AVX2 and AVX-512
