@@ -56,6 +56,7 @@ typedef int64_t i64;
 typedef double v4d __attribute__((vector_size(32)));
 typedef long long v4i __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
+typedef float f8v __attribute__((vector_size(32)));
 #if defined(__clang__)
 #define SHUF4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
 #else
@@ -129,7 +130,6 @@ INLINE void h8_add_lanes(double *d, h8_t a) {
 #ifndef ARMA_NO_WIDE
 #define WIDE 1
 typedef double w8_t __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
 typedef long long v8i __attribute__((vector_size(64)));
 #if defined(__clang__)
 #define SHUF8(a, b, i, j, k, l, m, n, o, p) __builtin_shufflevector(a, b, i, j, k, l, m, n, o, p)
@@ -142,7 +142,7 @@ INLINE w8_t w8_ld(const double *p) {
     return v;
 }
 INLINE w8_t w8_ldf(const float *p) {
-    v8f v;
+    f8v v;
     memcpy(&v, p, sizeof v);
     return __builtin_convertvector(v, w8_t);
 }
@@ -167,7 +167,6 @@ INLINE void tr4(const double *s, i64 ls, v4d *c) {
 }
 /* Float32 work copies (solve_block32): sixteen float32 lanes, in the same two forms as the
  * float64 lanes (f16w: one 64-byte vector, AVX-512; f16h: two 8-lane halves elsewhere). */
-typedef float f8v __attribute__((vector_size(32)));
 typedef int v4si __attribute__((vector_size(16)));
 typedef struct {
     f8v lo, hi;
@@ -206,21 +205,20 @@ INLINE f16w_t f16w_sub_mul(f16w_t x, float s, f16w_t c) { return x - s * c; }
 INLINE f16w_t f16w_sub_mul_scale(f16w_t y, float s, f16w_t c, float p) { return (y - s * c) * p; }
 INLINE f16w_t f16w_scale(f16w_t x, float p) { return x * p; }
 #endif
-typedef float v4f_ __attribute__((vector_size(16)));
 #if defined(__clang__)
 #define SHUF4F(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
 #else
 #define SHUF4F(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4si){i, j, k, l})
 #endif
 /* tr4 on float32 */
-INLINE void tr4f(const float *s, i64 ls, v4f_ *c) {
-    v4f_ r0, r1, r2, r3;
+INLINE void tr4f(const float *s, i64 ls, v4f *c) {
+    v4f r0, r1, r2, r3;
     memcpy(&r0, s, 16);
     memcpy(&r1, s + ls, 16);
     memcpy(&r2, s + 2 * ls, 16);
     memcpy(&r3, s + 3 * ls, 16);
-    v4f_ t0 = SHUF4F(r0, r1, 0, 4, 2, 6), t1 = SHUF4F(r0, r1, 1, 5, 3, 7);
-    v4f_ t2 = SHUF4F(r2, r3, 0, 4, 2, 6), t3 = SHUF4F(r2, r3, 1, 5, 3, 7);
+    v4f t0 = SHUF4F(r0, r1, 0, 4, 2, 6), t1 = SHUF4F(r0, r1, 1, 5, 3, 7);
+    v4f t2 = SHUF4F(r2, r3, 0, 4, 2, 6), t3 = SHUF4F(r2, r3, 1, 5, 3, 7);
     c[0] = SHUF4F(t0, t2, 0, 1, 4, 5);
     c[1] = SHUF4F(t1, t3, 0, 1, 4, 5);
     c[2] = SHUF4F(t0, t2, 2, 3, 6, 7);
@@ -1476,7 +1474,7 @@ INLINE void transpose32(const float *restrict s, i64 ls, float *restrict d, i64 
         for (; i + 8 <= cols; i += 8) tr8f(s + r * ls + i, ls, d + i * ld + r, ld);
         for (; i + 4 <= cols; i += 4) {
             for (int h = 0; h < 8; h += 4) {
-                v4f_ c[4];
+                v4f c[4];
                 tr4f(s + (r + h) * ls + i, ls, c);
                 for (int b = 0; b < 4; b++) memcpy(d + (i + b) * ld + r + h, &c[b], 16);
             }
