@@ -144,6 +144,24 @@ def test_report_statistics_and_acceptance(tmp_path):
     }
 
 
+def test_report_marks_cells_with_fewer_seeds(tmp_path):
+    """A cell with fewer seeds than the run set (a speed still running) says so in Table 3 and
+    in the MSE table: ``(n=2)``; full cells carry no mark."""
+    for seed in (0, 1, 2):
+        _fake_run(tmp_path, "arma-lstm", 1, seed, 0.020 + 0.001 * seed, 20.0 + seed)
+        _fake_run(tmp_path, "convlstm3", 1, seed, 0.030 + 0.001 * seed, 18.0 + seed)
+    for seed in (0, 1):
+        _fake_run(tmp_path, "arma-lstm", 3, seed, 3.020 + 0.001 * seed, 20.0 + seed)
+    write_report(tmp_path, {"command": "test", "runs_trained": 8, "jobs": 1, "wall_seconds": 9.0})
+    md = (tmp_path / "results.md").read_text()
+    table3 = md.split("## Table 3")[1].split("##")[0]
+    arma = next(line for line in table3.splitlines() if line.startswith("| arma-lstm") or "ARMA-LSTM" in line)
+    assert "20.50 ± 0.71 (n=2)" in arma and "21.00 ± 1.00 |" in arma
+    assert "(n=" not in next(line for line in table3.splitlines() if "size 3) |" in line and "ARMA" not in line)
+    mse = md.split("## MSE")[1].split("##")[0]
+    assert "(n=2)" in mse and "(n=k where a cell has fewer)" in md
+
+
 def test_report_refuses_runs_scored_on_different_test_sets(tmp_path):
     _fake_run(tmp_path, "convlstm3", 1, 0, 0.02, 20.0)
     _fake_run(tmp_path, "convlstm3", 1, 1, 0.02, 20.0)

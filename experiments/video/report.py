@@ -132,8 +132,14 @@ def _label(model: str) -> str:
     return VIDEO_MODELS[model].label if model in VIDEO_MODELS else BASELINES[model]
 
 
+def _fmt(stat: R.Stat, digits: int, full: int) -> str:
+    """``R.format_stat``, marked ``(n=k)`` when the cell has fewer than ``full`` seeds."""
+    return R.format_stat(stat, digits, show_n=stat.n < full)
+
+
 def _table3(runs: list[dict], models: list[str], speeds: list) -> str:
     stats, base = _stats(runs), _baselines(runs)
+    full = len({r["seed"] for r in runs})
     params = {r["model"]: r["params"] for r in runs}
     header = ["Model", "K", "dil.", "AR", "params"]
     for s in speeds:
@@ -146,9 +152,9 @@ def _table3(runs: list[dict], models: list[str], speeds: list) -> str:
             cell = stats.get((name, s))
             row += (
                 [
-                    R.format_stat(cell["metrics.psnr"], 2),
-                    R.format_stat(cell["metrics.ssim"], 3),
-                    R.format_stat(cell["metrics.ssim_dr2"], 3),
+                    _fmt(cell["metrics.psnr"], 2, full),
+                    _fmt(cell["metrics.ssim"], 3, full),
+                    _fmt(cell["metrics.ssim_dr2"], 3, full),
                 ]
                 if cell
                 else ["-"] * 3
@@ -166,6 +172,7 @@ def _table3(runs: list[dict], models: list[str], speeds: list) -> str:
 def _mse_table(runs: list[dict], speeds: list) -> tuple[str, bool]:
     acc = {(a["model"], a["speed"]): a for a in acceptance(runs)}
     base = _baselines(runs)
+    full = len({r["seed"] for r in runs})
     header = ["Model"] + [
         c
         for s in speeds
@@ -183,7 +190,7 @@ def _mse_table(runs: list[dict], speeds: list) -> tuple[str, bool]:
             mark = "" if a["passed"] else " (fails)"
             margin = f"{100 * (a['ratio_mean'] - 1):+.0f}% (worst seed {100 * (a['ratio_worst'] - 1):+.0f}%){mark}"
             last = f"{100 * (a['last_ratio_mean'] - 1):+.0f}% (worst seed {100 * (a['last_ratio_worst'] - 1):+.0f}%)"
-            row += [R.format_stat(mse, 2), margin, last]
+            row += [_fmt(mse, 2, full), margin, last]
         rows.append(row)
     for key, label in BASELINES.items():
         rows.append(
@@ -283,8 +290,8 @@ def _markdown(out_dir: Path, runs: list[dict]) -> str:
             f"{cfg['skip_stride']}); loss {cfg['loss']}; {_training(runs)}; {cfg['test_size']} test "
             "sequences (MNIST test "
             f"digits), the same for every model and seed. Every model cell: mean ± std over seeds "
-            f"{seeds}. Metrics averaged over the predicted frames; SSIM: 7x7 uniform window, data "
-            "range 1; SSIM(L=2): data range 2, the convention of the paper's SSIM values; a frame "
+            f"{seeds} (n=k where a cell has fewer). Metrics averaged over the predicted frames; "
+            "SSIM: 7x7 uniform window, data range 1; SSIM(L=2): data range 2, the convention of the paper's SSIM values; a frame "
             f"reproduced exactly scores {psnr_ceiling(cfg['canvas_size'], cfg['canvas_size']):.1f} dB "
             "PSNR (one 8-bit step in one pixel), not inf.\n"
         ),
