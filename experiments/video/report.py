@@ -291,7 +291,8 @@ def _markdown(out_dir: Path, runs: list[dict]) -> str:
             "sequences (MNIST test "
             f"digits), the same for every model and seed. Every model cell: mean ± std over seeds "
             f"{seeds} (n=k where a cell has fewer). Metrics averaged over the predicted frames; "
-            "SSIM: 7x7 uniform window, data range 1; SSIM(L=2): data range 2, the convention of the paper's SSIM values; a frame "
+            "SSIM: 7x7 uniform window, data range 1; SSIM(L=2): data range 2, the convention of "
+            "the paper's SSIM values; a frame "
             f"reproduced exactly scores {psnr_ceiling(cfg['canvas_size'], cfg['canvas_size']):.1f} dB "
             "PSNR (one 8-bit step in one pixel), not inf.\n"
         ),
