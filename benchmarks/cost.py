@@ -248,7 +248,8 @@ def measure_unet(repeats: int, device: str = "cpu") -> list[Row]:
     nets = {"unet": unet_make(device), "arma": _randomize_ar(unet_make(device, models.arma2d_gate()))}
     loss = unet_loss(device)
     steps = {k: _training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
-    t = side_by_side(steps, max(5, repeats), sync=synchronizer(device))
+    # 5 rounds of alternating blocks: the steps are short (about 0.1 s) and this host's speed drifts
+    t = side_by_side(steps, max(15, 2 * repeats), rounds=5, sync=synchronizer(device))
     shape = f"{c['batch']}x{c['in_channels']}x{c['size']}x{c['size']}"
     return [
         _row(
