@@ -99,20 +99,22 @@ INLINE void h8_st(double *p, h8_t v) {
     st4(p, v.lo);
     st4(p + 4, v.hi);
 }
-/* x - s c */
-INLINE h8_t h8_sub_mul(h8_t x, double s, h8_t c) {
-    h8_t v = {x.lo - s * c.lo, x.hi - s * c.hi};
-    return v;
-}
-/* (y - s c) p */
-INLINE h8_t h8_sub_mul_scale(h8_t y, double s, h8_t c, double p) {
-    h8_t v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};
-    return v;
-}
-INLINE h8_t h8_scale(h8_t x, double p) {
-    h8_t v = {x.lo * p, x.hi * p};
-    return v;
-}
+/* The recurrences' arithmetic on a lane form W made of two halves (W_t with members lo, hi) of
+ * scalar type T: x - s c, (y - s c) p and x p, half by half (h8 here, f16h for float32). */
+#define HALVES_ARITH(W, T)                                                                                             \
+    INLINE W##_t W##_sub_mul(W##_t x, T s, W##_t c) {                                                                  \
+        W##_t v = {x.lo - s * c.lo, x.hi - s * c.hi};                                                                  \
+        return v;                                                                                                      \
+    }                                                                                                                  \
+    INLINE W##_t W##_sub_mul_scale(W##_t y, T s, W##_t c, T p) {                                                       \
+        W##_t v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};                                                      \
+        return v;                                                                                                      \
+    }                                                                                                                  \
+    INLINE W##_t W##_scale(W##_t x, T p) {                                                                             \
+        W##_t v = {x.lo * p, x.hi * p};                                                                                \
+        return v;                                                                                                      \
+    }
+HALVES_ARITH(h8, double)
 /* acc + a b */
 INLINE h8_t h8_madd(h8_t acc, h8_t a, h8_t b) {
     h8_t v = {acc.lo + a.lo * b.lo, acc.hi + a.hi * b.hi};
@@ -181,18 +183,7 @@ INLINE void f16h_st(float *p, f16h_t v) {
     memcpy(p, &v.lo, sizeof v.lo);
     memcpy(p + 8, &v.hi, sizeof v.hi);
 }
-INLINE f16h_t f16h_sub_mul(f16h_t x, float s, f16h_t c) {
-    f16h_t v = {x.lo - s * c.lo, x.hi - s * c.hi};
-    return v;
-}
-INLINE f16h_t f16h_sub_mul_scale(f16h_t y, float s, f16h_t c, float p) {
-    f16h_t v = {(y.lo - s * c.lo) * p, (y.hi - s * c.hi) * p};
-    return v;
-}
-INLINE f16h_t f16h_scale(f16h_t x, float p) {
-    f16h_t v = {x.lo * p, x.hi * p};
-    return v;
-}
+HALVES_ARITH(f16h, float)
 #if WIDE
 typedef float f16w_t __attribute__((vector_size(64)));
 INLINE f16w_t f16w_ld(const float *p) {
@@ -843,35 +834,49 @@ INLINE void forward_rows(double *y, const void *src, int f32, i64 n, i64 R, i64 
 }
 
 #if VEC
-/* d = 1 on NV x 8 lanes from r, in the lane form W (h8 or w8): the previous row stays in
- * registers (no store-to-load round trip in the recurrence); X(W, i, r) loads lane block r of
- * row i of the input */
-#define FORWARD_LANES(NV, X, W)                                                                                        \
-    for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
+/* The vectorised recurrences of d = 1, shared by the float64 work copies (T double, lane form
+ * W h8 or w8, L = 8 lanes per vector) and the float32 ones (T float, W f16h or f16w, L = 16):
+ * NV vectors of L lanes from r at a time, the carried row in registers (no store-to-load round
+ * trip in the recurrence). The factors are read in float64 and rounded to T.
+ *
+ * Forward elimination y[i] = x[i] - l[i] y[i - 1]; X(W, i, r) loads lane block r of row i of
+ * the input. */
+#define FORWARD_LANES(NV, X, W, T, L)                                                                                  \
+    for (; r + L * NV <= R; r += L * NV) {                                                                             \
         W##_t c[NV];                                                                                                   \
-        for (int k = 0; k < NV; k++) W##_st(y + r + 8 * k, c[k] = X(W, 0, r + 8 * k));                                \
+        for (int k = 0; k < NV; k++) W##_st(y + r + L * k, c[k] = X(W, 0, r + L * k));                                \
         for (i64 i = 1; i < n; i++) {                                                                                  \
-            double li = Lof(v, i);                                                                                     \
-            for (int k = 0; k < NV; k++) W##_st(y + i * R + r + 8 * k, c[k] = W##_sub_mul(X(W, i, r + 8 * k), li, c[k])); \
+            T li = (T)Lof(v, i);                                                                                       \
+            for (int k = 0; k < NV; k++) W##_st(y + i * R + r + L * k, c[k] = W##_sub_mul(X(W, i, r + L * k), li, c[k])); \
         }                                                                                                              \
     }
+/* Back substitution y[i] = (y[i] - sup y[i + 1]) p[i], sup (type T) from the caller's scope */
+#define BACKWARD_LANES(NV, W, T, L)                                                                                    \
+    for (; r + L * NV <= R; r += L * NV) {                                                                             \
+        W##_t c[NV];                                                                                                   \
+        T pl = (T)Pof(v, n - 1);                                                                                       \
+        for (int k = 0; k < NV; k++) W##_st(y + (n - 1) * R + r + L * k, c[k] = W##_scale(W##_ld(y + (n - 1) * R + r + L * k), pl)); \
+        for (i64 i = n - 2; i >= 0; i--) {                                                                             \
+            T pi = (T)Pof(v, i);                                                                                       \
+            for (int k = 0; k < NV; k++) {                                                                             \
+                T *yi = y + i * R + r + L * k;                                                                         \
+                W##_st(yi, c[k] = W##_sub_mul_scale(W##_ld(yi), sup, c[k], pi));                                       \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+/* 4, 2 then 1 vectors at a time */
+#define LANES_421(M, ...) M(4, __VA_ARGS__) M(2, __VA_ARGS__) M(1, __VA_ARGS__)
 #define X_Y(W, i, r) W##_ld(y + (i) * R + (r))
 #define X_F64(W, i, r) W##_ld(s64 + (i) * R + (r))
 #define X_F32(W, i, r) W##_ldf(s32 + (i) * R + (r))
-/* the three inputs, 32, 16 then 8 lanes at a time */
+/* the three inputs of the float64 work copy, 32, 16 then 8 lanes at a time */
 #define FORWARD_ALL(W)                                                                                                 \
     if (!src) {                                                                                                        \
-        FORWARD_LANES(4, X_Y, W)                                                                                       \
-        FORWARD_LANES(2, X_Y, W)                                                                                       \
-        FORWARD_LANES(1, X_Y, W)                                                                                       \
+        LANES_421(FORWARD_LANES, X_Y, W, double, 8)                                                                    \
     } else if (f32) {                                                                                                  \
-        FORWARD_LANES(4, X_F32, W)                                                                                     \
-        FORWARD_LANES(2, X_F32, W)                                                                                     \
-        FORWARD_LANES(1, X_F32, W)                                                                                     \
+        LANES_421(FORWARD_LANES, X_F32, W, double, 8)                                                                  \
     } else {                                                                                                           \
-        FORWARD_LANES(4, X_F64, W)                                                                                     \
-        FORWARD_LANES(2, X_F64, W)                                                                                     \
-        FORWARD_LANES(1, X_F64, W)                                                                                     \
+        LANES_421(FORWARD_LANES, X_F64, W, double, 8)                                                                  \
     }
 #endif
 
@@ -923,32 +928,14 @@ INLINE void backward(double *y, i64 n, i64 R, const FV *v, i64 d, double *zc) {
 #if VEC
     if (d == 1 && n > 0) { /* the next row stays in registers, 32, 16 then 8 lanes at a time */
         double sup = v->sup;
-#define BACKWARD_LANES(NV, W)                                                                                          \
-    for (; r + 8 * NV <= R; r += 8 * NV) {                                                                             \
-        W##_t c[NV];                                                                                                   \
-        double pl = Pof(v, n - 1);                                                                                     \
-        for (int k = 0; k < NV; k++) W##_st(y + (n - 1) * R + r + 8 * k, c[k] = W##_scale(W##_ld(y + (n - 1) * R + r + 8 * k), pl)); \
-        for (i64 i = n - 2; i >= 0; i--) {                                                                             \
-            double pi = Pof(v, i);                                                                                     \
-            for (int k = 0; k < NV; k++) {                                                                             \
-                double *yi = y + i * R + r + 8 * k;                                                                    \
-                W##_st(yi, c[k] = W##_sub_mul_scale(W##_ld(yi), sup, c[k], pi));                                       \
-            }                                                                                                          \
-        }                                                                                                              \
-    }
 #if WIDE
         if (lanes_wide) {
-            BACKWARD_LANES(4, w8)
-            BACKWARD_LANES(2, w8)
-            BACKWARD_LANES(1, w8)
+            LANES_421(BACKWARD_LANES, w8, double, 8)
         } else
 #endif
         {
-            BACKWARD_LANES(4, h8)
-            BACKWARD_LANES(2, h8)
-            BACKWARD_LANES(1, h8)
+            LANES_421(BACKWARD_LANES, h8, double, 8)
         }
-#undef BACKWARD_LANES
     }
 #endif
     if (r < R) backward_rows(y, n, R, r, v, d);
@@ -1313,31 +1300,17 @@ INLINE int work32_ok(const Plan *pl, i64 c) {
 INLINE void forward32(float *y, const float *src, i64 n, i64 R, const FV *v, i64 d) {
     i64 r = 0;
     if (d == 1 && n > 0) {
-#define FWD32(NV, W, X)                                                                                                \
-    for (; r + 16 * NV <= R; r += 16 * NV) {                                                                           \
-        W##_t c[NV];                                                                                                   \
-        for (int k = 0; k < NV; k++) W##_st(y + r + 16 * k, c[k] = W##_ld(X + r + 16 * k));                            \
-        for (i64 i = 1; i < n; i++) {                                                                                  \
-            float li = (float)Lof(v, i);                                                                               \
-            for (int k = 0; k < NV; k++)                                                                               \
-                W##_st(y + i * R + r + 16 * k, c[k] = W##_sub_mul(W##_ld(X + i * R + r + 16 * k), li, c[k]));         \
-        }                                                                                                              \
-    }
-#define FWD32_ALL(W, X)                                                                                                \
-    FWD32(4, W, X)                                                                                                     \
-    FWD32(2, W, X)                                                                                                     \
-    FWD32(1, W, X)
         const float *x = src ? src : y;
+#define X_P(W, i, r) W##_ld(x + (i) * R + (r))
 #if WIDE
         if (lanes_wide) {
-            FWD32_ALL(f16w, x)
+            LANES_421(FORWARD_LANES, X_P, f16w, float, 16)
         } else
 #endif
         {
-            FWD32_ALL(f16h, x)
+            LANES_421(FORWARD_LANES, X_P, f16h, float, 16)
         }
-#undef FWD32_ALL
-#undef FWD32
+#undef X_P
     }
     if (r >= R) return;
     i64 w = R - r;
@@ -1362,33 +1335,14 @@ INLINE void backward32(float *y, i64 n, i64 R, const FV *v, i64 d, float *zc) {
     i64 r = 0;
     float sup = (float)v->sup;
     if (d == 1 && n > 0) {
-#define BWD32(NV, W)                                                                                                   \
-    for (; r + 16 * NV <= R; r += 16 * NV) {                                                                           \
-        W##_t c[NV];                                                                                                   \
-        float pl = (float)Pof(v, n - 1);                                                                               \
-        for (int k = 0; k < NV; k++)                                                                                   \
-            W##_st(y + (n - 1) * R + r + 16 * k, c[k] = W##_scale(W##_ld(y + (n - 1) * R + r + 16 * k), pl));         \
-        for (i64 i = n - 2; i >= 0; i--) {                                                                             \
-            float pi = (float)Pof(v, i);                                                                               \
-            for (int k = 0; k < NV; k++) {                                                                             \
-                float *yi = y + i * R + r + 16 * k;                                                                    \
-                W##_st(yi, c[k] = W##_sub_mul_scale(W##_ld(yi), sup, c[k], pi));                                       \
-            }                                                                                                          \
-        }                                                                                                              \
-    }
 #if WIDE
         if (lanes_wide) {
-            BWD32(4, f16w)
-            BWD32(2, f16w)
-            BWD32(1, f16w)
+            LANES_421(BACKWARD_LANES, f16w, float, 16)
         } else
 #endif
         {
-            BWD32(4, f16h)
-            BWD32(2, f16h)
-            BWD32(1, f16h)
+            LANES_421(BACKWARD_LANES, f16h, float, 16)
         }
-#undef BWD32
     }
     if (r < R) {
         i64 w = R - r;
