@@ -192,21 +192,36 @@ def video_case(device: str = "cpu"):
     return make, loss
 
 
-def measure_recurrent(repeats: int, device: str = "cpu") -> list[Row]:
-    """One Adam step of ARMA-LSTM / ConvLSTM (3x3 gates) at the video experiment's CPU size."""
+def network_steps(network: str, device: str = "cpu") -> dict:
+    """One Adam step (lr 1e-3) of each network of a network row: ``{"plain": step, "arma":
+    step}`` for ``network`` ``"video"`` (ConvLSTM and ARMA-LSTM, 3x3 gates, :func:`video_case`)
+    or ``"unet"`` (U-Net and ARMA U-Net, :func:`unet_make`, :func:`unet_loss`); torch's global
+    generator seeded with 0 first, the AR parameters drawn as :func:`_randomize_ar` does."""
     import torch
 
     from arma_core.nn.models import arma2d_gate
 
-    c = VIDEO_CPU
     torch.manual_seed(0)
-    make, loss = video_case(device)
-    nets = {"convlstm": make(), "arma": _randomize_ar(make(arma2d_gate()))}
-    steps = {k: _training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
+    if network == "video":
+        make, loss = video_case(device)
+    elif network == "unet":
+        make, loss = (lambda gate=None: unet_make(device, gate)), None
+    else:
+        raise ValueError(f"network must be 'video' or 'unet', got {network!r}")
+    nets = {"plain": make(), "arma": _randomize_ar(make(arma2d_gate()))}
+    if loss is None:  # the U-Net's data are drawn after the networks
+        loss = unet_loss(device)
+    return {k: _training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
+
+
+def measure_recurrent(repeats: int, device: str = "cpu") -> list[Row]:
+    """One Adam step of ARMA-LSTM / ConvLSTM (3x3 gates) at the video experiment's CPU size."""
+    c = VIDEO_CPU
+    steps = network_steps("video", device)
     t = side_by_side(steps, max(3, repeats // 3), sync=synchronizer(device))
     shape = f"{c['batch']}x{sum(c['frames'])}x1x{c['canvas']}x{c['canvas']}"
     what = "ARMA-LSTM / ConvLSTM (size 3) training step, video CPU preset"
-    return [_row("13.2", shape, what, t["arma"], t["convlstm"], GOALS["network"])]
+    return [_row("13.2", shape, what, t["arma"], t["plain"], GOALS["network"])]
 
 
 #: the segmentation experiment's CPU preset: U-Nets of widths 8-128 on 64 x 64, batches of 16
@@ -237,17 +252,12 @@ def unet_loss(device: str = "cpu"):
 def measure_unet(repeats: int, device: str = "cpu") -> list[Row]:
     """One Adam step of the ARMA U-Net / U-Net (MSE on random targets) at the segmentation
     experiment's CPU size; nothing when ``arma_core.nn.models`` has no ``UNet``."""
-    import torch
-
     from arma_core.nn import models
 
     if not hasattr(models, "UNet"):
         return []
     c = UNET_CPU
-    torch.manual_seed(0)
-    nets = {"unet": unet_make(device), "arma": _randomize_ar(unet_make(device, models.arma2d_gate()))}
-    loss = unet_loss(device)
-    steps = {k: _training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
+    steps = network_steps("unet", device)
     # 5 rounds of alternating blocks: the steps are short (about 0.1 s) and this host's speed drifts
     t = side_by_side(steps, max(15, 2 * repeats), rounds=5, sync=synchronizer(device))
     shape = f"{c['batch']}x{c['in_channels']}x{c['size']}x{c['size']}"
@@ -257,7 +267,7 @@ def measure_unet(repeats: int, device: str = "cpu") -> list[Row]:
             shape,
             "ARMA U-Net / U-Net training step, segmentation CPU preset",
             t["arma"],
-            t["unet"],
+            t["plain"],
             GOALS["network"],
         )
     ]

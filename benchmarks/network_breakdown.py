@@ -98,7 +98,7 @@ def _networks(kind: str):
     for m in nets["arma, clone"].modules():
         if isinstance(m, AR2d):
             m._solve = (lambda layer: lambda x, who: Clone.apply(x, layer.theta))(m)
-    if loss is None:  # the U-Net's batch, drawn after its networks as in cost.measure_unet
+    if loss is None:  # the U-Net's batch, drawn after its networks as in cost.network_steps
         loss = cost.unet_loss()
     steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
     return steps

@@ -80,9 +80,6 @@ def _layer(shape, rounds, ext):
 def _networks(rounds, ext):
     """The network rows of ``cost.py`` with float32 and float64 work copies: ``{row: (w64, w32)}``."""
     import cost
-    import torch
-
-    from arma_core.nn.models import arma2d_gate
 
     def flagged(flag, step):
         def run():
@@ -92,20 +89,14 @@ def _networks(rounds, ext):
         return run
 
     out = {}
-    torch.manual_seed(0)
-    nets = {"plain": cost.unet_make(), "arma": cost._randomize_ar(cost.unet_make(gate=arma2d_gate()))}
-    loss = cost.unet_loss()
-    steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
-    fns = {"w32": flagged(True, steps["arma"]), "w64": flagged(False, steps["arma"]), "plain": steps["plain"]}
-    t = side_by_side(fns, 5 * rounds, rounds=rounds)
-    out["ARMA U-Net / U-Net training step"] = (t["w64"] / t["plain"], t["w32"] / t["plain"])
-    torch.manual_seed(0)
-    make, loss = cost.video_case()
-    nets = {"plain": make(), "arma": cost._randomize_ar(make(arma2d_gate()))}
-    steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}
-    fns = {"w32": flagged(True, steps["arma"]), "w64": flagged(False, steps["arma"]), "plain": steps["plain"]}
-    t = side_by_side(fns, 2 * rounds, rounds=rounds)
-    out["ARMA-LSTM / ConvLSTM training step"] = (t["w64"] / t["plain"], t["w32"] / t["plain"])
+    for network, row, reps in (
+        ("unet", "ARMA U-Net / U-Net training step", 5 * rounds),
+        ("video", "ARMA-LSTM / ConvLSTM training step", 2 * rounds),
+    ):
+        steps = cost.network_steps(network)
+        fns = {"w32": flagged(True, steps["arma"]), "w64": flagged(False, steps["arma"]), "plain": steps["plain"]}
+        t = side_by_side(fns, reps, rounds=rounds)
+        out[row] = (t["w64"] / t["plain"], t["w32"] / t["plain"])
     return out
 
 
