@@ -88,11 +88,10 @@ INLINE h8_t h8_ld(const double *p) {
     h8_t v = {ld4(p), ld4(p + 4)};
     return v;
 }
+/* float32 loads widened element by element: GCC 12 makes one vcvtps2pd of each (its lowering of
+ * __builtin_convertvector on a loaded vector took two half conversions and extra moves) */
 INLINE h8_t h8_ldf(const float *p) {
-    v4f a, b;
-    memcpy(&a, p, sizeof a);
-    memcpy(&b, p + 4, sizeof b);
-    h8_t v = {__builtin_convertvector(a, v4d), __builtin_convertvector(b, v4d)};
+    h8_t v = {{p[0], p[1], p[2], p[3]}, {p[4], p[5], p[6], p[7]}};
     return v;
 }
 INLINE void h8_st(double *p, h8_t v) {
@@ -144,9 +143,8 @@ INLINE w8_t w8_ld(const double *p) {
     return v;
 }
 INLINE w8_t w8_ldf(const float *p) {
-    f8v v;
-    memcpy(&v, p, sizeof v);
-    return __builtin_convertvector(v, w8_t);
+    w8_t v = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]}; /* see h8_ldf */
+    return v;
 }
 INLINE void w8_st(double *p, w8_t v) { memcpy(p, &v, sizeof v); }
 INLINE w8_t w8_sub_mul(w8_t x, double s, w8_t c) { return x - s * c; }
@@ -1440,6 +1438,11 @@ INLINE void transpose32(const float *restrict s, i64 ls, float *restrict d, i64 
         for (i64 i = 0; i < cols; i++) d[i * ld + r] = s[r * ls + i];
 }
 
+/* rows of the last axis per strip of a float32 work copy: the float64 strip's bytes, twice its
+ * rows, so that a row of the strip fills as many 16-lane vectors as the float64 strip's 8-lane
+ * ones (four independent recurrences instead of two), in the same scratch (Scratch.st) */
+#define STRIP32 (2 * STRIP)
+
 /* solve_block for float32 signals with float32 work copies (work32_ok; not the scalar chains of
  * long last axes) */
 INLINE void solve_block32(const float *src, float *dst, const Plan *pl, i64 c, int rev, Scratch *sc) {
@@ -1448,8 +1451,8 @@ INLINE void solve_block32(const float *src, float *dst, const Plan *pl, i64 c, i
     solve_axis32(wk, src, n1, n2, n3, pl, 1, c, rev, zc);
     if (k >= 3) solve_axis32(wk, NULL, 1, n1, n2 * n3, pl, 0, c, rev, zc);
     i64 L = n1 * n2;
-    for (i64 a0 = 0; a0 < L; a0 += STRIP) {
-        i64 R = imin(STRIP, L - a0);
+    for (i64 a0 = 0; a0 < L; a0 += STRIP32) {
+        i64 R = imin(STRIP32, L - a0);
         float *wt = (float *)sc->st;
         transpose32(wk + a0 * n3, n3, wt, R, R, n3);
         solve_axis32(wt, NULL, 1, n3, R, pl, 2, c, rev, zc);

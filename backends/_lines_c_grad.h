@@ -184,11 +184,11 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 }
 
 #if VEC
-typedef T SFX(vt4) __attribute__((vector_size(4 * sizeof(T))));
 INLINE v4d SFX(ld4t)(const T *p) {
-    SFX(vt4) a;
-    memcpy(&a, p, sizeof a);
-    return __builtin_convertvector(a, v4d);
+    /* element by element: GCC 12 makes this one widening load (vcvtps2pd), where its lowering of
+     * __builtin_convertvector on a loaded vector took two half conversions and extra moves */
+    v4d v = {p[0], p[1], p[2], p[3]};
+    return v;
 }
 
 /* The per-row part of dots9_d1 (both lane forms): the three rows of u~ that row i of v meets
@@ -206,11 +206,9 @@ INLINE void SFX(dots9_row)(const T *vi, const T *u, i64 i, i64 n2, i64 n3, const
 }
 
 #if WIDE
-typedef T SFX(vt8) __attribute__((vector_size(8 * sizeof(T))));
 INLINE w8_t SFX(ld8t)(const T *p) {
-    SFX(vt8) x;
-    memcpy(&x, p, sizeof x);
-    return __builtin_convertvector(x, w8_t);
+    w8_t v = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]}; /* see ld4t */
+    return v;
 }
 /* dots9_d1 in the w8 form (AVX-512: the nine 8-lane accumulators in nine registers) */
 INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D) {

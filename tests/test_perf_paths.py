@@ -159,13 +159,14 @@ def test_lines_float32_work_copies_against_the_reference(boundary, work32):
     from the float64 work copy's results (the path runs); channels past the conditioning bound,
     and reflect and replicate, keep the float64 work copy, bit for bit. Sizes that are and are
     not multiples of the 16-lane vectors and the 8 x 8 tiles, 3-D blocks, two factors, dilation
-    2, long last axes with one factor (scalar chains) and with two (strips); planes below 16 x 16
-    keep float64 (faster there)."""
+    2, long last axes with one factor (scalar chains) and with two (strips), more rows than one
+    strip of the last axis holds; planes below 16 x 16 keep float64 (faster there)."""
     from arma_core.solve import dense_kernel, solve_vjp
 
     rng = np.random.default_rng(11)
     cases = [((16, 16), 1, 1), ((33, 24), 1, 1), ((17, 40), 2, 1), ((64, 64), 1, 1), ((5, 7, 16), 1, 1)]
     cases += [((20, 24), 1, 2), ((16, 150), 2, 1), ((3, 6, 16), 1, 2), ((2, 140), 1, 1), ((9, 12), 1, 1)]
+    cases += [((70, 24), 1, 1), ((5, 30, 16), 1, 1)]  # 70 and 150 rows: two and three strips of 64
     for shape, Q, d in cases:
         k = len(shape)
         if boundary == "reflect" and min(shape) <= d:
