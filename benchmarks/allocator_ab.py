@@ -1,0 +1,77 @@
+"""Issue 13's layer rows with glibc's default heap settings and with freed memory kept.
+
+Usage::
+
+    THREADS=1 .venv/bin/python benchmarks/allocator_ab.py [runs] [repeats]
+
+Each run measures ``cost.measure_layers`` (``ARMA2d / Conv2d``, 64 -> 128, 3x3, forward +
+backward at the three shapes of the table) in two fresh processes, one with the environment as
+it is and one with
+
+    MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432
+
+the two alternating. With glibc's defaults, the 8-16 MiB tensors of a step are returned to the
+kernel when they are freed (the top of the heap is trimmed, or the block was a mapping of its
+own), so the next step's tensors are page-faulted in again; the ``ARMA2d`` step frees more of
+them than the ``Conv2d`` step and pays more faults. The two variables keep the freed memory in
+the heap for the next allocation. They change nothing but the allocator, and only where glibc
+is the allocator; the library itself leaves the process's allocator alone. Prints each run's
+ratios and, per shape and setting, the median over the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+KEEP = {"MALLOC_TRIM_THRESHOLD_": "4294967296", "MALLOC_MMAP_THRESHOLD_": "33554432"}
+
+_CHILD = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+import cost
+rows = cost.measure_layers(int(sys.argv[2]))
+print(json.dumps([[r["shape"], r["ratio"], r["a"], r["b"]] for r in rows]))
+"""
+
+
+def _run(repeats: int, keep: bool) -> list:
+    env = {k: v for k, v in os.environ.items() if k not in KEEP}
+    if keep:
+        env.update(KEEP)
+    here = str(Path(__file__).resolve().parent)
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, here, str(repeats)], env=env, capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"allocator_ab: the measuring process failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> int:
+    runs = int(argv[0]) if argv else 2
+    repeats = int(argv[1]) if len(argv) > 1 else 15
+    ratios: dict = {}
+    for run in range(runs):
+        for keep in (False, True):
+            label = "freed memory kept" if keep else "glibc defaults"
+            for shape, ratio, a, b in _run(repeats, keep):
+                ratios.setdefault((shape, keep), []).append(ratio)
+                print(f"run {run + 1}, {label}: {shape} ARMA2d / Conv2d {ratio:.3f} ({a * 1e3:.2f} / {b * 1e3:.2f} ms)")
+            sys.stdout.flush()
+    print("\n| shape | glibc defaults | freed memory kept |\n|---|---|---|")
+    for shape in dict.fromkeys(s for s, _ in ratios):
+        cells = [f"{np.median(ratios[shape, k]):.3f} ({', '.join(f'{r:.2f}' for r in ratios[shape, k])})" for k in (False, True)]
+        print(f"| {shape} | {cells[0]} | {cells[1]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
