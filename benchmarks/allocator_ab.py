@@ -68,7 +68,10 @@ def main(argv: list[str]) -> int:
             sys.stdout.flush()
     print("\n| shape | glibc defaults | freed memory kept |\n|---|---|---|")
     for shape in dict.fromkeys(s for s, _ in ratios):
-        cells = [f"{np.median(ratios[shape, k]):.3f} ({', '.join(f'{r:.2f}' for r in ratios[shape, k])})" for k in (False, True)]
+        cells = []
+        for k in (False, True):
+            runs_k = ratios[shape, k]
+            cells.append(f"{np.median(runs_k):.3f} ({', '.join(f'{r:.2f}' for r in runs_k)})")
         print(f"| {shape} | {cells[0]} | {cells[1]} |")
     return 0
 
