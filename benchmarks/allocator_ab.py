@@ -10,11 +10,11 @@ it is and one with
 
     MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432
 
-the two alternating. With glibc's defaults, the 8-16 MiB tensors of a step are returned to the
-kernel when they are freed (the top of the heap is trimmed, or the block was a mapping of its
-own), so the next step's tensors are page-faulted in again; the ``ARMA2d`` step frees more of
-them than the ``Conv2d`` step and pays more faults. The two variables keep the freed memory in
-the heap for the next allocation. They change nothing but the allocator, and only where glibc
+the two alternating. With glibc's defaults, the 8-16 MiB tensors of a step are often returned
+to the kernel when they are freed (the top of the heap is trimmed, or the block was a mapping of
+its own) and page-faulted in again at the next step, in both steps, depending on glibc's dynamic
+mmap threshold (the history of allocations in the process). The two variables keep the freed
+memory in the heap for the next allocation. They change nothing but the allocator, and only where glibc
 is the allocator; the library itself leaves the process's allocator alone. Prints each run's
 ratios and, per shape and setting, the median over the runs.
 """
