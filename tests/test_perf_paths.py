@@ -207,6 +207,34 @@ def test_lines_float32_work_copies_against_the_reference(boundary, work32):
 
 
 @needs_lines
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_large_planes_reach_the_output_through_the_work_copy(boundary):
+    """Planes of 2048 samples and more (``STAGE_MIN``) get their last axis transposed back into
+    the work copy and reach the output in one sequential pass (copied, or converted to float32):
+    float64 and float32 signals (both work copies), one and two factors, 2-D and 3-D, sizes on
+    both sides of the threshold (2016 and 2048 samples) and of the strips, against the reference;
+    the input gradient (whose adjoint solve takes the same path) against the dense one."""
+    from arma_core.solve import dense_kernel, solve_vjp
+
+    rng = np.random.default_rng(13)
+    cases = [((32, 63), 1), ((32, 64), 1), ((45, 70), 2), ((70, 33), 1), ((3, 20, 40), 1)]
+    for shape, Q in cases:
+        taps = _taps_with_sums(rng, [0.3, 0.6], 0.3, len(shape), Q)
+        for dt in (np.float64, np.float32):
+            x = rng.normal(size=(2, 2) + shape).astype(dt)
+            g = rng.normal(size=x.shape).astype(dt)
+            kw = dict(boundary=boundary, dilation=1, threads=1)
+            y = _lines.solve(x, taps.astype(dt), **kw)
+            w, _ = _lines.solve_vjp(y, g, taps.astype(dt), **kw)
+            y64 = R.ar_solve(x.astype(np.float64), taps, boundary, 1)
+            y_, g_ = y.astype(np.float64), g.astype(np.float64)
+            w64, _ = solve_vjp(compat_numpy, dense_kernel, y_, g_, taps, boundary=boundary, dilation=1)
+            tol = 1e-10 if dt == np.float64 else 1e-6
+            assert y.dtype == w.dtype == dt
+            assert rel_err(y, y64) < tol and rel_err(w, w64) < tol, (shape, Q, np.dtype(dt).name)
+
+
+@needs_lines
 def test_lines_float32_work_copy_rule(work32):
     """The bound is per channel and per factor, |f_0| + |f_-1| + |f_1| <= 8 (|f_0| - |f_-1 + f_1|):
     a symmetric factor qualifies up to |f_-1 + f_1| = 7/9, a lopsided one earlier, a scaled f_0
