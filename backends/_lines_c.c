@@ -1502,12 +1502,10 @@ INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Pl
         double *wt = sc->st;
         transpose_in(wk + a0 * n3, wt, n3, R);
         solve_axis(wt, NULL, 0, 1, n3, R, pl, 2, c, rev, sc->zc);
-        if (stage)
-            transpose_out_f64(wt, wk + a0 * n3, n3, R);
-        else if (df32)
+        if (df32 && !stage)
             transpose_out_f32(wt, (float *)dst + a0 * n3, n3, R);
-        else
-            transpose_out_f64(wt, (double *)dst + a0 * n3, n3, R);
+        else /* float64 rows: into dst, or back into the work copy when staged */
+            transpose_out_f64(wt, (stage ? wk : (double *)dst) + a0 * n3, n3, R);
     }
     if (stage && df32) {
         float *d32 = (float *)dst;

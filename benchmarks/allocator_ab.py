@@ -14,9 +14,9 @@ the two alternating. With glibc's defaults, the 8-16 MiB tensors of a step are o
 to the kernel when they are freed (the top of the heap is trimmed, or the block was a mapping of
 its own) and page-faulted in again at the next step, in both steps, depending on glibc's dynamic
 mmap threshold (the history of allocations in the process). The two variables keep the freed
-memory in the heap for the next allocation. They change nothing but the allocator, and only where glibc
-is the allocator; the library itself leaves the process's allocator alone. Prints each run's
-ratios and, per shape and setting, the median over the runs.
+memory in the heap for the next allocation. They change nothing but the allocator, and only
+where glibc is the allocator; the library itself leaves the process's allocator alone. Prints
+each run's ratios and, per shape and setting, the median over the runs.
 """
 
 from __future__ import annotations
