@@ -673,6 +673,25 @@ def test_line_solver_vectors_are_native_on_avx2():
     assert not piecewise, "\n".join(piecewise[:10])
 
 
+@needs_lines
+def test_line_solver_prefetches_the_next_block():
+    """The solve and its backward ask for the next block's input while computing one (and the
+    backward for the next block's ``y``). GCC 12 deleted every such request while the helper
+    was a plain static function (interprocedural analysis found it free of side effects): the
+    installed extension must contain prefetch instructions."""
+    import shutil
+    import subprocess
+
+    from arma_core.backends import _lines_c
+
+    objdump = shutil.which("objdump")
+    if objdump is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs objdump on x86-64")
+    res = subprocess.run([objdump, "-d", _lines_c.__file__], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("prefetcht0") >= 3  # the solve's input, the backward's g and y
+
+
 _LANE_FORMS = """
 import sys
 import numpy as np
