@@ -397,6 +397,23 @@ class ARFilter:
         if in_strip:
             self._state["strip"] = True
 
+    def _retap(self, taps, native: np.ndarray) -> ARFilter:
+        """A filter like this one (options, library, dtype, device, shape of the taps) whose
+        taps are ``taps``, every factor in the strip, with ``native`` their host values in
+        their own dtype. Keeps what does not depend on the taps' values (the layouts of the
+        signal shapes seen); plans, rows and casts start empty. Not validated: for layers whose
+        reparameterization guarantees the strip (a new ``theta`` after an optimizer step)."""
+        other = object.__new__(ARFilter)
+        other.__dict__.update(self.__dict__)
+        other.taps = taps
+        other._adjoint = False
+        other._theta = None
+        other._cache = {}
+        other._casts = {}
+        other._state = {key: v for key, v in self._state.items() if type(key) is tuple and key[0] == "layout"}
+        other._know_host(native, in_strip=True)
+        return other
+
     def _bind(self, taps=None, theta=None) -> ARFilter:
         """This filter, sharing its precomputation, with ``taps`` in place of its own (the same
         values as another tensor, e.g. a node of an autograd graph) or with ``theta =

@@ -256,10 +256,24 @@ def empty(shape, dtype) -> np.ndarray:
 # host drivers
 
 
-def plan(taps, spatial, dilation: int, boundary: str, transposed: bool, cache=None, threads: int | None = None):
+def plan(
+    taps,
+    spatial,
+    dilation: int,
+    boundary: str,
+    transposed: bool,
+    cache=None,
+    threads: int | None = None,
+    *,
+    both: bool = False,
+):
     """The solve operators of ``taps`` (any array numpy can read, ``(C, k, Q, 3)``) for signals
     with spatial sizes ``spatial``, kept in ``cache`` (a dict, or None) under
-    ``("lines", spatial, transposed)``: an opaque ``bytes`` object for the extension."""
+    ``("lines", spatial, transposed)``: an opaque ``bytes`` object for the extension.
+
+    With ``both`` and a ``cache``, a missing plan is built together with the other direction's
+    (one call to the extension; for a solve whose backward follows: a new filter's forward and
+    backward then build their plans once)."""
     key = ("lines", tuple(spatial), bool(transposed))
     if cache is not None:
         hit = cache.get(key)
@@ -267,17 +281,13 @@ def plan(taps, spatial, dilation: int, boundary: str, transposed: bool, cache=No
             return hit
     taps64 = np.ascontiguousarray(taps, dtype=np.float64)
     C, k, Q = taps64.shape[:3]
-    out = _ext().plan(
-        taps64,
-        C,
-        k,
-        Q,
-        key[1],
-        int(dilation),
-        BOUNDARY_CODES[boundary],
-        int(transposed),
-        threads or default_threads(),
-    )
+    args = (taps64, C, k, Q, key[1], int(dilation), BOUNDARY_CODES[boundary])
+    threads = threads or default_threads()
+    if both and cache is not None:
+        plans = _ext().plan(*args, 2, threads)
+        cache[("lines", key[1], False)], cache[("lines", key[1], True)] = plans
+        return plans[int(key[2])]
+    out = _ext().plan(*args, int(transposed), threads)
     if cache is not None:
         cache[key] = out
     return out
@@ -298,7 +308,7 @@ def _blocks(shape, k: int) -> int:
     return P
 
 
-def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, threads=None):
+def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, threads=None, backward=False):
     """``A^{-1} t`` (``A^{-T} t`` when ``adjoint``) with the compiled line solver.
 
     Parameters
@@ -310,6 +320,9 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
         Where the plans are kept between calls (:func:`plan`).
     threads : int, optional
         Threads to split the blocks over (default :func:`default_threads`).
+    backward : bool
+        A backward (:func:`solve_vjp` with the same ``cache``) follows: a missing plan is built
+        together with the backward's (``plan(both=True)``).
 
     Returns
     -------
@@ -318,7 +331,7 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
     t = _signal(t)
     k = taps.shape[1]
     threads = threads or default_threads()
-    pl = plan(taps, t.shape[t.ndim - k :], dilation, boundary, adjoint, cache, threads)
+    pl = plan(taps, t.shape[t.ndim - k :], dilation, boundary, adjoint, cache, threads, both=backward)
     if out is None:
         out = empty(t.shape, t.dtype)
     if t.size:

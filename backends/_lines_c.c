@@ -760,7 +760,29 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
     return result;
 }
 
-/* plan(taps, C, k, Q, sizes, d, boundary, transposed, threads) -> bytes */
+/* The plan of taps for one direction (transposed 0 or 1), or NULL with an exception set. */
+static PyObject *plan_one(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary, int transposed,
+                          int threads) {
+    AxisTmp axes[3];
+    memset(axes, 0, sizeof(axes));
+    PyObject *result = NULL;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (i64 j = 0; j < k && !failed; j++) {
+        int bx = (int)(3 - k + j);
+        failed = axis_build(taps, C, k, Q, j, n[bx], d, boundary, transposed, threads, &axes[bx]) != 0;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed)
+        PyErr_NoMemory();
+    else
+        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed);
+    for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx]);
+    return result;
+}
+
+/* plan(taps, C, k, Q, sizes, d, boundary, transposed, threads) -> bytes; transposed = 2 returns
+ * the tuple (plan of A, plan of A^T): one call for a solve and its backward */
 static PyObject *py_plan(PyObject *self, PyObject *args) {
     Py_buffer tb;
     long long C, k, Q, d;
@@ -770,11 +792,10 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*LLLOLiii", &tb, &C, &k, &Q, &sizes, &d, &boundary, &transposed, &threads))
         return NULL;
     PyObject *result = NULL;
-    AxisTmp axes[3];
-    memset(axes, 0, sizeof(axes));
     i64 n[3] = {1, 1, 1};
-    if (k < 1 || k > 3 || C < 1 || Q < 1 || d < 1 || boundary < 0 || boundary > 3 ||
-        tb.len != (Py_ssize_t)(C * k * Q * 3 * sizeof(double)) || !PyTuple_Check(sizes) || PyTuple_GET_SIZE(sizes) != k) {
+    if (k < 1 || k > 3 || C < 1 || Q < 1 || d < 1 || boundary < 0 || boundary > 3 || transposed < 0 ||
+        transposed > 2 || tb.len != (Py_ssize_t)(C * k * Q * 3 * sizeof(double)) || !PyTuple_Check(sizes) ||
+        PyTuple_GET_SIZE(sizes) != k) {
         PyErr_SetString(PyExc_ValueError, "_lines_c.plan: inconsistent arguments");
         goto done;
     }
@@ -787,19 +808,16 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
         n[3 - k + j] = v;
     }
     const double *taps = (const double *)tb.buf;
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (i64 j = 0; j < k && !failed; j++) {
-        int bx = (int)(3 - k + j);
-        failed = axis_build(taps, C, k, Q, j, n[bx], d, boundary, transposed, threads, &axes[bx]) != 0;
+    if (transposed < 2) {
+        result = plan_one(taps, C, k, Q, n, d, boundary, transposed, threads);
+    } else {
+        PyObject *fwd = plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
+        PyObject *adj = fwd ? plan_one(taps, C, k, Q, n, d, boundary, 1, threads) : NULL;
+        if (adj) result = PyTuple_Pack(2, fwd, adj);
+        Py_XDECREF(fwd);
+        Py_XDECREF(adj);
     }
-    Py_END_ALLOW_THREADS
-    if (failed)
-        PyErr_NoMemory();
-    else
-        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed);
 done:
-    for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx]);
     PyBuffer_Release(&tb);
     return result;
 }
@@ -1905,7 +1923,8 @@ static PyObject *py_set_work32(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"plan", py_plan, METH_VARARGS,
-     "plan(taps, C, k, Q, sizes, dilation, boundary, transposed, threads) -> bytes: the solve operators"},
+     "plan(taps, C, k, Q, sizes, dilation, boundary, transposed, threads) -> bytes: the solve operators "
+     "(transposed = 2: the tuple of both directions' plans)"},
     {"solve", py_solve, METH_VARARGS,
      "solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): dst = A^{-1} src for P blocks"},
     {"accurate", py_accurate, METH_VARARGS,

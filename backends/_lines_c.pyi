@@ -1,5 +1,7 @@
 """Type stub of the compiled line solver (``backends/_lines_c.c``); see :mod:`arma_core.backends._lines`."""
 
+from typing import Literal, overload
+
 from typing_extensions import Buffer
 
 STRIP: int
@@ -11,6 +13,7 @@ REPLICATE: int
 #: 1 when the 8-lane loops run as 64-byte vectors (AVX-512F, or ARMA_LINES_WIDE=1 at import), 0 as two halves
 LANES_WIDE: int
 
+@overload
 def plan(
     taps: Buffer,
     C: int,
@@ -19,10 +22,23 @@ def plan(
     sizes: tuple[int, ...],
     dilation: int,
     boundary: int,
-    transposed: int,
+    transposed: Literal[0, 1],
     threads: int,
     /,
 ) -> bytes: ...
+@overload
+def plan(
+    taps: Buffer,
+    C: int,
+    k: int,
+    Q: int,
+    sizes: tuple[int, ...],
+    dilation: int,
+    boundary: int,
+    transposed: Literal[2],
+    threads: int,
+    /,
+) -> tuple[bytes, bytes]: ...
 def solve(
     src: Buffer, dst: Buffer, plan: bytes, P: int, src_f32: bool, dst_f32: bool, rev: bool, threads: int, /
 ) -> None: ...

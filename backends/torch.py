@@ -51,7 +51,7 @@ def _empty(shape, dtype) -> torch.Tensor:
     return out
 
 
-def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache):
+def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache, backward=False):
     out = _empty(t.shape, t.dtype)
     _lines.solve(
         _host(t),
@@ -62,8 +62,14 @@ def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache):
         out=out.numpy(),
         cache=cache,
         threads=torch.get_num_threads(),
+        backward=backward,
     )
     return out
+
+
+def _lines_solve_recorded(xp, t, taps, **opts):
+    # a backward follows: a new filter's plans of both directions come from one call
+    return _lines_solve(xp, t, taps, backward=True, **opts)
 
 
 def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
@@ -98,16 +104,18 @@ def _dense_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache)
 
 
 class Solver(NamedTuple):
-    """A forward kernel and its vector-Jacobian product (Theorem 4)."""
+    """A forward kernel and its vector-Jacobian product (Theorem 4); ``recorded`` is the
+    forward an autograd node runs (its backward follows: it may prepare for it)."""
 
     forward: Callable[..., Any]
     vjp: Callable[..., Any]
+    recorded: Callable[..., Any]
 
 
 _SOLVERS = {
-    "lines": Solver(_lines_solve, _lines_vjp),
-    "fft": Solver(_fft, _fft_vjp),
-    "dense": Solver(_dense, _dense_vjp),
+    "lines": Solver(_lines_solve, _lines_vjp, _lines_solve_recorded),
+    "fft": Solver(_fft, _fft_vjp, _fft),
+    "dense": Solver(_dense, _dense_vjp, _dense),
 }
 
 
@@ -152,7 +160,7 @@ def _vjp(ctx, y, g, taps, need_taps):
 def _forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
     solver = _SOLVERS[method]
     with _no_autocast(t.device.type):
-        y = solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+        y = solver.recorded(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
     ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
     return y
 

@@ -339,34 +339,37 @@ class _ARNd(nn.Module):
         # as bytes (a fraction of torch.equal's cost; a NaN theta then keeps its filter)
         host = theta.device.type == "cpu" and theta.dtype in _HOST_DTYPES
         if host:
-            values: Any = theta.detach().numpy().tobytes()
+            theta_np = theta.detach().numpy()
+            values: Any = theta_np.tobytes()
             hit = cached is not None and cached[0] == key and cached[2] == values
         else:
             hit = cached is not None and cached[0] == key and torch.equal(cached[2], theta)
         if hit and cached is not None:
             f = cached[1]
+        elif host and self.region != "raw" and dtype == theta.dtype:
+            # after an optimizer step: the new taps and the Jacobian in one host pass (nothing
+            # to record), and the filter derived from the previous one (same options, dtype
+            # and device: its per-shape layouts carry over; no checks, the taps are in the
+            # strip by construction)
+            taps_np, jac = reparameterize_host(theta_np, self.region)
+            taps = torch.from_numpy(taps_np)
+            if cached is not None and cached[0] == key:
+                f = cached[1]._retap(taps, taps_np)
+            else:
+                f = self._new_filter(taps)
+                f._know_host(taps_np, in_strip=True)
+            f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
+            self.__dict__["_cached_filter"] = (key, f, values)
         else:
             detached = theta.detach()
             if not host:
                 values = detached.clone()
-            if host and self.region != "raw" and dtype == theta.dtype:
-                taps, jac = self._taps_value(detached)  # numpy on the host: nothing to record
-            else:
-                with torch.no_grad():
-                    taps, jac = self._taps_value(detached.to(dtype))
-            raw = self.region == "raw"
-            f = arma_core.ARFilter(
-                taps,
-                boundary=self.boundary,
-                dilation=self.dilation,
-                method="fft" if raw and self.boundary == "circular" else "auto",
-                check_stability=False,
-                check_finite=False,
-                _contain=False,
-            )
+            with torch.no_grad():
+                taps, jac = self._taps_value(detached.to(dtype))
+            f = self._new_filter(taps)
             if jac is not None:  # CPU: the taps' host values are at hand
                 f._know_host(taps.numpy(), in_strip=True)  # strip and diamond: by construction
-                f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
+                f._cache[jacobian_key(self.region)] = jac
             self.__dict__["_cached_filter"] = (key, f, values)
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":
@@ -374,6 +377,18 @@ class _ARNd(nn.Module):
             else:  # the solve's node maps the taps' gradient to theta's
                 f = f._bind(theta=(theta.to(dtype), self.region))
         return f
+
+    def _new_filter(self, taps: torch.Tensor) -> arma_core.ARFilter:
+        raw = self.region == "raw"
+        return arma_core.ARFilter(
+            taps,
+            boundary=self.boundary,
+            dilation=self.dilation,
+            method="fft" if raw and self.boundary == "circular" else "auto",
+            check_stability=False,
+            check_finite=False,
+            _contain=False,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Solve ``A * y = x`` (Eq. 5) for ``y``.

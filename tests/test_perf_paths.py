@@ -548,6 +548,64 @@ def test_layer_keeps_its_filter_until_theta_changes(region):
         )
 
 
+@needs_lines
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_plans_of_both_directions_in_one_call(boundary):
+    """``plan(both=True)`` builds the plans of ``A`` and ``A^T`` in one call of the extension,
+    byte for byte the plans built one at a time, and keeps both."""
+    rng = np.random.default_rng(11)
+    for spatial, Q, d in [((40,), 1, 1), ((9, 12), 2, 1), ((5, 6, 7), 1, 2)]:
+        taps = random_taps(rng, 3, len(spatial), Q)
+        for transposed in (False, True):
+            cache: dict = {}
+            got = _lines.plan(taps, spatial, d, boundary, transposed, cache, 1, both=True)
+            assert set(cache) == {("lines", spatial, False), ("lines", spatial, True)}
+            for t in (False, True):
+                assert cache[("lines", spatial, t)] == _lines.plan(taps, spatial, d, boundary, t, None, 1)
+            assert got is cache[("lines", spatial, transposed)]
+            # a kept plan is returned as it is (nothing rebuilt)
+            assert _lines.plan(taps, spatial, d, boundary, not transposed, cache, 1, both=True) is cache[
+                ("lines", spatial, not transposed)
+            ]
+
+
+@needs_lines
+def test_layer_builds_both_plans_when_autograd_records():
+    """A layer's solve recorded by autograd builds the backward's plan with the forward's; one
+    without autograd builds the forward's only. After a change of ``theta`` the layer's filter
+    is derived from the previous one (its layouts kept, its plans and rows new) and its output
+    and gradients are the generic path's."""
+    from arma_core.nn import AR2d
+
+    torch.manual_seed(3)
+    m = AR2d(4, boundary="zeros", init=0.3)
+    x = torch.randn(2, 4, 8, 16, requires_grad=True)
+    with torch.no_grad():
+        m(x)
+    plans = {k for k in m._cached_filter[1]._cache if k[0] == "lines"}
+    assert plans == {("lines", (8, 16), False)}
+    m(x).sum().backward()
+    plans = {k for k in m._cached_filter[1]._cache if k[0] == "lines"}
+    assert plans == {("lines", (8, 16), False), ("lines", (8, 16), True)}
+    for step in range(3):
+        before = m._cached_filter[1]
+        with torch.no_grad():
+            m.theta.add_(0.05 * torch.randn_like(m.theta))
+        x.grad, m.theta.grad = None, None
+        g = torch.randn(2, 4, 8, 16)
+        y = m(x)
+        (y * g).sum().backward()
+        f = m._cached_filter[1]
+        assert f is not before and f._cache is not before._cache and f._state is not before._state
+        assert not torch.equal(f.taps, before.taps)
+        gx, gtheta = x.grad.clone(), m.theta.grad.clone()
+        x.grad, m.theta.grad = None, None
+        y2 = ac.ar_solve(x, m.taps(), boundary="zeros", method="dense")
+        (y2 * g).sum().backward()
+        assert torch.allclose(y, y2, atol=1e-5)
+        assert torch.allclose(gx, x.grad, atol=1e-5) and torch.allclose(gtheta, m.theta.grad, atol=1e-4)
+
+
 def test_layer_pickles_and_copies_after_a_forward():
     from arma_core.nn import ARMA2d
 
