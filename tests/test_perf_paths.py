@@ -564,9 +564,10 @@ def test_lines_plans_of_both_directions_in_one_call(boundary):
                 assert cache[("lines", spatial, t)] == _lines.plan(taps, spatial, d, boundary, t, None, 1)
             assert got is cache[("lines", spatial, transposed)]
             # a kept plan is returned as it is (nothing rebuilt)
-            assert _lines.plan(taps, spatial, d, boundary, not transposed, cache, 1, both=True) is cache[
-                ("lines", spatial, not transposed)
-            ]
+            assert (
+                _lines.plan(taps, spatial, d, boundary, not transposed, cache, 1, both=True)
+                is cache[("lines", spatial, not transposed)]
+            )
 
 
 @needs_lines
@@ -587,7 +588,7 @@ def test_layer_builds_both_plans_when_autograd_records():
     m(x).sum().backward()
     plans = {k for k in m._cached_filter[1]._cache if k[0] == "lines"}
     assert plans == {("lines", (8, 16), False), ("lines", (8, 16), True)}
-    for step in range(3):
+    for _ in range(3):
         before = m._cached_filter[1]
         with torch.no_grad():
             m.theta.add_(0.05 * torch.randn_like(m.theta))
