@@ -1703,8 +1703,10 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
         const char *yp = ctx->y + (size_t)(p * N) * es;
         if (p + 1 < hi) {
             if (!ctx->solved) prefetch(gp + N * es, (size_t)N * es);
-            if (ctx->need_taps) prefetch(yp + N * es, (size_t)N * es);
+            /* the 2-D one-factor sums prefetch the next y row by row themselves */
+            if (ctx->need_taps && !ctx->rows) prefetch(yp + N * es, (size_t)N * es);
         }
+        const char *ahead = p + 1 < hi ? yp + N * es : NULL;
         if (!ctx->solved) solve_block_any(gp, ctx->f32, wp, ctx->f32, pl, c, ctx->rev, &sc);
         if (!ctx->need_taps) continue;
         /* left and right: (y, w) for the adjoint solve, (w, y) otherwise */
@@ -1715,11 +1717,11 @@ HOT static void vjp_range(void *vctx, i64 lo, i64 hi, int tid) {
             if (ctx->f32) {
                 const float *f = ctx->taps32 + c * 6;
                 taps_sums_2d_q1_f32((const float *)left, (const float *)right, n2, n3, d, ctx->rows, ctx->cols, f, f + 3,
-                                    part, bufs);
+                                    part, bufs, ahead);
             } else {
                 const double *f = taps64 + c * 6;
                 taps_sums_2d_q1_f64((const double *)left, (const double *)right, n2, n3, d, ctx->rows, ctx->cols, f,
-                                    f + 3, part, bufs);
+                                    f + 3, part, bufs, ahead);
             }
         } else if (ctx->f32) {
             taps_sums_f32((const float *)left, (const float *)right, c, pl, ctx->taps32, ctx->est, (float *)bufs, part);
