@@ -326,13 +326,15 @@ class _ARNd(nn.Module):
         outputs, which a training loop sees as a non-finite loss). Raw taps are unconstrained
         and solved as the official code did (FFT division for circular), so training can leave
         the stable region. The filter, with the taps' values and the solver's per-channel
-        operators, is kept until ``theta`` changes (its values, device or dtype, or the
-        compute dtype): a recurrent network calling the layer at every time step builds it
+        operators, is kept until ``theta`` changes (its values, device or dtype, the compute
+        dtype, or the module's boundary, dilation or region); after an optimizer step the new
+        one is derived from it (``ARFilter._retap``): a recurrent network calling the layer at every time step builds it
         once per optimizer step. With autograd the solve is one node from the input and
         ``theta`` to the output (:class:`arma_core.backends.torch.ARSolveTheta`).
         """
         theta = self.theta
-        key = (theta.device, theta.dtype, tuple(theta.shape), dtype)
+        # the options too: a filter is derived from the kept one only when they are the same
+        key = (theta.device, theta.dtype, tuple(theta.shape), dtype, self.boundary, self.dilation, self.region)
         cached = self.__dict__.get("_cached_filter")
         # the values decide, not theta's version counter: changes through ``.data`` (as
         # gradcheck's perturbations) do not count as versions. On the CPU they are compared

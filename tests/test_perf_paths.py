@@ -605,6 +605,12 @@ def test_layer_builds_both_plans_when_autograd_records():
         (y2 * g).sum().backward()
         assert torch.allclose(y, y2, atol=1e-5)
         assert torch.allclose(gx, x.grad, atol=1e-5) and torch.allclose(gtheta, m.theta.grad, atol=1e-4)
+    # a module whose options change gets a filter with the new ones, not one derived from the kept
+    m.boundary = "circular"
+    with torch.no_grad():
+        y = m(x)
+    assert m._cached_filter[1].boundary == "circular"
+    assert torch.allclose(y, ac.ar_solve(x.detach(), m.taps().detach(), boundary="circular", method="dense"), atol=1e-5)
 
 
 def test_layer_pickles_and_copies_after_a_forward():
