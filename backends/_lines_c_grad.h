@@ -183,6 +183,12 @@ INLINE void SFX(taps_sums)(const T *left, const T *right, i64 c, const Plan *pl,
 #undef TAP
 }
 
+/* Row i (n3 elements of T) of the next block's plane at ahead, if any: the taps' sums ask for
+ * it a row per row of their own pass (taps_sums_2d_q1's ahead) */
+INLINE void SFX(prefetch_row)(const char *ahead, i64 i, i64 n3) {
+    if (ahead) prefetch(ahead + i * n3 * (i64)sizeof(T), (size_t)n3 * sizeof(T));
+}
+
 #if VEC
 INLINE v4d SFX(ld4t)(const T *p) {
     /* element by element: GCC 12 makes this one widening load (vcvtps2pd), where its lowering of
@@ -221,7 +227,7 @@ INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *
         const T *vi = v + i * n3, *ut[3];
         int on[3];
         SFX(dots9_row)(vi, u, i, n2, n3, rows, cl, cr, ut, on, E);
-        if (ahead) prefetch(ahead + i * n3 * (i64)sizeof(T), (size_t)n3 * sizeof(T));
+        SFX(prefetch_row)(ahead, i, n3);
         w8_t prev = zero, cur = SFX(ld8t)(vi);
         for (i64 j = 0; j < n3; j += 8) {
             w8_t next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
@@ -262,7 +268,7 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
         const T *vi = v + i * n3, *ut[3];
         int on[3];
         SFX(dots9_row)(vi, u, i, n2, n3, rows, cl, cr, ut, on, E);
-        if (ahead) prefetch(ahead + i * n3 * (i64)sizeof(T), (size_t)n3 * sizeof(T));
+        SFX(prefetch_row)(ahead, i, n3);
         v4d prev = zero, cur = SFX(ld4t)(vi);
         for (i64 j = 0; j < n3; j += 4) {
             v4d next = j + 4 < n3 ? SFX(ld4t)(vi + j + 4) : zero;
@@ -336,7 +342,7 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
     double *vp = w64, *up = w64 + NV + d; /* up[-d .. (n2 + 2 d) S + d) */
     for (i64 i = 0; i < n2; i++) {
         double *o = vp + i * S;
-        if (ahead) prefetch(ahead + i * n3 * (i64)sizeof(T), (size_t)n3 * sizeof(T));
+        SFX(prefetch_row)(ahead, i, n3);
         for (i64 j = 0; j < d; j++) o[j] = o[d + n3 + j] = 0.0;
         for (i64 j = 0; j < n3; j++) o[d + j] = (double)v[i * n3 + j];
     }

@@ -348,30 +348,32 @@ class _ARNd(nn.Module):
             hit = cached is not None and cached[0] == key and torch.equal(cached[2], theta)
         if hit and cached is not None:
             f = cached[1]
-        elif host and self.region != "raw" and dtype == theta.dtype:
-            # after an optimizer step: the new taps and the Jacobian in one host pass (nothing
-            # to record), and the filter derived from the previous one (same options, dtype
-            # and device: its per-shape layouts carry over; no checks, the taps are in the
-            # strip by construction)
-            taps_np, jac = reparameterize_host(theta_np, self.region)
-            taps = torch.from_numpy(taps_np)
-            if cached is not None and cached[0] == key:
+        else:
+            derive = False
+            if host and self.region != "raw" and dtype == theta.dtype:
+                # after an optimizer step: the new taps and the Jacobian in one host pass
+                # (nothing to record), and the filter derived from the previous one (same
+                # options, dtype and device: its per-shape layouts carry over; no checks, the
+                # taps are in the strip by construction)
+                taps_np, jac = reparameterize_host(theta_np, self.region)
+                taps = torch.from_numpy(taps_np)
+                derive = cached is not None and cached[0] == key
+            else:
+                detached = theta.detach()
+                if not host:
+                    values = detached.clone()
+                with torch.no_grad():
+                    taps, jac = self._taps_value(detached.to(dtype))
+                if jac is not None:  # CPU: the taps' host values are at hand
+                    taps_np = taps.numpy()
+            if derive and cached is not None:
                 f = cached[1]._retap(taps, taps_np)
             else:
                 f = self._new_filter(taps)
-                f._know_host(taps_np, in_strip=True)
-            f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
-            self.__dict__["_cached_filter"] = (key, f, values)
-        else:
-            detached = theta.detach()
-            if not host:
-                values = detached.clone()
-            with torch.no_grad():
-                taps, jac = self._taps_value(detached.to(dtype))
-            f = self._new_filter(taps)
-            if jac is not None:  # CPU: the taps' host values are at hand
-                f._know_host(taps.numpy(), in_strip=True)  # strip and diamond: by construction
-                f._cache[jacobian_key(self.region)] = jac
+                if jac is not None:
+                    f._know_host(taps_np, in_strip=True)  # strip and diamond: by construction
+            if jac is not None:
+                f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
             self.__dict__["_cached_filter"] = (key, f, values)
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":
