@@ -415,13 +415,14 @@ static i64 index_of(const i64 *u, i64 m, i64 x) {
 /* ------------------------------------------------------------------------------------------ */
 /* plans                                                                                        */
 
-#define PLAN_MAGIC 0x31304e4c414d5241LL
+#define PLAN_MAGIC 0x32304e4c414d5241LL
 
 typedef struct {
-    i64 n;    /* length (1 for block axes the signal does not have) */
-    i64 nc;   /* correction columns */
-    i64 cols; /* byte offset of i64[nc] */
-    i64 fac;  /* byte offset of Fac[C * Q] (0 for absent axes) */
+    i64 n;     /* length (1 for block axes the signal does not have) */
+    i64 nc;    /* correction columns */
+    i64 cols;  /* byte offset of i64[nc] */
+    i64 fac;   /* byte offset of Fac[C * Q] (0 for absent axes) */
+    i64 dense; /* byte offset of double[C * n * n], each channel's inverse of this axis (0: none) */
 } Axis;
 
 typedef struct {
@@ -713,10 +714,23 @@ static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64
 
 static i64 align8(i64 x) { return (x + 7) & ~(i64)7; }
 
+/* Small planes (see solve_block_dense): 2-D blocks of at most dense_max rows of 4 or 8 (<=
+ * dense_max) samples carry each channel's inverse of each axis as a dense matrix, filled by
+ * dense_fill once the plan's factors are packed. set_dense_max changes the bound (0: never), for
+ * tests and A/Bs. Rows of other lengths keep the recurrences (on this file's scalar loops for
+ * them the dense form did not pay: 6 x 6 and 7 x 7 planes took as long as the recurrences). */
+#define DENSE_MAX 8
+static i64 dense_max = DENSE_MAX;
+static int dense_wanted(i64 k, const i64 *n) {
+    return k == 2 && n[1] <= dense_max && (n[2] == 4 || n[2] == 8) && n[2] <= dense_max;
+}
+static int dense_fill(Plan *pl, const Plan *other);
+
 /* The plan (bytes) of the operators built in axes: header, taps, then per axis the correction
- * columns, Fac[C Q] and each factor's arrays. */
+ * columns, Fac[C Q] and each factor's arrays; for small planes (dense_wanted) each axis's
+ * inverses last. */
 static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d,
-                           int boundary, int transposed) {
+                           int boundary, int transposed, const Plan *other) {
     i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, zrows = 1;
     for (int bx = 3 - (int)k; bx < 3; bx++) {
         const AxisTmp *a = &axes[bx];
@@ -725,6 +739,9 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
             size += 16 * a->facs[i].S + 8 * a->s.nc * (a->facs[i].lo + n[bx] - a->facs[i].hi);
         zrows = imax(zrows, a->s.nc);
     }
+    int dense = dense_wanted(k, n);
+    if (dense)
+        for (int bx = 3 - (int)k; bx < 3; bx++) size += C * n[bx] * n[bx] * 8;
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!result) return NULL;
     char *base = PyBytes_AS_STRING(result);
@@ -757,12 +774,22 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
             off += 16 * t->S + 8 * mlen;
         }
     }
+    if (dense) {
+        for (int bx = 3 - (int)k; bx < 3; bx++) {
+            pl->ax[bx].dense = off;
+            off += C * n[bx] * n[bx] * 8;
+        }
+        if (dense_fill(pl, other) != 0) {
+            Py_DECREF(result);
+            return PyErr_NoMemory();
+        }
+    }
     return result;
 }
 
 /* The plan of taps for one direction (transposed 0 or 1), or NULL with an exception set. */
 static PyObject *plan_one(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary, int transposed,
-                          int threads) {
+                          int threads, const Plan *other) {
     AxisTmp axes[3];
     memset(axes, 0, sizeof(axes));
     PyObject *result = NULL;
@@ -776,7 +803,7 @@ static PyObject *plan_one(const double *taps, i64 C, i64 k, i64 Q, const i64 *n,
     if (failed)
         PyErr_NoMemory();
     else
-        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed);
+        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed, other);
     for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx]);
     return result;
 }
@@ -808,12 +835,14 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
         n[3 - k + j] = v;
     }
     const double *taps = (const double *)tb.buf;
-    if (transposed < 2) {
-        result = plan_one(taps, C, k, Q, n, d, boundary, transposed, threads);
-    } else {
-        PyObject *fwd = plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
-        PyObject *adj = fwd ? plan_one(taps, C, k, Q, n, d, boundary, 1, threads) : NULL;
-        if (adj) result = PyTuple_Pack(2, fwd, adj);
+    if (transposed == 0 || (transposed == 1 && !dense_wanted(k, n))) {
+        result = plan_one(taps, C, k, Q, n, d, boundary, transposed, threads, NULL);
+    } else { /* also A^T's plan with dense inverses alone: they are A's transposed, whatever the call */
+        PyObject *fwd = plan_one(taps, C, k, Q, n, d, boundary, 0, threads, NULL);
+        /* A^T's dense inverses are the transposes of A's */
+        PyObject *adj = fwd ? plan_one(taps, C, k, Q, n, d, boundary, 1, threads, (const Plan *)PyBytes_AS_STRING(fwd))
+                            : NULL;
+        if (adj) result = transposed == 2 ? PyTuple_Pack(2, fwd, adj) : (Py_INCREF(adj), adj);
         Py_XDECREF(fwd);
         Py_XDECREF(adj);
     }
@@ -1535,12 +1564,134 @@ INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Pl
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* small planes: each axis's inverse as a dense matrix                                          */
+
+/* Each channel's inverse of each axis, solved from the identity with the plan's own factors (the
+ * last axis's stored transposed: dense_plane combines rows of both): G (n, n) with G[i][j] =
+ * (A_b^{-1})_{ij}, A^{-T}'s for a transposed plan (whose solves run with rev = 1). With other,
+ * the plan of the other direction for the same taps, each matrix is the transpose of its. */
+static int dense_fill(Plan *pl, const Plan *other) {
+    for (int b = 3 - (int)pl->k; b < 3; b++) {
+        i64 n = pl->ax[b].n;
+        if (other) {
+            for (i64 c = 0; c < pl->C; c++) {
+                double *G = (double *)((char *)pl + pl->ax[b].dense) + c * n * n;
+                const double *H = (const double *)((const char *)other + other->ax[b].dense) + c * n * n;
+                for (i64 i = 0; i < n; i++)
+                    for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];
+            }
+            continue;
+        }
+        double *buf = (double *)calloc((size_t)(2 * n * n + pl->zrows * n + 8), sizeof(double));
+        if (!buf) return -1;
+        double *eye = buf, *y = buf + n * n, *zc = y + n * n;
+        for (i64 i = 0; i < n; i++) eye[i * n + i] = 1.0;
+        for (i64 c = 0; c < pl->C; c++) {
+            double *G = (double *)((char *)pl + pl->ax[b].dense) + c * n * n;
+            solve_axis(y, eye, 0, 1, n, n, pl, b, c, (int)pl->transposed, zc); /* column j: A_b^{-1} e_j */
+            for (i64 i = 0; i < n; i++)
+                for (i64 j = 0; j < n; j++) G[i * n + j] = b == 2 ? y[j * n + i] : y[i * n + j];
+        }
+        free(buf);
+    }
+    return 0;
+}
+
+/* dst (n2, n3) = G2 src GT3 for one plane in float64 arithmetic: the rows of src combined by
+ * GT3 (= G3^T, the last axis) into wk, then wk's rows combined by G2. Per plane 2 n2 n3^2
+ * multiply-adds on vectors of n3 lanes (against the recurrences' per-line and transpose costs,
+ * which dominate planes this small). DENSE_VEC: n3 fixed, the rows as vectors of V (n3 doubles;
+ * the compiler splits them into the processor's widths); DENSE_ANY: any n3 <= DENSE_MAX. */
+#define DENSE_VEC(NAME, NN, ST, DT)                                                                                    \
+    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const double *restrict G2,                      \
+                     const double *restrict GT3, double *restrict wk) {                                               \
+        enum { V = NN / 4 };                                                                                           \
+        for (i64 a = 0; a < n2; a++) {                                                                                 \
+            v4d acc[V];                                                                                                \
+            for (int q = 0; q < V; q++) acc[q] = (double)src[a * NN] * ld4(GT3 + 4 * q);                               \
+            for (i64 j = 1; j < NN; j++) {                                                                             \
+                double x = (double)src[a * NN + j];                                                                    \
+                for (int q = 0; q < V; q++) acc[q] += x * ld4(GT3 + j * NN + 4 * q);                                   \
+            }                                                                                                          \
+            for (int q = 0; q < V; q++) st4(wk + a * NN + 4 * q, acc[q]);                                              \
+        }                                                                                                              \
+        for (i64 i = 0; i < n2; i++) {                                                                                 \
+            v4d acc[V];                                                                                                \
+            for (int q = 0; q < V; q++) acc[q] = G2[i * n2] * ld4(wk + 4 * q);                                         \
+            for (i64 j = 1; j < n2; j++) {                                                                             \
+                double g = G2[i * n2 + j];                                                                             \
+                for (int q = 0; q < V; q++) acc[q] += g * ld4(wk + j * NN + 4 * q);                                    \
+            }                                                                                                          \
+            for (int q = 0; q < V; q++)                                                                                \
+                for (int l = 0; l < 4; l++) dst[i * NN + 4 * q + l] = (DT)acc[q][l];                                   \
+        }                                                                                                              \
+    }
+#define DENSE_ANY(NAME, ST, DT)                                                                                        \
+    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, i64 n3, const double *restrict G2,              \
+                     const double *restrict GT3, double *restrict wk) {                                               \
+        for (i64 a = 0; a < n2; a++) {                                                                                 \
+            double acc[DENSE_MAX] = {0};                                                                               \
+            for (i64 j = 0; j < n3; j++)                                                                               \
+                for (i64 i = 0; i < n3; i++) acc[i] += (double)src[a * n3 + j] * GT3[j * n3 + i];                      \
+            memcpy(wk + a * n3, acc, (size_t)n3 * sizeof(double));                                                     \
+        }                                                                                                              \
+        for (i64 i = 0; i < n2; i++) {                                                                                 \
+            double acc[DENSE_MAX] = {0};                                                                               \
+            for (i64 j = 0; j < n2; j++)                                                                               \
+                for (i64 r = 0; r < n3; r++) acc[r] += G2[i * n2 + j] * wk[j * n3 + r];                                \
+            for (i64 r = 0; r < n3; r++) dst[i * n3 + r] = (DT)acc[r];                                                 \
+        }                                                                                                              \
+    }
+#if VEC
+DENSE_VEC(dense_ff4, 4, float, float)
+DENSE_VEC(dense_ff8, 8, float, float)
+DENSE_VEC(dense_dd4, 4, double, double)
+DENSE_VEC(dense_dd8, 8, double, double)
+#endif
+DENSE_ANY(dense_ffn, float, float)
+DENSE_ANY(dense_ddn, double, double)
+DENSE_ANY(dense_fdn, float, double)
+DENSE_ANY(dense_dfn, double, float)
+
+/* dst = A^{-1} src for one block of a plan with dense inverses (k = 2) */
+INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, double *wk) {
+    i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
+    const double *G2 = (const double *)((const char *)pl + pl->ax[1].dense) + c * n2 * n2;
+    const double *GT3 = (const double *)((const char *)pl + pl->ax[2].dense) + c * n3 * n3;
+#if VEC
+#define DENSE_CASES(T, S, D)                                                                                           \
+    if (n3 == 4)                                                                                                       \
+        dense_##T##4((const S *)src, (D *)dst, n2, G2, GT3, wk);                                                       \
+    else if (n3 == 8)                                                                                                  \
+        dense_##T##8((const S *)src, (D *)dst, n2, G2, GT3, wk);                                                       \
+    else                                                                                                               \
+        dense_##T##n((const S *)src, (D *)dst, n2, n3, G2, GT3, wk);
+#else
+#define DENSE_CASES(T, S, D) dense_##T##n((const S *)src, (D *)dst, n2, n3, G2, GT3, wk);
+#endif
+    if (sf32 && df32) {
+        DENSE_CASES(ff, float, float)
+    } else if (!sf32 && !df32) {
+        DENSE_CASES(dd, double, double)
+    } else if (sf32) {
+        dense_fdn((const float *)src, (double *)dst, n2, n3, G2, GT3, wk);
+    } else {
+        dense_dfn((const double *)src, (float *)dst, n2, n3, G2, GT3, wk);
+    }
+#undef DENSE_CASES
+}
+
 /* solve_block, with float32 work copies where they are allowed (float32 in and out, the channel's
  * factors well conditioned, the last axis solved in strips) and pay: on planes below 16 x 16 the
  * 16-lane vectors do not fill and the float64 work copy's 8 lanes are faster (1.6x at 8 x 8) */
 #define WORK32_MIN 16
 INLINE void solve_block_any(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev,
                             Scratch *sc) {
+    if (pl->ax[2].dense && rev == (int)pl->transposed) {
+        solve_block_dense(src, sf32, dst, df32, pl, c, sc->wk);
+        return;
+    }
 #if VEC
     i64 n3 = pl->ax[2].n, L = pl->ax[0].n * pl->ax[1].n;
     if (sf32 && df32 && n3 >= WORK32_MIN && L >= WORK32_MIN && !(n3 > STRIP_MAX_N && pl->Q == 1) && work32_ok(pl, c)) {
@@ -1923,6 +2074,21 @@ static PyObject *py_set_work32(PyObject *self, PyObject *args) {
 #endif
 }
 
+/* set_dense_max(n) -> the previous bound: planes of 2-D signals whose axes are at most n long get
+ * dense inverses in the plans built from now on (0: never); for tests and benchmarks */
+static PyObject *py_set_dense_max(PyObject *self, PyObject *args) {
+    long long v;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "L", &v)) return NULL;
+    if (v < 0 || v > DENSE_MAX) {
+        PyErr_Format(PyExc_ValueError, "_lines_c.set_dense_max: n must be in [0, %d]", DENSE_MAX);
+        return NULL;
+    }
+    long long old = dense_max;
+    dense_max = v;
+    return PyLong_FromLongLong(old);
+}
+
 static PyMethodDef methods[] = {
     {"plan", py_plan, METH_VARARGS,
      "plan(taps, C, k, Q, sizes, dilation, boundary, transposed, threads) -> bytes: the solve operators "
@@ -1936,6 +2102,8 @@ static PyMethodDef methods[] = {
     {"reparam_strip", py_reparam_strip, METH_VARARGS,
      "reparam_strip(theta, t1, taps, jac, f32): the strip's taps and Jacobian of theta, t1 = tanh(theta[:, 1])"},
     {"set_work32", py_set_work32, METH_VARARGS, "set_work32(flag) -> previous flag (float32 work copies)"},
+    {"set_dense_max", py_set_dense_max, METH_VARARGS,
+     "set_dense_max(n) -> previous bound (dense inverses in the plans of 2-D planes up to n x n; 0: never)"},
     {NULL, NULL, 0, NULL},
 };
 

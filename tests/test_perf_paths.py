@@ -206,6 +206,75 @@ def test_lines_float32_work_copies_against_the_reference(boundary, work32):
             assert not np.array_equal(y[:, 1:3], y_[:, 1:3]), (shape, Q, d)
 
 
+@pytest.fixture
+def dense_max():
+    """``set(n)`` bounds the planes that get dense inverses in the plans built next; restored."""
+    ext = _lines._ext()
+    old = ext.set_dense_max(8)
+    yield ext.set_dense_max
+    ext.set_dense_max(old)
+
+
+@needs_lines
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_dense_inverses_of_small_planes(boundary, dense_max):
+    """2-D planes of at most 8 rows of 4 or 8 samples are solved with each axis's inverse as a
+    dense matrix (in the plan): the solve, the input gradient and the taps' gradient against the
+    float64 reference, forward and adjoint solves, one and two factors, dilation 1 and 2, float32
+    and float64, plans built one direction at a time and both at once; the plans carry the
+    matrices (longer than without) and the results differ from the recurrences' in the last bits
+    (the path runs). Other sizes (6 x 6, 8 x 16, 3-D blocks) keep the recurrences, bit for bit."""
+    from arma_core.solve import dense_kernel, solve_vjp
+
+    rng = np.random.default_rng(17)
+    cases = [((4, 4), 1, 1), ((8, 8), 1, 1), ((8, 8), 2, 2), ((5, 8), 1, 1), ((8, 4), 2, 1), ((1, 4), 1, 1)]
+    cases += [((6, 6), 1, 1), ((8, 16), 1, 1), ((2, 4, 4), 1, 1)]
+    for shape, Q, d in cases:
+        if boundary == "reflect" and min(shape) <= d:
+            continue
+        dense = len(shape) == 2 and shape[0] <= 8 and shape[1] in (4, 8)
+        taps = _taps_with_sums(rng, [0.2, 0.6, 0.9], 0.3, len(shape), Q)
+        for dt, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+            x = rng.normal(size=(2, 3) + shape).astype(dt)
+            g = rng.normal(size=x.shape).astype(dt)
+            for adjoint in (False, True):
+                kw = dict(boundary=boundary, dilation=d, adjoint=adjoint, threads=1)
+                out = {}
+                for n, both in ((8, False), (8, True), (0, False)):
+                    dense_max(n)
+                    cache: dict = {}
+                    y = _lines.solve(x, taps.astype(dt), cache=cache, backward=both, **kw)
+                    w, gt = _lines.solve_vjp(y, g, taps.astype(dt), cache=cache, **kw)
+                    out[n, both] = (y, w, gt, cache)
+                y, w, gt, cache = out[8, False]
+                y64 = R.ar_solve(x.astype(np.float64), taps, boundary, d, adjoint=adjoint)
+                w64, gt64 = solve_vjp(
+                    compat_numpy,
+                    dense_kernel,
+                    y.astype(np.float64),
+                    g.astype(np.float64),
+                    taps,
+                    boundary=boundary,
+                    dilation=d,
+                    adjoint=adjoint,
+                )
+                what = (shape, Q, d, dt.__name__, adjoint)
+                assert rel_err(y, y64) < tol and rel_err(w, w64) < tol, what
+                assert rel_err(gt, gt64) < 10 * tol, what
+                # both directions' plans at once: the same plans, the same results
+                for a, b in zip(out[8, False][:3], out[8, True][:3]):
+                    assert np.array_equal(a, b), what
+                plans, plans0 = out[8, True][3], out[0, False][3]
+                for key in plans0:
+                    assert plans[key] == cache[key], what
+                    assert (len(plans[key]) > len(plans0[key])) == dense, what
+                same = [np.array_equal(a, b) for a, b in zip(out[8, False][:2], out[0, False][:2])]
+                if not dense:
+                    assert all(same), what
+                elif dt == np.float64:
+                    assert not any(same), what
+
+
 @needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_large_planes_reach_the_output_through_the_work_copy(boundary):
