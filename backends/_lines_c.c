@@ -724,13 +724,14 @@ static i64 dense_max = DENSE_MAX;
 static int dense_wanted(i64 k, const i64 *n) {
     return k == 2 && n[1] <= dense_max && (n[2] == 4 || n[2] == 8) && n[2] <= dense_max;
 }
-static int dense_fill(Plan *pl, const Plan *other);
+static int dense_fill(Plan *pl);
+static PyObject *dense_only(const Plan *full, int transposed);
 
 /* The plan (bytes) of the operators built in axes: header, taps, then per axis the correction
  * columns, Fac[C Q] and each factor's arrays; for small planes (dense_wanted) each axis's
  * inverses last. */
 static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d,
-                           int boundary, int transposed, const Plan *other) {
+                           int boundary, int transposed) {
     i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, zrows = 1;
     for (int bx = 3 - (int)k; bx < 3; bx++) {
         const AxisTmp *a = &axes[bx];
@@ -779,7 +780,7 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
             pl->ax[bx].dense = off;
             off += C * n[bx] * n[bx] * 8;
         }
-        if (dense_fill(pl, other) != 0) {
+        if (dense_fill(pl) != 0) {
             Py_DECREF(result);
             return PyErr_NoMemory();
         }
@@ -789,7 +790,7 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
 
 /* The plan of taps for one direction (transposed 0 or 1), or NULL with an exception set. */
 static PyObject *plan_one(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary, int transposed,
-                          int threads, const Plan *other) {
+                          int threads) {
     AxisTmp axes[3];
     memset(axes, 0, sizeof(axes));
     PyObject *result = NULL;
@@ -803,7 +804,7 @@ static PyObject *plan_one(const double *taps, i64 C, i64 k, i64 Q, const i64 *n,
     if (failed)
         PyErr_NoMemory();
     else
-        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed, other);
+        result = plan_pack(axes, taps, C, k, Q, n, d, boundary, transposed);
     for (int bx = 0; bx < 3; bx++) axis_tmp_free(&axes[bx]);
     return result;
 }
@@ -835,14 +836,26 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
         n[3 - k + j] = v;
     }
     const double *taps = (const double *)tb.buf;
-    if (transposed == 0 || (transposed == 1 && !dense_wanted(k, n))) {
-        result = plan_one(taps, C, k, Q, n, d, boundary, transposed, threads, NULL);
-    } else { /* also A^T's plan with dense inverses alone: they are A's transposed, whatever the call */
-        PyObject *fwd = plan_one(taps, C, k, Q, n, d, boundary, 0, threads, NULL);
-        /* A^T's dense inverses are the transposes of A's */
-        PyObject *adj = fwd ? plan_one(taps, C, k, Q, n, d, boundary, 1, threads, (const Plan *)PyBytes_AS_STRING(fwd))
-                            : NULL;
-        if (adj) result = transposed == 2 ? PyTuple_Pack(2, fwd, adj) : (Py_INCREF(adj), adj);
+    if (dense_wanted(k, n)) {
+        /* A's factors fill A's inverses, then give way to them; A^T's are their transposes (the
+         * same bytes whichever direction is asked for, and no factors of A^T to build) */
+        PyObject *full = plan_one(taps, C, k, Q, n, d, boundary, 0, threads), *fwd = NULL, *adj = NULL;
+        const Plan *fp = full ? (const Plan *)PyBytes_AS_STRING(full) : NULL;
+        if (fp && transposed != 1) fwd = dense_only(fp, 0);
+        if (fp && transposed != 0) adj = dense_only(fp, 1);
+        if (transposed == 2 && fwd && adj)
+            result = PyTuple_Pack(2, fwd, adj);
+        else if (transposed != 2)
+            result = transposed ? adj : fwd, Py_XINCREF(result);
+        Py_XDECREF(full);
+        Py_XDECREF(fwd);
+        Py_XDECREF(adj);
+    } else if (transposed < 2) {
+        result = plan_one(taps, C, k, Q, n, d, boundary, transposed, threads);
+    } else {
+        PyObject *fwd = plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
+        PyObject *adj = fwd ? plan_one(taps, C, k, Q, n, d, boundary, 1, threads) : NULL;
+        if (adj) result = PyTuple_Pack(2, fwd, adj);
         Py_XDECREF(fwd);
         Py_XDECREF(adj);
     }
@@ -1569,20 +1582,10 @@ INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Pl
 
 /* Each channel's inverse of each axis, solved from the identity with the plan's own factors (the
  * last axis's stored transposed: dense_plane combines rows of both): G (n, n) with G[i][j] =
- * (A_b^{-1})_{ij}, A^{-T}'s for a transposed plan (whose solves run with rev = 1). With other,
- * the plan of the other direction for the same taps, each matrix is the transpose of its. */
-static int dense_fill(Plan *pl, const Plan *other) {
+ * (A_b^{-1})_{ij}, A^{-T}'s for a transposed plan (whose solves run with rev = 1). */
+static int dense_fill(Plan *pl) {
     for (int b = 3 - (int)pl->k; b < 3; b++) {
         i64 n = pl->ax[b].n;
-        if (other) {
-            for (i64 c = 0; c < pl->C; c++) {
-                double *G = (double *)((char *)pl + pl->ax[b].dense) + c * n * n;
-                const double *H = (const double *)((const char *)other + other->ax[b].dense) + c * n * n;
-                for (i64 i = 0; i < n; i++)
-                    for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];
-            }
-            continue;
-        }
         double *buf = (double *)calloc((size_t)(2 * n * n + pl->zrows * n + 8), sizeof(double));
         if (!buf) return -1;
         double *eye = buf, *y = buf + n * n, *zc = y + n * n;
@@ -1596,6 +1599,36 @@ static int dense_fill(Plan *pl, const Plan *other) {
         free(buf);
     }
     return 0;
+}
+
+/* The plan of small planes that the solves use: full's header, taps and dense inverses without
+ * its factors (every solve of the plan takes solve_block_dense); for transposed, A^T's: each
+ * matrix transposed. */
+static PyObject *dense_only(const Plan *full, int transposed) {
+    i64 C = full->C, size = align8(sizeof(Plan)) + C * full->k * full->Q * 3 * 8;
+    for (int b = 3 - (int)full->k; b < 3; b++) size += C * full->ax[b].n * full->ax[b].n * 8;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (!result) return NULL;
+    char *base = PyBytes_AS_STRING(result);
+    memset(base, 0, (size_t)size);
+    Plan *pl = (Plan *)base;
+    *pl = (Plan){.magic = PLAN_MAGIC, .C = C, .k = full->k, .Q = full->Q, .d = full->d, .boundary = full->boundary,
+                 .transposed = transposed, .zrows = 1, .taps = align8(sizeof(Plan))};
+    i64 off = pl->taps + C * full->k * full->Q * 3 * 8;
+    memcpy(base + pl->taps, (const char *)full + full->taps, (size_t)(C * full->k * full->Q * 3 * 8));
+    for (int b = 0; b < 3; b++) {
+        i64 n = full->ax[b].n;
+        pl->ax[b].n = n;
+        if (b < 3 - full->k) continue;
+        pl->ax[b].dense = off;
+        double *G = (double *)(base + off);
+        const double *H = (const double *)((const char *)full + full->ax[b].dense);
+        for (i64 c = 0; c < C; c++, G += n * n, H += n * n)
+            for (i64 i = 0; i < n; i++)
+                for (i64 j = 0; j < n; j++) G[i * n + j] = transposed ? H[j * n + i] : H[i * n + j];
+        off += C * n * n * 8;
+    }
+    return result;
 }
 
 /* dst (n2, n3) = G2 src GT3 for one plane in float64 arithmetic: the rows of src combined by
@@ -1688,7 +1721,7 @@ INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, co
 #define WORK32_MIN 16
 INLINE void solve_block_any(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev,
                             Scratch *sc) {
-    if (pl->ax[2].dense && rev == (int)pl->transposed) {
+    if (pl->ax[2].dense) { /* rev == pl->transposed (plan_checked) */
         solve_block_dense(src, sf32, dst, df32, pl, c, sc->wk);
         return;
     }
@@ -1728,10 +1761,15 @@ HOT static void blocks_range(void *vctx, i64 lo, i64 hi, int tid) {
     afree(sc.wk);
 }
 
-static const Plan *plan_of(Py_buffer *b) {
+/* the plan in b for solves with rev (a plan of small planes holds one direction's inverses only) */
+static const Plan *plan_of(Py_buffer *b, int rev) {
     const Plan *pl = (const Plan *)b->buf;
     if (b->len < (Py_ssize_t)sizeof(Plan) || pl->magic != PLAN_MAGIC) {
         PyErr_SetString(PyExc_ValueError, "_lines_c: not a plan");
+        return NULL;
+    }
+    if (pl->ax[2].dense && rev != (int)pl->transposed) {
+        PyErr_SetString(PyExc_ValueError, "_lines_c: this plan solves with rev = transposed only");
         return NULL;
     }
     return pl;
@@ -1768,7 +1806,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "y*w*y*Liiii", &sb, &db, &pb, &P, &sf32, &df32, &rev, &threads)) return NULL;
     PyObject *result = NULL;
-    const Plan *pl = plan_of(&pb);
+    const Plan *pl = plan_of(&pb, rev);
     if (!pl) goto done;
     i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
     if (P < 0 || P % pl->C || sb.len != (Py_ssize_t)(P * N * (sf32 ? 4 : 8)) ||
@@ -1905,7 +1943,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
     i64 *maps = NULL; /* rows (n2 + 2 d), then cols (n3 + 2 d): the padded maps of a 2-D block */
     Edges est[3];
     memset(est, 0, sizeof(est));
-    const Plan *pl = plan_of(&pb);
+    const Plan *pl = plan_of(&pb, !adjoint);
     if (!pl) goto done;
     i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n, C = pl->C, KQ3 = pl->k * pl->Q * 3;
     Py_ssize_t bytes = (Py_ssize_t)(P * N * (f32 ? 4 : 8));
