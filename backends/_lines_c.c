@@ -715,21 +715,20 @@ static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64
 static i64 align8(i64 x) { return (x + 7) & ~(i64)7; }
 
 /* Small planes (see solve_block_dense): 2-D blocks of at most dense_max rows of 4 or 8 (<=
- * dense_max) samples carry each channel's inverse of each axis as a dense matrix, filled by
- * dense_fill once the plan's factors are packed. set_dense_max changes the bound (0: never), for
- * tests and A/Bs. Rows of other lengths keep the recurrences (on this file's scalar loops for
+ * dense_max) samples get plans of each channel's inverse of each axis as a dense matrix
+ * (dense_plan), no factors. set_dense_max changes the bound (0: never), for tests and A/Bs. Rows of other lengths keep the recurrences (on this file's scalar loops for
  * them the dense form did not pay: 6 x 6 and 7 x 7 planes took as long as the recurrences). */
 #define DENSE_MAX 8
 static i64 dense_max = DENSE_MAX;
 static int dense_wanted(i64 k, const i64 *n) {
     return k == 2 && n[1] <= dense_max && (n[2] == 4 || n[2] == 8) && n[2] <= dense_max;
 }
-static int dense_fill(Plan *pl);
-static PyObject *dense_only(const Plan *full, int transposed);
+static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
+                            int transposed);
+static PyObject *dense_plan_transposed(PyObject *fwd);
 
 /* The plan (bytes) of the operators built in axes: header, taps, then per axis the correction
- * columns, Fac[C Q] and each factor's arrays; for small planes (dense_wanted) each axis's
- * inverses last. */
+ * columns, Fac[C Q] and each factor's arrays. */
 static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d,
                            int boundary, int transposed) {
     i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, zrows = 1;
@@ -740,9 +739,6 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
             size += 16 * a->facs[i].S + 8 * a->s.nc * (a->facs[i].lo + n[bx] - a->facs[i].hi);
         zrows = imax(zrows, a->s.nc);
     }
-    int dense = dense_wanted(k, n);
-    if (dense)
-        for (int bx = 3 - (int)k; bx < 3; bx++) size += C * n[bx] * n[bx] * 8;
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!result) return NULL;
     char *base = PyBytes_AS_STRING(result);
@@ -773,16 +769,6 @@ static PyObject *plan_pack(const AxisTmp *axes, const double *taps, i64 C, i64 k
             memcpy(base + off + 8 * t->S, t->p, (size_t)(8 * t->S));
             if (mlen) memcpy(base + off + 16 * t->S, t->M, (size_t)(8 * mlen));
             off += 16 * t->S + 8 * mlen;
-        }
-    }
-    if (dense) {
-        for (int bx = 3 - (int)k; bx < 3; bx++) {
-            pl->ax[bx].dense = off;
-            off += C * n[bx] * n[bx] * 8;
-        }
-        if (dense_fill(pl) != 0) {
-            Py_DECREF(result);
-            return PyErr_NoMemory();
         }
     }
     return result;
@@ -836,18 +822,12 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
         n[3 - k + j] = v;
     }
     const double *taps = (const double *)tb.buf;
-    if (dense_wanted(k, n)) {
-        /* A's factors fill A's inverses, then give way to them; A^T's are their transposes (the
-         * same bytes whichever direction is asked for, and no factors of A^T to build) */
-        PyObject *full = plan_one(taps, C, k, Q, n, d, boundary, 0, threads), *fwd = NULL, *adj = NULL;
-        const Plan *fp = full ? (const Plan *)PyBytes_AS_STRING(full) : NULL;
-        if (fp && transposed != 1) fwd = dense_only(fp, 0);
-        if (fp && transposed != 0) adj = dense_only(fp, 1);
-        if (transposed == 2 && fwd && adj)
-            result = PyTuple_Pack(2, fwd, adj);
-        else if (transposed != 2)
-            result = transposed ? adj : fwd, Py_XINCREF(result);
-        Py_XDECREF(full);
+    if (dense_wanted(k, n) && transposed < 2) {
+        result = dense_plan(taps, C, k, Q, n, d, boundary, transposed);
+    } else if (dense_wanted(k, n)) {
+        PyObject *fwd = dense_plan(taps, C, k, Q, n, d, boundary, 0);
+        PyObject *adj = fwd ? dense_plan_transposed(fwd) : NULL;
+        if (adj) result = PyTuple_Pack(2, fwd, adj);
         Py_XDECREF(fwd);
         Py_XDECREF(adj);
     } else if (transposed < 2) {
@@ -1580,53 +1560,126 @@ INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Pl
 /* ------------------------------------------------------------------------------------------ */
 /* small planes: each axis's inverse as a dense matrix                                          */
 
-/* Each channel's inverse of each axis, solved from the identity with the plan's own factors (the
- * last axis's stored transposed: dense_plane combines rows of both): G (n, n) with G[i][j] =
- * (A_b^{-1})_{ij}, A^{-T}'s for a transposed plan (whose solves run with rev = 1). */
-static int dense_fill(Plan *pl) {
-    for (int b = 3 - (int)pl->k; b < 3; b++) {
-        i64 n = pl->ax[b].n;
-        double *buf = (double *)calloc((size_t)(2 * n * n + pl->zrows * n + 8), sizeof(double));
-        if (!buf) return -1;
-        double *eye = buf, *y = buf + n * n, *zc = y + n * n;
-        for (i64 i = 0; i < n; i++) eye[i * n + i] = 1.0;
-        for (i64 c = 0; c < pl->C; c++) {
-            double *G = (double *)((char *)pl + pl->ax[b].dense) + c * n * n;
-            solve_axis(y, eye, 0, 1, n, n, pl, b, c, (int)pl->transposed, zc); /* column j: A_b^{-1} e_j */
-            for (i64 i = 0; i < n; i++)
-                for (i64 j = 0; j < n; j++) G[i * n + j] = b == 2 ? y[j * n + i] : y[i * n + j];
+/* The inverse of one axis's operator, A_b = F_0 F_1 ... F_{Q-1} (the order of solve_axis's
+ * sweeps: F_0^{-1} first), of n <= DENSE_MAX samples, into G (n x n; its transpose when
+ * transposed): each factor's matrix from its taps and the boundary rule (row i: f_-1 at jp[i],
+ * the source of i + d, f_0 at i, f_1 at jm[i], the source of i - d; n for a zero), inverted by
+ * Gauss-Jordan elimination with partial pivoting, the inverses multiplied. f: the Q factors'
+ * taps (Q x 3). */
+INLINE void dense_inverse_n(const double *f, i64 Q, const i64 n, const i64 *jp, const i64 *jm, int transposed,
+                             double *G) {
+    /* per factor [F | I] reduced to [I | F^{-1}], rows of w doubles (2 n and zeros up to a
+     * multiple of 4: vectors); A^{-1} = F_{Q-1}^{-1} ... F_0^{-1} accumulated in X (the
+     * product inverted at once missed the float64 tests' 1e-10 on two factors of circular
+     * 5-sample axes with d = 2: 6.5e-10 against the reference) */
+    const i64 w = (2 * n + 3) & ~(i64)3;
+    double R[2 * DENSE_MAX * DENSE_MAX + 4 * DENSE_MAX], X[DENSE_MAX * DENSE_MAX], T[DENSE_MAX * DENSE_MAX];
+    for (i64 q = 0; q < Q; q++) {
+        for (i64 i = 0; i < n; i++) {
+            double *ri = R + i * w;
+            for (i64 j = 0; j < w; j++) ri[j] = n + i == j ? 1.0 : 0.0;
+            ri[i] += f[3 * q + 1];
+            if (jp[i] < n) ri[jp[i]] += f[3 * q];
+            if (jm[i] < n) ri[jm[i]] += f[3 * q + 2];
         }
-        free(buf);
+        for (i64 col = 0; col < n; col++) {
+            i64 piv = col;
+            for (i64 r = col + 1; r < n; r++)
+                if (fabs(R[r * w + col]) > fabs(R[piv * w + col])) piv = r;
+            double *rc = R + col * w;
+            if (piv != col) {
+                double t[2 * DENSE_MAX + 4];
+                memcpy(t, rc, (size_t)w * sizeof(double));
+                memcpy(rc, R + piv * w, (size_t)w * sizeof(double));
+                memcpy(R + piv * w, t, (size_t)w * sizeof(double));
+            }
+            double inv = 1.0 / rc[col];
+#if VEC
+            for (i64 j = 0; j < w; j += 4) st4(rc + j, inv * ld4(rc + j));
+#else
+            for (i64 j = 0; j < w; j++) rc[j] *= inv;
+#endif
+            for (i64 r = 0; r < n; r++) {
+                if (r == col) continue;
+                double *rr = R + r * w, g = rr[col];
+#if VEC
+                for (i64 j = 0; j < w; j += 4) st4(rr + j, ld4(rr + j) - g * ld4(rc + j));
+#else
+                for (i64 j = 0; j < w; j++) rr[j] -= g * rc[j];
+#endif
+            }
+        }
+        for (i64 i = 0; i < n; i++) /* X <- F_q^{-1} X */
+            for (i64 j = 0; j < n; j++) {
+                double acc = 0.0;
+                if (q == 0)
+                    acc = R[i * w + n + j];
+                else
+                    for (i64 l = 0; l < n; l++) acc += R[i * w + n + l] * X[l * n + j];
+                T[i * n + j] = acc;
+            }
+        memcpy(X, T, (size_t)(n * n) * sizeof(double));
     }
-    return 0;
+    for (i64 i = 0; i < n; i++)
+        for (i64 j = 0; j < n; j++) G[i * n + j] = transposed ? X[j * n + i] : X[i * n + j];
 }
 
-/* The plan of small planes that the solves use: full's header, taps and dense inverses without
- * its factors (every solve of the plan takes solve_block_dense); for transposed, A^T's: each
- * matrix transposed. */
-static PyObject *dense_only(const Plan *full, int transposed) {
-    i64 C = full->C, size = align8(sizeof(Plan)) + C * full->k * full->Q * 3 * 8;
-    for (int b = 3 - (int)full->k; b < 3; b++) size += C * full->ax[b].n * full->ax[b].n * 8;
+/* dense_inverse_n with the lengths of the rows dense_wanted takes as constants (unrolled loops) */
+HOT static void dense_inverse(const double *f, i64 Q, i64 n, const i64 *jp, const i64 *jm, int transposed,
+                              double *G) {
+    if (n == 4)
+        dense_inverse_n(f, Q, 4, jp, jm, transposed, G);
+    else if (n == 8)
+        dense_inverse_n(f, Q, 8, jp, jm, transposed, G);
+    else
+        dense_inverse_n(f, Q, n, jp, jm, transposed, G);
+}
+
+/* The plan of small planes (dense_wanted): header, taps and each channel's inverse of each axis
+ * (the last axis's stored transposed: solve_block_dense combines rows of both), for A, or for
+ * A^T when transposed (each axis's inverse transposed); no factors: every solve of the plan
+ * takes solve_block_dense (plan_of refuses the other direction). */
+static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
+                            int transposed) {
+    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8;
+    for (int b = 3 - (int)k; b < 3; b++) size += C * n[b] * n[b] * 8;
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!result) return NULL;
     char *base = PyBytes_AS_STRING(result);
     memset(base, 0, (size_t)size);
     Plan *pl = (Plan *)base;
-    *pl = (Plan){.magic = PLAN_MAGIC, .C = C, .k = full->k, .Q = full->Q, .d = full->d, .boundary = full->boundary,
+    *pl = (Plan){.magic = PLAN_MAGIC, .C = C, .k = k, .Q = Q, .d = d, .boundary = boundary,
                  .transposed = transposed, .zrows = 1, .taps = align8(sizeof(Plan))};
-    i64 off = pl->taps + C * full->k * full->Q * 3 * 8;
-    memcpy(base + pl->taps, (const char *)full + full->taps, (size_t)(C * full->k * full->Q * 3 * 8));
+    i64 off = pl->taps + C * k * Q * 3 * 8;
+    memcpy(base + pl->taps, taps, (size_t)(C * k * Q * 3 * 8));
     for (int b = 0; b < 3; b++) {
-        i64 n = full->ax[b].n;
-        pl->ax[b].n = n;
-        if (b < 3 - full->k) continue;
+        pl->ax[b].n = n[b];
+        if (b < 3 - k) continue;
         pl->ax[b].dense = off;
-        double *G = (double *)(base + off);
-        const double *H = (const double *)((const char *)full + full->ax[b].dense);
-        for (i64 c = 0; c < C; c++, G += n * n, H += n * n)
+        i64 jp[DENSE_MAX], jm[DENSE_MAX]; /* the sources of i + d and i - d (n[b]: a zero) */
+        for (i64 i = 0; i < n[b]; i++) jp[i] = source(i + d, n[b], boundary), jm[i] = source(i - d, n[b], boundary);
+        for (i64 c = 0; c < C; c++) /* G^T stored for the last axis: (A_b^{-1})^T, or A_b^{-1} for A^T */
+            dense_inverse(taps + (c * k + (b - 3 + k)) * Q * 3, Q, n[b], jp, jm, (b == 2) != transposed,
+                          (double *)(base + off) + c * n[b] * n[b]);
+        off += C * n[b] * n[b] * 8;
+    }
+    return result;
+}
+
+/* dense_plan(..., 1) from dense_plan(..., 0): the same bytes, each matrix transposed */
+static PyObject *dense_plan_transposed(PyObject *fwd) {
+    PyObject *result = PyBytes_FromStringAndSize(PyBytes_AS_STRING(fwd), PyBytes_GET_SIZE(fwd));
+    if (!result) return NULL;
+    Plan *pl = (Plan *)PyBytes_AS_STRING(result);
+    const Plan *src = (const Plan *)PyBytes_AS_STRING(fwd);
+    pl->transposed = 1;
+    for (int b = 3 - (int)pl->k; b < 3; b++) {
+        i64 n = pl->ax[b].n;
+        double *G = (double *)((char *)pl + pl->ax[b].dense);
+        const double *H = (const double *)((const char *)src + src->ax[b].dense);
+        for (i64 c = 0; c < pl->C; c++, G += n * n, H += n * n)
             for (i64 i = 0; i < n; i++)
-                for (i64 j = 0; j < n; j++) G[i * n + j] = transposed ? H[j * n + i] : H[i * n + j];
-        off += C * n * n * 8;
+                for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];
     }
     return result;
 }
