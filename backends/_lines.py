@@ -49,6 +49,13 @@ runs in one pass per block too: the transposed solve and the taps' gradient
 ``-<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>`` as dot products of shifted
 contiguous slices, accumulated in float64.
 
+Small 2-D planes (at most 8 rows of 4 or 8 samples, where the recurrences' per-line and
+transpose costs dominate) are solved differently: their plans hold, per channel and axis, the
+``n x n`` inverse of the axis's operator (each factor's matrix inverted by Gauss-Jordan
+elimination with partial pivoting, the inverses multiplied; the transposed plan holds the same
+matrices transposed), and a plane is ``G_H X G_W^T`` in float64 arithmetic
+(``_lines_c.set_dense_max(0)`` turns this off for the plans built next).
+
 The loops are the C extension ``arma_core.backends._lines_c`` (``backends/_lines_c.c``), built
 by the install step when a C compiler is present (x86-64 Linux builds carry AVX2 and AVX-512
 clones of the hot loops, chosen at load time). It needs no compilation at run time. It splits a
