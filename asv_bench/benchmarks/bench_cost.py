@@ -7,6 +7,8 @@ workloads side by side with their goals).
 - :class:`Recurrent`, :class:`UNetStep`: one training step of ARMA-LSTM and ConvLSTM at the video
   experiment's CPU size, of the ARMA U-Net and the U-Net at the segmentation experiment's
   (skipped when ``arma_core.nn.models`` has no ``UNet``).
+- :class:`SmallPlanes`: the line solver's solve and backward on a U-Net's bottom planes, with
+  and without the dense inverses of small planes (``benchmarks/small_planes.py`` side by side).
 - :class:`ColdStart`: the first ``ar_solve`` in a fresh interpreter (asv's ``timeraw``).
 - :class:`SciPyBaselines`: ``ar_solve`` and ``scipy.signal.lfilter`` / ``scipy.linalg.solve_banded``
   on 64 x 65,536 float64 samples as 64 channels or a batch of one channel.
@@ -141,6 +143,49 @@ class UNetStep(_Settings):
 
     def time_step(self, network):
         self.step()
+
+
+class SmallPlanes(_Settings):
+    """``_lines.solve`` and ``_lines.solve_vjp`` (taps' gradient included) of float32 planes of
+    the segmentation U-Net's bottom levels, ``circular``, one thread: with each axis's dense
+    inverse in the plans (the default) and with the recurrences (``set_dense_max(0)``)."""
+
+    params = [["16x64x8x8", "16x128x4x4"], ["dense inverses", "recurrences"], ["solve", "solve_vjp"]]
+    param_names = ["planes", "method", "kernel"]
+    number = 20
+
+    def setup(self, planes, method, kernel):
+        import numpy as np
+        import torch
+        from large import theta_like
+
+        from arma_core.backends import _lines
+        from arma_core.nn import AR2d
+
+        if not _lines.available():
+            raise NotImplementedError("the compiled line solver is not built")
+        shape = tuple(int(s) for s in planes.split("x"))
+        taps = theta_like(AR2d(shape[1]))._filter(torch.float32).taps.detach().numpy()
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+        ext = _lines._ext()
+        self._old = ext.set_dense_max(8 if method == "dense inverses" else 0)
+        kw = dict(boundary="circular", dilation=1, adjoint=False, cache={}, threads=1)
+        y = _lines.solve(x, taps, **kw)  # the plans are built here, under this setting
+        if kernel == "solve":
+            self.fn = lambda: _lines.solve(x, taps, out=y, **kw)
+        else:
+            gx = np.empty_like(x)
+            self.fn = lambda: _lines.solve_vjp(y, g, taps, need_taps=True, out=gx, **kw)
+        self.fn()
+
+    def teardown(self, planes, method, kernel):
+        from arma_core.backends import _lines
+
+        _lines._ext().set_dense_max(self._old)
+
+    def time_kernel(self, planes, method, kernel):
+        self.fn()
 
 
 class ColdStart:
