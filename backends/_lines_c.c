@@ -716,8 +716,9 @@ static i64 align8(i64 x) { return (x + 7) & ~(i64)7; }
 
 /* Small planes (see solve_block_dense): 2-D blocks of at most dense_max rows of 4 or 8 (<=
  * dense_max) samples get plans of each channel's inverse of each axis as a dense matrix
- * (dense_plan), no factors. set_dense_max changes the bound (0: never), for tests and A/Bs. Rows of other lengths keep the recurrences (on this file's scalar loops for
- * them the dense form did not pay: 6 x 6 and 7 x 7 planes took as long as the recurrences). */
+ * (dense_plan), no factors. set_dense_max changes the bound (0: never), for tests and A/Bs.
+ * Rows of other lengths keep the recurrences (with this file's scalar loops for them the dense
+ * form did not pay: 6 x 6 and 7 x 7 planes took as long as the recurrences). */
 #define DENSE_MAX 8
 static i64 dense_max = DENSE_MAX;
 static int dense_wanted(i64 k, const i64 *n) {
@@ -1687,8 +1688,8 @@ static PyObject *dense_plan_transposed(PyObject *fwd) {
 /* dst (n2, n3) = G2 src GT3 for one plane in float64 arithmetic: the rows of src combined by
  * GT3 (= G3^T, the last axis) into wk, then wk's rows combined by G2. Per plane 2 n2 n3^2
  * multiply-adds on vectors of n3 lanes (against the recurrences' per-line and transpose costs,
- * which dominate planes this small). DENSE_VEC: n3 fixed, the rows as vectors of V (n3 doubles;
- * the compiler splits them into the processor's widths); DENSE_ANY: any n3 <= DENSE_MAX. */
+ * which dominate planes this small). DENSE_VEC: n3 = NN fixed, each row as NN / 4 vectors of
+ * 4 doubles; DENSE_ANY: any n3 <= DENSE_MAX, plain loops (mixed precisions, other compilers). */
 #define DENSE_VEC(NAME, NN, ST, DT)                                                                                    \
     INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const double *restrict G2,                      \
                      const double *restrict GT3, double *restrict wk) {                                               \
@@ -1774,7 +1775,7 @@ INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, co
 #define WORK32_MIN 16
 INLINE void solve_block_any(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev,
                             Scratch *sc) {
-    if (pl->ax[2].dense) { /* rev == pl->transposed (plan_checked) */
+    if (pl->ax[2].dense) { /* rev == pl->transposed: plan_of checks it */
         solve_block_dense(src, sf32, dst, df32, pl, c, sc->wk);
         return;
     }
@@ -2165,8 +2166,8 @@ static PyObject *py_set_work32(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* set_dense_max(n) -> the previous bound: planes of 2-D signals whose axes are at most n long get
- * dense inverses in the plans built from now on (0: never); for tests and benchmarks */
+/* set_dense_max(n) -> the previous bound: planes of 2-D signals of at most n rows of 4 or 8 (<= n)
+ * samples get dense inverses in the plans built from now on (0: never); for tests and benchmarks */
 static PyObject *py_set_dense_max(PyObject *self, PyObject *args) {
     long long v;
     (void)self;
@@ -2194,7 +2195,8 @@ static PyMethodDef methods[] = {
      "reparam_strip(theta, t1, taps, jac, f32): the strip's taps and Jacobian of theta, t1 = tanh(theta[:, 1])"},
     {"set_work32", py_set_work32, METH_VARARGS, "set_work32(flag) -> previous flag (float32 work copies)"},
     {"set_dense_max", py_set_dense_max, METH_VARARGS,
-     "set_dense_max(n) -> previous bound (dense inverses in the plans of 2-D planes up to n x n; 0: never)"},
+     "set_dense_max(n) -> previous bound (dense inverses in the plans of 2-D planes of at most n rows of 4 or 8 "
+     "<= n samples; 0: never)"},
     {NULL, NULL, 0, NULL},
 };
 
