@@ -250,7 +250,7 @@ INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *
     }
 }
 #endif
-/* taps_sums_2d_q1's nine sums for d = 1 and n3 a multiple of 8, without copies:
+/* taps_sums_2d_q1's nine sums for d = 1 and n3 a multiple of 4, without copies:
  *     D[3 t + b] = sum_k v~[i][k - 1 + b] u~[i + 1 - t][k]    (k = -1 .. n3)
  * (the shift moved from u to v, so that the three shifts of a row of v serve the three rows of
  * u), v~ = v with zero columns -1 and n3, u~ = u with the boundary's rows and columns. Rows of
@@ -314,10 +314,11 @@ INLINE void SFX(fold9)(const double *D, const T *fH, const T *fW, double *part) 
  * copies of u. v and u are (n2, n3); rows[i'] / cols[j'] give the row / column of u that
  * stands at position i' - d / j' - d (n2 / n3: a zero), for i' < n2 + 2 d, j' < n3 + 2 d.
  *
- * With d = 1 and n3 a multiple of 8 the sums come from dots9_d1, without copies. Otherwise u
- * is copied in float64 with a halo of d rows and columns holding what the boundary rule puts
- * there, and v with d zero columns on each side and the same row stride S = n3 + 2 d: then
- * every shift is a fixed offset and the nine sums are one pass over the padded rows.
+ * With d = 1 and n3 a multiple of 4 the sums come from dots9_d1 (dots9_d1_w8 for multiples of
+ * 8 on AVX-512), without copies. Otherwise u is copied in float64 with a halo of d rows and
+ * columns holding what the boundary rule puts there, and v with d zero columns on each side and
+ * the same row stride S = n3 + 2 d: then every shift is a fixed offset and the nine sums are one
+ * pass over the padded rows.
  * w64: the padded copies' (2 n2 + 2 d) S + 2 d doubles.
  *
  * ahead: the next block's y (n2 x n3 of T), or NULL: prefetched a row per row of v, spread
@@ -327,9 +328,9 @@ INLINE void SFX(taps_sums_2d_q1)(const T *v, const T *u, i64 n2, i64 n3, i64 d, 
                                  const T *fH, const T *fW, double *part, double *w64, const char *ahead) {
     double D[9] = {0.0}; /* D[3 t + b] */
 #if VEC
-    if (d == 1 && n3 % 8 == 0) {
+    if (d == 1 && n3 % 4 == 0) {
 #if WIDE
-        if (lanes_wide)
+        if (lanes_wide && n3 % 8 == 0)
             SFX(dots9_d1_w8)(v, u, n2, n3, rows, cols, D, ahead);
         else
 #endif

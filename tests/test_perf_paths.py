@@ -714,14 +714,16 @@ def test_layer_pickles_and_copies_after_a_forward():
 def test_lines_taps_gradient_of_one_factor_planes(boundary, dtype):
     """2-D blocks with one factor per axis take the one-pass taps gradient (nine shifted sums
     over padded copies): every dilation, including dilations past the plane's size, and the
-    vectorised path of dilation 1 with rows a multiple of 8 long (one-row planes included)."""
+    vectorised path of dilation 1 with rows a multiple of 4 long (8-lane vectors for multiples of
+    8; one-row planes included)."""
     import array_api_compat.numpy as xnp
 
     from arma_core.solve import dense_kernel, solve_vjp
 
     rng = np.random.default_rng(7)
     cases = [((6, 7), 1), ((5, 9), 2), ((3, 4), 3), ((8, 2), 2), ((16, 16), 1), ((2, 33), 5)]
-    for shape, d in cases + [((1, 8), 1), ((2, 8), 1), ((3, 24), 1), ((7, 64), 1), ((8, 16), 2)]:
+    vec = [((1, 8), 1), ((2, 8), 1), ((3, 24), 1), ((7, 64), 1), ((8, 16), 2), ((4, 4), 1), ((5, 12), 1), ((1, 4), 1)]
+    for shape, d in cases + vec + [((9, 20), 1), ((8, 4), 1)]:
         if boundary == "reflect" and min(shape) <= d:
             continue
         taps = random_taps(rng, 3, 2, 1)
