@@ -3,11 +3,12 @@
 Usage (from ``/tmp``, so that the working tree's package is the one imported)::
 
     git archive <rev> | tar -x -C /tmp/old && (cd /tmp/old && python setup.py -q build_ext --inplace)
-    python /path/to/benchmarks/kernel_ab.py /tmp/old/backends/_lines_c.*.so [rounds]
+    python /path/to/benchmarks/kernel_ab.py /tmp/old/backends/_lines_c.*.so [rounds] [shapes]
 
-``old`` is the given ``.so``; ``new`` the one ``arma_core`` imports. For float32 planes of 128
-channels (one factor per axis, ``AR2d``'s default taps of ``large.theta_like``) at the three
-shapes of issue 13's layer rows and the ``circular`` and ``zeros`` boundaries, it prints the best
+``old`` is the given ``.so``; ``new`` the one ``arma_core`` imports. For float32 planes (one
+factor per axis, ``AR2d``'s default taps of ``large.theta_like``) at the three shapes of issue
+13's layer rows (128 channels), or at ``shapes`` (comma-separated, e.g. ``16x128x4x4,16x64x12x12``),
+and the ``circular`` and ``zeros`` boundaries, it prints the best
 time of ``solve`` and of ``solve_vjp`` (with the taps' gradient) for each build, the two builds
 alternating in rounds, one thread, and whether the outputs are bit-identical (the taps' gradient:
 the largest relative difference).
@@ -41,6 +42,9 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     rounds = int(argv[1]) if len(argv) > 1 else 3
+    shapes = SHAPES
+    if len(argv) > 2:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in argv[2].split(",")]
     import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -52,14 +56,14 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     installed = _lines._ext()  # first: loading the other build first would shadow it
     builds = {"old": load_build(argv[0]), "new": installed}
-    taps = large.theta_like(AR2d(128))._filter(torch.float32).taps.detach().numpy()
     print(
         "| planes | boundary | solve old -> new (ms) | vjp old -> new (ms) "
         "| y, input gradient identical | taps gradient, max rel. diff |"
     )
     print("|---|---|---|---|---|---|")
     try:
-        for shape in SHAPES:
+        for shape in shapes:
+            taps = large.theta_like(AR2d(shape[-3]))._filter(torch.float32).taps.detach().numpy()
             x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
             g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
             for b in BOUNDARIES:
