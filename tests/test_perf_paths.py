@@ -275,8 +275,8 @@ def test_lines_dense_inverses_of_small_planes(boundary, dense_max):
                     assert not any(same), what
                 if dense and adjoint:  # mixed precisions (the extension's out of another dtype)
                     other = np.float64 if dt == np.float32 else np.float32
-                    out = _lines.solve(x, taps.astype(dt), out=np.empty(x.shape, other), **kw)
-                    assert out.dtype == other and rel_err(out, y64) < 1e-6, what
+                    mixed = _lines.solve(x, taps.astype(dt), out=np.empty(x.shape, other), **kw)
+                    assert mixed.dtype == other and rel_err(mixed, y64) < 1e-6, what
                 if dense:  # the plan of A holds A's inverses only: no A^T solve from it
                     plan = plans[("lines", shape, adjoint)]
                     with pytest.raises(ValueError, match="rev = transposed only"):
