@@ -724,8 +724,7 @@ static i64 dense_max = DENSE_MAX;
 static int dense_wanted(i64 k, const i64 *n) {
     return k == 2 && n[1] <= dense_max && (n[2] == 4 || n[2] == 8) && n[2] <= dense_max;
 }
-static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
-                            int transposed);
+static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary);
 static PyObject *dense_plan_transposed(PyObject *fwd);
 
 /* The plan (bytes) of the operators built in axes: header, taps, then per axis the correction
@@ -823,20 +822,21 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
         n[3 - k + j] = v;
     }
     const double *taps = (const double *)tb.buf;
-    if (dense_wanted(k, n) && transposed < 2) {
-        result = dense_plan(taps, C, k, Q, n, d, boundary, transposed);
-    } else if (dense_wanted(k, n)) {
-        PyObject *fwd = dense_plan(taps, C, k, Q, n, d, boundary, 0);
-        PyObject *adj = fwd ? dense_plan_transposed(fwd) : NULL;
-        if (adj) result = PyTuple_Pack(2, fwd, adj);
-        Py_XDECREF(fwd);
-        Py_XDECREF(adj);
-    } else if (transposed < 2) {
-        result = plan_one(taps, C, k, Q, n, d, boundary, transposed, threads);
-    } else {
-        PyObject *fwd = plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
-        PyObject *adj = fwd ? plan_one(taps, C, k, Q, n, d, boundary, 1, threads) : NULL;
-        if (adj) result = PyTuple_Pack(2, fwd, adj);
+    int dense = dense_wanted(k, n);
+    if (transposed == 1 && !dense) {
+        result = plan_one(taps, C, k, Q, n, d, boundary, 1, threads);
+    } else { /* A's plan first; A^T's of small planes is A's with each matrix transposed */
+        PyObject *fwd = dense ? dense_plan(taps, C, k, Q, n, d, boundary)
+                              : plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
+        PyObject *adj = NULL;
+        if (fwd && transposed > 0)
+            adj = dense ? dense_plan_transposed(fwd) : plan_one(taps, C, k, Q, n, d, boundary, 1, threads);
+        if (transposed == 0)
+            result = fwd, fwd = NULL;
+        else if (transposed == 1)
+            result = adj, adj = NULL;
+        else if (adj)
+            result = PyTuple_Pack(2, fwd, adj);
         Py_XDECREF(fwd);
         Py_XDECREF(adj);
     }
@@ -1636,12 +1636,10 @@ HOT static void dense_inverse(const double *f, i64 Q, i64 n, const i64 *jp, cons
         dense_inverse_n(f, Q, n, jp, jm, transposed, G);
 }
 
-/* The plan of small planes (dense_wanted): header, taps and each channel's inverse of each axis
- * (the last axis's stored transposed: solve_block_dense combines rows of both), for A, or for
- * A^T when transposed (each axis's inverse transposed); no factors: every solve of the plan
- * takes solve_block_dense (plan_of refuses the other direction). */
-static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
-                            int transposed) {
+/* A's plan of small planes (dense_wanted): header, taps and each channel's inverse of each axis
+ * (the last axis's stored transposed: solve_block_dense combines rows of both); no factors:
+ * every solve of the plan takes solve_block_dense (plan_of refuses the other direction). */
+static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary) {
     i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8;
     for (int b = 3 - (int)k; b < 3; b++) size += C * n[b] * n[b] * 8;
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
@@ -1650,7 +1648,7 @@ static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *
     memset(base, 0, (size_t)size);
     Plan *pl = (Plan *)base;
     *pl = (Plan){.magic = PLAN_MAGIC, .C = C, .k = k, .Q = Q, .d = d, .boundary = boundary,
-                 .transposed = transposed, .zrows = 1, .taps = align8(sizeof(Plan))};
+                 .transposed = 0, .zrows = 1, .taps = align8(sizeof(Plan))};
     i64 off = pl->taps + C * k * Q * 3 * 8;
     memcpy(base + pl->taps, taps, (size_t)(C * k * Q * 3 * 8));
     for (int b = 0; b < 3; b++) {
@@ -1659,15 +1657,15 @@ static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *
         pl->ax[b].dense = off;
         i64 jp[DENSE_MAX], jm[DENSE_MAX]; /* the sources of i + d and i - d (n[b]: a zero) */
         for (i64 i = 0; i < n[b]; i++) jp[i] = source(i + d, n[b], boundary), jm[i] = source(i - d, n[b], boundary);
-        for (i64 c = 0; c < C; c++) /* G^T stored for the last axis: (A_b^{-1})^T, or A_b^{-1} for A^T */
-            dense_inverse(taps + (c * k + (b - 3 + k)) * Q * 3, Q, n[b], jp, jm, (b == 2) != transposed,
+        for (i64 c = 0; c < C; c++) /* G^T stored for the last axis */
+            dense_inverse(taps + (c * k + (b - 3 + k)) * Q * 3, Q, n[b], jp, jm, b == 2,
                           (double *)(base + off) + c * n[b] * n[b]);
         off += C * n[b] * n[b] * 8;
     }
     return result;
 }
 
-/* dense_plan(..., 1) from dense_plan(..., 0): the same bytes, each matrix transposed */
+/* A^T's plan of small planes from A's (dense_plan): the same bytes, each matrix transposed */
 static PyObject *dense_plan_transposed(PyObject *fwd) {
     PyObject *result = PyBytes_FromStringAndSize(PyBytes_AS_STRING(fwd), PyBytes_GET_SIZE(fwd));
     if (!result) return NULL;
@@ -1736,8 +1734,10 @@ DENSE_VEC(dense_ff8, 8, float, float)
 DENSE_VEC(dense_dd4, 4, double, double)
 DENSE_VEC(dense_dd8, 8, double, double)
 #endif
+#if !VEC
 DENSE_ANY(dense_ffn, float, float)
 DENSE_ANY(dense_ddn, double, double)
+#endif
 DENSE_ANY(dense_fdn, float, double)
 DENSE_ANY(dense_dfn, double, float)
 
@@ -1746,14 +1746,12 @@ INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, co
     i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
     const double *G2 = (const double *)((const char *)pl + pl->ax[1].dense) + c * n2 * n2;
     const double *GT3 = (const double *)((const char *)pl + pl->ax[2].dense) + c * n3 * n3;
-#if VEC
+#if VEC /* n3 is 4 or 8 (dense_wanted) */
 #define DENSE_CASES(T, S, D)                                                                                           \
     if (n3 == 4)                                                                                                       \
         dense_##T##4((const S *)src, (D *)dst, n2, G2, GT3, wk);                                                       \
-    else if (n3 == 8)                                                                                                  \
-        dense_##T##8((const S *)src, (D *)dst, n2, G2, GT3, wk);                                                       \
     else                                                                                                               \
-        dense_##T##n((const S *)src, (D *)dst, n2, n3, G2, GT3, wk);
+        dense_##T##8((const S *)src, (D *)dst, n2, G2, GT3, wk);
 #else
 #define DENSE_CASES(T, S, D) dense_##T##n((const S *)src, (D *)dst, n2, n3, G2, GT3, wk);
 #endif
