@@ -54,6 +54,16 @@ def ar_module(C, order=1, boundary="circular", device="cpu"):
     return theta_like(AR2d(C, order=order, boundary=boundary)).to(device)
 
 
+def layer_taps(C):
+    """The float32 taps (C, 2, 1, 3), a NumPy array, of ``AR2d(C)`` with :func:`theta_like`'s
+    parameters: what the layers hand the line solver (the kernel benchmarks' coefficients)."""
+    import torch
+
+    from arma_core.nn import AR2d
+
+    return theta_like(AR2d(C))._filter(torch.float32).taps.detach().numpy()
+
+
 def fwd_bwd(fn, x, g):
     """A callable running ``fn(x)`` forward and backward with output gradient ``g``."""
 

@@ -34,7 +34,6 @@ def main(argv: list[str]) -> int:
     import large
 
     from arma_core.backends import _lines
-    from arma_core.nn import AR2d
 
     if not _lines.available():
         print("small_planes: the compiled line solver is not built")
@@ -47,7 +46,7 @@ def main(argv: list[str]) -> int:
     try:
         for shape in SHAPES:
             C = shape[1]
-            taps = large.theta_like(AR2d(C))._filter(torch.float32).taps.detach().numpy()
+            taps = large.layer_taps(C)
             taps64 = taps.astype(np.float64)
             x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
             g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)

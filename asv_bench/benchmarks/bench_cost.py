@@ -156,16 +156,14 @@ class SmallPlanes(_Settings):
 
     def setup(self, planes, method, kernel):
         import numpy as np
-        import torch
-        from large import theta_like
+        from large import layer_taps
 
         from arma_core.backends import _lines
-        from arma_core.nn import AR2d
 
         if not _lines.available():
             raise NotImplementedError("the compiled line solver is not built")
         shape = tuple(int(s) for s in planes.split("x"))
-        taps = theta_like(AR2d(shape[1]))._filter(torch.float32).taps.detach().numpy()
+        taps = layer_taps(shape[1])
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
         ext = _lines._ext()
