@@ -49,12 +49,14 @@ runs in one pass per block too: the transposed solve and the taps' gradient
 ``-<(A_j^(1..q-1))^T left, E_tap A_j^(q+1..Q) B_j right>`` as dot products of shifted
 contiguous slices, accumulated in float64.
 
-Small 2-D planes (at most 8 rows of 4 or 8 samples, where the recurrences' per-line and
-transpose costs dominate) are solved differently: their plans hold, per channel and axis, the
-``n x n`` inverse of the axis's operator (each factor's matrix inverted by Gauss-Jordan
-elimination with partial pivoting, the inverses multiplied; the transposed plan holds the same
-matrices transposed), and a plane is ``G_H X G_W^T`` in float64 arithmetic
-(``_lines_c.set_dense_max(0)`` turns this off for the plans built next).
+Small 2-D planes (at most 8 rows of 4 or 8 samples, or 16 rows of 16, where the recurrences'
+per-line and transpose costs and the latency of their chains dominate) are solved differently:
+their plans hold, per channel and axis, the ``n x n`` inverse of the axis's operator (the
+recurrences' solve of the identity; the transposed plan holds the same matrices transposed),
+and a plane is ``G_H X G_W^T``: in float64 arithmetic, except for float32 rows of 16 of the
+channels whose factors pass the float32 work rule (float32, sixteen lanes per vector)
+(``_lines_c.set_dense_max(0)`` turns this off for the plans built next, ``8`` keeps the rows of
+16 on the recurrences).
 
 The loops are the C extension ``arma_core.backends._lines_c`` (``backends/_lines_c.c``), built
 by the install step when a C compiler is present (x86-64 Linux builds carry AVX2 and AVX-512

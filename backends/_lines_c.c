@@ -415,14 +415,15 @@ static i64 index_of(const i64 *u, i64 m, i64 x) {
 /* ------------------------------------------------------------------------------------------ */
 /* plans                                                                                        */
 
-#define PLAN_MAGIC 0x32304e4c414d5241LL
+#define PLAN_MAGIC 0x33304e4c414d5241LL
 
 typedef struct {
     i64 n;     /* length (1 for block axes the signal does not have) */
     i64 nc;    /* correction columns */
     i64 cols;  /* byte offset of i64[nc] */
     i64 fac;   /* byte offset of Fac[C * Q] (0 for absent axes) */
-    i64 dense; /* byte offset of double[C * n * n], each channel's inverse of this axis (0: none) */
+    i64 dense;   /* byte offset of double[C * n * n], each channel's inverse of this axis (0: none) */
+    i64 dense32; /* byte offset of float[C * n * n], the same in float32 (planes of rows of 16; 0: none) */
 } Axis;
 
 typedef struct {
@@ -714,17 +715,21 @@ static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64
 
 static i64 align8(i64 x) { return (x + 7) & ~(i64)7; }
 
-/* Small planes (see solve_block_dense): 2-D blocks of at most dense_max rows of 4 or 8 (<=
- * dense_max) samples get plans of each channel's inverse of each axis as a dense matrix
- * (dense_plan), no factors. set_dense_max changes the bound (0: never), for tests and A/Bs.
- * Rows of other lengths keep the recurrences (with this file's scalar loops for them the dense
- * form did not pay: 6 x 6 and 7 x 7 planes took as long as the recurrences). */
-#define DENSE_MAX 8
+/* Small planes (see solve_block_dense): 2-D blocks of at most 8 rows of 4 or 8 samples, or of at
+ * most 16 rows of 16 samples (both sizes at most dense_max) get plans of each channel's inverse
+ * of each axis as a dense matrix (dense_plan), no factors. set_dense_max changes the bound (0:
+ * never, 8: not the rows of 16), for tests and A/Bs. Rows of other lengths keep the recurrences
+ * (with this file's scalar loops for them the dense form did not pay: 6 x 6 and 7 x 7 planes
+ * took as long as the recurrences; 32 x 32 planes take as long in float32 dense, 32 multiply-adds
+ * per sample and axis). */
+#define DENSE_MAX 16
 static i64 dense_max = DENSE_MAX;
 static int dense_wanted(i64 k, const i64 *n) {
-    return k == 2 && n[1] <= dense_max && (n[2] == 4 || n[2] == 8) && n[2] <= dense_max;
+    if (k != 2 || n[1] > dense_max || n[2] > dense_max) return 0;
+    return ((n[2] == 4 || n[2] == 8) && n[1] <= 8) || (n[2] == 16 && n[1] <= 16);
 }
-static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary);
+static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
+                            int threads);
 static PyObject *dense_plan_transposed(PyObject *fwd);
 
 /* The plan (bytes) of the operators built in axes: header, taps, then per axis the correction
@@ -826,7 +831,7 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
     if (transposed == 1 && !dense) {
         result = plan_one(taps, C, k, Q, n, d, boundary, 1, threads);
     } else { /* A's plan first; A^T's of small planes is A's with each matrix transposed */
-        PyObject *fwd = dense ? dense_plan(taps, C, k, Q, n, d, boundary)
+        PyObject *fwd = dense ? dense_plan(taps, C, k, Q, n, d, boundary, threads)
                               : plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
         PyObject *adj = NULL;
         if (fwd && transposed > 0)
@@ -1561,89 +1566,46 @@ INLINE void solve_block(const void *src, int sf32, void *dst, int df32, const Pl
 /* ------------------------------------------------------------------------------------------ */
 /* small planes: each axis's inverse as a dense matrix                                          */
 
-/* The inverse of one axis's operator, A_b = F_0 F_1 ... F_{Q-1} (the order of solve_axis's
- * sweeps: F_0^{-1} first), of n <= DENSE_MAX samples, into G (n x n; its transpose when
- * transposed): each factor's matrix from its taps and the boundary rule (row i: f_-1 at jp[i],
- * the source of i + d, f_0 at i, f_1 at jm[i], the source of i - d; n for a zero), inverted by
- * Gauss-Jordan elimination with partial pivoting, the inverses multiplied. f: the Q factors'
- * taps (Q x 3). */
-INLINE void dense_inverse_n(const double *f, i64 Q, const i64 n, const i64 *jp, const i64 *jm, int transposed,
-                             double *G) {
-    /* per factor [F | I] reduced to [I | F^{-1}], rows of w doubles (2 n and zeros up to a
-     * multiple of 4: vectors); A^{-1} = F_{Q-1}^{-1} ... F_0^{-1} accumulated in X (the
-     * product inverted at once missed the float64 tests' 1e-10 on two factors of circular
-     * 5-sample axes with d = 2: 6.5e-10 against the reference) */
-    const i64 w = (2 * n + 3) & ~(i64)3;
-    double R[2 * DENSE_MAX * DENSE_MAX + 4 * DENSE_MAX], X[DENSE_MAX * DENSE_MAX], T[DENSE_MAX * DENSE_MAX];
-    for (i64 q = 0; q < Q; q++) {
-        for (i64 i = 0; i < n; i++) {
-            double *ri = R + i * w;
-            for (i64 j = 0; j < w; j++) ri[j] = n + i == j ? 1.0 : 0.0;
-            ri[i] += f[3 * q + 1];
-            if (jp[i] < n) ri[jp[i]] += f[3 * q];
-            if (jm[i] < n) ri[jm[i]] += f[3 * q + 2];
-        }
-        for (i64 col = 0; col < n; col++) {
-            i64 piv = col;
-            for (i64 r = col + 1; r < n; r++)
-                if (fabs(R[r * w + col]) > fabs(R[piv * w + col])) piv = r;
-            double *rc = R + col * w;
-            if (piv != col) {
-                double t[2 * DENSE_MAX + 4];
-                memcpy(t, rc, (size_t)w * sizeof(double));
-                memcpy(rc, R + piv * w, (size_t)w * sizeof(double));
-                memcpy(R + piv * w, t, (size_t)w * sizeof(double));
-            }
-            double inv = 1.0 / rc[col];
-#if VEC
-            for (i64 j = 0; j < w; j += 4) st4(rc + j, inv * ld4(rc + j));
-#else
-            for (i64 j = 0; j < w; j++) rc[j] *= inv;
-#endif
-            for (i64 r = 0; r < n; r++) {
-                if (r == col) continue;
-                double *rr = R + r * w, g = rr[col];
-#if VEC
-                for (i64 j = 0; j < w; j += 4) st4(rr + j, ld4(rr + j) - g * ld4(rc + j));
-#else
-                for (i64 j = 0; j < w; j++) rr[j] -= g * rc[j];
-#endif
-            }
-        }
-        for (i64 i = 0; i < n; i++) /* X <- F_q^{-1} X */
-            for (i64 j = 0; j < n; j++) {
-                double acc = 0.0;
-                if (q == 0)
-                    acc = R[i * w + n + j];
-                else
-                    for (i64 l = 0; l < n; l++) acc += R[i * w + n + l] * X[l * n + j];
-                T[i * n + j] = acc;
-            }
-        memcpy(X, T, (size_t)(n * n) * sizeof(double));
+/* G (C, m, m) = each channel's inverse of block axis b (m samples) of the plan of factors rp:
+ * solve_axis on the identity, whose m columns are the lanes; transposed for the last axis */
+HOT static void axis_inverses(const Plan *rp, int b, double *G, double *zc) {
+    i64 m = rp->ax[b].n;
+    for (i64 c = 0; c < rp->C; c++, G += m * m) {
+        memset(G, 0, (size_t)(m * m) * sizeof(double));
+        for (i64 i = 0; i < m; i++) G[i * m + i] = 1.0;
+        solve_axis(G, NULL, 0, 1, m, m, rp, b, c, 0, zc); /* G[i, j] = (A_b^{-1})[i, j] */
+        if (b == 2)
+            for (i64 i = 0; i < m; i++)
+                for (i64 j = 0; j < i; j++) {
+                    double t = G[i * m + j];
+                    G[i * m + j] = G[j * m + i];
+                    G[j * m + i] = t;
+                }
     }
-    for (i64 i = 0; i < n; i++)
-        for (i64 j = 0; j < n; j++) G[i * n + j] = transposed ? X[j * n + i] : X[i * n + j];
-}
-
-/* dense_inverse_n with the lengths of the rows dense_wanted takes as constants (unrolled loops) */
-HOT static void dense_inverse(const double *f, i64 Q, i64 n, const i64 *jp, const i64 *jm, int transposed,
-                              double *G) {
-    if (n == 4)
-        dense_inverse_n(f, Q, 4, jp, jm, transposed, G);
-    else if (n == 8)
-        dense_inverse_n(f, Q, 8, jp, jm, transposed, G);
-    else
-        dense_inverse_n(f, Q, n, jp, jm, transposed, G);
 }
 
 /* A's plan of small planes (dense_wanted): header, taps and each channel's inverse of each axis
- * (the last axis's stored transposed: solve_block_dense combines rows of both); no factors:
- * every solve of the plan takes solve_block_dense (plan_of refuses the other direction). */
-static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary) {
-    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8;
-    for (int b = 3 - (int)k; b < 3; b++) size += C * n[b] * n[b] * 8;
+ * (the last axis's stored transposed: solve_block_dense combines rows of both), for rows of 16
+ * also in float32 (dense32); no factors: every solve of the plan takes solve_block_dense
+ * (plan_of refuses the other direction). The inverses are the recurrences' solves of the
+ * identity: A's plan of factors (plan_one) solves each axis on an n x n identity whose n columns
+ * are the lanes (solve_axis, as on any block), so they are as exact as the recurrences; about a
+ * tenth of a microsecond per 16 x 16 inverse, where Gauss-Jordan elimination took more than one. */
+static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
+                            int threads) {
+    PyObject *rec = plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
+    if (!rec) return NULL;
+    const Plan *rp = (const Plan *)PyBytes_AS_STRING(rec);
+    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, f32 = n[2] == 16;
+    for (int b = 3 - (int)k; b < 3; b++) size += C * n[b] * n[b] * (f32 ? 12 : 8);
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
-    if (!result) return NULL;
+    double *zc = (double *)malloc((size_t)(rp->zrows * DENSE_MAX + 1) * sizeof(double));
+    if (!result || !zc) {
+        Py_DECREF(rec);
+        Py_XDECREF(result);
+        free(zc);
+        return PyErr_NoMemory();
+    }
     char *base = PyBytes_AS_STRING(result);
     memset(base, 0, (size_t)size);
     Plan *pl = (Plan *)base;
@@ -1652,34 +1614,54 @@ static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *
     i64 off = pl->taps + C * k * Q * 3 * 8;
     memcpy(base + pl->taps, taps, (size_t)(C * k * Q * 3 * 8));
     for (int b = 0; b < 3; b++) {
-        pl->ax[b].n = n[b];
+        i64 m = n[b];
+        pl->ax[b].n = m;
         if (b < 3 - k) continue;
         pl->ax[b].dense = off;
-        i64 jp[DENSE_MAX], jm[DENSE_MAX]; /* the sources of i + d and i - d (n[b]: a zero) */
-        for (i64 i = 0; i < n[b]; i++) jp[i] = source(i + d, n[b], boundary), jm[i] = source(i - d, n[b], boundary);
-        for (i64 c = 0; c < C; c++) /* G^T stored for the last axis */
-            dense_inverse(taps + (c * k + (b - 3 + k)) * Q * 3, Q, n[b], jp, jm, b == 2,
-                          (double *)(base + off) + c * n[b] * n[b]);
-        off += C * n[b] * n[b] * 8;
+        axis_inverses(rp, b, (double *)(base + off), zc);
+        off += C * m * m * 8;
+        if (f32) {
+            pl->ax[b].dense32 = off;
+            const double *G = (const double *)(base + pl->ax[b].dense);
+            float *G32 = (float *)(base + off);
+            for (i64 x = 0; x < C * m * m; x++) G32[x] = (float)G[x];
+            off += C * m * m * 4;
+        }
     }
+    free(zc);
+    Py_DECREF(rec);
     return result;
+}
+
+/* dst's matrices = src's transposed (plans of the same layout) */
+HOT static void dense_transposes(const Plan *src, Plan *dst) {
+    for (int b = 3 - (int)src->k; b < 3; b++) {
+        i64 n = src->ax[b].n;
+        double *G = (double *)((char *)dst + src->ax[b].dense);
+        const double *H = (const double *)((const char *)src + src->ax[b].dense);
+        for (i64 c = 0; c < src->C; c++, G += n * n, H += n * n)
+            for (i64 i = 0; i < n; i++)
+                for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];
+        if (src->ax[b].dense32) {
+            float *G32 = (float *)((char *)dst + src->ax[b].dense32);
+            const float *H32 = (const float *)((const char *)src + src->ax[b].dense32);
+            for (i64 c = 0; c < src->C; c++, G32 += n * n, H32 += n * n)
+                for (i64 i = 0; i < n; i++)
+                    for (i64 j = 0; j < n; j++) G32[i * n + j] = H32[j * n + i];
+        }
+    }
 }
 
 /* A^T's plan of small planes from A's (dense_plan): the same bytes, each matrix transposed */
 static PyObject *dense_plan_transposed(PyObject *fwd) {
-    PyObject *result = PyBytes_FromStringAndSize(PyBytes_AS_STRING(fwd), PyBytes_GET_SIZE(fwd));
+    const Plan *src = (const Plan *)PyBytes_AS_STRING(fwd);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(fwd));
     if (!result) return NULL;
     Plan *pl = (Plan *)PyBytes_AS_STRING(result);
-    const Plan *src = (const Plan *)PyBytes_AS_STRING(fwd);
+    /* the header and the taps copied, the matrices (all after them) written transposed */
+    memcpy(pl, src, (size_t)(src->taps + src->C * src->k * src->Q * 3 * 8));
     pl->transposed = 1;
-    for (int b = 3 - (int)pl->k; b < 3; b++) {
-        i64 n = pl->ax[b].n;
-        double *G = (double *)((char *)pl + pl->ax[b].dense);
-        const double *H = (const double *)((const char *)src + src->ax[b].dense);
-        for (i64 c = 0; c < pl->C; c++, G += n * n, H += n * n)
-            for (i64 i = 0; i < n; i++)
-                for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];
-    }
+    dense_transposes(src, pl);
     return result;
 }
 
@@ -1741,12 +1723,115 @@ DENSE_ANY(dense_ddn, double, double)
 DENSE_ANY(dense_fdn, float, double)
 DENSE_ANY(dense_dfn, double, float)
 
+#if VEC
+/* Planes of rows of 16 samples: the same two stages as DENSE_VEC, each a product out (rows, 16) =
+ * A (rows, m) B (m, 16) of a row block: RB rows at a time, so that RB * 16 / L independent
+ * chains of multiply-adds hide their latency (one row alone waits on it: its sixteen products
+ * accumulate in turn), each row as 16 / L vectors VT of L lanes of the arithmetic's type AT;
+ * AS: the type of A, OS: of out. The sums are not unrolled (DENSE16_SEQUENTIAL): unrolled, the
+ * reassociation this file is compiled with regrouped the one-row products' sums (not those of
+ * blocks), and a row's result depended on its block, so on the lane form. */
+#if defined(__clang__)
+#define DENSE16_SEQUENTIAL _Pragma("clang loop unroll(disable)")
+#else
+#define DENSE16_SEQUENTIAL _Pragma("GCC unroll 1")
+#endif
+#define DENSE16_MM(NAME, VT, L, RB, AS, OS, AT)                                                                        \
+    INLINE void NAME(const AS *restrict A, i64 m, const AT *restrict B, OS *restrict out) {                            \
+        enum { V = 16 / L };                                                                                           \
+        VT acc[RB][V], b;                                                                                              \
+        for (int q = 0; q < V; q++) {                                                                                  \
+            memcpy(&b, B + L * q, sizeof b);                                                                           \
+            for (int r = 0; r < RB; r++) acc[r][q] = (AT)A[r * m] * b;                                                 \
+        }                                                                                                              \
+        DENSE16_SEQUENTIAL                                                                                             \
+        for (i64 j = 1; j < m; j++)                                                                                    \
+            for (int q = 0; q < V; q++) {                                                                              \
+                memcpy(&b, B + j * 16 + L * q, sizeof b);                                                              \
+                for (int r = 0; r < RB; r++) acc[r][q] += (AT)A[r * m + j] * b;                                        \
+            }                                                                                                          \
+        for (int r = 0; r < RB; r++)                                                                                   \
+            for (int q = 0; q < V; q++) {                                                                              \
+                if (sizeof(OS) == sizeof(AT))                                                                          \
+                    memcpy(out + r * 16 + L * q, &acc[r][q], sizeof acc[r][q]);                                        \
+                else                                                                                                   \
+                    for (int l = 0; l < L; l++) out[r * 16 + L * q + l] = (OS)acc[r][q][l];                            \
+            }                                                                                                          \
+    }
+/* dst (n2, 16) = G2 src GT3 (the matrices in AT) through wk (n2 x 16 of AT): MM, MM1 the products
+ * of RB rows and of one row from ST to AT, MMO, MMO1 from AT to DT */
+#define DENSE16(NAME, RB, MM, MM1, MMO, MMO1, ST, DT, AT)                                                              \
+    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const AT *restrict G2,                          \
+                     const AT *restrict GT3, AT *restrict wk) {                                                       \
+        i64 a = 0;                                                                                                     \
+        for (; a + RB <= n2; a += RB) MM(src + a * 16, 16, GT3, wk + a * 16);                                          \
+        for (; a < n2; a++) MM1(src + a * 16, 16, GT3, wk + a * 16);                                                   \
+        for (a = 0; a + RB <= n2; a += RB) MMO(G2 + a * n2, n2, wk, dst + a * 16);                                     \
+        for (; a < n2; a++) MMO1(G2 + a * n2, n2, wk, dst + a * 16);                                                   \
+    }
+/* float32 arithmetic (channels that pass work32_ok) and float64 arithmetic on float32 or float64
+ * planes; 64-byte vectors where lanes_wide, 32-byte ones elsewhere */
+#if WIDE
+DENSE16_MM(mm16_fw8, f16w_t, 16, 8, float, float, float)
+DENSE16_MM(mm16_fw1, f16w_t, 16, 1, float, float, float)
+DENSE16(dense16_fw, 8, mm16_fw8, mm16_fw1, mm16_fw8, mm16_fw1, float, float, float)
+DENSE16_MM(mm16_dw4, w8_t, 8, 4, double, double, double)
+DENSE16_MM(mm16_dw1, w8_t, 8, 1, double, double, double)
+DENSE16(dense16_ddw, 4, mm16_dw4, mm16_dw1, mm16_dw4, mm16_dw1, double, double, double)
+DENSE16_MM(mm16_fdw4, w8_t, 8, 4, float, double, double)
+DENSE16_MM(mm16_fdw1, w8_t, 8, 1, float, double, double)
+DENSE16_MM(mm16_dfw4, w8_t, 8, 4, double, float, double)
+DENSE16_MM(mm16_dfw1, w8_t, 8, 1, double, float, double)
+DENSE16(dense16_ffw, 4, mm16_fdw4, mm16_fdw1, mm16_dfw4, mm16_dfw1, float, float, double)
+#endif
+DENSE16_MM(mm16_fh4, f8v, 8, 4, float, float, float)
+DENSE16_MM(mm16_fh1, f8v, 8, 1, float, float, float)
+DENSE16(dense16_fh, 4, mm16_fh4, mm16_fh1, mm16_fh4, mm16_fh1, float, float, float)
+DENSE16_MM(mm16_dh2, v4d, 4, 2, double, double, double)
+DENSE16_MM(mm16_dh1, v4d, 4, 1, double, double, double)
+DENSE16(dense16_ddh, 2, mm16_dh2, mm16_dh1, mm16_dh2, mm16_dh1, double, double, double)
+DENSE16_MM(mm16_fdh2, v4d, 4, 2, float, double, double)
+DENSE16_MM(mm16_fdh1, v4d, 4, 1, float, double, double)
+DENSE16_MM(mm16_dfh2, v4d, 4, 2, double, float, double)
+DENSE16_MM(mm16_dfh1, v4d, 4, 1, double, float, double)
+DENSE16(dense16_ffh, 2, mm16_fdh2, mm16_fdh1, mm16_dfh2, mm16_dfh1, float, float, double)
+#endif
+
 /* dst = A^{-1} src for one block of a plan with dense inverses (k = 2) */
 INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, double *wk) {
     i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
     const double *G2 = (const double *)((const char *)pl + pl->ax[1].dense) + c * n2 * n2;
     const double *GT3 = (const double *)((const char *)pl + pl->ax[2].dense) + c * n3 * n3;
-#if VEC /* n3 is 4 or 8 (dense_wanted) */
+#if VEC
+    if (n3 == 16 && sf32 == df32) {
+        if (sf32 && work32_ok(pl, c)) { /* float32 arithmetic: the matrices' float32 copies */
+            const float *F2 = (const float *)((const char *)pl + pl->ax[1].dense32) + c * n2 * n2;
+            const float *FT3 = (const float *)((const char *)pl + pl->ax[2].dense32) + c * n3 * n3;
+#if WIDE
+            if (lanes_wide)
+                dense16_fw((const float *)src, (float *)dst, n2, F2, FT3, (float *)wk);
+            else
+#endif
+                dense16_fh((const float *)src, (float *)dst, n2, F2, FT3, (float *)wk);
+        } else if (sf32) {
+#if WIDE
+            if (lanes_wide)
+                dense16_ffw((const float *)src, (float *)dst, n2, G2, GT3, wk);
+            else
+#endif
+                dense16_ffh((const float *)src, (float *)dst, n2, G2, GT3, wk);
+        } else {
+#if WIDE
+            if (lanes_wide)
+                dense16_ddw((const double *)src, (double *)dst, n2, G2, GT3, wk);
+            else
+#endif
+                dense16_ddh((const double *)src, (double *)dst, n2, G2, GT3, wk);
+        }
+        return;
+    }
+#endif
+#if VEC /* n3 is 4 or 8 here, or 16 with mixed precisions (dense_fdn, dense_dfn) */
 #define DENSE_CASES(T, S, D)                                                                                           \
     if (n3 == 4)                                                                                                       \
         dense_##T##4((const S *)src, (D *)dst, n2, G2, GT3, wk);                                                       \
@@ -2164,8 +2249,9 @@ static PyObject *py_set_work32(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* set_dense_max(n) -> the previous bound: planes of 2-D signals of at most n rows of 4 or 8 (<= n)
- * samples get dense inverses in the plans built from now on (0: never); for tests and benchmarks */
+/* set_dense_max(n) -> the previous bound: the planes of dense_wanted whose two sizes are at most n
+ * get dense inverses in the plans built from now on (0: never, 8: not the rows of 16); for tests
+ * and benchmarks */
 static PyObject *py_set_dense_max(PyObject *self, PyObject *args) {
     long long v;
     (void)self;
@@ -2193,8 +2279,8 @@ static PyMethodDef methods[] = {
      "reparam_strip(theta, t1, taps, jac, f32): the strip's taps and Jacobian of theta, t1 = tanh(theta[:, 1])"},
     {"set_work32", py_set_work32, METH_VARARGS, "set_work32(flag) -> previous flag (float32 work copies)"},
     {"set_dense_max", py_set_dense_max, METH_VARARGS,
-     "set_dense_max(n) -> previous bound (dense inverses in the plans of 2-D planes of at most n rows of 4 or 8 "
-     "<= n samples; 0: never)"},
+     "set_dense_max(n) -> previous bound (dense inverses in the plans of 2-D planes of at most 8 rows of 4 or 8 "
+     "samples or 16 rows of 16, both sizes <= n; 0: never)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,11 +7,12 @@ Usage (the package's compiled line solver must be built)::
 For float32 planes with the layers' default taps (``large.theta_like``, one factor per axis,
 ``circular``) it prints the best time of building both plans (``_lines_c.plan(transposed=2)``),
 of ``solve`` and of ``solve_vjp`` (with the taps' gradient), in microseconds, with dense inverses
-(``_lines_c.set_dense_max(8)``, the default) and without (``set_dense_max(0)``: the
+(``_lines_c.set_dense_max(16)``, the default) and without (``set_dense_max(0)``: the
 recurrences), the two alternating in rounds, one thread. The shapes: the U-Net's bottom levels
-(8 x 8 and 4 x 4 planes), non-square planes that take the dense form, sizes that keep the
-recurrences (6 x 6, 7 x 7, 3 x 3, 8 x 16: the same time both ways) and the 1x8x8x8 call of
-issue 13's first row. docs/performance.md, "twelfth pass", quotes a run.
+(16 x 16, 8 x 8 and 4 x 4 planes), issue 13's 4x64x16x16 layer (its AR part: 4x128x16x16),
+non-square planes that take the dense form, sizes that keep the recurrences (6 x 6, 7 x 7,
+3 x 3, 16 x 8, 32 x 32: the same time both ways) and the 1x8x8x8 call of issue 13's first row.
+docs/performance.md, "twelfth pass" and "thirteenth pass", quote runs.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHAPES = [(1, 8, 8, 8), (16, 64, 8, 8), (16, 128, 4, 4), (16, 64, 8, 4), (16, 64, 5, 8)]
-SHAPES += [(16, 64, 6, 6), (16, 64, 7, 7), (16, 64, 3, 3), (16, 64, 8, 16)]
+SHAPES = [(1, 8, 8, 8), (16, 32, 16, 16), (4, 128, 16, 16), (16, 64, 8, 8), (16, 128, 4, 4)]
+SHAPES += [(16, 64, 8, 4), (16, 64, 5, 8), (16, 64, 8, 16), (16, 32, 12, 16)]
+SHAPES += [(16, 64, 6, 6), (16, 64, 7, 7), (16, 64, 3, 3), (16, 64, 16, 8), (16, 16, 32, 32)]
 
 
 def main(argv: list[str]) -> int:
@@ -40,7 +42,7 @@ def main(argv: list[str]) -> int:
         return 1
     torch.set_num_threads(1)
     ext = _lines._ext()
-    old = ext.set_dense_max(8)
+    old = ext.set_dense_max(16)
     print("| planes | both plans (us) | solve (us) | solve_vjp (us) |")
     print("|---|---|---|---|")
     try:
@@ -50,10 +52,10 @@ def main(argv: list[str]) -> int:
             taps64 = taps.astype(np.float64)
             x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
             g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-            best = {n: [np.inf] * 3 for n in (0, 8)}
+            best = {n: [np.inf] * 3 for n in (0, 16)}
             kw = dict(boundary="circular", dilation=1, adjoint=False, threads=1)
             for _ in range(rounds):
-                for n in (0, 8):
+                for n in (0, 16):
                     ext.set_dense_max(n)
                     cache: dict = {}
                     y, gx = np.empty_like(x), np.empty_like(x)
@@ -67,7 +69,7 @@ def main(argv: list[str]) -> int:
                         t3 = time.perf_counter()
                         b = best[n]
                         b[:] = [min(b[0], t1 - t0), min(b[1], t2 - t1), min(b[2], t3 - t2)]
-            cells = [f"{best[0][i] * 1e6:.1f} -> {best[8][i] * 1e6:.1f}" for i in range(3)]
+            cells = [f"{best[0][i] * 1e6:.1f} -> {best[16][i] * 1e6:.1f}" for i in range(3)]
             print(f"| {'x'.join(map(str, shape))} | " + " | ".join(cells) + " |")
     finally:
         ext.set_dense_max(old)

@@ -210,30 +210,34 @@ def test_lines_float32_work_copies_against_the_reference(boundary, work32):
 def dense_max():
     """``set(n)`` bounds the planes that get dense inverses in the plans built next; restored."""
     ext = _lines._ext()
-    old = ext.set_dense_max(8)
+    old = ext.set_dense_max(16)
     yield ext.set_dense_max
     ext.set_dense_max(old)
 
 
 @needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
-def test_lines_dense_inverses_of_small_planes(boundary, dense_max):
-    """2-D planes of at most 8 rows of 4 or 8 samples are solved with each axis's inverse as a
-    dense matrix (in the plan): the solve, the input gradient and the taps' gradient against the
-    float64 reference, forward and adjoint solves, one and two factors, dilation 1 and 2, float32
-    and float64, plans built one direction at a time and both at once; the plans carry the
+def test_lines_dense_inverses_of_small_planes(boundary, dense_max, work32):
+    """2-D planes of at most 8 rows of 4 or 8 samples, or at most 16 rows of 16, are solved with
+    each axis's inverse as a dense matrix (in the plan): the solve, the input gradient and the
+    taps' gradient against the float64 reference, forward and adjoint solves, one and two
+    factors, dilation 1 and 2, float32 and float64 (rows of 16: float32 arithmetic for the
+    well-conditioned channels, float64 for the others: the sums 0.2 and 0.6 pass work32_ok, 0.9
+    does not), plans built one direction at a time and both at once; the plans carry the
     matrices in place of the factors (a plan of one direction refuses the other) and the results
-    differ from the recurrences' in the last bits (the path runs). Other sizes (6 x 6, 8 x 16,
-    3-D blocks) keep the recurrences, bit for bit."""
+    differ from the recurrences' in the last bits (the path runs). Other sizes (6 x 6, 16 x 8,
+    32 x 16, 3-D blocks) keep the recurrences, bit for bit."""
     from arma_core.solve import dense_kernel, solve_vjp
 
     rng = np.random.default_rng(17)
     cases = [((4, 4), 1, 1), ((8, 8), 1, 1), ((8, 8), 2, 2), ((5, 8), 1, 1), ((8, 4), 2, 1), ((1, 4), 1, 1)]
-    cases += [((6, 6), 1, 1), ((8, 16), 1, 1), ((2, 4, 4), 1, 1)]
+    cases += [((16, 16), 1, 1), ((16, 16), 2, 2), ((12, 16), 1, 1), ((3, 16), 2, 1), ((1, 16), 1, 1)]
+    cases += [((6, 6), 1, 1), ((16, 8), 1, 1), ((32, 16), 1, 1), ((2, 4, 4), 1, 1)]
     for shape, Q, d in cases:
         if boundary == "reflect" and min(shape) <= d:
             continue
-        dense = len(shape) == 2 and shape[0] <= 8 and shape[1] in (4, 8)
+        rows, length = shape[0], shape[-1]
+        dense = len(shape) == 2 and (rows <= 8 and length in (4, 8) or rows <= 16 and length == 16)
         taps = _taps_with_sums(rng, [0.2, 0.6, 0.9], 0.3, len(shape), Q)
         for dt, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
             x = rng.normal(size=(2, 3) + shape).astype(dt)
@@ -241,13 +245,13 @@ def test_lines_dense_inverses_of_small_planes(boundary, dense_max):
             for adjoint in (False, True):
                 kw = dict(boundary=boundary, dilation=d, adjoint=adjoint, threads=1)
                 out = {}
-                for n, both in ((8, False), (8, True), (0, False)):
+                for n, both in ((16, False), (16, True), (0, False)):
                     dense_max(n)
                     cache: dict = {}
                     y = _lines.solve(x, taps.astype(dt), cache=cache, backward=both, **kw)
                     w, gt = _lines.solve_vjp(y, g, taps.astype(dt), cache=cache, **kw)
                     out[n, both] = (y, w, gt, cache)
-                y, w, gt, cache = out[8, False]
+                y, w, gt, cache = out[16, False]
                 y64 = R.ar_solve(x.astype(np.float64), taps, boundary, d, adjoint=adjoint)
                 w64, gt64 = solve_vjp(
                     compat_numpy,
@@ -263,16 +267,25 @@ def test_lines_dense_inverses_of_small_planes(boundary, dense_max):
                 assert rel_err(y, y64) < tol and rel_err(w, w64) < tol, what
                 assert rel_err(gt, gt64) < 10 * tol, what
                 # both directions' plans at once: the same plans, the same results
-                for a, b in zip(out[8, False][:3], out[8, True][:3]):
+                for a, b in zip(out[16, False][:3], out[16, True][:3]):
                     assert np.array_equal(a, b), what
-                plans = out[8, True][3]
+                plans = out[16, True][3]
                 for key in out[0, False][3]:
                     assert plans[key] == cache[key], what
-                same = [np.array_equal(a, b) for a, b in zip(out[8, False][:2], out[0, False][:2])]
+                same = [np.array_equal(a, b) for a, b in zip(out[16, False][:2], out[0, False][:2])]
                 if not dense:
                     assert all(same), what
                 elif dt == np.float64:
                     assert not any(same), what
+                if dense and length == 16 and dt == np.float32:
+                    # float32 arithmetic for the channels of work32_ok (circular, zeros; not the
+                    # third channel): they change with the float32 work switched off, no other
+                    work32(False)
+                    y_off = _lines.solve(x, taps.astype(dt), **kw)
+                    work32(True)
+                    changed = [not np.array_equal(y[:, c], y_off[:, c]) for c in range(3)]
+                    fast = boundary in ("circular", "zeros")
+                    assert changed == [fast, fast, False], what
                 if dense and adjoint:  # mixed precisions (the extension's out of another dtype)
                     other = np.float64 if dt == np.float32 else np.float32
                     mixed = _lines.solve(x, taps.astype(dt), out=np.empty(x.shape, other), **kw)
@@ -847,7 +860,8 @@ out = {"wide": _lines_c.LANES_WIDE}
 for i, (shape, dtype, b) in enumerate([
     ((2, 3, 16, 16), np.float32, "circular"), ((1, 2, 9, 40), np.float64, "zeros"),
     ((2, 2, 33, 24), np.float32, "reflect"), ((1, 3, 8, 72), np.float64, "replicate"),
-    ((2, 2, 5, 7, 16), np.float32, "circular"),
+    ((2, 2, 5, 7, 16), np.float32, "circular"), ((2, 3, 20, 16), np.float32, "circular"),
+    ((1, 2, 12, 16), np.float32, "zeros"), ((2, 3, 16, 16), np.float64, "zeros"),
 ]):
     k = len(shape) - 2
     f = rng.uniform(-0.3, 0.3, size=(shape[1], k, 1, 3)); f[..., 1] = 1.0

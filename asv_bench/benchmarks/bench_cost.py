@@ -147,10 +147,15 @@ class UNetStep(_Settings):
 
 class SmallPlanes(_Settings):
     """``_lines.solve`` and ``_lines.solve_vjp`` (taps' gradient included) of float32 planes of
-    the segmentation U-Net's bottom levels, ``circular``, one thread: with each axis's dense
-    inverse in the plans (the default) and with the recurrences (``set_dense_max(0)``)."""
+    the segmentation U-Net's lower levels and of issue 13's 4x64x16x16 layer (its AR part,
+    4x128x16x16), ``circular``, one thread: with each axis's dense inverse in the plans (the
+    default) and with the recurrences (``set_dense_max(0)``)."""
 
-    params = [["16x64x8x8", "16x128x4x4"], ["dense inverses", "recurrences"], ["solve", "solve_vjp"]]
+    params = [
+        ["4x128x16x16", "16x64x8x8", "16x128x4x4"],
+        ["dense inverses", "recurrences"],
+        ["solve", "solve_vjp"],
+    ]
     param_names = ["planes", "method", "kernel"]
     number = 20
 
@@ -167,7 +172,7 @@ class SmallPlanes(_Settings):
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
         ext = _lines._ext()
-        previous = ext.set_dense_max(8 if method == "dense inverses" else 0)
+        previous = ext.set_dense_max(16 if method == "dense inverses" else 0)
         if not hasattr(self, "_old"):  # asv may run setup again before teardown
             self._old = previous
         kw = dict(boundary="circular", dilation=1, adjoint=False, cache={}, threads=1)
