@@ -400,8 +400,8 @@ class ARFilter:
     def _retap(self, taps, native: np.ndarray) -> ARFilter:
         """A filter like this one (options, library, dtype, device, shape of the taps) whose
         taps are ``taps``, every factor in the strip, with ``native`` their host values in
-        their own dtype. Keeps what does not depend on the taps' values (the layouts of the
-        signal shapes seen); plans, rows and casts start empty. Not validated: for layers whose
+        their own dtype. Keeps what does not depend on the taps' values (the layouts, namespaces
+        and dtypes of the signals seen); plans, rows and casts start empty. Not validated: for layers whose
         reparameterization guarantees the strip (a new ``theta`` after an optimizer step)."""
         other = object.__new__(ARFilter)
         other.__dict__.update(self.__dict__)
@@ -410,7 +410,8 @@ class ARFilter:
         other._theta = None
         other._cache = {}
         other._casts = {}
-        other._state = {key: v for key, v in self._state.items() if type(key) is tuple and key[0] == "layout"}
+        kept = ("layout", "signal")  # what does not depend on the taps' values
+        other._state = {key: v for key, v in self._state.items() if type(key) is tuple and key[0] in kept}
         other._know_host(native, in_strip=True)
         return other
 
@@ -429,18 +430,12 @@ class ARFilter:
         return other
 
     def _run(self, x, solve: bool, name: str, check: bool | None):
-        xp = namespace(x, self.taps, names=(name, "taps"), numpy_with_dask=True)
-        if type(x) is not np.ndarray and self._xp is xp and _device(x) != _device(self.taps):
-            raise ValueError(f"{name} is on {_device(x)} but taps is on {_device(self.taps)}; move one of them")
-        dtype, real = promote_signal(xp, x, self.taps.dtype, name)
-        lay = self._layout_of(tuple(x.shape), name)
+        xp, dtype, real, lay, cap, kernel = self._call_of(x, solve, name)
         if lay.empty:
             return xp.zeros(x.shape, dtype=dtype, device=_device(x))
         check = self.check_finite if check is None else check
-        cap = self._row(xp, x, real, lay, solve)
         if check and not cap.lazy:
             check_finite(xp, x, name)
-        kernel = cap.load()
         taps = self._taps_as(real)
         opts = dict(boundary=self.boundary, dilation=self.dilation, adjoint=self._adjoint, cache=self._cache)
         if self._theta is not None:
@@ -467,6 +462,37 @@ class ARFilter:
         if y.dtype != dtype:
             y = xp.astype(y, dtype)
         return lay.from_standard(xp, y)
+
+    def _call_of(self, x, solve: bool, name: str) -> tuple:
+        """What a signal's library, dtype, device and shape decide about a call: its namespace,
+        result dtype, kernel dtype, layout, capability row and kernel (the checks that raise
+        for them run here). Kept per those: a layer calls its filter with the same kind of
+        tensor every step, and these steps cost more than a small solve. The row depends on the
+        taps too: a filter with new taps (``_retap``) keeps the rest and resolves the row."""
+        try:
+            dev = "cpu" if type(x) is np.ndarray else _device(x)
+            key: tuple | None = (type(x), x.dtype, dev, tuple(x.shape), name)
+            call = self._state.get(("call", solve, key))
+        except (TypeError, AttributeError, ValueError):  # not an array (namespace says so), unhashable: no memo
+            key, call = None, None
+        if call is not None:
+            return call
+        signal = self._state.get(("signal", key)) if key is not None else None
+        if signal is None:
+            xp = namespace(x, self.taps, names=(name, "taps"), numpy_with_dask=True)
+            dev = "cpu" if type(x) is np.ndarray else _device(x)
+            if type(x) is not np.ndarray and self._xp is xp and dev != _device(self.taps):
+                raise ValueError(f"{name} is on {dev} but taps is on {_device(self.taps)}; move one of them")
+            dtype, real = promote_signal(xp, x, self.taps.dtype, name)
+            signal = (xp, dtype, real, self._layout_of(tuple(x.shape), name))
+            if key is not None:
+                self._state[("signal", key)] = signal
+        xp, dtype, real, lay = signal
+        cap = None if lay.empty else self._row(xp, x, real, lay, solve)
+        call = (xp, dtype, real, lay, cap, None if cap is None else cap.load())
+        if key is not None:
+            self._state[("call", solve, key)] = call
+        return call
 
     def _layout_of(self, shape: tuple, name: str) -> _Layout:
         """:func:`_layout` of a signal shape, kept per shape (the filter's options are fixed)."""

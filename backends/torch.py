@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -86,10 +87,8 @@ def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache)
         cache=cache,
         threads=torch.get_num_threads(),
     )
-    if gtaps is not None:
+    if gtaps is not None:  # float64 (the callers cast it: ARSolveTheta's product does on the host)
         gtaps = torch.from_numpy(gtaps)
-        if gtaps.dtype != taps.dtype:
-            gtaps = gtaps.to(taps.dtype)
     return out, gtaps
 
 
@@ -179,6 +178,8 @@ class ARSolve(torch.autograd.Function):
     def backward(ctx, g):
         y, taps = ctx.saved_tensors
         gt, gtaps = _vjp(ctx, y, g, taps, ctx.needs_input_grad[1])
+        if gtaps is not None and gtaps.dtype != taps.dtype:
+            gtaps = gtaps.to(taps.dtype)
         return (gt if ctx.needs_input_grad[0] else None), gtaps, None, None, None, None, None, None
 
 
@@ -214,10 +215,11 @@ class ARSolveTheta(torch.autograd.Function):
                     jac = reparameterize_jacobian(theta.detach().numpy(), ctx.region)
                     if cache is not None:
                         cache[key] = jac
+                # the product in theta's dtype (the line solver's taps gradient is float64)
                 gt_np = gtaps.detach().numpy()
-                gtheta = torch.from_numpy((gt_np[..., None, :] @ jac)[..., 0, :])
+                gtheta = torch.from_numpy(np.matmul(gt_np[..., None, :], jac, dtype=jac.dtype)[..., 0, :])
             else:
-                gtheta = reparameterize_vjp(theta, gtaps, ctx.region)
+                gtheta = reparameterize_vjp(theta, gtaps.to(theta.dtype), ctx.region)
         return (gt if ctx.needs_input_grad[0] else None), gtheta, None, None, None, None, None, None, None, None
 
 

@@ -291,6 +291,42 @@ def test_filter_keeps_its_precomputation_between_calls():
     assert "C=3, k=2, Q=2" in repr(A) and repr(A.T).endswith(".T")
 
 
+def test_a_filter_decides_a_kind_of_signal_once():
+    """What a signal's library, dtype, device and shape decide (namespace, dtypes, layout, row)
+    is kept per those: a second call of the same kind takes it from the filter, the checks of
+    values still run on every call (check_finite), another kind (dtype, shape, a list, another
+    library) is decided on its own, and new taps (a layer's next filter) keep the rest but
+    resolve the row again."""
+    torch = pytest.importorskip("torch")
+
+    def kept(f, kind):
+        return [k for k in f._state if type(k) is tuple and k[0] == kind]
+
+    rng = np.random.default_rng(7)
+    taps = random_taps(rng, 2, 2, 1)
+    A = ac.ARFilter(taps, boundary="circular")
+    x = rng.normal(size=(3, 2, 8, 8))
+    y = A.solve(x)
+    calls = kept(A, "call")
+    assert len(calls) == 1
+    assert np.array_equal(A.solve(x), y) and kept(A, "call") == calls
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        A.solve(bad, check_finite=True)
+    y32 = A.solve(x.astype(np.float32))
+    assert y32.dtype == np.float64 and rel_err(y32, R.ar_solve(x.astype(np.float32), taps, "circular", 1)) < 1e-12
+    assert len(kept(A, "call")) == 2
+    with pytest.raises(TypeError, match="builtins.list"):
+        A.solve(x.tolist())
+    with pytest.raises(TypeError, match="different"):
+        A.solve(torch.from_numpy(x))
+    new = taps * 0.5 + np.array([0.0, 0.5, 0.0])
+    B = A._retap(new, new)
+    assert kept(B, "signal") == kept(A, "signal") and not kept(B, "call") and not kept(B, "row")
+    assert rel_err(B.solve(x), R.ar_solve(x, B.taps, "circular", 1)) < 1e-12
+
+
 def test_backends_page_is_generated_from_the_table():
     """docs/backends.md is the table's markdown: regenerate it with
     ``python -m arma_core.capabilities > docs/backends.md`` when this fails."""
