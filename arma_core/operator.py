@@ -401,8 +401,9 @@ class ARFilter:
         """A filter like this one (options, library, dtype, device, shape of the taps) whose
         taps are ``taps``, every factor in the strip, with ``native`` their host values in
         their own dtype. Keeps what does not depend on the taps' values (the layouts, namespaces
-        and dtypes of the signals seen); plans, rows and casts start empty. Not validated: for layers whose
-        reparameterization guarantees the strip (a new ``theta`` after an optimizer step)."""
+        and dtypes of the signals seen); plans, rows and casts start empty. Not validated: for
+        layers whose reparameterization guarantees the strip (a new ``theta`` after an optimizer
+        step)."""
         other = object.__new__(ARFilter)
         other.__dict__.update(self.__dict__)
         other.taps = taps
@@ -473,7 +474,7 @@ class ARFilter:
             dev = "cpu" if type(x) is np.ndarray else _device(x)
             key: tuple | None = (type(x), x.dtype, dev, tuple(x.shape), name)
             call = self._state.get(("call", solve, key))
-        except (TypeError, AttributeError, ValueError):  # not an array (namespace says so), unhashable: no memo
+        except (TypeError, AttributeError, ValueError):  # not an array (namespace() says so) or unhashable
             key, call = None, None
         if call is not None:
             return call
