@@ -1589,8 +1589,9 @@ HOT static void axis_inverses(const Plan *rp, int b, double *G, double *zc) {
  * also in float32 (dense32); no factors: every solve of the plan takes solve_block_dense
  * (plan_of refuses the other direction). The inverses are the recurrences' solves of the
  * identity: A's plan of factors (plan_one) solves each axis on an n x n identity whose n columns
- * are the lanes (solve_axis, as on any block), so they are as exact as the recurrences; about a
- * tenth of a microsecond per 16 x 16 inverse, where Gauss-Jordan elimination took more than one. */
+ * are the lanes (solve_axis, as on any block), so they are as exact as the recurrences: 15 us
+ * for a 32-channel 16 x 16 plan (64 inverses), where Gauss-Jordan elimination took 1.2 us per
+ * inverse. */
 static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *n, i64 d, int boundary,
                             int threads) {
     PyObject *rec = plan_one(taps, C, k, Q, n, d, boundary, 0, threads);
