@@ -1770,32 +1770,35 @@ DENSE_ANY(dense_dfn, double, float)
         for (a = 0; a + RB <= n2; a += RB) MMO(G2 + a * n2, n2, wk, dst + a * 16);                                     \
         for (; a < n2; a++) MMO1(G2 + a * n2, n2, wk, dst + a * 16);                                                   \
     }
-/* float32 arithmetic (channels that pass work32_ok) and float64 arithmetic on float32 or float64
- * planes; 64-byte vectors where lanes_wide, 32-byte ones elsewhere */
+/* The three planes of one lane form X (w: 64-byte vectors, where lanes_wide; h: 32-byte ones
+ * elsewhere): float32 arithmetic (channels that pass work32_ok; FV vectors of FL lanes, FR rows
+ * a block) and float64 arithmetic on float32 or float64 planes (DV vectors of DL lanes, DR rows) */
+#define DENSE16_FORM(X, FV, FL, FR, DV, DL, DR)                                                                        \
+    DENSE16_MM(mm16_f##X, FV, FL, FR, float, float, float)                                                             \
+    DENSE16_MM(mm16_f##X##1, FV, FL, 1, float, float, float)                                                           \
+    DENSE16(dense16_f##X, FR, mm16_f##X, mm16_f##X##1, mm16_f##X, mm16_f##X##1, float, float, float)                   \
+    DENSE16_MM(mm16_d##X, DV, DL, DR, double, double, double)                                                          \
+    DENSE16_MM(mm16_d##X##1, DV, DL, 1, double, double, double)                                                        \
+    DENSE16(dense16_dd##X, DR, mm16_d##X, mm16_d##X##1, mm16_d##X, mm16_d##X##1, double, double, double)               \
+    DENSE16_MM(mm16_fd##X, DV, DL, DR, float, double, double)                                                          \
+    DENSE16_MM(mm16_fd##X##1, DV, DL, 1, float, double, double)                                                        \
+    DENSE16_MM(mm16_df##X, DV, DL, DR, double, float, double)                                                          \
+    DENSE16_MM(mm16_df##X##1, DV, DL, 1, double, float, double)                                                        \
+    DENSE16(dense16_ff##X, DR, mm16_fd##X, mm16_fd##X##1, mm16_df##X, mm16_df##X##1, float, float, double)
 #if WIDE
-DENSE16_MM(mm16_fw8, f16w_t, 16, 8, float, float, float)
-DENSE16_MM(mm16_fw1, f16w_t, 16, 1, float, float, float)
-DENSE16(dense16_fw, 8, mm16_fw8, mm16_fw1, mm16_fw8, mm16_fw1, float, float, float)
-DENSE16_MM(mm16_dw4, w8_t, 8, 4, double, double, double)
-DENSE16_MM(mm16_dw1, w8_t, 8, 1, double, double, double)
-DENSE16(dense16_ddw, 4, mm16_dw4, mm16_dw1, mm16_dw4, mm16_dw1, double, double, double)
-DENSE16_MM(mm16_fdw4, w8_t, 8, 4, float, double, double)
-DENSE16_MM(mm16_fdw1, w8_t, 8, 1, float, double, double)
-DENSE16_MM(mm16_dfw4, w8_t, 8, 4, double, float, double)
-DENSE16_MM(mm16_dfw1, w8_t, 8, 1, double, float, double)
-DENSE16(dense16_ffw, 4, mm16_fdw4, mm16_fdw1, mm16_dfw4, mm16_dfw1, float, float, double)
+DENSE16_FORM(w, f16w_t, 16, 8, w8_t, 8, 4)
+/* NAME##w where lanes_wide, NAME##h elsewhere */
+#define DENSE16_CALL(NAME, ...)                                                                                        \
+    do {                                                                                                               \
+        if (lanes_wide)                                                                                                \
+            NAME##w(__VA_ARGS__);                                                                                      \
+        else                                                                                                           \
+            NAME##h(__VA_ARGS__);                                                                                      \
+    } while (0)
+#else
+#define DENSE16_CALL(NAME, ...) NAME##h(__VA_ARGS__)
 #endif
-DENSE16_MM(mm16_fh4, f8v, 8, 4, float, float, float)
-DENSE16_MM(mm16_fh1, f8v, 8, 1, float, float, float)
-DENSE16(dense16_fh, 4, mm16_fh4, mm16_fh1, mm16_fh4, mm16_fh1, float, float, float)
-DENSE16_MM(mm16_dh2, v4d, 4, 2, double, double, double)
-DENSE16_MM(mm16_dh1, v4d, 4, 1, double, double, double)
-DENSE16(dense16_ddh, 2, mm16_dh2, mm16_dh1, mm16_dh2, mm16_dh1, double, double, double)
-DENSE16_MM(mm16_fdh2, v4d, 4, 2, float, double, double)
-DENSE16_MM(mm16_fdh1, v4d, 4, 1, float, double, double)
-DENSE16_MM(mm16_dfh2, v4d, 4, 2, double, float, double)
-DENSE16_MM(mm16_dfh1, v4d, 4, 1, double, float, double)
-DENSE16(dense16_ffh, 2, mm16_fdh2, mm16_fdh1, mm16_dfh2, mm16_dfh1, float, float, double)
+DENSE16_FORM(h, f8v, 8, 4, v4d, 4, 2)
 #endif
 
 /* dst = A^{-1} src for one block of a plan with dense inverses (k = 2) */
@@ -1808,26 +1811,11 @@ INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, co
         if (sf32 && work32_ok(pl, c)) { /* float32 arithmetic: the matrices' float32 copies */
             const float *F2 = (const float *)((const char *)pl + pl->ax[1].dense32) + c * n2 * n2;
             const float *FT3 = (const float *)((const char *)pl + pl->ax[2].dense32) + c * n3 * n3;
-#if WIDE
-            if (lanes_wide)
-                dense16_fw((const float *)src, (float *)dst, n2, F2, FT3, (float *)wk);
-            else
-#endif
-                dense16_fh((const float *)src, (float *)dst, n2, F2, FT3, (float *)wk);
+            DENSE16_CALL(dense16_f, (const float *)src, (float *)dst, n2, F2, FT3, (float *)wk);
         } else if (sf32) {
-#if WIDE
-            if (lanes_wide)
-                dense16_ffw((const float *)src, (float *)dst, n2, G2, GT3, wk);
-            else
-#endif
-                dense16_ffh((const float *)src, (float *)dst, n2, G2, GT3, wk);
+            DENSE16_CALL(dense16_ff, (const float *)src, (float *)dst, n2, G2, GT3, wk);
         } else {
-#if WIDE
-            if (lanes_wide)
-                dense16_ddw((const double *)src, (double *)dst, n2, G2, GT3, wk);
-            else
-#endif
-                dense16_ddh((const double *)src, (double *)dst, n2, G2, GT3, wk);
+            DENSE16_CALL(dense16_dd, (const double *)src, (double *)dst, n2, G2, GT3, wk);
         }
         return;
     }
