@@ -221,7 +221,8 @@ def test_lines_dense_inverses_of_small_planes(boundary, dense_max, work32):
     """2-D planes of at most 8 rows of 4 or 8 samples, or at most 16 rows of 16, are solved with
     each axis's inverse as a dense matrix (in the plan): the solve, the input gradient and the
     taps' gradient against the float64 reference, forward and adjoint solves, one and two
-    factors, dilation 1 and 2, float32 and float64 (rows of 16: float32 arithmetic for the
+    factors, dilation 1, 2 and past half an axis (circular: the inverses from the circulants'
+    eigenvalues), float32 and float64 (rows of 16: float32 arithmetic for the
     well-conditioned channels, float64 for the others: the sums 0.2 and 0.6 pass work32_ok, 0.9
     does not), plans built one direction at a time and both at once; the plans carry the
     matrices in place of the factors (a plan of one direction refuses the other) and the results
@@ -233,6 +234,7 @@ def test_lines_dense_inverses_of_small_planes(boundary, dense_max, work32):
     cases = [((4, 4), 1, 1), ((8, 8), 1, 1), ((8, 8), 2, 2), ((5, 8), 1, 1), ((8, 4), 2, 1), ((1, 4), 1, 1)]
     cases += [((16, 16), 1, 1), ((16, 16), 2, 2), ((12, 16), 1, 1), ((3, 16), 2, 1), ((1, 16), 1, 1)]
     cases += [((6, 6), 1, 1), ((16, 8), 1, 1), ((32, 16), 1, 1), ((2, 4, 4), 1, 1)]
+    cases += [((8, 8), 1, 3), ((5, 16), 2, 7), ((4, 4), 3, 2)]  # dilations past half an axis (wrapping twice)
     for shape, Q, d in cases:
         if boundary == "reflect" and min(shape) <= d:
             continue
