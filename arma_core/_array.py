@@ -10,7 +10,7 @@ from typing import Any
 import array_api_compat as _compat
 import numpy as np
 
-__all__ = ["library_name", "device_kind", "to_numpy", "concrete"]
+__all__ = ["library_name", "device_of", "device_kind", "to_numpy", "concrete"]
 
 
 def library_name(xp: Any) -> str:
@@ -33,13 +33,37 @@ def library_name(xp: Any) -> str:
     return str(getattr(xp, "__name__", "unknown"))
 
 
+_TORCH_TYPES: dict[type, bool] = {}  # per array type: is it torch's (asked once per type)
+
+
+def _is_torch(x: Any) -> bool:
+    t = type(x)
+    known = _TORCH_TYPES.get(t)
+    if known is None:
+        known = _TORCH_TYPES[t] = bool(_compat.is_torch_array(x))
+    return known
+
+
+def device_of(x: Any) -> Any:
+    """``array_api_compat.device(x)``: ``"cpu"`` for a NumPy array, a torch tensor's own
+    ``device`` read directly. The per-call path of a filter asks this on every call; compat's
+    ``device`` tests each library in turn (about a microsecond per call)."""
+    if type(x) is np.ndarray:
+        return "cpu"
+    if _is_torch(x):
+        return x.device
+    return _compat.device(x)
+
+
 def device_kind(x: Any) -> str:
     """``"cpu"`` or ``"cuda"`` (or another accelerator's name) for the device ``x`` lives on.
 
     NumPy, Dask-of-NumPy and array-api-strict's devices count as ``"cpu"`` (array-api-strict's
     extra devices are CPU arrays that only test device propagation); CuPy is ``"cuda"``.
     """
-    if _compat.is_torch_array(x):
+    if type(x) is np.ndarray:
+        return "cpu"
+    if _is_torch(x):
         return str(x.device.type)
     if _compat.is_cupy_array(x):
         return "cuda"

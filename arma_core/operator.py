@@ -22,9 +22,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import device as _device
-
-from ._array import concrete, device_kind, to_numpy
+from ._array import concrete, device_kind, device_of, to_numpy
 from ._nonfinite import axis_kinds, reach
 from ._typing import Boundary, Method
 from ._validate import (
@@ -314,7 +312,7 @@ class ARFilter:
 
     @property
     def device(self):
-        return _device(self.taps)
+        return device_of(self.taps)
 
     @property
     def T(self) -> ARFilter:
@@ -433,7 +431,7 @@ class ARFilter:
     def _run(self, x, solve: bool, name: str, check: bool | None):
         xp, dtype, real, lay, cap, kernel = self._call_of(x, solve, name)
         if lay.empty:
-            return xp.zeros(x.shape, dtype=dtype, device=_device(x))
+            return xp.zeros(x.shape, dtype=dtype, device=device_of(x))
         check = self.check_finite if check is None else check
         if check and not cap.lazy:
             check_finite(xp, x, name)
@@ -469,10 +467,10 @@ class ARFilter:
         result dtype, kernel dtype, layout, capability row and kernel (the checks that raise
         for them run here). Kept per those: a layer calls its filter with the same kind of
         tensor every step, and these steps cost more than a small solve. The row depends on the
-        taps too: a filter with new taps (``_retap``) keeps the rest and resolves the row."""
+        taps too: a filter with new taps (``_retap``) keeps the rest (the ``"signal"`` entries)
+        and resolves the row."""
         try:
-            dev = "cpu" if type(x) is np.ndarray else _device(x)
-            key: tuple | None = (type(x), x.dtype, dev, tuple(x.shape), name)
+            key: tuple | None = (type(x), x.dtype, device_of(x), tuple(x.shape), name)
             call = self._state.get(("call", solve, key))
         except (TypeError, AttributeError, ValueError):  # not an array (namespace() says so) or unhashable
             key, call = None, None
@@ -481,15 +479,15 @@ class ARFilter:
         signal = self._state.get(("signal", key)) if key is not None else None
         if signal is None:
             xp = namespace(x, self.taps, names=(name, "taps"), numpy_with_dask=True)
-            dev = "cpu" if type(x) is np.ndarray else _device(x)
-            if type(x) is not np.ndarray and self._xp is xp and dev != _device(self.taps):
-                raise ValueError(f"{name} is on {dev} but taps is on {_device(self.taps)}; move one of them")
+            dev = device_of(x)
+            if type(x) is not np.ndarray and self._xp is xp and dev != device_of(self.taps):
+                raise ValueError(f"{name} is on {dev} but taps is on {device_of(self.taps)}; move one of them")
             dtype, real = promote_signal(xp, x, self.taps.dtype, name)
-            signal = (xp, dtype, real, self._layout_of(tuple(x.shape), name))
+            signal = (xp, dtype, real, self._layout_of(tuple(x.shape), name), device_kind(x))
             if key is not None:
                 self._state[("signal", key)] = signal
-        xp, dtype, real, lay = signal
-        cap = None if lay.empty else self._row(xp, x, real, lay, solve)
+        xp, dtype, real, lay, kind = signal
+        cap = None if lay.empty else self._row(xp, real, lay, solve, kind)
         call = (xp, dtype, real, lay, cap, None if cap is None else cap.load())
         if key is not None:
             self._state[("call", solve, key)] = call
@@ -508,25 +506,24 @@ class ARFilter:
             self._state[key] = lay
         return lay
 
-    def _row(self, xp, x, real, lay: _Layout, solve: bool):
-        """The capability row of a call, kept per library, dtype, device and shape (the rule
-        depends on nothing else once the taps are fixed)."""
-        device = "cpu" if type(x) is np.ndarray else device_kind(x)
-        key: tuple | None = ("row", solve, xp, real, device, tuple(x.shape), lay)
+    def _row(self, xp, real, lay: _Layout, solve: bool, device: str):
+        """The capability row of a call on ``device`` (:func:`device_kind`), kept per library,
+        dtype, device and layout (the rule depends on nothing else once the taps are fixed)."""
+        key: tuple | None = ("row", solve, xp, real, device, lay)
         try:
             cap = self._state.get(key)
         except TypeError:  # an unhashable dtype: no memo
             key, cap = None, None
         if cap is None:
             if solve:
-                cap = self._resolve_solve(xp, x, real, lay, device)
+                cap = self._resolve_solve(xp, real, lay, device)
             else:
                 cap = resolve("apply", xp, boundary=self.boundary, dtype=_dtype_name(xp, real), device=device)
             if key is not None:
                 self._state[key] = cap
         return cap
 
-    def _resolve_solve(self, xp, x, real, lay, device):
+    def _resolve_solve(self, xp, real, lay, device):
         cap = resolve(
             "solve",
             xp,
