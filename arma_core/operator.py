@@ -282,6 +282,9 @@ class ARFilter:
         self._adjoint = False
         self._cache: dict = {}
         self._state: dict = {}  # host copies of the taps and facts derived from them
+        # what a kind of signal decides and does not depend on the taps' values (its layout and
+        # signal entries, _call_of): shared with the filters _retap derives from this one
+        self._kinds: dict = {}
         self._casts: dict = {}  # the taps in other dtypes
         self._theta = None  # (parameters, region) behind the taps (ARFilter._bind)
         if host is not None:
@@ -409,8 +412,7 @@ class ARFilter:
         other._theta = None
         other._cache = {}
         other._casts = {}
-        kept = ("layout", "signal")  # what does not depend on the taps' values
-        other._state = {key: v for key, v in self._state.items() if type(key) is tuple and key[0] in kept}
+        other._state = {}  # self._kinds, which does not depend on the taps' values, is shared
         other._know_host(native, in_strip=True)
         return other
 
@@ -476,7 +478,7 @@ class ARFilter:
             key, call = None, None
         if call is not None:
             return call
-        signal = self._state.get(("signal", key)) if key is not None else None
+        signal = self._kinds.get(("signal", key)) if key is not None else None
         if signal is None:
             xp = namespace(x, self.taps, names=(name, "taps"), numpy_with_dask=True)
             dev = device_of(x)
@@ -485,7 +487,7 @@ class ARFilter:
             dtype, real = promote_signal(xp, x, self.taps.dtype, name)
             signal = (xp, dtype, real, self._layout_of(tuple(x.shape), name), device_kind(x))
             if key is not None:
-                self._state[("signal", key)] = signal
+                self._kinds[("signal", key)] = signal
         xp, dtype, real, lay, kind = signal
         cap = None if lay.empty else self._row(xp, real, lay, solve, kind)
         call = (xp, dtype, real, lay, cap, None if cap is None else cap.load())
@@ -496,14 +498,14 @@ class ARFilter:
     def _layout_of(self, shape: tuple, name: str) -> _Layout:
         """:func:`_layout` of a signal shape, kept per shape (the filter's options are fixed)."""
         key = ("layout", shape, name)
-        lay = self._state.get(key)
+        lay = self._kinds.get(key)
         if lay is None:
             args = (shape, self.ndim, self.channels, self.axes, self.channel_axis, name, self.boundary)
             try:
                 lay = _kept_layout(*args, self.dilation, self._names[1])
             except TypeError:  # an unhashable axis argument: not kept across filters
                 lay = _layout(*args, self.dilation, self._names[1])
-            self._state[key] = lay
+            self._kinds[key] = lay
         return lay
 
     def _row(self, xp, real, lay: _Layout, solve: bool, device: str):
