@@ -149,12 +149,14 @@ class SmallPlanes(_Settings):
     """``_lines.solve`` and ``_lines.solve_vjp`` (taps' gradient included) of float32 planes of
     the segmentation U-Net's lower levels and of issue 13's 4x64x16x16 layer (its AR part,
     4x128x16x16), ``circular``, one thread: with each axis's dense inverse in the plans (the
-    default) and with the recurrences (``set_dense_max(0)``)."""
+    default) and with the recurrences (``set_dense_max(0)``). ``plans``: building both
+    directions' plans (what a new filter pays after every optimizer step; 1x8x8x8 is issue 13's
+    per-call row)."""
 
     params = [
-        ["4x128x16x16", "16x64x8x8", "16x128x4x4"],
+        ["4x128x16x16", "16x64x8x8", "16x128x4x4", "1x8x8x8"],
         ["dense inverses", "recurrences"],
-        ["solve", "solve_vjp"],
+        ["solve", "solve_vjp", "plans"],
     ]
     param_names = ["planes", "method", "kernel"]
     number = 20
@@ -177,7 +179,11 @@ class SmallPlanes(_Settings):
             self._old = previous
         kw = dict(boundary="circular", dilation=1, adjoint=False, cache={}, threads=1)
         y = _lines.solve(x, taps, **kw)  # the plans are built here, under this setting
-        if kernel == "solve":
+        if kernel == "plans":
+            taps64 = np.ascontiguousarray(taps, dtype=np.float64)
+            args = (taps64, *taps64.shape[:3], shape[2:], 1, ext.CIRCULAR, 2, 1)
+            self.fn = lambda: ext.plan(*args)
+        elif kernel == "solve":
             self.fn = lambda: _lines.solve(x, taps, out=y, **kw)
         else:
             gx = np.empty_like(x)
