@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from ._array import concrete, device_kind, device_of, to_numpy
 from ._nonfinite import axis_kinds, reach
 from ._typing import Boundary, Method
