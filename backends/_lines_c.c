@@ -1608,8 +1608,8 @@ static void circ_tables(void) {
  * + i (f_-1 - f_1) sin(2 pi m d / n)) on the Fourier vectors, and A_j^{-1}[i, i'] = c[i - i' mod n]
  * with c[t] = (1 / n) sum_m Re(e^{2 pi i m t / n} / lambda_m), where lambda_{n - m} is lambda_m's
  * conjugate: the sum over m <= n / 2, the inner terms twice. In the strip |f_-1 + f_1| < |f_0|
- * every |lambda_m| >= prod_q (|f_0| - |f_-1 + f_1|) > 0. About n^2 / 2 vector multiply-adds
- * over n lanes per channel and axis. */
+ * every |lambda_m| >= prod_q (|f_0| - |f_-1 + f_1|) > 0. About n^2 multiply-adds per channel
+ * and axis (n / 2 + 1 terms of two products for each of the n entries of c). */
 static void circulant_inverses(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64 d, int last, double *G) {
     const double *cs = circ_cos + circ_at[n], *sn = circ_sin + circ_at[n];
     double u[DENSE_MAX / 2 + 1], v[DENSE_MAX / 2 + 1], c[2 * DENSE_MAX];
