@@ -415,15 +415,20 @@ static i64 index_of(const i64 *u, i64 m, i64 x) {
 /* ------------------------------------------------------------------------------------------ */
 /* plans                                                                                        */
 
-#define PLAN_MAGIC 0x33304e4c414d5241LL
+#define PLAN_MAGIC 0x34304e4c414d5241LL
 
 typedef struct {
     i64 n;     /* length (1 for block axes the signal does not have) */
     i64 nc;    /* correction columns */
     i64 cols;  /* byte offset of i64[nc] */
     i64 fac;   /* byte offset of Fac[C * Q] (0 for absent axes) */
-    i64 dense;   /* byte offset of double[C * n * n], each channel's inverse of this axis (0: none) */
-    i64 dense32; /* byte offset of float[C * n * n], the same in float32 (planes of rows of 16; 0: none) */
+    /* small planes: each channel's inverse of this axis (the last axis's transposed) as n rows
+     * of n entries, row i at (channel's start) + i * rs, channels cs entries apart: a matrix
+     * (rs = n, cs = n * n) or a circulant's first row doubled (rs = -1, cs = 2 n: row i starts
+     * n - i entries into 2 n values, one period after another) */
+    i64 dense;   /* byte offset of channel 0's row 0 in doubles (0: none) */
+    i64 dense32; /* the same in floats (planes of rows of 16; 0: none) */
+    i64 rs, cs;  /* row and channel strides, in entries */
 } Axis;
 
 typedef struct {
@@ -1602,7 +1607,7 @@ static void circ_tables(void) {
     }
 }
 
-/* axis_inverses for the circular boundary, without factors: a factor of axis j is the circulant
+/* axis_inverses for the circular boundary, without factors, each channel's as 2 n values (Axis): a factor of axis j is the circulant
  * f_0 I + f_-1 S^d + f_1 S^-d ((S^d y)[i] = y[i + d mod n]), so the axis's operator A_j (their
  * product) is circulant with eigenvalues lambda_m = prod_q (f_0 + (f_-1 + f_1) cos(2 pi m d / n)
  * + i (f_-1 - f_1) sin(2 pi m d / n)) on the Fourier vectors, and A_j^{-1}[i, i'] = c[i - i' mod n]
@@ -1614,7 +1619,7 @@ static void circulant_inverses(const double *taps, i64 C, i64 k, i64 Q, i64 j, i
     const double *cs = circ_cos + circ_at[n], *sn = circ_sin + circ_at[n];
     double u[DENSE_MAX / 2 + 1], v[DENSE_MAX / 2 + 1], c[2 * DENSE_MAX];
     i64 half = n / 2;
-    for (i64 ch = 0; ch < C; ch++, G += n * n) {
+    for (i64 ch = 0; ch < C; ch++, G += 2 * n) {
         for (i64 m = 0; m <= half; m++) {
             i64 t = (m * d) % n; /* row 1 of the table: cos and sin of 2 pi t / n */
             double re = 1.0, im = 0.0;
@@ -1632,12 +1637,10 @@ static void circulant_inverses(const double *taps, i64 C, i64 k, i64 Q, i64 j, i
         for (i64 t = 0; t < n; t++) c[t] = 0.0;
         for (i64 m = 0; m <= half; m++)
             for (i64 t = 0; t < n; t++) c[t] += u[m] * cs[m * n + t] - v[m] * sn[m * n + t];
-        /* A^{-1}[i, i'] = c[i - i'], stored transposed for the last axis: row i of the stored
-         * matrix is c read backwards from i (forwards from -i for the last axis), one copy of n
-         * entries from c doubled */
-        double r[2 * DENSE_MAX];
-        for (i64 t = 0; t < n; t++) r[t] = r[n + t] = last ? c[t] : c[(n - t) % n];
-        for (i64 i = 0; i < n; i++) memcpy(G + i * n, r + (n - i) % n, (size_t)n * sizeof(double));
+        /* A^{-1}[i, i'] = c[i - i'], stored transposed for the last axis: G holds r doubled with
+         * r[t] = c[-t] (c[t] for the last axis), so that row i, the n entries from G + n - i, is
+         * c read backwards from i (forwards from -i) */
+        for (i64 t = 0; t < n; t++) G[t] = G[n + t] = last ? c[t] : c[(n - t) % n];
     }
 }
 
@@ -1660,8 +1663,11 @@ static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *
         if (!rec) return NULL;
         rp = (const Plan *)PyBytes_AS_STRING(rec);
     }
-    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, f32 = n[2] == 16;
-    for (int b = 3 - (int)k; b < 3; b++) size += C * n[b] * n[b] * (f32 ? 12 : 8);
+    i64 size = align8(sizeof(Plan)) + C * k * Q * 3 * 8, f32 = n[2] == 16, per[3];
+    for (int b = 3 - (int)k; b < 3; b++) {
+        per[b] = rp ? n[b] * n[b] : 2 * n[b]; /* entries per channel: a matrix or a circulant's row */
+        size += align8(C * per[b] * (f32 ? 12 : 8));
+    }
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     double *zc = (double *)malloc((size_t)((rp ? rp->zrows : 1) * DENSE_MAX + 1) * sizeof(double));
     if (!result || !zc) {
@@ -1681,43 +1687,52 @@ static PyObject *dense_plan(const double *taps, i64 C, i64 k, i64 Q, const i64 *
         i64 m = n[b];
         pl->ax[b].n = m;
         if (b < 3 - k) continue;
-        pl->ax[b].dense = off;
+        double *G = (double *)(base + off);
+        pl->ax[b].rs = rp ? m : -1;
+        pl->ax[b].cs = per[b];
+        pl->ax[b].dense = off + (rp ? 0 : m * 8);
         if (rp)
-            axis_inverses(rp, b, (double *)(base + off), zc);
+            axis_inverses(rp, b, G, zc);
         else
-            circulant_inverses(taps, C, k, Q, b - (3 - k), m, d, b == 2, (double *)(base + off));
-        off += C * m * m * 8;
+            circulant_inverses(taps, C, k, Q, b - (3 - k), m, d, b == 2, G);
+        off += C * per[b] * 8;
         if (f32) {
-            pl->ax[b].dense32 = off;
-            const double *G = (const double *)(base + pl->ax[b].dense);
+            pl->ax[b].dense32 = off + (rp ? 0 : m * 4);
             float *G32 = (float *)(base + off);
-            for (i64 x = 0; x < C * m * m; x++) G32[x] = (float)G[x];
-            off += C * m * m * 4;
+            for (i64 x = 0; x < C * per[b]; x++) G32[x] = (float)G[x];
+            off += C * per[b] * 4;
         }
+        off = align8(off);
     }
     free(zc);
     Py_XDECREF(rec);
     return result;
 }
 
-/* dst's matrices = src's transposed (plans of the same layout) */
+/* dst's matrices = src's transposed (plans of the same layout). A circulant's transpose is the
+ * circulant of its first column: each channel's r (Axis: 2 n values, r doubled) becomes
+ * r'[t] = r[-t]. */
+#define DENSE_TRANSPOSE(T, OFF)                                                                                        \
+    do {                                                                                                               \
+        T *G = (T *)((char *)dst + src->ax[b].OFF);                                                                    \
+        const T *H = (const T *)((const char *)src + src->ax[b].OFF);                                                  \
+        for (i64 c = 0; c < src->C; c++, G += cs, H += cs) {                                                           \
+            if (circulant)                                                                                             \
+                for (i64 t = 0; t < n; t++) G[t - n] = G[t] = H[(n - t) % n - n];                                      \
+            else                                                                                                       \
+                for (i64 i = 0; i < n; i++)                                                                            \
+                    for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];                                           \
+        }                                                                                                              \
+    } while (0)
 HOT static void dense_transposes(const Plan *src, Plan *dst) {
     for (int b = 3 - (int)src->k; b < 3; b++) {
-        i64 n = src->ax[b].n;
-        double *G = (double *)((char *)dst + src->ax[b].dense);
-        const double *H = (const double *)((const char *)src + src->ax[b].dense);
-        for (i64 c = 0; c < src->C; c++, G += n * n, H += n * n)
-            for (i64 i = 0; i < n; i++)
-                for (i64 j = 0; j < n; j++) G[i * n + j] = H[j * n + i];
-        if (src->ax[b].dense32) {
-            float *G32 = (float *)((char *)dst + src->ax[b].dense32);
-            const float *H32 = (const float *)((const char *)src + src->ax[b].dense32);
-            for (i64 c = 0; c < src->C; c++, G32 += n * n, H32 += n * n)
-                for (i64 i = 0; i < n; i++)
-                    for (i64 j = 0; j < n; j++) G32[i * n + j] = H32[j * n + i];
-        }
+        i64 n = src->ax[b].n, cs = src->ax[b].cs;
+        int circulant = src->ax[b].rs < 0; /* row 0 at n into the doubled row: G[t - n] = r[t] */
+        DENSE_TRANSPOSE(double, dense);
+        if (src->ax[b].dense32) DENSE_TRANSPOSE(float, dense32);
     }
 }
+#undef DENSE_TRANSPOSE
 
 /* A^T's plan of small planes from A's (dense_plan): the same bytes, each matrix transposed */
 static PyObject *dense_plan_transposed(PyObject *fwd) {
@@ -1725,8 +1740,11 @@ static PyObject *dense_plan_transposed(PyObject *fwd) {
     PyObject *result = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(fwd));
     if (!result) return NULL;
     Plan *pl = (Plan *)PyBytes_AS_STRING(result);
-    /* the header and the taps copied, the matrices (all after them) written transposed */
-    memcpy(pl, src, (size_t)(src->taps + src->C * src->k * src->Q * 3 * 8));
+    /* the header and the taps copied, the matrices (all after them) written transposed, the
+     * padding between axes zero as in A's plan (equal plans are equal bytes) */
+    size_t head = (size_t)(src->taps + src->C * src->k * src->Q * 3 * 8);
+    memcpy(pl, src, head);
+    memset((char *)pl + head, 0, (size_t)PyBytes_GET_SIZE(fwd) - head);
     pl->transposed = 1;
     dense_transposes(src, pl);
     return result;
@@ -1738,23 +1756,23 @@ static PyObject *dense_plan_transposed(PyObject *fwd) {
  * which dominate planes this small). DENSE_VEC: n3 = NN fixed, each row as NN / 4 vectors of
  * 4 doubles; DENSE_ANY: any n3 <= DENSE_MAX, plain loops (mixed precisions, other compilers). */
 #define DENSE_VEC(NAME, NN, ST, DT)                                                                                    \
-    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const double *restrict G2,                      \
-                     const double *restrict GT3, double *restrict wk) {                                               \
+    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const double *restrict G2, i64 s2,              \
+                     const double *restrict GT3, i64 s3, double *restrict wk) {                                       \
         enum { V = NN / 4 };                                                                                           \
         for (i64 a = 0; a < n2; a++) {                                                                                 \
             v4d acc[V];                                                                                                \
             for (int q = 0; q < V; q++) acc[q] = (double)src[a * NN] * ld4(GT3 + 4 * q);                               \
             for (i64 j = 1; j < NN; j++) {                                                                             \
                 double x = (double)src[a * NN + j];                                                                    \
-                for (int q = 0; q < V; q++) acc[q] += x * ld4(GT3 + j * NN + 4 * q);                                   \
+                for (int q = 0; q < V; q++) acc[q] += x * ld4(GT3 + j * s3 + 4 * q);                                   \
             }                                                                                                          \
             for (int q = 0; q < V; q++) st4(wk + a * NN + 4 * q, acc[q]);                                              \
         }                                                                                                              \
         for (i64 i = 0; i < n2; i++) {                                                                                 \
             v4d acc[V];                                                                                                \
-            for (int q = 0; q < V; q++) acc[q] = G2[i * n2] * ld4(wk + 4 * q);                                         \
+            for (int q = 0; q < V; q++) acc[q] = G2[i * s2] * ld4(wk + 4 * q);                                         \
             for (i64 j = 1; j < n2; j++) {                                                                             \
-                double g = G2[i * n2 + j];                                                                             \
+                double g = G2[i * s2 + j];                                                                             \
                 for (int q = 0; q < V; q++) acc[q] += g * ld4(wk + j * NN + 4 * q);                                    \
             }                                                                                                          \
             for (int q = 0; q < V; q++)                                                                                \
@@ -1762,18 +1780,18 @@ static PyObject *dense_plan_transposed(PyObject *fwd) {
         }                                                                                                              \
     }
 #define DENSE_ANY(NAME, ST, DT)                                                                                        \
-    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, i64 n3, const double *restrict G2,              \
-                     const double *restrict GT3, double *restrict wk) {                                               \
+    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, i64 n3, const double *restrict G2, i64 s2,      \
+                     const double *restrict GT3, i64 s3, double *restrict wk) {                                       \
         for (i64 a = 0; a < n2; a++) {                                                                                 \
             double acc[DENSE_MAX] = {0};                                                                               \
             for (i64 j = 0; j < n3; j++)                                                                               \
-                for (i64 i = 0; i < n3; i++) acc[i] += (double)src[a * n3 + j] * GT3[j * n3 + i];                      \
+                for (i64 i = 0; i < n3; i++) acc[i] += (double)src[a * n3 + j] * GT3[j * s3 + i];                      \
             memcpy(wk + a * n3, acc, (size_t)n3 * sizeof(double));                                                     \
         }                                                                                                              \
         for (i64 i = 0; i < n2; i++) {                                                                                 \
             double acc[DENSE_MAX] = {0};                                                                               \
             for (i64 j = 0; j < n2; j++)                                                                               \
-                for (i64 r = 0; r < n3; r++) acc[r] += G2[i * n2 + j] * wk[j * n3 + r];                                \
+                for (i64 r = 0; r < n3; r++) acc[r] += G2[i * s2 + j] * wk[j * n3 + r];                                \
             for (i64 r = 0; r < n3; r++) dst[i * n3 + r] = (DT)acc[r];                                                 \
         }                                                                                                              \
     }
@@ -1804,18 +1822,18 @@ DENSE_ANY(dense_dfn, double, float)
 #define DENSE16_SEQUENTIAL _Pragma("GCC unroll 1")
 #endif
 #define DENSE16_MM(NAME, VT, L, RB, AS, OS, AT)                                                                        \
-    INLINE void NAME(const AS *restrict A, i64 m, const AT *restrict B, OS *restrict out) {                            \
+    INLINE void NAME(const AS *restrict A, i64 sa, i64 m, const AT *restrict B, i64 sb, OS *restrict out) {            \
         enum { V = 16 / L };                                                                                           \
         VT acc[RB][V], b;                                                                                              \
         for (int q = 0; q < V; q++) {                                                                                  \
             memcpy(&b, B + L * q, sizeof b);                                                                           \
-            for (int r = 0; r < RB; r++) acc[r][q] = (AT)A[r * m] * b;                                                 \
+            for (int r = 0; r < RB; r++) acc[r][q] = (AT)A[r * sa] * b;                                                \
         }                                                                                                              \
         DENSE16_SEQUENTIAL                                                                                             \
         for (i64 j = 1; j < m; j++)                                                                                    \
             for (int q = 0; q < V; q++) {                                                                              \
-                memcpy(&b, B + j * 16 + L * q, sizeof b);                                                              \
-                for (int r = 0; r < RB; r++) acc[r][q] += (AT)A[r * m + j] * b;                                        \
+                memcpy(&b, B + j * sb + L * q, sizeof b);                                                              \
+                for (int r = 0; r < RB; r++) acc[r][q] += (AT)A[r * sa + j] * b;                                       \
             }                                                                                                          \
         for (int r = 0; r < RB; r++)                                                                                   \
             for (int q = 0; q < V; q++) {                                                                              \
@@ -1828,13 +1846,13 @@ DENSE_ANY(dense_dfn, double, float)
 /* dst (n2, 16) = G2 src GT3 (the matrices in AT) through wk (n2 x 16 of AT): MM, MM1 the products
  * of RB rows and of one row from ST to AT, MMO, MMO1 from AT to DT */
 #define DENSE16(NAME, RB, MM, MM1, MMO, MMO1, ST, DT, AT)                                                              \
-    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const AT *restrict G2,                          \
-                     const AT *restrict GT3, AT *restrict wk) {                                                       \
+    INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const AT *restrict G2, i64 s2,                  \
+                     const AT *restrict GT3, i64 s3, AT *restrict wk) {                                               \
         i64 a = 0;                                                                                                     \
-        for (; a + RB <= n2; a += RB) MM(src + a * 16, 16, GT3, wk + a * 16);                                          \
-        for (; a < n2; a++) MM1(src + a * 16, 16, GT3, wk + a * 16);                                                   \
-        for (a = 0; a + RB <= n2; a += RB) MMO(G2 + a * n2, n2, wk, dst + a * 16);                                     \
-        for (; a < n2; a++) MMO1(G2 + a * n2, n2, wk, dst + a * 16);                                                   \
+        for (; a + RB <= n2; a += RB) MM(src + a * 16, 16, 16, GT3, s3, wk + a * 16);                                  \
+        for (; a < n2; a++) MM1(src + a * 16, 16, 16, GT3, s3, wk + a * 16);                                           \
+        for (a = 0; a + RB <= n2; a += RB) MMO(G2 + a * s2, s2, n2, wk, 16, dst + a * 16);                             \
+        for (; a < n2; a++) MMO1(G2 + a * s2, s2, n2, wk, 16, dst + a * 16);                                           \
     }
 /* The three planes of one lane form X (w: 64-byte vectors, where lanes_wide; h: 32-byte ones
  * elsewhere): float32 arithmetic (channels that pass work32_ok; FV vectors of FL lanes, FR rows
@@ -1869,19 +1887,19 @@ DENSE16_FORM(h, f8v, 8, 4, v4d, 4, 2)
 
 /* dst = A^{-1} src for one block of a plan with dense inverses (k = 2) */
 INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, double *wk) {
-    i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
-    const double *G2 = (const double *)((const char *)pl + pl->ax[1].dense) + c * n2 * n2;
-    const double *GT3 = (const double *)((const char *)pl + pl->ax[2].dense) + c * n3 * n3;
+    i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n, s2 = pl->ax[1].rs, s3 = pl->ax[2].rs;
+    const double *G2 = (const double *)((const char *)pl + pl->ax[1].dense) + c * pl->ax[1].cs;
+    const double *GT3 = (const double *)((const char *)pl + pl->ax[2].dense) + c * pl->ax[2].cs;
 #if VEC
     if (n3 == 16 && sf32 == df32) {
         if (sf32 && work32_ok(pl, c)) { /* float32 arithmetic: the matrices' float32 copies */
-            const float *F2 = (const float *)((const char *)pl + pl->ax[1].dense32) + c * n2 * n2;
-            const float *FT3 = (const float *)((const char *)pl + pl->ax[2].dense32) + c * n3 * n3;
-            DENSE16_CALL(dense16_f, (const float *)src, (float *)dst, n2, F2, FT3, (float *)wk);
+            const float *F2 = (const float *)((const char *)pl + pl->ax[1].dense32) + c * pl->ax[1].cs;
+            const float *FT3 = (const float *)((const char *)pl + pl->ax[2].dense32) + c * pl->ax[2].cs;
+            DENSE16_CALL(dense16_f, (const float *)src, (float *)dst, n2, F2, s2, FT3, s3, (float *)wk);
         } else if (sf32) {
-            DENSE16_CALL(dense16_ff, (const float *)src, (float *)dst, n2, G2, GT3, wk);
+            DENSE16_CALL(dense16_ff, (const float *)src, (float *)dst, n2, G2, s2, GT3, s3, wk);
         } else {
-            DENSE16_CALL(dense16_dd, (const double *)src, (double *)dst, n2, G2, GT3, wk);
+            DENSE16_CALL(dense16_dd, (const double *)src, (double *)dst, n2, G2, s2, GT3, s3, wk);
         }
         return;
     }
@@ -1889,20 +1907,20 @@ INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, co
 #if VEC /* n3 is 4 or 8 here, or 16 with mixed precisions (dense_fdn, dense_dfn) */
 #define DENSE_CASES(T, S, D)                                                                                           \
     if (n3 == 4)                                                                                                       \
-        dense_##T##4((const S *)src, (D *)dst, n2, G2, GT3, wk);                                                       \
+        dense_##T##4((const S *)src, (D *)dst, n2, G2, s2, GT3, s3, wk);                                               \
     else                                                                                                               \
-        dense_##T##8((const S *)src, (D *)dst, n2, G2, GT3, wk);
+        dense_##T##8((const S *)src, (D *)dst, n2, G2, s2, GT3, s3, wk);
 #else
-#define DENSE_CASES(T, S, D) dense_##T##n((const S *)src, (D *)dst, n2, n3, G2, GT3, wk);
+#define DENSE_CASES(T, S, D) dense_##T##n((const S *)src, (D *)dst, n2, n3, G2, s2, GT3, s3, wk);
 #endif
     if (sf32 && df32) {
         DENSE_CASES(ff, float, float)
     } else if (!sf32 && !df32) {
         DENSE_CASES(dd, double, double)
     } else if (sf32) {
-        dense_fdn((const float *)src, (double *)dst, n2, n3, G2, GT3, wk);
+        dense_fdn((const float *)src, (double *)dst, n2, n3, G2, s2, GT3, s3, wk);
     } else {
-        dense_dfn((const double *)src, (float *)dst, n2, n3, G2, GT3, wk);
+        dense_dfn((const double *)src, (float *)dst, n2, n3, G2, s2, GT3, s3, wk);
     }
 #undef DENSE_CASES
 }

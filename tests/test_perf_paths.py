@@ -216,6 +216,31 @@ def dense_max():
 
 
 @needs_lines
+def test_lines_circular_small_planes_keep_one_row_per_circulant(dense_max):
+    """A circular small plane's inverses are circulants: its plans hold each channel's first row
+    (twice, 2 n values per axis) instead of n x n matrices, so a 128-channel 16 x 16 plan pair is
+    a fraction of the other boundaries' (which hold the matrices), and building it does not
+    scale with n^2 per channel. Both directions' plans at once equal one at a time, byte for
+    byte (padding included)."""
+    rng = np.random.default_rng(3)
+    C, shape = 128, (16, 16)
+    taps = np.ascontiguousarray(_taps_with_sums(rng, [0.2, 0.6], 0.3, 2, 1), dtype=np.float64)
+    taps = np.ascontiguousarray(np.broadcast_to(taps[:1], (C,) + taps.shape[1:]))
+    ext = _lines._ext()
+    dense_max(16)
+    sizes = {}
+    for boundary in ("circular", "zeros"):
+        args = (taps, C, 2, 1, shape, 1, getattr(ext, boundary.upper()))
+        both = ext.plan(*args, 2, 1)
+        assert both == (ext.plan(*args, 0, 1), ext.plan(*args, 1, 1))
+        sizes[boundary] = len(both[0])
+    matrices = C * 2 * 16 * 16 * 12  # float64 and float32 copies of two 16 x 16 matrices per channel
+    assert sizes["zeros"] > matrices
+    rows, header = C * 2 * 32 * 12, C * 2 * 3 * 8 + 4096  # 2 n values per axis; the taps and the header
+    assert sizes["circular"] < rows + header < matrices / 4
+
+
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_dense_inverses_of_small_planes(boundary, dense_max, work32):
     """2-D planes of at most 8 rows of 4 or 8 samples, or at most 16 rows of 16, are solved with
