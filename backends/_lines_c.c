@@ -1645,7 +1645,8 @@ static void circulant_inverses(const double *taps, i64 C, i64 k, i64 Q, i64 j, i
 }
 
 /* A's plan of small planes (dense_wanted): header, taps and each channel's inverse of each axis
- * (the last axis's stored transposed: solve_block_dense combines rows of both), for rows of 16
+ * (the last axis's stored transposed: solve_block_dense combines rows of both; circular: each
+ * circulant's first row, doubled, read with row stride -1, see Axis), for rows of 16
  * also in float32 (dense32); no factors: every solve of the plan takes solve_block_dense
  * (plan_of refuses the other direction). For the circular boundary they come from the
  * circulants' eigenvalues (circulant_inverses: a plan pair of 8 channels of 8 x 8 took 1.6 us
