@@ -1607,10 +1607,11 @@ static void circ_tables(void) {
     }
 }
 
-/* axis_inverses for the circular boundary, without factors, each channel's as 2 n values (Axis): a factor of axis j is the circulant
- * f_0 I + f_-1 S^d + f_1 S^-d ((S^d y)[i] = y[i + d mod n]), so the axis's operator A_j (their
- * product) is circulant with eigenvalues lambda_m = prod_q (f_0 + (f_-1 + f_1) cos(2 pi m d / n)
- * + i (f_-1 - f_1) sin(2 pi m d / n)) on the Fourier vectors, and A_j^{-1}[i, i'] = c[i - i' mod n]
+/* axis_inverses for the circular boundary, without factors, each channel's as 2 n values (Axis):
+ * a factor of axis j is the circulant f_0 I + f_-1 S^d + f_1 S^-d ((S^d y)[i] = y[i + d mod n]),
+ * so the axis's operator A_j (their product) is circulant with eigenvalues lambda_m = prod_q (f_0
+ * + (f_-1 + f_1) cos(2 pi m d / n) + i (f_-1 - f_1) sin(2 pi m d / n)) on the Fourier vectors,
+ * and A_j^{-1}[i, i'] = c[i - i' mod n]
  * with c[t] = (1 / n) sum_m Re(e^{2 pi i m t / n} / lambda_m), where lambda_{n - m} is lambda_m's
  * conjugate: the sum over m <= n / 2, the inner terms twice. In the strip |f_-1 + f_1| < |f_0|
  * every |lambda_m| >= prod_q (|f_0| - |f_-1 + f_1|) > 0. About n^2 multiply-adds per channel
