@@ -1611,8 +1611,8 @@ static void circ_tables(void) {
  * a factor of axis j is the circulant f_0 I + f_-1 S^d + f_1 S^-d ((S^d y)[i] = y[i + d mod n]),
  * so the axis's operator A_j (their product) is circulant with eigenvalues lambda_m = prod_q (f_0
  * + (f_-1 + f_1) cos(2 pi m d / n) + i (f_-1 - f_1) sin(2 pi m d / n)) on the Fourier vectors,
- * and A_j^{-1}[i, i'] = c[i - i' mod n]
- * with c[t] = (1 / n) sum_m Re(e^{2 pi i m t / n} / lambda_m), where lambda_{n - m} is lambda_m's
+ * and A_j^{-1}[i, i'] = c[i - i' mod n] with c[t] = (1 / n) sum_m Re(e^{2 pi i m t / n} /
+ * lambda_m), where lambda_{n - m} is lambda_m's
  * conjugate: the sum over m <= n / 2, the inner terms twice. In the strip |f_-1 + f_1| < |f_0|
  * every |lambda_m| >= prod_q (|f_0| - |f_-1 + f_1|) > 0. About n^2 multiply-adds per channel
  * and axis (n / 2 + 1 terms of two products for each of the n entries of c). */
@@ -1650,9 +1650,9 @@ static void circulant_inverses(const double *taps, i64 C, i64 k, i64 Q, i64 j, i
  * circulant's first row, doubled, read with row stride -1, see Axis), for rows of 16
  * also in float32 (dense32); no factors: every solve of the plan takes solve_block_dense
  * (plan_of refuses the other direction). For the circular boundary they come from the
- * circulants' eigenvalues (circulant_inverses: a plan pair of 8 channels of 8 x 8 took 1.6 us
- * against 5.8 us by the recurrences, 32 x 16 x 16 29 us against 66; the same scaled residuals
- * |A G - I|); otherwise they are the recurrences' solves of the identity: A's plan of factors
+ * circulants' eigenvalues (circulant_inverses, no factors: a plan pair of 8 channels of 8 x 8
+ * takes 1.3-2.5 us against 5.8-8.2 us by the recurrences' solves, with the same scaled residuals
+ * |A G - I|, docs/performance.md); otherwise they are the recurrences' solves of the identity: A's plan of factors
  * (plan_one) solves each axis on an n x n identity whose n columns are the lanes (solve_axis, as
  * on any block), so they are as exact as the recurrences (Gauss-Jordan elimination took 1.2 us
  * per 16 x 16 inverse). */
@@ -1755,7 +1755,8 @@ static PyObject *dense_plan_transposed(PyObject *fwd) {
 /* dst (n2, n3) = G2 src GT3 for one plane in float64 arithmetic: the rows of src combined by
  * GT3 (= G3^T, the last axis) into wk, then wk's rows combined by G2. Per plane 2 n2 n3^2
  * multiply-adds on vectors of n3 lanes (against the recurrences' per-line and transpose costs,
- * which dominate planes this small). DENSE_VEC: n3 = NN fixed, each row as NN / 4 vectors of
+ * which dominate planes this small). G2's rows are s2 apart, GT3's s3 (Axis.rs: n for a matrix,
+ * -1 for a circulant's row). DENSE_VEC: n3 = NN fixed, each row as NN / 4 vectors of
  * 4 doubles; DENSE_ANY: any n3 <= DENSE_MAX, plain loops (mixed precisions, other compilers). */
 #define DENSE_VEC(NAME, NN, ST, DT)                                                                                    \
     INLINE void NAME(const ST *restrict src, DT *restrict dst, i64 n2, const double *restrict G2, i64 s2,              \
@@ -1812,7 +1813,8 @@ DENSE_ANY(dense_dfn, double, float)
 
 #if VEC
 /* Planes of rows of 16 samples: the same two stages as DENSE_VEC, each a product out (rows, 16) =
- * A (rows, m) B (m, 16) of a row block: RB rows at a time, so that RB * 16 / L independent
+ * A (rows, m) B (m, 16) of a row block (A's rows sa apart, B's sb: Axis's row strides for the
+ * inverses, 16 for the planes): RB rows at a time, so that RB * 16 / L independent
  * chains of multiply-adds hide their latency (one row alone waits on it: its sixteen products
  * accumulate in turn), each row as 16 / L vectors VT of L lanes of the arithmetic's type AT;
  * AS: the type of A, OS: of out. The sums are not unrolled (DENSE16_SEQUENTIAL): unrolled, the
