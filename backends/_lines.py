@@ -210,6 +210,8 @@ def preferred(shape, taps, boundary: str) -> bool:
 # output memory
 
 _HUGE = 2 << 20  # a transparent huge page on x86-64 and aarch64 Linux
+#: buffers from this size up are advised (:func:`advise_hugepages`)
+HUGE_MIN = 2 * _HUGE
 
 
 @functools.cache
@@ -242,7 +244,7 @@ def advise_hugepages(ptr: int, nbytes: int) -> None:
     allocations; it is a hint, harmless if ignored. Only the 2 MiB-aligned interior of buffers
     of at least 4 MiB is advised.
     """
-    if nbytes < 2 * _HUGE:
+    if nbytes < HUGE_MIN:
         return
     fn = _madvise()
     if fn is None:
@@ -256,7 +258,7 @@ def advise_hugepages(ptr: int, nbytes: int) -> None:
 def empty(shape, dtype) -> np.ndarray:
     """``np.empty`` whose large buffers are backed by huge pages (:func:`advise_hugepages`)."""
     a = np.empty(shape, dtype)
-    if a.nbytes >= 2 * _HUGE:
+    if a.nbytes >= HUGE_MIN:
         advise_hugepages(a.__array_interface__["data"][0], a.nbytes)
     return a
 
@@ -323,7 +325,8 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
     Parameters
     ----------
     t : ndarray ``(..., C, n_1, ..., n_k)``, float32 or float64 (validated by the caller).
-    taps : ndarray ``(C, k, Q, 3)``, in the strip (``C`` may be 1: every channel).
+    taps : array ``(C, k, Q, 3)`` numpy can read (a CPU tensor without autograd too: only a plan
+        that ``cache`` lacks reads its values), in the strip (``C`` may be 1: every channel).
     out : optional C-contiguous ndarray like ``t`` to write into.
     cache : dict, optional
         Where the plans are kept between calls (:func:`plan`).
@@ -364,7 +367,7 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     pl = plan(taps, g.shape[g.ndim - k :], dilation, boundary, not adjoint, cache, threads)
     if out is None:
         out = empty(g.shape, g.dtype)
-    gtaps = np.zeros(taps.shape[:3] + (3,))
+    gtaps = np.zeros(tuple(taps.shape[:3]) + (3,))
     if g.size:
         P = _blocks(g.shape, k)
         _ext().vjp(y, g, out, gtaps, pl, P, g.dtype == np.float32, bool(adjoint), bool(need_taps), threads)

@@ -6,7 +6,8 @@ output ``y`` (Theorem 4 needs nothing else) and runs outside autocast:
 
 - ``lines`` (CPU, the compiled extension installed): the line solver of
   :mod:`arma_core.backends._lines` on as many threads as ``torch.get_num_threads()``, forward
-  and backward in one pass per channel plane each;
+  and backward in one pass per channel plane each; a layer's solve (taps given by ``theta``) is
+  one :class:`_LinesTheta` node, the same kernels with fewer Python steps around them;
 - ``fft``: the core's FFT kernel; the taps gradient in the Fourier domain
   (:mod:`arma_core.backends._fourier`);
 - ``dense``: the core's dense kernel; the generic backward of :func:`arma_core.solve.solve_vjp`.
@@ -45,18 +46,26 @@ def _host(x: torch.Tensor):
     return x.detach().contiguous().numpy()
 
 
-def _empty(shape, dtype) -> torch.Tensor:
-    """A new CPU tensor whose large buffer is backed by huge pages (``_lines.advise_hugepages``)."""
-    out = torch.empty(shape, dtype=dtype)
-    _lines.advise_hugepages(out.data_ptr(), out.numel() * out.element_size())
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """A new tensor like the C-contiguous CPU tensor ``x`` (``torch.empty_like``: a third of
+    ``torch.empty(shape, dtype=...)``'s cost on a small tensor), its large buffer backed by huge
+    pages (``_lines.advise_hugepages``, asked only from its size up)."""
+    out = torch.empty_like(x)
+    if x.nbytes >= _lines.HUGE_MIN:
+        _lines.advise_hugepages(out.data_ptr(), out.nbytes)
     return out
 
 
+# The taps go to the line solver as a detached tensor: it reads their values only to build a
+# plan that its cache does not hold yet (numpy converts them then), and their shape.
+
+
 def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache, backward=False):
-    out = _empty(t.shape, t.dtype)
+    t = t.detach().contiguous()
+    out = _empty_like(t)
     _lines.solve(
-        _host(t),
-        _host(taps),
+        t.numpy(),
+        taps.detach(),
         boundary=boundary,
         dilation=dilation,
         adjoint=adjoint,
@@ -74,11 +83,12 @@ def _lines_solve_recorded(xp, t, taps, **opts):
 
 
 def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache):
-    out = _empty(g.shape, g.dtype)
+    g = g.detach().contiguous()
+    out = _empty_like(g)
     _, gtaps = _lines.solve_vjp(
         _host(y),
-        _host(g),
-        _host(taps),
+        g.numpy(),
+        taps.detach(),
         boundary=boundary,
         dilation=dilation,
         adjoint=adjoint,
@@ -109,10 +119,11 @@ class Solver(NamedTuple):
     forward: Callable[..., Any]
     vjp: Callable[..., Any]
     recorded: Callable[..., Any]
+    host: bool = False  # numpy work on the tensors' memory: no torch operation for autocast to change
 
 
 _SOLVERS = {
-    "lines": Solver(_lines_solve, _lines_vjp, _lines_solve_recorded),
+    "lines": Solver(_lines_solve, _lines_vjp, _lines_solve_recorded, host=True),
     "fft": Solver(_fft, _fft_vjp, _fft),
     "dense": Solver(_dense, _dense_vjp, _dense),
 }
@@ -142,26 +153,21 @@ def _first_order(backward):
 
 def _vjp(ctx, y, g, taps, need_taps):
     xp, solver, boundary, dilation, adjoint, cache = ctx.opts
+    g = g.contiguous()
+    opts = dict(boundary=boundary, dilation=dilation, adjoint=adjoint, need_taps=need_taps, cache=cache)
+    if solver.host:
+        return solver.vjp(xp, y, g, taps, **opts)
     with _no_autocast(g.device.type):
-        return solver.vjp(
-            xp,
-            y,
-            g.contiguous(),
-            taps,
-            boundary=boundary,
-            dilation=dilation,
-            adjoint=adjoint,
-            need_taps=need_taps,
-            cache=cache,
-        )
+        return solver.vjp(xp, y, g, taps, **opts)
 
 
 def _forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
     solver = _SOLVERS[method]
-    with _no_autocast(t.device.type):
-        y = solver.recorded(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
     ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
-    return y
+    if solver.host:
+        return solver.recorded(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+    with _no_autocast(t.device.type):
+        return solver.recorded(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
 class ARSolve(torch.autograd.Function):
@@ -206,21 +212,66 @@ class ARSolveTheta(torch.autograd.Function):
         gtheta = None
         if need_theta:
             if theta.device.type == "cpu":
-                # the Jacobian of the reparameterization is kept with the filter (whose cache
-                # lives as long as theta's values): one matrix product per backward after the first
                 *_, cache = ctx.opts  # the filter's cache (see _forward)
-                key = jacobian_key(ctx.region)
-                jac = cache.get(key) if cache is not None else None
-                if jac is None:
-                    jac = reparameterize_jacobian(theta.detach().numpy(), ctx.region)
-                    if cache is not None:
-                        cache[key] = jac
-                # the product in theta's dtype (the line solver's taps gradient is float64)
-                gt_np = gtaps.detach().numpy()
-                gtheta = torch.from_numpy(np.matmul(gt_np[..., None, :], jac, dtype=jac.dtype)[..., 0, :])
+                gtheta = _theta_grad_host(theta, gtaps.detach().numpy(), ctx.region, cache)
             else:
                 gtheta = reparameterize_vjp(theta, gtaps.to(theta.dtype), ctx.region)
         return (gt if ctx.needs_input_grad[0] else None), gtheta, None, None, None, None, None, None, None, None
+
+
+def _theta_grad_host(theta, gtaps, region: str, cache) -> torch.Tensor:
+    """The gradient of a CPU ``theta`` from the taps' (numpy ``gtaps``, float64): one matrix
+    product with the reparameterization's Jacobian, kept with the filter (whose cache lives as
+    long as theta's values), in theta's dtype."""
+    key = jacobian_key(region)
+    jac = cache.get(key) if cache is not None else None
+    if jac is None:
+        jac = reparameterize_jacobian(theta.detach().numpy(), region)
+        if cache is not None:
+            cache[key] = jac
+    return torch.from_numpy(np.matmul(gtaps[..., None, :], jac, dtype=jac.dtype)[..., 0, :])
+
+
+class _LinesRun:
+    """A filter's line solves of CPU tensors with the options fixed: ``(taps, boundary, dilation,
+    adjoint, region)`` and the filter's cache. What :class:`_LinesTheta` calls instead of
+    :class:`ARSolveTheta`'s generic chain: a small solve's kernels take a few microseconds, and
+    each Python frame and keyword list of that chain costs about one more inside a training
+    step. Made per call (kept in the cache it refers to, it would form a reference cycle: a
+    filter's plans would then wait for the garbage collector after every optimizer step)."""
+
+    __slots__ = ("taps", "opts", "region", "cache")
+
+    def __init__(self, taps, boundary, dilation, adjoint, region, cache) -> None:
+        self.taps, self.region, self.cache = taps.detach(), region, cache
+        self.opts = dict(boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+
+    def solve(self, t):
+        return _lines_solve(None, t, self.taps, backward=True, **self.opts)
+
+    def vjp(self, y, g, need_taps):
+        return _lines_vjp(None, y, g, self.taps, need_taps=need_taps, **self.opts)
+
+
+class _LinesTheta(torch.autograd.Function):
+    """:class:`ARSolveTheta` for ``method="lines"`` with a kept :class:`_LinesRun` (the same
+    kernels, plans and products: bit for bit its results)."""
+
+    @staticmethod
+    def forward(ctx, t, theta, run):
+        y = run.solve(t)
+        ctx.save_for_backward(y, theta)
+        ctx.run = run
+        return y
+
+    @staticmethod
+    @_first_order
+    def backward(ctx, g):
+        y, theta = ctx.saved_tensors
+        run, need = ctx.run, ctx.needs_input_grad
+        gt, gtaps = run.vjp(y, g, need[1])
+        gtheta = _theta_grad_host(theta, gtaps.numpy(), run.region, run.cache) if need[1] else None
+        return (gt if need[0] else None), gtheta, None
 
 
 def jacobian_key(region: str) -> tuple[str, str]:
@@ -233,11 +284,16 @@ def jacobian_key(region: str) -> tuple[str, str]:
 def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache, theta=None):
     if torch.is_grad_enabled():
         if theta is not None and (t.requires_grad or theta[0].requires_grad):
+            if method == "lines" and cache is not None:  # CPU tensors: theta on the CPU too
+                return _LinesTheta.apply(t, theta[0], _LinesRun(taps, boundary, dilation, adjoint, theta[1], cache))
             return ARSolveTheta.apply(t, theta[0], xp, method, boundary, dilation, adjoint, cache, taps, theta[1])
         if t.requires_grad or taps.requires_grad:
             return ARSolve.apply(t, taps, xp, method, boundary, dilation, adjoint, cache)
+    solver = _SOLVERS[method]
+    if solver.host:
+        return solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
     with _no_autocast(t.device.type):
-        return _SOLVERS[method].forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
+        return solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
 def lines_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None, theta=None):
