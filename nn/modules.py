@@ -348,6 +348,9 @@ class _ARNd(nn.Module):
             hit = cached is not None and cached[0] == key and torch.equal(cached[2], theta)
         if hit and cached is not None:
             f = cached[1]
+            bound = cached[3]
+            if bound is not None and bound._theta[0] is theta and torch.is_grad_enabled() and theta.requires_grad:
+                return bound  # bound to this very parameter by an earlier call (below)
         else:
             derive = False
             if host and self.region != "raw" and dtype == theta.dtype:
@@ -374,12 +377,16 @@ class _ARNd(nn.Module):
                     f._know_host(taps_np, in_strip=True)  # strip and diamond: by construction
             if jac is not None:
                 f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
-            self.__dict__["_cached_filter"] = (key, f, values)
+            self.__dict__["_cached_filter"] = (key, f, values, None)
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":
                 f = f._bind(taps=self._taps(theta.to(dtype)))
             else:  # the solve's node maps the taps' gradient to theta's
-                f = f._bind(theta=(theta.to(dtype), self.region))
+                param = theta.to(dtype)
+                f = f._bind(theta=(param, self.region))
+                if param is theta:  # no cast node in between: this bound filter serves every call
+                    # until theta changes (a recurrent network calls the layer at every time step)
+                    self.__dict__["_cached_filter"] = self.__dict__["_cached_filter"][:3] + (f,)
         return f
 
     def _new_filter(self, taps: torch.Tensor) -> arma_core.ARFilter:

@@ -690,6 +690,110 @@ def test_lines_plans_of_both_directions_in_one_call(boundary):
 
 
 @needs_lines
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_layer_lines_node_is_the_generic_nodes_bit_for_bit(boundary, dtype):
+    """A layer's solve on CPU tensors is one ``_LinesTheta`` node (the line solver's chain with
+    its options kept): its output and both gradients equal ``ARSolveTheta``'s with the same
+    filter bit for bit, the adjoint too; inputs that need no gradient get None."""
+    from arma_core.backends import torch as bt
+    from arma_core.nn import AR2d
+
+    torch.manual_seed(8)
+    dt = getattr(torch, dtype)
+    m = AR2d(5, boundary=boundary, init=0.4, dtype=dt)
+    with torch.no_grad():
+        m.theta.add_(0.3 * torch.randn_like(m.theta))
+    x = torch.randn(2, 5, 7, 9, dtype=dt, requires_grad=True)
+    g = torch.randn(2, 5, 7, 9, dtype=dt)
+    y = m(x)
+    assert type(y.grad_fn).__name__ == "_LinesThetaBackward"
+    gx, gth = torch.autograd.grad(y, (x, m.theta), g)
+    f = m._cached_filter[1]
+    for adjoint in (False, True):
+        opts = dict(boundary=boundary, dilation=1, adjoint=adjoint, cache=f._cache)
+        y1 = bt._LinesTheta.apply(x, m.theta, bt._LinesRun(f.taps, boundary, 1, adjoint, "strip", f._cache))
+        y2 = bt.ARSolveTheta.apply(x, m.theta, None, "lines", *opts.values(), f.taps, "strip")
+        assert torch.equal(y1, y2)
+        if not adjoint:
+            assert torch.equal(y1, y)
+        g1 = torch.autograd.grad(y1, (x, m.theta), g)
+        g2 = torch.autograd.grad(y2, (x, m.theta), g)
+        assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+        if not adjoint:
+            assert torch.equal(g1[0], gx) and torch.equal(g1[1], gth)
+    # only theta, or only the signal, needs a gradient
+    (only_theta,) = torch.autograd.grad(m(x.detach()), (m.theta,), g)
+    assert torch.equal(only_theta, gth)
+    m.theta.requires_grad_(False)
+    (only_x,) = torch.autograd.grad(m(x), (x,), g)
+    assert torch.equal(only_x, gx)
+
+
+@needs_lines
+def test_layer_reuses_its_bound_filter_until_theta_changes():
+    """Calls with autograd between two changes of ``theta`` share one filter bound to the
+    parameter; a change of values, a new parameter object (``functional_call``'s swap), a cast
+    to another dtype and ``no_grad`` do not get it."""
+    from arma_core.nn import AR2d
+
+    torch.manual_seed(9)
+    m = AR2d(3, init=0.3)
+    x = torch.randn(1, 3, 8, 8)
+    m(x)
+    bound = m._cached_filter[3]
+    assert bound is not None and bound._theta[0] is m.theta
+    m(x).sum().backward()
+    assert m._cached_filter[3] is bound
+    with torch.no_grad():
+        m.theta.add_(0.01)
+    y = m(x)
+    assert m._cached_filter[3] is not bound and m._cached_filter[3]._theta[0] is m.theta
+    assert torch.equal(y, ac.ar_solve(x, m.taps().detach(), check_stability=False))
+    other = torch.nn.Parameter(m.theta.detach() * 0.5)
+    y_other = torch.func.functional_call(m, {"theta": other}, (x,))
+    (g_other,) = torch.autograd.grad(y_other.sum(), (other,))
+    assert g_other.abs().sum() > 0
+    # (torch's tanh in _taps, numpy's in the layer: the taps may differ in the last bit)
+    assert torch.allclose(y_other, ac.ar_solve(x, m._taps(other).detach(), check_stability=False), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        assert m(x).grad_fn is None
+
+
+@pytest.mark.parametrize("region", ["strip", "raw"])
+def test_layer_steps_leave_no_cyclic_garbage(region):
+    """Training steps of a layer (a new filter after every change of ``theta``) free everything
+    by reference counting: a reference cycle would keep each step's filter, with its plans,
+    until the garbage collector runs."""
+    import gc
+
+    from arma_core.nn import ARMA2d
+
+    torch.manual_seed(10)
+    m = ARMA2d(4, 4, 3, padding=1, ar_init=0.3, ar_region=region)
+    opt = torch.optim.SGD(m.parameters(), lr=1e-3)
+    x = torch.randn(2, 4, 8, 8)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        m(x).square().mean().backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            step()
+        gc.collect()
+        assert gc.garbage == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+@needs_lines
 def test_layer_builds_both_plans_when_autograd_records():
     """A layer's solve recorded by autograd builds the backward's plan with the forward's; one
     without autograd builds the forward's only. After a change of ``theta`` the layer's filter
