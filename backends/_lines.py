@@ -147,6 +147,19 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+#: the extension splits a solve over threads only from this much work up (samples x factors;
+#: ``threads_for`` in ``_lines_c.c``): below it a call runs on one thread whatever it is given
+PARALLEL_WORK = 1 << 17
+
+
+def _threads(threads: int | None, work: int) -> int:
+    """``threads``, or by default :func:`default_threads` (a system call, about a microsecond)
+    where the extension would use them: for less work it runs on one thread anyway."""
+    if threads:
+        return threads
+    return 1 if work < PARALLEL_WORK else default_threads()
+
+
 # ---------------------------------------------------------------------------------------------
 # when the solver is accurate, and when auto prefers it
 
@@ -342,12 +355,12 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
     """
     t = _signal(t)
     k = taps.shape[1]
-    threads = threads or default_threads()
     pl = plan(taps, t.shape[t.ndim - k :], dilation, boundary, adjoint, cache, threads, both=backward)
     if out is None:
         out = empty(t.shape, t.dtype)
     if t.size:
         f32 = t.dtype == np.float32
+        threads = _threads(threads, t.size * k * taps.shape[2])
         _ext().solve(t, out, pl, _blocks(t.shape, k), f32, out.dtype == np.float32, bool(adjoint), threads)
     return out
 
@@ -363,12 +376,12 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     g = _signal(g)
     y = np.ascontiguousarray(y, dtype=g.dtype)
     k = taps.shape[1]
-    threads = threads or default_threads()
     pl = plan(taps, g.shape[g.ndim - k :], dilation, boundary, not adjoint, cache, threads)
     if out is None:
         out = empty(g.shape, g.dtype)
     gtaps = np.zeros(tuple(taps.shape[:3]) + (3,))
     if g.size:
         P = _blocks(g.shape, k)
+        threads = _threads(threads, g.size * k * taps.shape[2] * (3 if need_taps else 1))
         _ext().vjp(y, g, out, gtaps, pl, P, g.dtype == np.float32, bool(adjoint), bool(need_taps), threads)
     return out, (gtaps if need_taps else None)
