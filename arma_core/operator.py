@@ -582,6 +582,12 @@ class ARFilter:
 #: caller's array in place cannot change a kept filter.
 _KEPT: OrderedDict = OrderedDict()
 _SEEN: OrderedDict = OrderedDict()  # keys met once (bounded like _KEPT)
+#: what kinds of signals decide (ARFilter._kinds: layouts, namespaces, dtypes), shared by the
+#: functional API's filters of the same taps dtype, shape and options, whatever their values:
+#: a call with new taps then pays the checks of its taps but not those of its signal again
+#: (bounded like _KEPT; a shared dict stops being shared when it holds _KINDS_MAX entries)
+_KINDS: OrderedDict = OrderedDict()
+_KINDS_MAX = 256
 _KEPT_LOCK = threading.Lock()
 _KEPT_MAX = 32  # filters kept (least recently used dropped first)
 _KEPT_NBYTES = 4096  # larger taps are rare and cheap to check next to their signal: not kept
@@ -604,7 +610,8 @@ def _filter(taps, **kwargs) -> ARFilter:
         return ARFilter(taps, **kwargs)
     # the dtype itself (equal only with the same byte order) costs less than its name; the
     # keywords in the order of the calling function (each caller passes one order)
-    key = (taps.dtype, taps.shape, taps.tobytes(), *kwargs.items())
+    options = (taps.dtype, taps.shape, *kwargs.items())
+    key = (taps.tobytes(), *options)
     try:
         with _KEPT_LOCK:
             f = _KEPT.get(key)
@@ -616,11 +623,15 @@ def _filter(taps, **kwargs) -> ARFilter:
                 _bounded_put(_SEEN, key, True)
     except TypeError:  # an unhashable argument (e.g. axes given as a list): nothing to key on
         return ARFilter(taps, **kwargs)
-    if not again:
-        return ARFilter(taps, **kwargs)
-    f = ARFilter(np.array(taps, copy=True), **kwargs)
+    f = ARFilter(np.array(taps, copy=True) if again else taps, **kwargs)
     with _KEPT_LOCK:
-        _bounded_put(_KEPT, key, f)
+        kinds = _KINDS.get(options)
+        if kinds is not None and len(kinds) < _KINDS_MAX:
+            f._kinds = kinds
+        else:
+            _bounded_put(_KINDS, options, f._kinds)
+        if again:
+            _bounded_put(_KEPT, key, f)
     return f
 
 

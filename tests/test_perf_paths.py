@@ -603,6 +603,48 @@ def test_functional_api_keeps_filters_by_content(monkeypatch):
     assert len(op._KEPT) == op._KEPT_MAX and len(op._SEEN) <= op._KEPT_MAX
 
 
+def test_functional_api_shares_what_signals_decide(monkeypatch):
+    """Filters of the functional API with new taps of the same dtype, shape and options share
+    their signal entries (layouts, dtypes); other options or dtypes do not, the shared dict is
+    bounded, and the results are the reference's either way."""
+    from arma_core import operator as op
+
+    for name in ("_KEPT", "_SEEN", "_KINDS"):
+        monkeypatch.setattr(op, name, type(op._KEPT)())
+    rng = np.random.default_rng(12)
+    t = rng.normal(size=(2, 3, 9, 7))
+    opts = dict(boundary="zeros", dilation=1)
+    filters = [op._filter(random_taps(rng, 3, 2, 1), **opts) for _ in range(3)]
+    for f in filters:
+        assert rel_err(f.solve(t), R.ar_solve(t, f.taps, boundary="zeros")) < 1e-12
+    assert filters[1]._kinds is filters[0]._kinds and filters[2]._kinds is filters[0]._kinds
+    assert any(key[0] == "signal" for key in filters[0]._kinds)
+    other = [
+        op._filter(random_taps(rng, 3, 2, 1), boundary="reflect", dilation=1),
+        op._filter(random_taps(rng, 3, 2, 1).astype(np.float32), **opts),
+        op._filter(random_taps(rng, 4, 2, 1), **opts),
+    ]
+    assert all(f._kinds is not filters[0]._kinds for f in other)
+    # a float32 signal with float64 taps still promotes: the shared entry is keyed by the signal
+    t32 = t.astype(np.float32)
+    y = op._filter(random_taps(rng, 3, 2, 1), **opts)
+    assert y.solve(t32).dtype == np.float64
+    # bounded: a full dict is replaced by the next filter's own
+    monkeypatch.setattr(op, "_KINDS_MAX", 2)
+    f = op._filter(random_taps(rng, 3, 2, 1), **opts)
+    assert f._kinds is not filters[0]._kinds
+    assert op._KINDS[(f.taps.dtype, f.taps.shape, *opts.items())] is f._kinds
+
+
+@needs_lines
+def test_lines_threads_only_where_the_extension_splits():
+    """A call without ``threads`` asks the system for the CPUs only from the work the extension
+    splits over threads (``PARALLEL_WORK``); given threads are passed as they are."""
+    assert _lines._threads(None, _lines.PARALLEL_WORK - 1) == 1
+    assert _lines._threads(None, _lines.PARALLEL_WORK) == _lines.default_threads()
+    assert _lines._threads(3, 1) == 3
+
+
 def test_functional_api_does_not_keep_torch_taps(monkeypatch):
     torch = pytest.importorskip("torch")
     from arma_core import operator as op
