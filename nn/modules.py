@@ -330,7 +330,9 @@ class _ARNd(nn.Module):
         dtype, or the module's boundary, dilation or region); after an optimizer step the new
         one is derived from it (``ARFilter._retap``): a recurrent network calling the layer at every time step builds it
         once per optimizer step. With autograd the solve is one node from the input and
-        ``theta`` to the output (:class:`arma_core.backends.torch.ARSolveTheta`).
+        ``theta`` to the output (:class:`arma_core.backends.torch.ARSolveTheta`; for the line
+        solver its leaner twin ``_LinesTheta``, the same results bit for bit); the filter
+        bound to the parameter for it is kept too, until ``theta`` changes or is replaced.
         """
         theta = self.theta
         # the options too: a filter is derived from the kept one only when they are the same
@@ -376,7 +378,7 @@ class _ARNd(nn.Module):
                 if jac is not None:
                     f._know_host(taps_np, in_strip=True)  # strip and diamond: by construction
             if jac is not None:
-                f._cache[jacobian_key(self.region)] = jac  # where ARSolveTheta's backward looks
+                f._cache[jacobian_key(self.region)] = jac  # where the solve node's backward looks
             self.__dict__["_cached_filter"] = (key, f, values, None)
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":
