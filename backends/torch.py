@@ -254,8 +254,8 @@ class _LinesRun:
 
 
 class _LinesTheta(torch.autograd.Function):
-    """:class:`ARSolveTheta` for ``method="lines"`` with a kept :class:`_LinesRun` (the same
-    kernels, plans and products: bit for bit its results)."""
+    """:class:`ARSolveTheta` for ``method="lines"`` with its options in one :class:`_LinesRun`
+    (the same kernels, plans and products: bit for bit its results)."""
 
     @staticmethod
     def forward(ctx, t, theta, run):
