@@ -199,7 +199,7 @@ def check_finite(xp, x, name: str) -> None:
     """ValueError naming ``name`` when ``x`` holds NaN or inf (as ``scipy.linalg`` does)."""
     if type(x) is np.ndarray and x.size <= _SMALL:  # the common small call, without the wrappers
         if x.dtype.kind in "fc" and _any_nonfinite(np, x):
-            _raise_nonfinite(name)
+            raise_nonfinite(name)
         return
     if not isdtype(xp, x.dtype, ("real floating", "complex floating")) or _numel(x) == 0:
         return  # integers and booleans are finite
@@ -209,10 +209,10 @@ def check_finite(xp, x, name: str) -> None:
 def check_finite_values(xp, x, name: str) -> None:
     """:func:`check_finite` for a floating array (its dtype already known)."""
     if _any_nonfinite(xp, x):
-        _raise_nonfinite(name)
+        raise_nonfinite(name)
 
 
-def _raise_nonfinite(name: str) -> NoReturn:
+def raise_nonfinite(name: str) -> NoReturn:
     raise ValueError(
         f"{name} contains NaN or inf; pass check_finite=False to filter it anyway "
         "(non-finite values then spread only as far as the filter's support)"

@@ -546,6 +546,22 @@ def check_stable(taps, *, name: str = "taps", boundary: str | None = None):
     return taps
 
 
+_COMPILED_FACTS: list = []  # [arma_core.backends._lines.taps_facts], filled on first use
+
+
+def host_taps_facts(taps: np.ndarray) -> tuple[bool, bool] | None:
+    """``(finite, in_strip)`` of NumPy taps ``(..., 3)`` from the compiled line solver's one pass
+    (the answers of :func:`arma_core._validate.check_finite_values` and of
+    :func:`check_stable_validated`'s strip test, in the taps' dtype), or None (no extension,
+    another dtype or layout: check with NumPy). A new filter's checks of a few values cost
+    several NumPy calls each; the pass costs less than one."""
+    if not _COMPILED_FACTS:
+        from .backends._lines import taps_facts
+
+        _COMPILED_FACTS.append(taps_facts)
+    return _COMPILED_FACTS[0](taps)
+
+
 def check_stable_validated(xp, taps, boundary: str | None, name: str = "taps") -> bool:
     """:func:`check_stable` for taps already validated (real floating, ``(..., 3)``, finite).
 

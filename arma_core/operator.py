@@ -36,9 +36,10 @@ from ._validate import (
     isdtype,
     namespace,
     promote_signal,
+    raise_nonfinite,
 )
 from .capabilities import METHODS, resolve
-from .filters import check_stable_validated, inside_strip, reparameterize
+from .filters import check_stable_validated, host_taps_facts, inside_strip, reparameterize
 
 __all__ = ["ARFilter", "ar_solve", "ar_solve_adjoint", "ar_apply", "ar_apply_adjoint"]
 
@@ -264,8 +265,13 @@ class ARFilter:
         # the checks of the values run on a host copy in the taps' own dtype (the same
         # comparisons as on the device, one transfer instead of a round trip per operation)
         host = to_numpy(taps, dtype=None) if check_finite or check_stability else None
+        facts = None
         if host is not None:
-            check_finite_values(np, host, "taps")
+            facts = host_taps_facts(host)  # (finite, in_strip) in one compiled pass, or None
+            if facts is None:
+                check_finite_values(np, host, "taps")
+            elif not facts[0]:
+                raise_nonfinite("taps")
         if method not in METHODS["solve"]:
             raise ValueError(f"method={method!r} is not one of {', '.join(repr(m) for m in METHODS['solve'])}")
         k = taps.shape[1]
@@ -290,7 +296,11 @@ class ARFilter:
         self._theta = None  # (parameters, region) behind the taps (ARFilter._bind)
         if host is not None:
             self._state["native"] = host
-        if host is not None and check_stability and check_stable_validated(np, host, self.boundary):
+        if (
+            host is not None
+            and check_stability
+            and ((facts is not None and facts[1]) or check_stable_validated(np, host, self.boundary))
+        ):
             # every factor in the strip in the taps' dtype (at most float64) is in it in float64
             # as well (there the sum is rounded no coarser, |f_0| is exact): _in_strip's answer
             if host.dtype.itemsize <= 8:

@@ -139,6 +139,28 @@ def reparameterize_strip(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | N
     return taps, jac
 
 
+_FACTS: list = []  # [the compiled taps_facts, or None], filled on first use
+
+
+def taps_facts(taps: np.ndarray) -> tuple[bool, bool] | None:
+    """``(finite, in_strip)`` of host taps ``(..., 3)`` in one compiled pass: every value finite,
+    and every factor in the strip ``|f_-1 + f_1| < |f_0|`` evaluated in the taps' own dtype (the
+    same IEEE operations as :func:`arma_core.filters.inside_strip` on them). None when the
+    extension is not installed (or is an older build without it), or ``taps`` is not a
+    C-contiguous float32 / float64 array: the caller then checks with NumPy."""
+    if not _FACTS:
+        fn = None
+        if available():
+            fn = getattr(_ext(), "taps_facts", None)
+        _FACTS.append(fn)
+    fn = _FACTS[0]
+    dt = taps.dtype
+    if fn is None or (dt != np.float32 and dt != np.float64) or not taps.flags.c_contiguous:
+        return None
+    bits = fn(taps, dt == np.float32)
+    return bool(bits & 1), bool(bits & 2)
+
+
 def default_threads() -> int:
     """Threads of a call on numpy arrays: the CPUs this process may run on."""
     try:

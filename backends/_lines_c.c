@@ -2244,6 +2244,40 @@ static PyObject *py_accurate(PyObject *self, PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
+/* taps_facts(taps, f32) -> int: for C-contiguous taps (..., 3) of float32 (f32) or float64, bit 0
+ * set when every value is finite, bit 1 when every factor (f_-1, f_0, f_1) is in the strip
+ * |f_-1 + f_1| < |f_0| evaluated in the taps' own precision (the checks of a new filter's taps:
+ * arma_core's check_finite_values and check_stable_validated, in one pass) */
+#define TAPS_FACTS(T, ABS)                                                                                             \
+    for (i64 i = 0; i < n; i++) {                                                                                      \
+        const T *t = (const T *)tb.buf + 3 * i;                                                                        \
+        T fm = t[0], f0 = t[1], fp = t[2];                                                                             \
+        finite &= isfinite(fm) && isfinite(f0) && isfinite(fp);                                                        \
+        strip &= ABS(fm + fp) < ABS(f0);                                                                               \
+    }
+static PyObject *py_taps_facts(PyObject *self, PyObject *args) {
+    Py_buffer tb;
+    int f32;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*p", &tb, &f32)) return NULL;
+    Py_ssize_t row = 3 * (f32 ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double));
+    if (tb.len % row != 0) {
+        PyBuffer_Release(&tb);
+        PyErr_SetString(PyExc_ValueError, "taps_facts: the buffer is not a whole number of factors");
+        return NULL;
+    }
+    i64 n = (i64)(tb.len / row);
+    int finite = 1, strip = 1;
+    if (f32) {
+        TAPS_FACTS(float, fabsf)
+    } else {
+        TAPS_FACTS(double, fabs)
+    }
+    PyBuffer_Release(&tb);
+    return PyLong_FromLong(finite | (strip << 1));
+}
+#undef TAPS_FACTS
+
 /* ------------------------------------------------------------------------------------------ */
 /* the strip reparameterization of a new theta, taps and Jacobian in one call                   */
 
@@ -2348,6 +2382,8 @@ static PyMethodDef methods[] = {
      "(transposed = 2: the tuple of both directions' plans)"},
     {"solve", py_solve, METH_VARARGS,
      "solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): dst = A^{-1} src for P blocks"},
+    {"taps_facts", py_taps_facts, METH_VARARGS,
+     "taps_facts(taps, f32) -> int: bit 0 every value finite, bit 1 every factor in the strip (own precision)"},
     {"accurate", py_accurate, METH_VARARGS,
      "accurate(taps64, zeros, max_spread) -> bool: every factor in the strip and within the spread bound"},
     {"vjp", py_vjp, METH_VARARGS,

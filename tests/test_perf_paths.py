@@ -927,6 +927,36 @@ def test_lines_taps_gradient_of_one_factor_planes(boundary, dtype):
 
 
 @needs_lines
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lines_taps_facts_match_numpy(dtype):
+    """A new filter's finiteness and strip checks run as one compiled pass: the same answers as
+    the NumPy expressions in the taps' own dtype, at the strip's edge (where float32 rounding
+    decides), with NaN, infinities, signed zeros and sums that overflow."""
+    from arma_core._validate import _any_nonfinite
+    from arma_core.filters import host_taps_facts, inside_strip
+
+    rng = np.random.default_rng(13)
+    dt = np.dtype(dtype)
+    big = np.finfo(dt).max
+    specials = [np.nan, np.inf, -np.inf, -0.0, 0.0, big, -big]
+    for trial in range(400):
+        taps = rng.normal(scale=rng.choice([0.3, 1.0, 30.0]), size=(3, 2, 2, 3)).astype(dt)
+        if trial % 4 == 1:  # at the strip's edge: |f_-1 + f_1| within a few ulps of |f_0|
+            s = taps[..., 0] + taps[..., 2]
+            taps[..., 1] = (np.abs(s) * (1 + rng.integers(-2, 3, s.shape) * np.finfo(dt).eps)).astype(dt)
+        if trial % 4 == 2:
+            taps.reshape(-1)[rng.integers(taps.size)] = rng.choice(specials)
+        if trial % 4 == 3:
+            taps[..., 0] = taps[..., 2] = big  # the sum overflows to inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = (not _any_nonfinite(np, taps), bool(inside_strip(np, taps).all()))
+        assert host_taps_facts(np.ascontiguousarray(taps)) == want, taps
+    # other dtypes and layouts: None (the caller checks with NumPy)
+    assert host_taps_facts(np.zeros((1, 1, 1, 3), np.float16)) is None
+    assert host_taps_facts(np.zeros((2, 1, 1, 6), dt)[..., ::2]) is None
+
+
+@needs_lines
 def test_lines_accuracy_test_in_c_matches_numpy():
     """The auto rule's accuracy test runs in the extension; the numpy expression is the same."""
     rng = np.random.default_rng(8)
