@@ -409,6 +409,31 @@ def test_check_finite_large_and_small_arrays():
     ac.ar_solve(big, np.array([[[[0.0, 1.0, 0.0]]]], dtype=np.float32), boundary="zeros")
 
 
+@needs_lines
+def test_check_finite_of_large_torch_tensors():
+    """The finiteness check sums a large array in its own dtype (float32 too): a non-finite
+    sample makes the sum non-finite, and finite samples whose float32 sum overflows are found
+    finite by the elementwise test that follows."""
+    torch = pytest.importorskip("torch")
+    taps = torch.tensor([[[[0.2, 1.0, 0.1]]]])
+    for dtype in (torch.float32, torch.float64):
+        x = torch.ones(4, 50_000, dtype=dtype)
+        ac.ar_solve(x, taps.to(dtype), boundary="zeros")
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            y = x.clone()
+            y[2, 777] = bad
+            with pytest.raises(ValueError, match="t contains NaN or inf"):
+                ac.ar_solve(y, taps.to(dtype), boundary="zeros")
+        big = torch.full((4, 50_000), torch.finfo(dtype).max / 2, dtype=dtype)
+        y = ac.ar_solve(big, torch.tensor([[[[0.0, 1.0, 0.0]]]], dtype=dtype), boundary="zeros")
+        assert torch.equal(y, big)
+    # +inf and -inf together: their sum is NaN, still non-finite
+    y = torch.ones(200_000)
+    y[5], y[6] = float("inf"), float("-inf")
+    with pytest.raises(ValueError, match="t contains NaN or inf"):
+        ac.ar_solve(y, taps, boundary="zeros")
+
+
 def test_strip_fact_of_the_stability_check_is_the_float64_one():
     """A filter records "every factor in the strip" from its stability check, which runs in the
     taps' dtype; the rules that ask (``method="lines"``) mean the float64 test. float32 sums
