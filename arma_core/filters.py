@@ -191,18 +191,23 @@ def reparameterize_host(theta: np.ndarray, region: str) -> tuple[np.ndarray, np.
     if region not in REGIONS:
         raise ValueError(f"region={region!r} is not one of 'strip', 'diamond'")
     if region == "strip":
-        if not _COMPILED_STRIP:
-            from .backends._lines import reparameterize_strip
-
-            _COMPILED_STRIP.append(reparameterize_strip)
-        fast = _COMPILED_STRIP[0](theta)
+        fast = _lines_host("reparameterize_strip")(theta)
         if fast is not None:
             return fast
     return _reparameterize_host_numpy(theta, region)
 
 
-#: [arma_core.backends._lines.reparameterize_strip] once imported (lazily: no import cycle)
-_COMPILED_STRIP: list = []
+_LINES_HOST: dict = {}  # arma_core.backends._lines's host helpers, imported on first use
+
+
+def _lines_host(name: str):
+    """``arma_core.backends._lines.<name>``, imported lazily (the backends import the core)."""
+    fn = _LINES_HOST.get(name)
+    if fn is None:
+        from .backends import _lines
+
+        fn = _LINES_HOST[name] = getattr(_lines, name)
+    return fn
 
 
 def _reparameterize_host_numpy(theta: np.ndarray, region: str) -> tuple[np.ndarray, np.ndarray]:
@@ -546,20 +551,13 @@ def check_stable(taps, *, name: str = "taps", boundary: str | None = None):
     return taps
 
 
-_COMPILED_FACTS: list = []  # [arma_core.backends._lines.taps_facts], filled on first use
-
-
 def host_taps_facts(taps: np.ndarray) -> tuple[bool, bool] | None:
     """``(finite, in_strip)`` of NumPy taps ``(..., 3)`` from the compiled line solver's one pass
     (the answers of :func:`arma_core._validate.check_finite_values` and of
     :func:`check_stable_validated`'s strip test, in the taps' dtype), or None (no extension,
     another dtype or layout: check with NumPy). A new filter's checks of a few values cost
     several NumPy calls each; the pass costs less than one."""
-    if not _COMPILED_FACTS:
-        from .backends._lines import taps_facts
-
-        _COMPILED_FACTS.append(taps_facts)
-    return _COMPILED_FACTS[0](taps)
+    return _lines_host("taps_facts")(taps)
 
 
 def check_stable_validated(xp, taps, boundary: str | None, name: str = "taps") -> bool:

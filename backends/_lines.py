@@ -113,7 +113,20 @@ def _ext():
     return _EXT
 
 
-_REPARAM: list = []  # [the compiled reparam_strip, or None], filled on first use
+_HOST_FUNCS: dict = {}  # the extension's host helpers by name (None: missing), filled on first use
+
+
+def _host_function(name: str, a: np.ndarray):
+    """The extension's function ``name`` for the host array ``a``, or None when the extension
+    is not installed (or is an older build without it) or ``a`` is not a C-contiguous float32 /
+    float64 array: the caller then takes the NumPy path."""
+    fn = _HOST_FUNCS.get(name, _HOST_FUNCS)
+    if fn is _HOST_FUNCS:
+        fn = _HOST_FUNCS[name] = getattr(_ext(), name, None) if available() else None
+    dt = a.dtype
+    if fn is None or (dt != np.float32 and dt != np.float64) or not a.flags.c_contiguous:
+        return None
+    return fn
 
 
 def reparameterize_strip(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -123,23 +136,15 @@ def reparameterize_strip(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | N
     same IEEE operations in the same order); None when the extension is not installed (or is an
     older build without it) or ``theta`` is of another dtype or layout, so the caller takes the
     NumPy path."""
-    if not _REPARAM:
-        fn = None
-        if available():
-            fn = getattr(_ext(), "reparam_strip", None)
-        _REPARAM.append(fn)
-    fn = _REPARAM[0]
-    dt = theta.dtype
-    if fn is None or (dt != np.float32 and dt != np.float64) or not theta.flags.c_contiguous:
+    fn = _host_function("reparam_strip", theta)
+    if fn is None:
         return None
+    dt = theta.dtype
     lead = theta.shape[:-1]
     taps = np.empty((*lead, 3), dtype=dt)
     jac = np.empty((*lead, 3, 2), dtype=dt)
     fn(theta, np.tanh(theta[..., 1]), taps, jac, dt == np.float32)
     return taps, jac
-
-
-_FACTS: list = []  # [the compiled taps_facts, or None], filled on first use
 
 
 def taps_facts(taps: np.ndarray) -> tuple[bool, bool] | None:
@@ -148,16 +153,10 @@ def taps_facts(taps: np.ndarray) -> tuple[bool, bool] | None:
     same IEEE operations as :func:`arma_core.filters.inside_strip` on them). None when the
     extension is not installed (or is an older build without it), or ``taps`` is not a
     C-contiguous float32 / float64 array: the caller then checks with NumPy."""
-    if not _FACTS:
-        fn = None
-        if available():
-            fn = getattr(_ext(), "taps_facts", None)
-        _FACTS.append(fn)
-    fn = _FACTS[0]
-    dt = taps.dtype
-    if fn is None or (dt != np.float32 and dt != np.float64) or not taps.flags.c_contiguous:
+    fn = _host_function("taps_facts", taps)
+    if fn is None:
         return None
-    bits = fn(taps, dt == np.float32)
+    bits = fn(taps, taps.dtype == np.float32)
     return bool(bits & 1), bool(bits & 2)
 
 
