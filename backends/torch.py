@@ -129,11 +129,18 @@ _SOLVERS = {
 }
 
 
-def _no_autocast(device_type: str):
-    """A context without autocast on ``device_type`` (nothing to enter when it is off)."""
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def _no_autocast(x: torch.Tensor, solver: Solver):
+    """A context without autocast on ``x``'s device for ``solver``'s kernels (nothing to enter
+    when autocast is off there, or for a solver whose work is numpy's: ``Solver.host``)."""
+    if solver.host:
+        return _NO_CONTEXT
+    device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
+    return _NO_CONTEXT
 
 
 def _first_order(backward):
@@ -154,19 +161,16 @@ def _first_order(backward):
 def _vjp(ctx, y, g, taps, need_taps):
     xp, solver, boundary, dilation, adjoint, cache = ctx.opts
     g = g.contiguous()
-    opts = dict(boundary=boundary, dilation=dilation, adjoint=adjoint, need_taps=need_taps, cache=cache)
-    if solver.host:
-        return solver.vjp(xp, y, g, taps, **opts)
-    with _no_autocast(g.device.type):
-        return solver.vjp(xp, y, g, taps, **opts)
+    with _no_autocast(g, solver):
+        return solver.vjp(
+            xp, y, g, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, need_taps=need_taps, cache=cache
+        )
 
 
 def _forward(ctx, t, taps, xp, method, boundary, dilation, adjoint, cache):
     solver = _SOLVERS[method]
     ctx.opts = (xp, solver, boundary, dilation, adjoint, cache)
-    if solver.host:
-        return solver.recorded(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
-    with _no_autocast(t.device.type):
+    with _no_autocast(t, solver):
         return solver.recorded(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
@@ -290,9 +294,7 @@ def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache, theta=None):
         if t.requires_grad or taps.requires_grad:
             return ARSolve.apply(t, taps, xp, method, boundary, dilation, adjoint, cache)
     solver = _SOLVERS[method]
-    if solver.host:
-        return solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
-    with _no_autocast(t.device.type):
+    with _no_autocast(t, solver):
         return solver.forward(xp, t, taps, boundary=boundary, dilation=dilation, adjoint=adjoint, cache=cache)
 
 
