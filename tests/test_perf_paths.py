@@ -777,6 +777,11 @@ def test_layer_lines_node_is_the_generic_nodes_bit_for_bit(boundary, dtype):
     assert type(y.grad_fn).__name__ == "_LinesThetaBackward"
     gx, gth = torch.autograd.grad(y, (x, m.theta), g)
     f = m._cached_filter[1]
+    # and the sparse reference's: the output, and the input's gradient (the adjoint solve of g)
+    taps64 = f.taps.numpy().astype(np.float64)
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    assert rel_err(y.detach().numpy(), R.ar_solve(x.detach().numpy(), taps64, boundary=boundary)) < tol
+    assert rel_err(gx.numpy(), R.ar_solve(g.numpy(), taps64, boundary=boundary, adjoint=True)) < tol
     for adjoint in (False, True):
         opts = dict(boundary=boundary, dilation=1, adjoint=adjoint, cache=f._cache)
         y1 = bt._LinesTheta.apply(x, m.theta, bt._LinesRun(f.taps, boundary, 1, adjoint, "strip", f._cache))
