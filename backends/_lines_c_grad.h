@@ -190,6 +190,13 @@ INLINE void SFX(prefetch_row)(const char *ahead, i64 i, i64 n3) {
 }
 
 #if VEC
+/* Circular along the rows (d = 1): u~'s columns -1 and n3 are u's last and first, so the terms
+ * they would add as scalars (dots9_row's E) come instead from shifts of v that wrap around its
+ * row: v~[-1] = v[n3 - 1], v~[n3] = v[0] (the same products; at rows of 16 the scalar terms
+ * were a third of the sums' instructions) */
+#ifndef WRAPS
+#define WRAPS(cl, cr, n3) ((cl) == (n3) - 1 && (cr) == 0)
+#endif
 INLINE v4d SFX(ld4t)(const T *p) {
     /* element by element: GCC 12 makes this one widening load (vcvtps2pd), where its lowering of
      * __builtin_convertvector on a loaded vector took two half conversions and extra moves */
@@ -223,14 +230,17 @@ INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *
     double E[9] = {0.0};
     for (int k = 0; k < 9; k++) A[k] = zero;
     i64 cl = cols[0], cr = cols[n3 + 1];
+    int wrap = WRAPS(cl, cr, n3);
+    if (wrap) cl = cr = n3;
     for (i64 i = 0; i < n2; i++) {
         const T *vi = v + i * n3, *ut[3];
         int on[3];
         SFX(dots9_row)(vi, u, i, n2, n3, rows, cl, cr, ut, on, E);
         SFX(prefetch_row)(ahead, i, n3);
-        w8_t prev = zero, cur = SFX(ld8t)(vi);
+        w8_t first = SFX(ld8t)(vi), cur = first, prev = wrap ? SFX(ld8t)(vi + n3 - 8) : zero;
+        w8_t after = wrap ? first : zero;
         for (i64 j = 0; j < n3; j += 8) {
-            w8_t next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : zero;
+            w8_t next = j + 8 < n3 ? SFX(ld8t)(vi + j + 8) : after;
             w8_t vm = SHUF8(prev, cur, 7, 8, 9, 10, 11, 12, 13, 14); /* v~[k - 1] */
             w8_t vp = SHUF8(cur, next, 1, 2, 3, 4, 5, 6, 7, 8);      /* v~[k + 1] */
             for (int t = 0; t < 3; t++) {
@@ -255,7 +265,8 @@ INLINE void SFX(dots9_d1_w8)(const T *v, const T *u, i64 n2, i64 n3, const i64 *
  * (the shift moved from u to v, so that the three shifts of a row of v serve the three rows of
  * u), v~ = v with zero columns -1 and n3, u~ = u with the boundary's rows and columns. Rows of
  * u are read in place as aligned vectors (float32 loads, exact float64 products); the shifted
- * vectors of v come from lane shuffles, and the columns -1 and n3 of u~ are scalar terms. */
+ * vectors of v come from lane shuffles, and the columns -1 and n3 of u~ are scalar terms
+ * (circular: the shifts wrap instead, see WRAPS). */
 INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *rows, const i64 *cols, double *D,
                           const char *ahead) {
     /* 4 lanes at a time: the nine accumulators and the six vectors of a step fit the 16
@@ -264,14 +275,17 @@ INLINE void SFX(dots9_d1)(const T *v, const T *u, i64 n2, i64 n3, const i64 *row
     double E[9] = {0.0};
     for (int k = 0; k < 9; k++) A[k] = zero;
     i64 cl = cols[0], cr = cols[n3 + 1]; /* the columns of u at -1 and n3 (n3: a zero) */
+    int wrap = WRAPS(cl, cr, n3);
+    if (wrap) cl = cr = n3;
     for (i64 i = 0; i < n2; i++) {
         const T *vi = v + i * n3, *ut[3];
         int on[3];
         SFX(dots9_row)(vi, u, i, n2, n3, rows, cl, cr, ut, on, E);
         SFX(prefetch_row)(ahead, i, n3);
-        v4d prev = zero, cur = SFX(ld4t)(vi);
+        v4d first = SFX(ld4t)(vi), cur = first, prev = wrap ? SFX(ld4t)(vi + n3 - 4) : zero;
+        v4d after = wrap ? first : zero;
         for (i64 j = 0; j < n3; j += 4) {
-            v4d next = j + 4 < n3 ? SFX(ld4t)(vi + j + 4) : zero;
+            v4d next = j + 4 < n3 ? SFX(ld4t)(vi + j + 4) : after;
             v4d vm = SHUF4(prev, cur, 3, 4, 5, 6); /* v~[k - 1] */
             v4d vp = SHUF4(cur, next, 1, 2, 3, 4); /* v~[k + 1] */
             for (int t = 0; t < 3; t++) {
