@@ -40,7 +40,7 @@ setup(
         Extension(
             "arma_core.backends._lines_c",
             ["backends/_lines_c.c"],
-            depends=["backends/_lines_c_grad.h"],
+            depends=["backends/_lines_c_grad.h", "backends/_lines_c_api.h"],
             optional=True,
         )
     ],

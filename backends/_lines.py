@@ -243,30 +243,8 @@ def preferred(shape, taps, boundary: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # output memory
 
-_HUGE = 2 << 20  # a transparent huge page on x86-64 and aarch64 Linux
-#: buffers from this size up are advised (:func:`advise_hugepages`)
-HUGE_MIN = 2 * _HUGE
-
-
-@functools.cache
-def _madvise():
-    """libc's ``madvise`` when this is Linux with transparent huge pages on request, else None."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            if "[never]" in f.read():
-                return None
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+#: buffers from this size up are advised (:func:`advise_hugepages`; the extension's ``HUGE_MIN``)
+HUGE_MIN = 4 << 20
 
 
 def advise_hugepages(ptr: int, nbytes: int) -> None:
@@ -276,17 +254,11 @@ def advise_hugepages(ptr: int, nbytes: int) -> None:
     with 4 KiB pages their page faults cost about as much as the solve itself at tens of MiB
     (docs/performance.md). This is what torch's ``THP_MEM_ALLOC_ENABLE=1`` does for its own
     allocations; it is a hint, harmless if ignored. Only the 2 MiB-aligned interior of buffers
-    of at least 4 MiB is advised.
+    of at least ``HUGE_MIN`` bytes is advised, on Linux with transparent huge pages on request
+    (the extension's ``advise_hugepages``, which the torch autograd node calls too).
     """
-    if nbytes < HUGE_MIN:
-        return
-    fn = _madvise()
-    if fn is None:
-        return
-    start = (ptr + _HUGE - 1) // _HUGE * _HUGE
-    stop = (ptr + nbytes) // _HUGE * _HUGE
-    if stop > start:
-        fn(start, stop - start, 14)  # MADV_HUGEPAGE
+    if nbytes >= HUGE_MIN:
+        _ext().advise_hugepages(ptr, nbytes)
 
 
 def empty(shape, dtype) -> np.ndarray:

@@ -33,6 +33,11 @@
 #else
 #include <pthread.h>
 #endif
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#include "_lines_c_api.h"
 
 typedef int64_t i64;
 
@@ -1975,18 +1980,31 @@ HOT static void blocks_range(void *vctx, i64 lo, i64 hi, int tid) {
     afree(sc.wk);
 }
 
-/* the plan in b for solves with rev (a plan of small planes holds one direction's inverses only) */
-static const Plan *plan_of(Py_buffer *b, int rev) {
-    const Plan *pl = (const Plan *)b->buf;
-    if (b->len < (Py_ssize_t)sizeof(Plan) || pl->magic != PLAN_MAGIC) {
-        PyErr_SetString(PyExc_ValueError, "_lines_c: not a plan");
-        return NULL;
+/* the plan in buf for solves with rev (a plan of small planes holds one direction's inverses
+ * only): LINES_OK with *out set, or the error's code */
+static int plan_check(const void *buf, size_t len, int rev, const Plan **out) {
+    const Plan *pl = (const Plan *)buf;
+    if (len < sizeof(Plan) || pl->magic != PLAN_MAGIC) return LINES_NOT_A_PLAN;
+    if (pl->ax[2].dense && rev != (int)pl->transposed) return LINES_WRONG_DIRECTION;
+    *out = pl;
+    return LINES_OK;
+}
+
+static const char *lines_message(int code) {
+    switch (code) {
+    case LINES_NOT_A_PLAN: return "_lines_c: not a plan";
+    case LINES_WRONG_DIRECTION: return "_lines_c: this plan solves with rev = transposed only";
+    case LINES_BAD_SIZES: return "_lines_c: buffer sizes do not match the plan";
+    case LINES_NO_MEMORY: return "_lines_c: out of memory";
+    default: return "_lines_c: unknown error";
     }
-    if (pl->ax[2].dense && rev != (int)pl->transposed) {
-        PyErr_SetString(PyExc_ValueError, "_lines_c: this plan solves with rev = transposed only");
-        return NULL;
-    }
-    return pl;
+}
+
+/* a nonzero code of lines_solve / lines_vjp as the Python exception (NULL) */
+static PyObject *lines_raise(int code) {
+    if (code == LINES_NO_MEMORY) return PyErr_NoMemory();
+    PyErr_SetString(PyExc_ValueError, lines_message(code));
+    return NULL;
 }
 
 /* the work of a solve, in multiply-adds: threads only pay off above a few hundred thousand */
@@ -2011,38 +2029,37 @@ static void solve_any(const Plan *pl, const char *src, int sf32, char *dst, int 
     }
 }
 
-/* solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): dst = A^{-1} src (A^{-T}: a
- * transposed plan and rev = 1); P blocks (rows for 1-D) */
+/* dst = A^{-1} src (A^{-T}: a transposed plan and rev = 1) for P blocks (rows for 1-D): the
+ * capsule's solve (LinesCApi), no GIL needed */
+static int lines_solve(const void *plan, size_t plan_len, const void *src, size_t src_len, int sf32, void *dst,
+                       size_t dst_len, int df32, long long P, int rev, int threads) {
+    const Plan *pl = NULL;
+    int code = plan_check(plan, plan_len, rev, &pl);
+    if (code) return code;
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
+    if (P < 0 || P % pl->C || src_len != (size_t)(P * N * (sf32 ? 4 : 8)) || dst_len != (size_t)(P * N * (df32 ? 4 : 8)))
+        return LINES_BAD_SIZES;
+    int failed = 0;
+    solve_any(pl, (const char *)src, sf32, (char *)dst, df32, P, rev, threads, &failed);
+    return failed ? LINES_NO_MEMORY : LINES_OK;
+}
+
+/* solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): lines_solve on buffers */
 static PyObject *py_solve(PyObject *self, PyObject *args) {
     Py_buffer sb, db, pb;
     long long P;
-    int sf32, df32, rev, threads;
+    int sf32, df32, rev, threads, code;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*w*y*Liiii", &sb, &db, &pb, &P, &sf32, &df32, &rev, &threads)) return NULL;
-    PyObject *result = NULL;
-    const Plan *pl = plan_of(&pb, rev);
-    if (!pl) goto done;
-    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
-    if (P < 0 || P % pl->C || sb.len != (Py_ssize_t)(P * N * (sf32 ? 4 : 8)) ||
-        db.len != (Py_ssize_t)(P * N * (df32 ? 4 : 8))) {
-        PyErr_SetString(PyExc_ValueError, "_lines_c.solve: buffer sizes do not match the plan");
-        goto done;
-    }
-    int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    solve_any(pl, (const char *)sb.buf, sf32, (char *)db.buf, df32, P, rev, threads, &failed);
+    code = lines_solve(pb.buf, (size_t)pb.len, sb.buf, (size_t)sb.len, sf32, db.buf, (size_t)db.len, df32, P, rev,
+                       threads);
     Py_END_ALLOW_THREADS
-    if (failed) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
-done:
     PyBuffer_Release(&sb);
     PyBuffer_Release(&db);
     PyBuffer_Release(&pb);
-    return result;
+    if (code) return lines_raise(code);
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2141,31 +2158,23 @@ fail:
     ctx->failed = 1;
 }
 
-/* vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of
- * y = A^{-1} t (A^{-T} t when adjoint) with the plan of the backward solve (transposed unless
- * adjoint): w = A^{-T} g, and gtaps (C, k, Q, 3) float64 = the taps' gradient when need_taps */
-static PyObject *py_vjp(PyObject *self, PyObject *args) {
-    Py_buffer yb, gb, wb, tb, pb;
-    long long P;
-    int f32, adjoint, need_taps, threads;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*y*Liiii", &yb, &gb, &wb, &tb, &pb, &P, &f32, &adjoint, &need_taps, &threads))
-        return NULL;
-    PyObject *result = NULL;
+/* The backward of y = A^{-1} t (A^{-T} t when adjoint) with the plan of the backward solve
+ * (transposed unless adjoint): w = A^{-T} g, and gtaps (C, k, Q, 3) float64 = the taps'
+ * gradient when need_taps. y, g and w are len bytes each. The capsule's vjp (LinesCApi), no
+ * GIL needed. */
+static int lines_vjp(const void *plan, size_t plan_len, const void *y, const void *g, void *w, size_t len,
+                     double *gtaps, size_t gtaps_len, long long P, int f32, int adjoint, int need_taps, int threads) {
     double *part = NULL;
     float *taps32 = NULL;
     i64 *maps = NULL; /* rows (n2 + 2 d), then cols (n3 + 2 d): the padded maps of a 2-D block */
     Edges est[3];
     memset(est, 0, sizeof(est));
-    const Plan *pl = plan_of(&pb, !adjoint);
-    if (!pl) goto done;
+    const Plan *pl = NULL;
+    int code = plan_check(plan, plan_len, !adjoint, &pl);
+    if (code) return code;
     i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n, C = pl->C, KQ3 = pl->k * pl->Q * 3;
-    Py_ssize_t bytes = (Py_ssize_t)(P * N * (f32 ? 4 : 8));
-    if (P < 0 || P % C || yb.len != bytes || gb.len != bytes || wb.len != bytes ||
-        tb.len != (Py_ssize_t)(C * KQ3 * 8)) {
-        PyErr_SetString(PyExc_ValueError, "_lines_c.vjp: buffer sizes do not match the plan");
-        goto done;
-    }
+    if (P < 0 || P % C || len != (size_t)(P * N * (f32 ? 4 : 8)) || gtaps_len != (size_t)(C * KQ3 * 8))
+        return LINES_BAD_SIZES;
     int failed = 0;
     for (int b = 3 - (int)pl->k; b < 3 && !failed; b++) failed = edges_build(pl->ax[b].n, pl->d, (int)pl->boundary, &est[b]);
     part = (double *)calloc((size_t)(need_taps ? P * KQ3 + 1 : 1), sizeof(double));
@@ -2173,7 +2182,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
     i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
     if (pl->k == 2 && pl->Q == 1) maps = (i64 *)malloc((size_t)(n2 + n3 + 4 * pl->d) * sizeof(i64));
     if (failed || !part || !taps32 || (pl->k == 2 && pl->Q == 1 && !maps)) {
-        PyErr_NoMemory();
+        code = LINES_NO_MEMORY;
         goto done;
     }
     const double *taps64 = (const double *)((const char *)pl + pl->taps);
@@ -2184,46 +2193,144 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
         for (i64 i = 0; i < n2 + 2 * d; i++) maps[i] = source(i - d, n2, b);
         for (i64 j = 0; j < n3 + 2 * d; j++) maps[n2 + 2 * d + j] = source(j - d, n3, b);
     }
-    Py_BEGIN_ALLOW_THREADS
     int rev = !adjoint, solved = 0;
     if (pl->k == 1) { /* the rows of a channel are solved in groups first */
-        solve_any(pl, (const char *)gb.buf, f32, (char *)wb.buf, f32, P, rev, threads, &failed);
+        solve_any(pl, (const char *)g, f32, (char *)w, f32, P, rev, threads, &failed);
         solved = 1;
     }
     if (!failed && (need_taps || !solved)) {
-        VjpCtx ctx = {pl,  (const char *)yb.buf, (const char *)gb.buf, (char *)wb.buf, part, taps32, est, maps,
+        VjpCtx ctx = {pl,  (const char *)y, (const char *)g, (char *)w, part, taps32, est, maps,
                       maps ? maps + n2 + 2 * pl->d : NULL, f32, rev, adjoint, need_taps, solved, 0};
         run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads));
         failed = ctx.failed;
     }
     if (!failed && need_taps) {
-        double *out = (double *)tb.buf;
-        for (i64 x = 0; x < C * KQ3; x++) out[x] = 0.0;
+        for (i64 x = 0; x < C * KQ3; x++) gtaps[x] = 0.0;
         for (i64 p = 0; p < P; p++) {
-            double *o = out + (p % C) * KQ3;
+            double *o = gtaps + (p % C) * KQ3;
             const double *s = part + p * KQ3;
             for (i64 x = 0; x < KQ3; x++) o[x] += s[x];
         }
     }
-    Py_END_ALLOW_THREADS
-    if (failed) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
+    if (failed) code = LINES_NO_MEMORY;
 done:
     for (int b = 0; b < 3; b++) edges_free(&est[b]);
     free(part);
     free(taps32);
     free(maps);
+    return code;
+}
+
+/* vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): lines_vjp on buffers */
+static PyObject *py_vjp(PyObject *self, PyObject *args) {
+    Py_buffer yb, gb, wb, tb, pb;
+    long long P;
+    int f32, adjoint, need_taps, threads, code;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*y*Liiii", &yb, &gb, &wb, &tb, &pb, &P, &f32, &adjoint, &need_taps, &threads))
+        return NULL;
+    code = LINES_BAD_SIZES;
+    if (yb.len == gb.len && yb.len == wb.len) {
+        Py_BEGIN_ALLOW_THREADS
+        code = lines_vjp(pb.buf, (size_t)pb.len, yb.buf, gb.buf, wb.buf, (size_t)wb.len, (double *)tb.buf,
+                         (size_t)tb.len, P, f32, adjoint, need_taps, threads);
+        Py_END_ALLOW_THREADS
+    }
     PyBuffer_Release(&yb);
     PyBuffer_Release(&gb);
     PyBuffer_Release(&wb);
     PyBuffer_Release(&tb);
     PyBuffer_Release(&pb);
-    return result;
+    if (code) return lines_raise(code);
+    Py_RETURN_NONE;
 }
+
+/* out (R, m) = gtaps (R, 3) x jac (R, 3, m), row by row: a parameter's gradient from its taps'
+ * (float64) through the reparameterization's Jacobian (float32 when f32, else float64), each
+ * sum in float64 over i = 0, 1, 2, rounded once to jac's precision. The capsule's theta_grad. */
+static void lines_theta_grad(const double *gtaps, const void *jac, void *out, long long R, long long m, int f32) {
+    for (i64 r = 0; r < R; r++) {
+        const double *g = gtaps + 3 * r;
+        for (i64 j = 0; j < m; j++) {
+            double acc = 0.0;
+            if (f32) {
+                const float *J = (const float *)jac + 3 * m * r + j;
+                for (int i = 0; i < 3; i++) acc += g[i] * (double)J[i * m];
+                ((float *)out)[m * r + j] = (float)acc;
+            } else {
+                const double *J = (const double *)jac + 3 * m * r + j;
+                for (int i = 0; i < 3; i++) acc += g[i] * J[i * m];
+                ((double *)out)[m * r + j] = acc;
+            }
+        }
+    }
+}
+
+/* theta_grad(gtaps, jac, out, f32): lines_theta_grad with R = gtaps' rows of 3, m = out's
+ * columns per row */
+static PyObject *py_theta_grad(PyObject *self, PyObject *args) {
+    Py_buffer gb, jb, ob;
+    int f32;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*p", &gb, &jb, &ob, &f32)) return NULL;
+    Py_ssize_t item = f32 ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double);
+    i64 R = (i64)(gb.len / (3 * (Py_ssize_t)sizeof(double)));
+    i64 m = R ? (i64)(ob.len / (R * item)) : 0;
+    int ok = gb.len == R * 3 * (Py_ssize_t)sizeof(double) && ob.len == R * m * item && jb.len == R * 3 * m * item;
+    if (ok) lines_theta_grad((const double *)gb.buf, jb.buf, ob.buf, R, m, f32);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&jb);
+    PyBuffer_Release(&ob);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "theta_grad: gtaps (R, 3) float64, jac (R, 3, m), out (R, m) expected");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* transparent huge pages on request (madvise), decided once at import: -1 unknown, 0 no, 1 yes */
+#define HUGE_PAGE ((size_t)2 << 20)   /* a transparent huge page on x86-64 and aarch64 Linux */
+#define HUGE_MIN (2 * HUGE_PAGE)      /* buffers from this size up are advised */
+static int thp_on_request = 0;
+
+static void thp_probe(void) {
+#ifdef __linux__
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char line[256] = {0};
+    if (!f) return;
+    if (fgets(line, sizeof(line), f)) thp_on_request = strstr(line, "[never]") == NULL;
+    fclose(f);
+#endif
+}
+
+/* Ask the kernel to back a fresh (untouched) buffer with transparent huge pages: its 2 MiB
+ * aligned interior, for buffers of at least HUGE_MIN bytes (a hint, harmless if ignored). The
+ * solver's outputs are first touched by the solver; with 4 KiB pages their page faults cost
+ * about as much as the solve itself at tens of MiB (docs/performance.md). What torch's
+ * THP_MEM_ALLOC_ENABLE=1 does for its own allocations. The capsule's advise_hugepages. */
+static void lines_advise_hugepages(void *ptr, size_t nbytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (nbytes < HUGE_MIN || !thp_on_request) return;
+    uintptr_t p = (uintptr_t)ptr, start = (p + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    uintptr_t stop = (p + nbytes) / HUGE_PAGE * HUGE_PAGE;
+    if (stop > start) (void)madvise((void *)start, stop - start, MADV_HUGEPAGE);
+#else
+    (void)ptr, (void)nbytes;
+#endif
+}
+
+/* advise_hugepages(ptr, nbytes): lines_advise_hugepages of a buffer's address */
+static PyObject *py_advise_hugepages(PyObject *self, PyObject *args) {
+    unsigned long long ptr, nbytes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KK", &ptr, &nbytes)) return NULL;
+    lines_advise_hugepages((void *)(uintptr_t)ptr, (size_t)nbytes);
+    Py_RETURN_NONE;
+}
+
+static const LinesCApi lines_c_api = {
+    LINES_C_API_VERSION, lines_solve, lines_vjp, lines_theta_grad, lines_advise_hugepages, lines_message,
+};
 
 /* accurate(taps64, zeros, max_spread) -> bool: every factor (f_-1, f_0, f_1) in the strip
  * |f_-1 + f_1| < |f_0| and, unless zeros, |f_-1 - f_1| <= max_spread |f_0| (_lines.accurate) */
@@ -2390,6 +2497,10 @@ static PyMethodDef methods[] = {
      "vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): the backward of the solve"},
     {"reparam_strip", py_reparam_strip, METH_VARARGS,
      "reparam_strip(theta, t1, taps, jac, f32): the strip's taps and Jacobian of theta, t1 = tanh(theta[:, 1])"},
+    {"theta_grad", py_theta_grad, METH_VARARGS,
+     "theta_grad(gtaps, jac, out, f32): out (R, m) = gtaps (R, 3) float64 x jac (R, 3, m), in jac's precision"},
+    {"advise_hugepages", py_advise_hugepages, METH_VARARGS,
+     "advise_hugepages(ptr, nbytes): transparent huge pages for a fresh buffer's aligned interior (from HUGE_MIN)"},
     {"set_work32", py_set_work32, METH_VARARGS, "set_work32(flag) -> previous flag (float32 work copies)"},
     {"set_dense_max", py_set_dense_max, METH_VARARGS,
      "set_dense_max(n) -> previous bound (dense inverses in the plans of 2-D planes of at most 8 rows of 4 or 8 "
@@ -2408,11 +2519,19 @@ PyMODINIT_FUNC PyInit__lines_c(void) {
     if (PyModule_AddIntConstant(m, "STRIP", STRIP) < 0 || PyModule_AddIntConstant(m, "STRIP_MAX_N", STRIP_MAX_N) < 0 ||
         PyModule_AddIntConstant(m, "CIRCULAR", B_CIRCULAR) < 0 || PyModule_AddIntConstant(m, "ZEROS", B_ZEROS) < 0 ||
         PyModule_AddIntConstant(m, "REFLECT", B_REFLECT) < 0 ||
-        PyModule_AddIntConstant(m, "REPLICATE", B_REPLICATE) < 0) {
+        PyModule_AddIntConstant(m, "REPLICATE", B_REPLICATE) < 0 ||
+        PyModule_AddIntConstant(m, "HUGE_MIN", (long)HUGE_MIN) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New((void *)&lines_c_api, LINES_C_API_CAPSULE, NULL);
+    if (!api || PyModule_AddObject(m, "_C_API", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(m);
         return NULL;
     }
     circ_tables();
+    thp_probe();
 #if WIDE && defined(__GNUC__) && defined(__x86_64__)
     __builtin_cpu_init();
     lanes_wide = __builtin_cpu_supports("avx512f") ? 1 : 0;

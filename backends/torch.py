@@ -227,13 +227,24 @@ def _theta_grad_host(theta, gtaps, region: str, cache) -> torch.Tensor:
     """The gradient of a CPU ``theta`` from the taps' (numpy ``gtaps``, float64): one matrix
     product with the reparameterization's Jacobian, kept with the filter (whose cache lives as
     long as theta's values), in theta's dtype."""
+    jac = _host_jacobian(theta, region, cache)
+    fn = _lines._host_function("theta_grad", jac)
+    if fn is None or gtaps.dtype != np.float64 or not gtaps.flags.c_contiguous:
+        return torch.from_numpy(np.matmul(gtaps[..., None, :], jac, dtype=jac.dtype)[..., 0, :])
+    out = np.empty(jac.shape[:-2] + jac.shape[-1:], dtype=jac.dtype)
+    fn(gtaps, jac, out, jac.dtype == np.float32)  # the same sums as the compiled node's
+    return torch.from_numpy(out)
+
+
+def _host_jacobian(theta, region: str, cache) -> np.ndarray:
+    """The reparameterization's Jacobian of a CPU ``theta`` (numpy), kept in ``cache``."""
     key = jacobian_key(region)
     jac = cache.get(key) if cache is not None else None
     if jac is None:
         jac = reparameterize_jacobian(theta.detach().numpy(), region)
         if cache is not None:
             cache[key] = jac
-    return torch.from_numpy(np.matmul(gtaps[..., None, :], jac, dtype=jac.dtype)[..., 0, :])
+    return jac
 
 
 class _LinesRun:
