@@ -7,6 +7,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+# The torch autograd node (backends/_lines_torch.cpp, optional) compiles against the venv's torch,
+# which pip's isolated build cannot see: built in place after torch is installed (about a minute;
+# the line solver built by pip is up to date and left alone). Without it the layers run the same
+# kernels through a Python autograd.Function.
+NODE    = $(BIN)/python -m pip install --disable-pip-version-check -q 'setuptools>=68' wheel && \
+	$(BIN)/python setup.py -q build_ext --inplace
 .PHONY: demo test test-fast lint docs bench compare video video-part video-all video-records segment stability classify figure6 fashion-mnist clean
 
 $(BIN)/python:
@@ -14,10 +20,12 @@ $(BIN)/python:
 
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[torch,scipy,plot]'
+	$(NODE)
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[test]'
+	$(NODE)
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
@@ -25,15 +33,17 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/arma erf --output out/erf.png
 	@echo "Figure 3 (ERF maps of linear ARMA networks) written to out/erf.png"
 
+# ARMA_EXPECT_NODE: the torch node built above must load (tests/test_torch_node.py)
 test: $(VENV)/.test-installed $(VENV)/.foolbox-installed fashion-mnist
-	$(BIN)/python -m pytest -q
+	ARMA_EXPECT_NODE=1 $(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q --doctest-modules --pyargs arma_core arma_experiments -p no:cacheprovider
 
 test-fast: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q -m "not slow"
+	ARMA_EXPECT_NODE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 $(VENV)/.lint-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[test,lint,docs]'
+	$(NODE)
 	touch $@ $(VENV)/.test-installed $(VENV)/.demo-installed
 
 # ruff (lint and format) and mypy, as configured in pyproject.toml
@@ -49,6 +59,7 @@ docs: $(VENV)/.lint-installed
 
 $(VENV)/.bench-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[bench]'
+	$(NODE)
 	touch $@
 
 # asv against the package installed in .venv (no build, no network); prints the results table.
@@ -66,6 +77,7 @@ compare: $(VENV)/.bench-installed
 
 $(VENV)/.experiments-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e '.[experiments]'
+	$(NODE)
 	touch $@
 
 # The CPU comparison of docs/experiments.md (video): Table 3's five models x 3 seeds at speeds

@@ -18,6 +18,7 @@ When neither input needs a gradient the forward kernel is called directly (no au
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -296,10 +297,68 @@ def jacobian_key(region: str) -> tuple[str, str]:
     return ("reparameterize_jacobian", region)
 
 
+# ---------------------------------------------------------------------------------------------
+# the compiled autograd node (backends/_lines_torch.cpp): _LinesTheta without Python
+
+_NODE: Any = False  # not looked up yet; then the module, or None
+#: why the compiled node is not used (empty when it is; set by :func:`lines_node`)
+NODE_STATUS = ""
+
+
+def lines_node():
+    """The compiled autograd node's module (``arma_core.backends._lines_torch``), or None.
+
+    None when the environment variable ``ARMA_TORCH_NODE=0`` is set, the line solver or the node
+    is not built (pip's isolated build cannot build the node; ``python setup.py build_ext
+    --inplace`` with torch installed does), or it was built for another torch or another line
+    solver; :data:`NODE_STATUS` then says which. Layers then run :class:`_LinesTheta`: the same
+    kernels and results, with torch's Python ``autograd.Function`` around them."""
+    global _NODE, NODE_STATUS
+    if _NODE is False:
+        _NODE, NODE_STATUS = _load_node()
+    return _NODE
+
+
+def _load_node():
+    if os.environ.get("ARMA_TORCH_NODE", "1") == "0":
+        return None, "disabled by ARMA_TORCH_NODE=0"
+    if not _lines.available():
+        return None, "the compiled line solver is not installed"
+    try:
+        from . import _lines_torch  # type: ignore[attr-defined]
+    except ImportError as e:  # not built, or built against another torch (undefined symbols)
+        return None, f"not importable: {e}"
+    if _lines_torch.TORCH_VERSION != torch.__version__:
+        return None, f"built for torch {_lines_torch.TORCH_VERSION}, running {torch.__version__}: rebuild it"
+    if _lines_torch.API_VERSION != _lines_torch.BUILT_API_VERSION:
+        return None, "built for another version of the line solver: rebuild it"
+    return _lines_torch, ""
+
+
+def _node_solve(node, t, theta, region, taps, boundary, dilation, adjoint, cache):
+    """:class:`_LinesTheta`'s solve through the compiled node: the plans of both directions and
+    theta's Jacobian (as a tensor) from the filter's cache, made there first when missing."""
+    k = taps.shape[1]
+    spatial = tuple(t.shape[t.ndim - k :])
+    plan, back = cache.get(("lines", spatial, adjoint)), cache.get(("lines", spatial, not adjoint))
+    if plan is None or back is None:
+        threads = torch.get_num_threads()
+        plan = _lines.plan(taps.detach(), spatial, dilation, boundary, adjoint, cache, threads, both=True)
+        back = _lines.plan(taps.detach(), spatial, dilation, boundary, not adjoint, cache, threads)
+    key = (jacobian_key(region), "tensor")
+    jac = cache.get(key)
+    if jac is None:
+        jac = cache[key] = torch.from_numpy(_host_jacobian(theta, region, cache))
+    return node.solve_theta(t, theta, plan, back, jac, k, adjoint)
+
+
 def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache, theta=None):
     if torch.is_grad_enabled():
         if theta is not None and (t.requires_grad or theta[0].requires_grad):
             if method == "lines" and cache is not None:  # CPU tensors: theta on the CPU too
+                node = _NODE if _NODE is not False else lines_node()
+                if node is not None and (t.dtype == torch.float32 or t.dtype == torch.float64):
+                    return _node_solve(node, t, theta[0], theta[1], taps, boundary, dilation, bool(adjoint), cache)
                 return _LinesTheta.apply(t, theta[0], _LinesRun(taps, boundary, dilation, adjoint, theta[1], cache))
             return ARSolveTheta.apply(t, theta[0], xp, method, boundary, dilation, adjoint, cache, taps, theta[1])
         if t.requires_grad or taps.requires_grad:

@@ -761,13 +761,15 @@ def test_lines_plans_of_both_directions_in_one_call(boundary):
 @needs_lines
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
-def test_layer_lines_node_is_the_generic_nodes_bit_for_bit(boundary, dtype):
-    """A layer's solve on CPU tensors is one ``_LinesTheta`` node (the line solver's chain with
-    its options kept): its output and both gradients equal ``ARSolveTheta``'s with the same
-    filter bit for bit, the adjoint too; inputs that need no gradient get None."""
+def test_layer_lines_node_is_the_generic_nodes_bit_for_bit(boundary, dtype, monkeypatch):
+    """A layer's solve on CPU tensors without the compiled node is one ``_LinesTheta`` node (the
+    line solver's chain with its options kept): its output and both gradients equal
+    ``ARSolveTheta``'s with the same filter bit for bit, the adjoint too; inputs that need no
+    gradient get None. (The compiled node is compared with it in test_torch_node.py.)"""
     from arma_core.backends import torch as bt
     from arma_core.nn import AR2d
 
+    monkeypatch.setattr(bt, "_NODE", None)
     torch.manual_seed(8)
     dt = getattr(torch, dtype)
     m = AR2d(5, boundary=boundary, init=0.4, dtype=dt)

@@ -1,0 +1,153 @@
+// The layer's AR solve on CPU tensors as one compiled autograd node: arma_core.backends._lines_torch.
+//
+// What arma_core.backends.torch._LinesTheta does in Python (the line solver's forward and
+// backward kernels, theta's gradient through the reparameterization's Jacobian), with the same
+// kernels (the capsule of arma_core.backends._lines_c, backends/_lines_c_api.h) called on the
+// same buffers in the same order: its results are _LinesTheta's bit for bit. A layer's small
+// solve costs a few tens of microseconds of kernels; torch's Python autograd.Function machinery
+// and the Python steps around the kernels cost more than that inside a training step, and this
+// node has neither.
+//
+// Optional: setup.py builds it only where torch is importable at build time (not in pip's
+// isolated build: the Makefile builds it after installing torch), against that torch's headers.
+// arma_core.backends.torch loads it only when its TORCH_VERSION is the running torch's and its
+// API version matches the line solver's; otherwise _LinesTheta runs.
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
+#include <torch/extension.h>
+
+#include <string>
+
+#include "_lines_c_api.h"
+
+namespace py = pybind11;
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+namespace {
+
+const LinesCApi *api = nullptr;
+
+// A Python object (a plan: bytes) kept alive by a node until it is freed (with the GIL).
+struct PyRef : torch::CustomClassHolder {
+    PyObject *obj;
+    explicit PyRef(PyObject *o) : obj(o) { Py_INCREF(o); }
+    ~PyRef() override {
+        if (!Py_IsInitialized()) return;
+        py::gil_scoped_acquire gil;
+        Py_DECREF(obj);
+    }
+};
+
+void check(int code) {
+    if (code == LINES_NO_MEMORY) throw std::bad_alloc();
+    if (code) throw py::value_error(api->message(code));
+}
+
+int64_t blocks(const at::Tensor &t, int64_t k) {
+    int64_t P = 1;
+    for (int64_t i = 0; i < t.dim() - k; i++) P *= t.size(i);
+    return P;
+}
+
+at::Tensor fresh_like(const at::Tensor &t) {
+    at::Tensor out = at::empty_like(t, at::MemoryFormat::Contiguous);
+    api->advise_hugepages(out.data_ptr(), out.nbytes());
+    return out;
+}
+
+const char *const TWICE = "trying to differentiate twice a function that was marked with @once_differentiable";
+
+}  // namespace
+
+namespace arma {  // the node's name in graphs: torch::autograd::CppNode<arma::LinesTheta>
+
+struct LinesTheta : public torch::autograd::Function<LinesTheta> {
+    // t (..., C, n_1 .. n_k) float32 / float64; theta's taps' Jacobian jac (C, k, Q, 3, m) in
+    // theta's dtype; plan / back: the line solver's plans of the forward and the backward solve
+    static at::Tensor forward(AutogradContext *ctx, const at::Tensor &t_in, const at::Tensor &theta, PyObject *plan,
+                              PyObject *back, const at::Tensor &jac, int64_t k, bool adjoint) {
+        (void)theta;  // an input for autograd only: its gradient comes from jac
+        at::Tensor t = t_in.contiguous();
+        at::Tensor out = fresh_like(t);
+        bool f32 = t.scalar_type() == at::kFloat;
+        if (t.numel()) {
+            int code;
+            {
+                py::gil_scoped_release nogil;
+                code = api->solve(PyBytes_AS_STRING(plan), (size_t)PyBytes_GET_SIZE(plan), t.data_ptr(), t.nbytes(), f32,
+                                  out.data_ptr(), out.nbytes(), f32, blocks(t, k), adjoint, at::get_num_threads());
+            }
+            check(code);
+        }
+        ctx->save_for_backward({out});
+        ctx->saved_data["jac"] = jac;
+        ctx->saved_data["back"] = at::IValue::make_capsule(c10::make_intrusive<PyRef>(back));
+        ctx->saved_data["k"] = k;
+        ctx->saved_data["adjoint"] = adjoint;
+        return out;
+    }
+
+    // as _LinesTheta.backward (under _first_order): the backward solve always, the taps'
+    // gradient and theta's only when theta needs it; no GIL is held here
+    static tensor_list backward(AutogradContext *ctx, tensor_list grads) {
+        at::Tensor y = ctx->get_saved_variables()[0];
+        at::Tensor g = grads[0].contiguous();
+        at::Tensor jac = ctx->saved_data["jac"].toTensor();
+        auto back = c10::static_intrusive_pointer_cast<PyRef>(ctx->saved_data["back"].toCapsule());
+        int64_t k = ctx->saved_data["k"].toInt();
+        bool adjoint = ctx->saved_data["adjoint"].toBool();
+        bool need_theta = ctx->needs_input_grad(1);
+        bool f32 = g.scalar_type() == at::kFloat;
+        at::Tensor gx = fresh_like(g);
+        at::Tensor gtaps = at::zeros(jac.sizes().slice(0, jac.dim() - 1), at::TensorOptions().dtype(at::kDouble));
+        if (g.numel())
+            check(api->vjp(PyBytes_AS_STRING(back->obj), (size_t)PyBytes_GET_SIZE(back->obj), y.data_ptr(), g.data_ptr(),
+                           gx.data_ptr(), gx.nbytes(), gtaps.data_ptr<double>(), gtaps.nbytes(), blocks(g, k), f32,
+                           adjoint, need_theta, at::get_num_threads()));
+        at::Tensor gtheta;
+        if (need_theta) {
+            std::vector<int64_t> shape(jac.sizes().begin(), jac.sizes().end() - 2);
+            int64_t m = jac.size(-1);
+            shape.push_back(m);
+            gtheta = at::empty(shape, jac.options());
+            api->theta_grad(gtaps.data_ptr<double>(), jac.data_ptr(), gtheta.data_ptr(), gtaps.numel() / 3, m,
+                            jac.scalar_type() == at::kFloat);
+        }
+        tensor_list out = {ctx->needs_input_grad(0) ? gx : at::Tensor(), gtheta};
+        if (at::GradMode::is_enabled() && grads[0].requires_grad()) {
+            // create_graph: like torch.autograd.function.once_differentiable, results whose
+            // own backward raises
+            tensor_list fake;
+            for (auto &v : out) fake.push_back(v.defined() ? v.detach().requires_grad_(true) : v);
+            out = torch::autograd::DelayedError(TWICE, 2).apply(std::move(fake));
+        }
+        return {out[0], out[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+}  // namespace arma
+
+namespace {
+
+at::Tensor solve_theta(const at::Tensor &t, const at::Tensor &theta, py::bytes plan, py::bytes back,
+                       const at::Tensor &jac, int64_t k, bool adjoint) {
+    return arma::LinesTheta::apply(t, theta, plan.ptr(), back.ptr(), jac, k, adjoint);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_lines_torch, m) {
+    m.doc() = "The layer's AR solve on CPU tensors as one compiled autograd node (see arma_core.backends.torch).";
+    py::module_::import("arma_core.backends._lines_c");
+    api = static_cast<const LinesCApi *>(PyCapsule_Import(LINES_C_API_CAPSULE, 0));
+    if (!api) throw py::error_already_set();
+    m.attr("API_VERSION") = api->version;  // the line solver's: the loader compares it with LINES_C_API_VERSION
+    m.attr("BUILT_API_VERSION") = LINES_C_API_VERSION;
+    m.attr("TORCH_VERSION") = ARMA_TORCH_VERSION;
+    m.def("solve_theta", &solve_theta, py::arg("t"), py::arg("theta"), py::arg("plan"), py::arg("back"),
+          py::arg("jac"), py::arg("k"), py::arg("adjoint"),
+          "solve_theta(t, theta, plan, back, jac, k, adjoint) -> y: A^{-1} t (A^{-T} t when adjoint) as one "
+          "autograd node from (t, theta), the line solver's plans given (forward, backward) and theta's taps' "
+          "Jacobian jac (C, k, Q, 3, m)");
+}

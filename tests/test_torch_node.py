@@ -1,0 +1,177 @@
+"""The compiled autograd node of the layers' line solves (``arma_core.backends._lines_torch``).
+
+It must be ``_LinesTheta`` (the Python node, itself compared with the generic ``ARSolveTheta``
+and the sparse reference in test_perf_paths.py) bit for bit: same kernels, plans and products.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import numpy as np
+import pytest
+
+import arma_core as ac
+
+torch = pytest.importorskip("torch")
+
+from arma_core.backends import _lines
+from arma_core.backends import torch as bt
+
+node = bt.lines_node()
+needs_node = pytest.mark.skipif(node is None, reason=f"the compiled torch node is not used: {bt.NODE_STATUS}")
+
+
+def test_node_is_loaded_where_the_build_made_it():
+    """``make test`` builds the node after installing torch and sets ``ARMA_EXPECT_NODE=1``: a
+    build or load failure there is an error, not a silent fall back to the Python node."""
+    if os.environ.get("ARMA_EXPECT_NODE") != "1" or not _lines.available():
+        pytest.skip("not asked for (ARMA_EXPECT_NODE=1), or no line solver")
+    assert node is not None, bt.NODE_STATUS
+    assert bt.NODE_STATUS == ""
+
+
+def _solve(use_node, t, theta, taps, boundary, adjoint, cache, monkeypatch):
+    monkeypatch.setattr(bt, "_NODE", node if use_node else None)
+    return bt._solve("lines", None, t, taps, boundary, 1, adjoint, cache, theta=(theta, "strip"))
+
+
+@needs_node
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+@pytest.mark.parametrize("shape", [(2, 3, 17), (2, 3, 7, 9), (1, 3, 16, 16), (2, 3, 4, 5, 6)])
+def test_node_is_the_python_node_bit_for_bit(shape, boundary, dtype, monkeypatch):
+    """Output, the input's and theta's gradients, forward and adjoint solves, in 1-D, 2-D (odd
+    and vectorised plane sizes) and 3-D: equal to ``_LinesTheta``'s bit for bit; and the node is
+    what runs (its grad_fn is not the Python node's)."""
+    dt = getattr(torch, dtype)
+    k = len(shape) - 2
+    gen = torch.Generator().manual_seed(sum(shape))
+    theta = (0.5 * torch.randn(shape[1], k, 1, 2, generator=gen, dtype=dt)).requires_grad_(True)
+    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
+    taps = torch.from_numpy(taps)
+    x = torch.randn(*shape, generator=gen, dtype=dt, requires_grad=True)
+    g = torch.randn(*shape, generator=gen, dtype=dt)
+    for adjoint in (False, True):
+        cache = {bt.jacobian_key("strip"): jac}
+        ys, grads = [], []
+        for use_node in (True, False):
+            y = _solve(use_node, x, theta, taps, boundary, adjoint, cache, monkeypatch)
+            name = y.grad_fn.name()
+            assert name == ("torch::autograd::CppNode<arma::LinesTheta>" if use_node else "_LinesThetaBackward")
+            ys.append(y)
+            grads.append(torch.autograd.grad(y, (x, theta), g))
+        assert torch.equal(ys[0], ys[1]), adjoint
+        assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1]), adjoint
+        assert grads[0][1].dtype == dt and grads[0][1].shape == theta.shape
+
+
+@needs_node
+def test_node_gradients_of_one_input_and_the_reference(monkeypatch):
+    """Only theta or only the signal needing a gradient: the other gets none, and the values are
+    the sparse reference's (the output and the input's gradient: the adjoint solve of g)."""
+    from arma_core import reference as R
+
+    gen = torch.Generator().manual_seed(3)
+    theta = (0.5 * torch.randn(3, 2, 1, 2, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
+    x = torch.randn(2, 3, 6, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 3, 6, 8, generator=gen, dtype=torch.float64)
+    cache = {bt.jacobian_key("strip"): jac}
+    y = _solve(True, x, theta, torch.from_numpy(taps), "reflect", False, cache, monkeypatch)
+    assert np.allclose(y.detach().numpy(), R.ar_solve(x.detach().numpy(), taps, boundary="reflect"), atol=1e-12)
+    (gx,) = torch.autograd.grad(y, (x,), g, retain_graph=True)
+    assert np.allclose(gx.numpy(), R.ar_solve(g.numpy(), taps, boundary="reflect", adjoint=True), atol=1e-12)
+    y2 = _solve(True, x.detach(), theta, torch.from_numpy(taps), "reflect", False, cache, monkeypatch)
+    (gth,) = torch.autograd.grad(y2, (theta,), g)
+    gtheta_full = torch.autograd.grad(y, (x, theta), g)[1]
+    assert torch.equal(gth, gtheta_full)
+
+
+@needs_node
+def test_node_keeps_its_plans_alive(monkeypatch):
+    """The node holds the backward's plan and the Jacobian itself: dropping the filter's cache
+    between forward and backward (a new theta before the backward) changes nothing."""
+    gen = torch.Generator().manual_seed(4)
+    theta = (0.5 * torch.randn(4, 2, 1, 2, generator=gen)).requires_grad_(True)
+    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
+    x = torch.randn(2, 4, 9, 8, generator=gen, requires_grad=True)
+    g = torch.randn(2, 4, 9, 8, generator=gen)
+    want = torch.autograd.grad(
+        _solve(True, x, theta, torch.from_numpy(taps), "circular", False, {bt.jacobian_key("strip"): jac}, monkeypatch),
+        (x, theta),
+        g,
+    )
+    cache = {bt.jacobian_key("strip"): jac.copy()}
+    y = _solve(True, x, theta, torch.from_numpy(taps), "circular", False, cache, monkeypatch)
+    cache.clear()
+    del cache
+    gc.collect()
+    got = torch.autograd.grad(y, (x, theta), g)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@needs_node
+def test_node_under_create_graph_is_first_order_only(monkeypatch):
+    """As the Python node (``once_differentiable``): a backward with ``create_graph`` gives the
+    same gradients, and differentiating them again raises."""
+    from arma_core.nn import AR2d
+
+    m = AR2d(3)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    got = {}
+    for use_node in (True, False):
+        monkeypatch.setattr(bt, "_NODE", node if use_node else None)
+        gx, gth = torch.autograd.grad(m(x).square().sum(), (x, m.theta), create_graph=True)
+        with pytest.raises(RuntimeError, match="differentiate twice"):
+            gx.sum().backward()
+        got[use_node] = (gx.detach(), gth.detach())
+    assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][1], got[False][1])
+
+
+@needs_node
+def test_node_inputs_it_copies_and_plans_it_refuses(monkeypatch):
+    """A non-contiguous signal is solved as its contiguous copy; a plan of another plane size is
+    refused with the line solver's message (no memory is read past a buffer)."""
+    gen = torch.Generator().manual_seed(5)
+    theta = (0.5 * torch.randn(3, 2, 1, 2, generator=gen)).requires_grad_(True)
+    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
+    x = torch.randn(2, 3, 8, 6, generator=gen).transpose(-1, -2).requires_grad_(True)
+    cache = {bt.jacobian_key("strip"): jac}
+    y = _solve(True, x, theta, torch.from_numpy(taps), "zeros", False, cache, monkeypatch)
+    y_ref = _solve(
+        True,
+        x.detach().contiguous().requires_grad_(True),
+        theta,
+        torch.from_numpy(taps),
+        "zeros",
+        False,
+        cache,
+        monkeypatch,
+    )
+    assert torch.equal(y, y_ref)
+    other = _lines.plan(taps, (5, 5), 1, "zeros", False, None, 1)
+    back = _lines.plan(taps, (5, 5), 1, "zeros", True, None, 1)
+    with pytest.raises(ValueError, match="do not match the plan"):
+        node.solve_theta(
+            x.detach().contiguous().requires_grad_(True), theta, other, back, torch.from_numpy(jac), 2, False
+        )
+
+
+def test_loader_refuses_another_torch_and_the_switch(monkeypatch):
+    """The node is used only when built for the running torch and line solver; ``ARMA_TORCH_NODE=0``
+    turns it off; each time ``NODE_STATUS`` says why."""
+    monkeypatch.setenv("ARMA_TORCH_NODE", "0")
+    assert bt._load_node() == (None, "disabled by ARMA_TORCH_NODE=0")
+    monkeypatch.delenv("ARMA_TORCH_NODE")
+    if node is None:
+        pytest.skip(f"the compiled torch node is not used: {bt.NODE_STATUS}")
+    assert bt._load_node() == (node, "")
+    monkeypatch.setattr(node, "TORCH_VERSION", "0.0.1")
+    mod, why = bt._load_node()
+    assert mod is None and "built for torch 0.0.1" in why
+    monkeypatch.setattr(node, "TORCH_VERSION", torch.__version__)
+    monkeypatch.setattr(node, "API_VERSION", node.BUILT_API_VERSION + 1)
+    mod, why = bt._load_node()
+    assert mod is None and "line solver" in why
