@@ -284,13 +284,29 @@ class _ARNd(nn.Module):
             return torch.cat([theta[..., :1], one, theta[..., 1:]], dim=-1)
         return arma_core.reparameterize(theta, self.region)
 
+    def _solve(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
+        """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64)."""
+        if torch.compiler.is_compiling():
+            return self._solve_eagerly(x, who=who)
+        # eager: the common case first (a float32 / float64 input outside autocast, theta of
+        # its dtype); these lines run at every call of the layer, several per training step
+        dt = x.dtype
+        if (dt == torch.float32 or dt == torch.float64) and not torch.is_autocast_enabled(x.device.type):
+            theta = self._parameters["theta"]  # self.theta, without Module.__getattr__
+            if theta is not None and theta.dtype == dt and x.numel():
+                return self._filter(dt).solve(x)
+        return self._solve_any(x, who=who)
+
     # torch.compile runs the AR solve as it runs eagerly: its input checks and the stability
     # nudging of reparameterize() are data-dependent Python (each would be a graph break), and
     # inductor generates no code for the complex FFT or the per-axis inverses anyway. The
-    # convolutions and everything else in the model are still compiled.
+    # convolutions and everything else in the model are still compiled. (Eager calls do not
+    # go through the decorator's frame switching: _solve tests is_compiling() instead.)
     @torch.compiler.disable
-    def _solve(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
-        """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64)."""
+    def _solve_eagerly(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
+        return self._solve_any(x, who=who)
+
+    def _solve_any(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
         dev = x.device.type
         autocast = torch.is_autocast_enabled(dev) and x.dtype != torch.float64
         if autocast or x.dtype in _LOW_PRECISION:
