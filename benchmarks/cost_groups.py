@@ -35,12 +35,14 @@ def main(argv=None) -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     import compare
     import cost
+    import timing
 
     import arma_core
     from arma_core.backends import _lines
 
     print(
         f"- arma_core from: {Path(arma_core.__file__).parent}; compiled line solver: {_lines.available()}; "
+        f"torch node: {timing._node_status()}; "
         f"torch threads: {torch.get_num_threads()}; load average before: {os.getloadavg()}",
         flush=True,
     )
