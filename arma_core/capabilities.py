@@ -217,7 +217,17 @@ TABLE: tuple[Capability, ...] = (
         auto=1,
         note=_FFT_NOTE + " with scipy.fft (float32 in single precision, honours set_workers)",
     ),
-    Capability("solve", "torch", kernel="arma_core.backends.torch:lines_kernel", differentiable=True, **_LINES),
+    Capability(
+        "solve",
+        "torch",
+        kernel="arma_core.backends.torch:lines_kernel",
+        differentiable=True,
+        **{
+            **_LINES,
+            "note": _LINES["note"] + "; a layer's solve is one compiled autograd node where "
+            "arma_core.backends._lines_torch is built (else the same kernels in a Python autograd.Function)",
+        },
+    ),
     Capability(
         "solve",
         "torch",
