@@ -2290,7 +2290,7 @@ static PyObject *py_theta_grad(PyObject *self, PyObject *args) {
 
 /* transparent huge pages on request (madvise), decided once at import: -1 unknown, 0 no, 1 yes */
 #define HUGE_PAGE ((size_t)2 << 20)   /* a transparent huge page on x86-64 and aarch64 Linux */
-#define HUGE_MIN LINES_HUGE_MIN       /* buffers from this size up are advised (two pages) */
+#define HUGE_MIN (2 * HUGE_PAGE)      /* buffers from this size up are advised */
 static int thp_on_request = 0;
 
 static void thp_probe(void) {

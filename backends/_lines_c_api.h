@@ -13,9 +13,6 @@
 #define LINES_C_API_VERSION 1
 #define LINES_C_API_CAPSULE "arma_core.backends._lines_c._C_API"
 
-/* buffers from this size up are advised onto huge pages (advise_hugepages) */
-#define LINES_HUGE_MIN ((size_t)4 << 20)
-
 /* what solve and vjp return */
 enum { LINES_OK = 0, LINES_NOT_A_PLAN = 1, LINES_WRONG_DIRECTION = 2, LINES_BAD_SIZES = 3, LINES_NO_MEMORY = 4 };
 

@@ -16,9 +16,7 @@
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/extension.h>
 
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "_lines_c_api.h"
 
@@ -52,45 +50,9 @@ int64_t blocks(const at::Tensor &t, int64_t k) {
     return P;
 }
 
-// Output buffers kept for reuse. A layer solves tensors of the same sizes at every step, and a
-// fresh buffer from glibc is often fresh pages: when a step's tensors are freed the heap's top
-// is returned to the kernel (depending on the process's allocation history), and the next
-// step faults it in again, 4 KiB at a time (hundreds of faults a step at 512 KiB tensors,
-// about a millisecond in a VM). The node keeps the storages of its last outputs below
-// HUGE_MIN (larger ones are advised onto huge pages instead) and hands one out again once
-// nothing else refers to it (no tensor, view or numpy array): at most SPARES of them.
-constexpr size_t SPARES = 16;
-std::mutex spares_mutex;
-std::vector<c10::Storage> spares;
-
 at::Tensor fresh_like(const at::Tensor &t) {
-    size_t nbytes = (size_t)t.numel() * t.element_size();
-    bool small = nbytes > 0 && nbytes < LINES_HUGE_MIN;
-    if (small) {
-        std::lock_guard<std::mutex> lock(spares_mutex);
-        for (auto &s : spares) {
-            if (s.use_count() == 1 && s.nbytes() == nbytes) {  // only this list refers to it
-                at::Tensor out = at::empty({0}, t.options());
-                out.set_(s, 0, t.sizes(), c10::contiguous_strides(t.sizes()));
-                return out;
-            }
-        }
-    }
     at::Tensor out = at::empty_like(t, at::MemoryFormat::Contiguous);
     api->advise_hugepages(out.data_ptr(), out.nbytes());
-    if (small) {
-        std::lock_guard<std::mutex> lock(spares_mutex);
-        if (spares.size() < SPARES) {
-            spares.push_back(out.storage());
-        } else {
-            for (auto &s : spares) {  // replace an idle one (of another size)
-                if (s.use_count() == 1) {
-                    s = out.storage();
-                    break;
-                }
-            }
-        }
-    }
     return out;
 }
 

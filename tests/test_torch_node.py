@@ -175,33 +175,3 @@ def test_loader_refuses_another_torch_and_the_switch(monkeypatch):
     monkeypatch.setattr(node, "API_VERSION", node.BUILT_API_VERSION + 1)
     mod, why = bt._load_node()
     assert mod is None and "line solver" in why
-
-
-@needs_node
-def test_node_reuses_only_buffers_nothing_refers_to(monkeypatch):
-    """The node keeps its small outputs' storages and hands one out again only when nothing else
-    refers to it: a kept output, a view of it or its numpy array keep their values while later
-    calls run; a dropped one's buffer serves the next call of the same size."""
-    gen = torch.Generator().manual_seed(6)
-    theta = (0.5 * torch.randn(3, 2, 1, 2, generator=gen)).requires_grad_(True)
-    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
-    cache = {bt.jacobian_key("strip"): jac}
-    xs = [torch.randn(2, 3, 8, 8, generator=gen, requires_grad=True) for _ in range(4)]
-
-    def solve(x):
-        return _solve(True, x, theta, torch.from_numpy(taps), "circular", False, cache, monkeypatch)
-
-    kept = solve(xs[0]).detach()
-    view = solve(xs[1]).detach()[0, 1]
-    arr = solve(xs[2]).detach().numpy()
-    want = [solve(x).detach().clone() for x in xs[:3]]
-    for _ in range(3):  # more calls of the same size: none may write into the three above
-        solve(xs[3]).sum().backward()
-    assert torch.equal(kept, want[0]) and torch.equal(view, want[1][0, 1]) and np.array_equal(arr, want[2].numpy())
-    # a dropped output's buffer is handed out again (before any new one: within the kept few)
-    y = solve(xs[3]).detach()
-    ptr = y.data_ptr()
-    del y
-    later = [solve(xs[0]) for _ in range(16)]
-    assert ptr in {t.data_ptr() for t in later}
-    assert all(torch.equal(t.detach(), want[0]) for t in later)
