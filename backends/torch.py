@@ -7,7 +7,9 @@ output ``y`` (Theorem 4 needs nothing else) and runs outside autocast:
 - ``lines`` (CPU, the compiled extension installed): the line solver of
   :mod:`arma_core.backends._lines` on as many threads as ``torch.get_num_threads()``, forward
   and backward in one pass per channel plane each; a layer's solve (taps given by ``theta``) is
-  one :class:`_LinesTheta` node, the same kernels with fewer Python steps around them;
+  one node: the compiled ``arma_core.backends._lines_torch`` where it is built
+  (:func:`lines_node`), else :class:`_LinesTheta`, the same kernels with fewer Python steps
+  around them than the generic chain (bit for bit the same results either way);
 - ``fft``: the core's FFT kernel; the taps gradient in the Fourier domain
   (:mod:`arma_core.backends._fourier`);
 - ``dense``: the core's dense kernel; the generic backward of :func:`arma_core.solve.solve_vjp`.
