@@ -24,8 +24,9 @@ needs_node = pytest.mark.skipif(node is None, reason=f"the compiled torch node i
 
 
 def test_node_is_loaded_where_the_build_made_it():
-    """``make test`` builds the node after installing torch and sets ``ARMA_EXPECT_NODE=1``: a
-    build or load failure there is an error, not a silent fall back to the Python node."""
+    """``make test`` builds the node after installing torch and, where a C++ compiler is on
+    PATH, sets ``ARMA_EXPECT_NODE=1``: a build or load failure there is an error, not a silent
+    fall back to the Python node."""
     if os.environ.get("ARMA_EXPECT_NODE") != "1" or not _lines.available():
         pytest.skip("not asked for (ARMA_EXPECT_NODE=1), or no line solver")
     assert node is not None, bt.NODE_STATUS
