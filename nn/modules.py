@@ -292,7 +292,7 @@ class _ARNd(nn.Module):
         # its dtype); these lines run at every call of the layer, several per training step
         dt = x.dtype
         if (dt == torch.float32 or dt == torch.float64) and not torch.is_autocast_enabled(x.device.type):
-            theta = self._parameters["theta"]  # self.theta, without Module.__getattr__
+            theta = self._parameters.get("theta")  # self.theta, without Module.__getattr__
             if theta is not None and theta.dtype == dt and x.numel():
                 return self._filter(dt).solve(x)
         return self._solve_any(x, who=who)
