@@ -1654,7 +1654,7 @@ static void circulant_inverses(const double *taps, i64 C, i64 k, i64 Q, i64 j, i
  * (the last axis's stored transposed: solve_block_dense combines rows of both; circular: each
  * circulant's first row, doubled, read with row stride -1, see Axis), for rows of 16
  * also in float32 (dense32); no factors: every solve of the plan takes solve_block_dense
- * (plan_of refuses the other direction). For the circular boundary they come from the
+ * (plan_check refuses the other direction). For the circular boundary they come from the
  * circulants' eigenvalues (circulant_inverses, no factors: a plan pair of 8 channels of 8 x 8
  * takes 1.3-2.5 us against 5.8-8.2 us by the recurrences' solves, with the same scaled residuals
  * |A G - I|, docs/performance.md); otherwise they are the recurrences' solves of the identity: A's plan of factors
@@ -1940,7 +1940,7 @@ INLINE void solve_block_dense(const void *src, int sf32, void *dst, int df32, co
 #define WORK32_MIN 16
 INLINE void solve_block_any(const void *src, int sf32, void *dst, int df32, const Plan *pl, i64 c, int rev,
                             Scratch *sc) {
-    if (pl->ax[2].dense) { /* rev == pl->transposed: plan_of checks it */
+    if (pl->ax[2].dense) { /* rev == pl->transposed: plan_check checks it */
         solve_block_dense(src, sf32, dst, df32, pl, c, sc->wk);
         return;
     }

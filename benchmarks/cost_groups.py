@@ -42,7 +42,7 @@ def main(argv=None) -> None:
 
     print(
         f"- arma_core from: {Path(arma_core.__file__).parent}; compiled line solver: {_lines.available()}; "
-        f"torch node: {timing._node_status()}; "
+        f"torch node: {timing.node_status()}; "
         f"torch threads: {torch.get_num_threads()}; load average before: {os.getloadavg()}",
         flush=True,
     )

@@ -85,7 +85,7 @@ class Row(dict):
         return self["ratio"] <= self["goal"] if self["le"] else self["ratio"] >= self["goal"]
 
 
-def _node_status() -> str:
+def node_status() -> str:
     """Whether the layers' solves run through the compiled autograd node, or why not."""
     from arma_core.backends import torch as bt
 
@@ -107,7 +107,7 @@ def environment(threads: int, device: str = "cpu") -> dict:
         "scipy": _version("scipy"),
         "arma-nets": arma_core.__version__,
         "compiled line solver": "available" if _lines.available() else "not built",
-        "compiled torch node": _node_status(),
+        "compiled torch node": node_status(),
         "torch threads": torch.get_num_threads(),
         "line solver threads (numpy calls)": _lines.default_threads(),
         "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE", "(unset)"),

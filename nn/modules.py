@@ -347,7 +347,8 @@ class _ARNd(nn.Module):
         one is derived from it (``ARFilter._retap``): a recurrent network calling the layer at every time step builds it
         once per optimizer step. With autograd the solve is one node from the input and
         ``theta`` to the output (:class:`arma_core.backends.torch.ARSolveTheta`; for the line
-        solver its leaner twin ``_LinesTheta``, the same results bit for bit); the filter
+        solver the compiled node ``arma_core.backends._lines_torch`` where it is built, else
+        its Python twin ``_LinesTheta``, the same results bit for bit); the filter
         bound to the parameter for it is kept too, until ``theta`` changes or is replaced.
         """
         theta = self.theta
