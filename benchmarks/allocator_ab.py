@@ -8,7 +8,7 @@ Each run measures ``cost.measure_layers`` (``ARMA2d / Conv2d``, 64 -> 128, 3x3, 
 backward at the three shapes of the table) in two fresh processes, one with the environment as
 it is and one with
 
-    MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432
+    MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432   (cost.KEEP_FREED)
 
 the two alternating. With glibc's defaults, the 8-16 MiB tensors of a step are often returned
 to the kernel when they are freed (the top of the heap is trimmed, or the block was a mapping of
@@ -21,38 +21,16 @@ each run's ratios and, per shape and setting, the median over the runs.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-KEEP = {"MALLOC_TRIM_THRESHOLD_": "4294967296", "MALLOC_MMAP_THRESHOLD_": "33554432"}
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-_CHILD = """
-import json, os, sys
-sys.path.insert(0, sys.argv[1])
-import torch
-torch.set_num_threads(int(os.environ.get("THREADS", "1")))
-import cost
-rows = cost.measure_layers(int(sys.argv[2]))
-print(json.dumps([[r["shape"], r["ratio"], r["a"], r["b"]] for r in rows]))
-"""
-
-
-def _run(repeats: int, keep: bool) -> list:
-    env = {k: v for k, v in os.environ.items() if k not in KEEP}
-    if keep:
-        env.update(KEEP)
-    here = str(Path(__file__).resolve().parent)
-    res = subprocess.run(
-        [sys.executable, "-c", _CHILD, here, str(repeats)], env=env, capture_output=True, text=True, check=False
-    )
-    if res.returncode != 0:
-        raise SystemExit(f"allocator_ab: the measuring process failed:\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+from cost import layers_in_child  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -62,7 +40,8 @@ def main(argv: list[str]) -> int:
     for run in range(runs):
         for keep in (False, True):
             label = "freed memory kept" if keep else "glibc defaults"
-            for shape, ratio, a, b in _run(repeats, keep):
+            for r in layers_in_child(repeats, keep, int(os.environ.get("THREADS", "1"))):
+                shape, ratio, a, b = r["shape"], r["ratio"], r["a"], r["b"]
                 ratios.setdefault((shape, keep), []).append(ratio)
                 print(f"run {run + 1}, {label}: {shape} ARMA2d / Conv2d {ratio:.3f} ({a * 1e3:.2f} / {b * 1e3:.2f} ms)")
             sys.stdout.flush()

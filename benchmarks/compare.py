@@ -21,7 +21,10 @@ Rows (the targets of issues 5 and 13; ``docs/performance.md`` explains each):
   against the official algorithm, the boundaries against circular, NumPy against torch, peak
   memory), the growth of the cost with H*W, every forward method, 1-D signals;
 - ``cost.py``: issue 13 (the fixed cost of a call, ARMA2d against Conv2d, ARMA-LSTM and the
-  ARMA U-Net against their convolutional networks, cold start, SciPy's filters).
+  ARMA U-Net against their convolutional networks, cold start, SciPy's filters). ARMA2d against
+  Conv2d is measured twice on glibc: as the process is, and in a fresh process with freed memory
+  kept in the heap (``cost.measure_layers_kept``: without glibc's page faults, which hit both
+  layers' steps by amounts that depend on the process's history).
 
 With ``--device cuda`` the rows that run tensors run them on the GPU; NumPy, memory, cold
 start and SciPy rows are CPU-only and left out.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -189,6 +193,8 @@ def _measure(args, groups, repeats):
     if "cost" in groups:
         rows += cost.measure_call_overhead(repeats, args.device)
         rows += cost.measure_layers(repeats, args.device)
+        if args.device == "cpu" and platform.libc_ver()[0] == "glibc":
+            rows += cost.measure_layers_kept(repeats, args.threads)
         rows += cost.measure_recurrent(repeats, args.device)
         rows += cost.measure_unet(repeats, args.device)
         if args.device == "cpu":

@@ -31,11 +31,17 @@ __all__ = [
     "GOALS",
     "measure_call_overhead",
     "measure_layers",
+    "measure_layers_kept",
     "measure_recurrent",
     "measure_unet",
     "measure_cold_start",
     "measure_scipy",
 ]
+
+#: glibc's settings that keep freed memory in the heap for the next allocation (see
+#: :func:`measure_layers_kept`): no trimming of the heap's top below 4 GiB, and blocks below
+#: 32 MiB from the heap instead of mappings of their own
+KEEP_FREED = {"MALLOC_TRIM_THRESHOLD_": "4294967296", "MALLOC_MMAP_THRESHOLD_": "33554432"}
 
 GOALS = {"call": 3.0, "numpy_us": 30.0, "layer": 1.15, "network": 1.2, "cold_s": 2.0, "lfilter": 0.5, "banded": 0.3}
 
@@ -147,6 +153,50 @@ def measure_layers(repeats: int, device: str = "cpu") -> list[Row]:
         t = side_by_side({"arma": run(arma), "conv": run(conv)}, reps, sync=sync)
         what = "ARMA2d(64, 128, 3) / Conv2d(64, 128, 3), fwd+bwd"
         rows.append(_row("13.2", "x".join(map(str, shape)), what, t["arma"], t["conv"], GOALS["layer"]))
+    return rows
+
+
+_LAYERS_CHILD = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+import cost
+print(json.dumps(cost.measure_layers(int(sys.argv[2]))))
+"""
+
+
+def layers_in_child(repeats: int, keep: bool, threads: int = 1) -> list[Row]:
+    """:func:`measure_layers` in a fresh process (CPU), with :data:`KEEP_FREED` set when
+    ``keep`` and removed otherwise, the rest of the environment as it is."""
+    env = {k: v for k, v in os.environ.items() if k not in KEEP_FREED}
+    if keep:
+        env.update(KEEP_FREED)
+    here = os.path.dirname(os.path.abspath(__file__))
+    args = [sys.executable, "-c", _LAYERS_CHILD, here, str(repeats), str(threads)]
+    res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"the layers' measuring process failed:\n{res.stderr[-2000:]}")
+    return [Row(r) for r in json.loads(res.stdout.strip().splitlines()[-1])]
+
+
+def measure_layers_kept(repeats: int, threads: int = 1) -> list[Row]:
+    """:func:`measure_layers` with freed memory kept in the heap, both layers alike: the cost of
+    the layers themselves, without glibc's page faults.
+
+    With glibc's default settings the 8-16 MiB tensors of a step (the convolution's output and
+    gradients, oneDNN's buffers, the AR solve's output and its input's gradient) are often
+    returned to the kernel when freed and faulted in again at the next step, in both layers'
+    steps, by amounts that depend on the process's history of allocations: 0 to 18,000 minor
+    faults a step at 32x32 and 64x64 (docs/performance.md, seventeenth pass). The rows here run
+    in a fresh process with :data:`KEEP_FREED` set, which changes nothing but glibc's heap (the
+    remedy PyTorch's and Intel's CPU tuning guides give is another allocator, tcmalloc or
+    jemalloc, for the same reason). The library itself leaves the allocator alone; the rows of
+    :func:`measure_layers` are measured as the process is.
+    """
+    rows = layers_in_child(repeats, True, threads)
+    for r in rows:
+        r["what"] += ", freed memory kept"
     return rows
 
 

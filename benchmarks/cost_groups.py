@@ -5,9 +5,10 @@ after measurements of ``docs/performance.md``.
 checkout of the library (``PYTHONPATH=<export of that commit>``), whose API may lack what
 ``compare.py``'s environment report asks for, and prints the table after every group::
 
-    THREADS=1 .venv/bin/python benchmarks/cost_groups.py call,layers,lstm,unet,scipy,cold 15
+    THREADS=1 .venv/bin/python benchmarks/cost_groups.py call,layers,kept,lstm,unet,scipy,cold 15
 
-Groups: ``call`` (fixed cost of a call), ``layers`` (ARMA2d / Conv2d), ``lstm`` (ARMA-LSTM /
+Groups: ``call`` (fixed cost of a call), ``layers`` (ARMA2d / Conv2d), ``kept`` (the same in a
+fresh process with freed memory kept in glibc's heap), ``lstm`` (ARMA-LSTM /
 ConvLSTM step), ``unet`` (ARMA U-Net / U-Net step), ``scipy`` (lfilter, solve_banded),
 ``cold`` (first solve in a fresh process). ``THREADS`` sets torch's threads (default 1).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-GROUPS = ("call", "layers", "lstm", "unet", "scipy", "cold")
+GROUPS = ("call", "layers", "kept", "lstm", "unet", "scipy", "cold")
 
 
 def main(argv=None) -> None:
@@ -49,6 +50,7 @@ def main(argv=None) -> None:
     measure = {
         "call": lambda: cost.measure_call_overhead(repeats),
         "layers": lambda: cost.measure_layers(repeats),
+        "kept": lambda: cost.measure_layers_kept(repeats, torch.get_num_threads()),
         "lstm": lambda: cost.measure_recurrent(repeats),
         "unet": lambda: cost.measure_unet(repeats),
         "scipy": lambda: cost.measure_scipy(repeats),

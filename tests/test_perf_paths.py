@@ -1222,3 +1222,38 @@ def test_unchecked_finite_numpy_solve_is_the_checked_one(boundary, dtype):
     x[0, 1, 4, 4] = np.nan
     y = f.solve(x, check_finite=False)
     assert np.isnan(y[0, 1]).any() and np.isfinite(y[1]).all() and np.isfinite(y[0, 0]).all()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_layers_in_child_sets_only_the_heap_settings(monkeypatch, keep):
+    """The harness's layer rows with freed memory kept (``cost.measure_layers_kept``): the
+    measuring process gets glibc's two heap settings when asked and never inherits them
+    otherwise; the rest of the environment is passed on, and its rows come back as rows."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import cost
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # as a user's shell might have it
+    monkeypatch.setenv("ARMA_SOMETHING", "kept")
+    seen = {}
+    row = dict(target="13.2", shape="4x64x16x16", what="w", a=2.0, b=1.0, ratio=2.0, goal=1.15, clone=None, le=True)
+
+    def run(args, env, **kw):
+        seen.update(env=env, args=args)
+        return subprocess.CompletedProcess(args, 0, stdout="noise\n" + json.dumps([row]) + "\n", stderr="")
+
+    monkeypatch.setattr(cost.subprocess, "run", run)
+    rows = cost.measure_layers_kept(3, 2) if keep else cost.layers_in_child(3, False, 2)
+    env = seen["env"]
+    assert env["ARMA_SOMETHING"] == "kept"
+    if keep:
+        assert {k: env[k] for k in cost.KEEP_FREED} == cost.KEEP_FREED
+        assert rows[0]["what"] == "w, freed memory kept"
+    else:
+        assert not set(cost.KEEP_FREED) & set(env)
+        assert rows[0]["what"] == "w"
+    assert seen["args"][-2:] == ["3", "2"]
+    assert rows[0].met is False and rows[0]["ratio"] == 2.0
