@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 from large import conv3x3, fwd_bwd, theta_like
-from timing import Row, side_by_side, synchronizer
+from timing import Row, child_json, side_by_side, synchronizer
 
 __all__ = [
     "GOALS",
@@ -157,7 +154,7 @@ def measure_layers(repeats: int, device: str = "cpu") -> list[Row]:
 
 
 _LAYERS_CHILD = """
-import json, os, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 import torch
 torch.set_num_threads(int(sys.argv[3]))
@@ -173,11 +170,7 @@ def layers_in_child(repeats: int, keep: bool, threads: int = 1) -> list[Row]:
     if keep:
         env.update(KEEP_FREED)
     here = os.path.dirname(os.path.abspath(__file__))
-    args = [sys.executable, "-c", _LAYERS_CHILD, here, str(repeats), str(threads)]
-    res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"the layers' measuring process failed:\n{res.stderr[-2000:]}")
-    return [Row(r) for r in json.loads(res.stdout.strip().splitlines()[-1])]
+    return [Row(r) for r in child_json(["-c", _LAYERS_CHILD, here, str(repeats), str(threads)], env)]
 
 
 def measure_layers_kept(repeats: int, threads: int = 1) -> list[Row]:
@@ -351,10 +344,7 @@ def measure_cold_start() -> list[Row]:
     when it is built), and ``import arma_core`` before it."""
     rows = []
     for k in (1, 2, 3):
-        res = subprocess.run(
-            [sys.executable, "-c", "import json\n" + _COLD, str(k)], capture_output=True, text=True, check=True
-        )
-        r = json.loads(res.stdout.strip().splitlines()[-1])
+        r = child_json(["-c", "import json\n" + _COLD, str(k)])
         what = (
             f"first ar_solve in a fresh process, {k}-D, seconds "
             f"(method {r['method']}; import arma_core {r['import']:.2f} s)"

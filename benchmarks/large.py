@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from timing import Row, side_by_side, synchronizer
+from timing import Row, child_json, side_by_side, synchronizer
 
 __all__ = [
     "SHAPES",
@@ -271,14 +269,8 @@ def memory_ratio(shape, threads) -> dict:
     env = {**os.environ, **_CHILD_ENV}
     script = str(Path(__file__).resolve().parent / "compare.py")
     for kind in ("conv", "arma"):
-        res = subprocess.run(
-            [sys.executable, script, "--child-memory", kind, "x".join(map(str, shape)), "--threads", str(threads)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        )
-        out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
+        args = [script, "--child-memory", kind, "x".join(map(str, shape)), "--threads", str(threads)]
+        out[kind] = child_json(args, env)
     return out
 
 

@@ -7,15 +7,18 @@ of a shared machine affects both sides alike.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["side_by_side", "environment", "Row", "synchronizer", "fmt_time"]
+__all__ = ["side_by_side", "environment", "Row", "synchronizer", "fmt_time", "child_json"]
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -83,6 +86,15 @@ class Row(dict):
     @property
     def met(self) -> bool:
         return self["ratio"] <= self["goal"] if self["le"] else self["ratio"] >= self["goal"]
+
+
+def child_json(args: list[str], env: dict | None = None):
+    """What a fresh Python process (``python *args``, environment ``env`` or this one's) prints
+    as JSON on its last line of output; RuntimeError with the end of its stderr if it fails."""
+    res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"a measuring child process exited with {res.returncode}:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def node_status() -> str:

@@ -1235,6 +1235,7 @@ def test_layers_in_child_sets_only_the_heap_settings(monkeypatch, keep):
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import cost
+    import timing
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # as a user's shell might have it
     monkeypatch.setenv("ARMA_SOMETHING", "kept")
@@ -1245,7 +1246,7 @@ def test_layers_in_child_sets_only_the_heap_settings(monkeypatch, keep):
         seen.update(env=env, args=args)
         return subprocess.CompletedProcess(args, 0, stdout="noise\n" + json.dumps([row]) + "\n", stderr="")
 
-    monkeypatch.setattr(cost.subprocess, "run", run)
+    monkeypatch.setattr(timing.subprocess, "run", run)
     rows = cost.measure_layers_kept(3, 2) if keep else cost.layers_in_child(3, False, 2)
     env = seen["env"]
     assert env["ARMA_SOMETHING"] == "kept"
