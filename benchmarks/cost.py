@@ -29,6 +29,7 @@ __all__ = [
     "measure_call_overhead",
     "measure_layers",
     "measure_layers_kept",
+    "keep_freed_here",
     "measure_recurrent",
     "measure_unet",
     "measure_cold_start",
@@ -39,6 +40,33 @@ __all__ = [
 #: :func:`measure_layers_kept`): no trimming of the heap's top below 4 GiB, and blocks below
 #: 32 MiB from the heap instead of mappings of their own
 KEEP_FREED = {"MALLOC_TRIM_THRESHOLD_": "4294967296", "MALLOC_MMAP_THRESHOLD_": "33554432"}
+
+
+def keep_freed_here() -> bool:
+    """Set :data:`KEEP_FREED`'s two heap settings in this process, through glibc's ``mallopt``
+    (the environment variables are read only when a process starts): for benchmarks that
+    run in a process of their own, as asv's do. True if glibc took both, False elsewhere
+    (another C library, or a glibc without ``mallopt``).
+
+    ``mallopt`` takes an ``int``: the trim threshold becomes 2 GiB - 1 instead of the
+    variable's 4 GiB, no difference for tensors of a few MiB. Like the variables, an explicit
+    setting also ends glibc's adjustment of the mmap threshold to the sizes it sees freed.
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    trim = min(int(KEEP_FREED["MALLOC_TRIM_THRESHOLD_"]), 2**31 - 1)
+    mmap = int(KEEP_FREED["MALLOC_MMAP_THRESHOLD_"])
+    return bool(mallopt(m_trim_threshold, trim)) and bool(mallopt(m_mmap_threshold, mmap))
+
 
 GOALS = {"call": 3.0, "numpy_us": 30.0, "layer": 1.15, "network": 1.2, "cold_s": 2.0, "lfilter": 0.5, "banded": 0.3}
 

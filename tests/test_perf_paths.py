@@ -1258,3 +1258,46 @@ def test_layers_in_child_sets_only_the_heap_settings(monkeypatch, keep):
         assert rows[0]["what"] == "w"
     assert seen["args"][-2:] == ["3", "2"]
     assert rows[0].met is False and rows[0]["ratio"] == 2.0
+
+
+_KEEP_FREED_CHILD = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import cost
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+took = cost.keep_freed_here()
+counts = []
+for _ in range(2):  # 8 MiB, freed while a small block sits above it in the heap
+    before = faults()
+    a = np.ones(1 << 20)
+    b = np.ones(1 << 14)
+    del a
+    counts.append(faults() - before)
+    del b
+print(json.dumps([took, counts]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's heap settings")
+def test_keep_freed_here_keeps_a_freed_block_for_the_next_allocation():
+    """asv's freed-memory-kept layer rows set glibc's heap in their own process: the second
+    8 MiB allocation reuses the first's pages instead of faulting in new ones (a fresh
+    process, so that pytest's own heap is left as it is)."""
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _KEEP_FREED_CHILD, bench], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    took, (first, second) = json.loads(out.stdout.splitlines()[-1])
+    assert took is True
+    assert first > 100  # 8 MiB of fresh pages (fewer faults than pages: the kernel maps ahead)
+    assert second < first // 10

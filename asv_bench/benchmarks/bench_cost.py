@@ -3,7 +3,8 @@ workloads side by side with their goals).
 
 - :class:`CallOverhead`: ``AR2d`` forward + backward on 1x8x8x8, the 3x3 convolution it is
   compared with, and NumPy ``ar_solve`` of that size.
-- :class:`Layer`: ``ARMA2d(64, 128, 3)`` and ``Conv2d(64, 128, 3)`` forward + backward.
+- :class:`Layer`: ``ARMA2d(64, 128, 3)`` and ``Conv2d(64, 128, 3)`` forward + backward;
+  :class:`LayerFreedKept` the same with freed memory kept in glibc's heap.
 - :class:`Recurrent`, :class:`UNetStep`: one training step of ARMA-LSTM and ConvLSTM at the video
   experiment's CPU size, of the ARMA U-Net and the U-Net at the segmentation experiment's
   (skipped when ``arma_core.nn.models`` has no ``UNet``).
@@ -98,6 +99,20 @@ class Layer(_Settings):
         self.x.grad = None
         self.m.zero_grad(set_to_none=True)
         self.m(self.x).backward(self.g)
+
+
+class LayerFreedKept(Layer):
+    """:class:`Layer` with freed memory kept in glibc's heap (``cost.keep_freed_here``, set in
+    this benchmark's own process before anything is built): the layers' cost without the page
+    faults of glibc's default settings, as ``make compare``'s "freed memory kept" rows. Skipped
+    where the C library is not glibc."""
+
+    def setup(self, shape, layer):
+        from cost import keep_freed_here
+
+        if not keep_freed_here():
+            raise NotImplementedError("glibc's mallopt is needed to keep freed memory")
+        super().setup(shape, layer)
 
 
 class Recurrent(_Settings):
