@@ -62,8 +62,15 @@ def torch_node():
         "-DTORCH_EXTENSION_NAME=_lines_torch",
         "-DTORCH_API_INCLUDE_EXTENSION_H",
     ]
+    link = []
     if not msvc:
         flags.append(f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}")
+        if torch.backends.openmp.is_available():
+            # at::parallel_for runs its parts on torch's OpenMP threads only in code compiled
+            # with OpenMP (otherwise it runs them one after the other); at run time the node
+            # then shares the libgomp torch has loaded (same soname)
+            flags.append("-fopenmp")
+            link.append("-fopenmp")
     return Extension(
         "arma_core.backends._lines_torch",
         ["backends/_lines_torch.cpp"],
@@ -73,6 +80,7 @@ def torch_node():
         libraries=["c10", "torch", "torch_cpu", "torch_python"],
         language="c++",
         extra_compile_args=flags,
+        extra_link_args=link,
         optional=True,
     )
 

@@ -325,7 +325,9 @@ def _blocks(shape, k: int) -> int:
     return P
 
 
-def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, threads=None, backward=False):
+def solve(
+    t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, threads=None, backward=False, kernels=None
+):
     """``A^{-1} t`` (``A^{-T} t`` when ``adjoint``) with the compiled line solver.
 
     Parameters
@@ -341,6 +343,9 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
     backward : bool
         A backward (:func:`solve_vjp` with the same ``cache``) follows: a missing plan is built
         together with the backward's (``plan(both=True)``).
+    kernels : module, optional
+        Whose ``solve`` runs (the extension's by default): the torch node's, which runs the
+        same kernel with its work on torch's threads (``arma_core.backends.torch``).
 
     Returns
     -------
@@ -354,12 +359,15 @@ def solve(t, taps, *, boundary, dilation, adjoint=False, out=None, cache=None, t
     if t.size:
         f32 = t.dtype == np.float32
         threads = _threads(threads, t.size * k * taps.shape[2])
-        _ext().solve(t, out, pl, _blocks(t.shape, k), f32, out.dtype == np.float32, bool(adjoint), threads)
+        (kernels or _ext()).solve(t, out, pl, _blocks(t.shape, k), f32, out.dtype == np.float32, bool(adjoint), threads)
     return out
 
 
-def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None, cache=None, threads=None):
-    """Backward of ``y = A^{-1} t`` (of ``A^{-T} t`` when ``adjoint``), Theorem 4 in one pass.
+def solve_vjp(
+    y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None, cache=None, threads=None, kernels=None
+):
+    """Backward of ``y = A^{-1} t`` (of ``A^{-T} t`` when ``adjoint``), Theorem 4 in one pass
+    (``kernels``: whose ``vjp`` runs, as :func:`solve`'s).
 
     Returns
     -------
@@ -376,5 +384,5 @@ def solve_vjp(y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, 
     if g.size:
         P = _blocks(g.shape, k)
         threads = _threads(threads, g.size * k * taps.shape[2] * (3 if need_taps else 1))
-        _ext().vjp(y, g, out, gtaps, pl, P, g.dtype == np.float32, bool(adjoint), bool(need_taps), threads)
+        (kernels or _ext()).vjp(y, g, out, gtaps, pl, P, g.dtype == np.float32, bool(adjoint), bool(need_taps), threads)
     return out, (gtaps if need_taps else None)

@@ -271,7 +271,7 @@ INLINE void prefetch(const void *p, size_t bytes) {
 /* ------------------------------------------------------------------------------------------ */
 /* threads: fn(ctx, lo, hi, tid) over contiguous ranges of [0, n)                              */
 
-typedef void (*work_fn)(void *ctx, i64 lo, i64 hi, int tid);
+typedef lines_work_fn work_fn; /* fn(ctx, lo, hi, part) */
 
 typedef struct {
     work_fn fn;
@@ -294,14 +294,19 @@ static void *job_main(void *arg) {
 }
 #endif
 
-/* Runs fn over [0, n) in `threads` contiguous parts (the caller's thread takes part 0). A part
- * whose thread cannot be started runs on the caller's thread: the result is the same. */
-static void run_parallel(work_fn fn, void *ctx, i64 n, int threads) {
+/* Runs fn over [0, n) in `threads` contiguous parts: by runner where one is given (see
+ * LinesRunner), else on threads started here (the caller's thread takes part 0; a part whose
+ * thread cannot be started runs on the caller's thread: the result is the same). */
+static void run_parallel(work_fn fn, void *ctx, i64 n, int threads, const LinesRunner *runner) {
     if (threads > n) threads = (int)n;
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads == 1) {
         fn(ctx, 0, n, 0);
+        return;
+    }
+    if (runner) {
+        runner->run(runner, fn, ctx, n, threads);
         return;
     }
     Job jobs[MAX_THREADS];
@@ -719,7 +724,7 @@ static int axis_build(const double *taps, i64 C, i64 k, i64 Q, i64 j, i64 n, i64
     if (!a->arena) return -1;
     BuildCtx ctx = {&a->s, taps, k, Q, j, transposed, a->facs, a->arena, 0};
     /* the per-factor work is about n (m + nc) multiply-adds: threads only for long axes */
-    run_parallel(build_range, &ctx, C * Q, n * (m + 1) * C * Q >= (1 << 18) ? threads : 1);
+    run_parallel(build_range, &ctx, C * Q, n * (m + 1) * C * Q >= (1 << 18) ? threads : 1, NULL);
     return ctx.failed ? -1 : 0;
 }
 
@@ -2015,16 +2020,16 @@ static int threads_for(i64 work, int threads) {
 }
 
 static void solve_any(const Plan *pl, const char *src, int sf32, char *dst, int df32, i64 P, int rev, int threads,
-                      int *failed) {
+                      const LinesRunner *runner, int *failed) {
     i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
     int t = threads_for(P * N * pl->Q * pl->k, threads);
     if (pl->k == 1) {
         LinesCtx ctx = {pl, src, dst, P, pl->ax[2].n, sf32, df32, rev, 0};
-        run_parallel(lines_range, &ctx, (P + 3) / 4, t);
+        run_parallel(lines_range, &ctx, (P + 3) / 4, t, runner);
         *failed = ctx.failed;
     } else {
         BlocksCtx ctx = {pl, src, dst, sf32, df32, rev, 0};
-        run_parallel(blocks_range, &ctx, P, t);
+        run_parallel(blocks_range, &ctx, P, t, runner);
         *failed = ctx.failed;
     }
 }
@@ -2032,7 +2037,7 @@ static void solve_any(const Plan *pl, const char *src, int sf32, char *dst, int 
 /* dst = A^{-1} src (A^{-T}: a transposed plan and rev = 1) for P blocks (rows for 1-D): the
  * capsule's solve (LinesCApi), no GIL needed */
 static int lines_solve(const void *plan, size_t plan_len, const void *src, size_t src_len, int sf32, void *dst,
-                       size_t dst_len, int df32, long long P, int rev, int threads) {
+                       size_t dst_len, int df32, long long P, int rev, int threads, const LinesRunner *runner) {
     const Plan *pl = NULL;
     int code = plan_check(plan, plan_len, rev, &pl);
     if (code) return code;
@@ -2040,7 +2045,7 @@ static int lines_solve(const void *plan, size_t plan_len, const void *src, size_
     if (P < 0 || P % pl->C || src_len != (size_t)(P * N * (sf32 ? 4 : 8)) || dst_len != (size_t)(P * N * (df32 ? 4 : 8)))
         return LINES_BAD_SIZES;
     int failed = 0;
-    solve_any(pl, (const char *)src, sf32, (char *)dst, df32, P, rev, threads, &failed);
+    solve_any(pl, (const char *)src, sf32, (char *)dst, df32, P, rev, threads, runner, &failed);
     return failed ? LINES_NO_MEMORY : LINES_OK;
 }
 
@@ -2053,7 +2058,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*w*y*Liiii", &sb, &db, &pb, &P, &sf32, &df32, &rev, &threads)) return NULL;
     Py_BEGIN_ALLOW_THREADS
     code = lines_solve(pb.buf, (size_t)pb.len, sb.buf, (size_t)sb.len, sf32, db.buf, (size_t)db.len, df32, P, rev,
-                       threads);
+                       threads, NULL);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&sb);
     PyBuffer_Release(&db);
@@ -2163,7 +2168,8 @@ fail:
  * gradient when need_taps. y, g and w are len bytes each. The capsule's vjp (LinesCApi), no
  * GIL needed. */
 static int lines_vjp(const void *plan, size_t plan_len, const void *y, const void *g, void *w, size_t len,
-                     double *gtaps, size_t gtaps_len, long long P, int f32, int adjoint, int need_taps, int threads) {
+                     double *gtaps, size_t gtaps_len, long long P, int f32, int adjoint, int need_taps, int threads,
+                     const LinesRunner *runner) {
     double *part = NULL;
     float *taps32 = NULL;
     i64 *maps = NULL; /* rows (n2 + 2 d), then cols (n3 + 2 d): the padded maps of a 2-D block */
@@ -2195,13 +2201,13 @@ static int lines_vjp(const void *plan, size_t plan_len, const void *y, const voi
     }
     int rev = !adjoint, solved = 0;
     if (pl->k == 1) { /* the rows of a channel are solved in groups first */
-        solve_any(pl, (const char *)g, f32, (char *)w, f32, P, rev, threads, &failed);
+        solve_any(pl, (const char *)g, f32, (char *)w, f32, P, rev, threads, runner, &failed);
         solved = 1;
     }
     if (!failed && (need_taps || !solved)) {
         VjpCtx ctx = {pl,  (const char *)y, (const char *)g, (char *)w, part, taps32, est, maps,
                       maps ? maps + n2 + 2 * pl->d : NULL, f32, rev, adjoint, need_taps, solved, 0};
-        run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads));
+        run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads), runner);
         failed = ctx.failed;
     }
     if (!failed && need_taps) {
@@ -2233,7 +2239,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *args) {
     if (yb.len == gb.len && yb.len == wb.len) {
         Py_BEGIN_ALLOW_THREADS
         code = lines_vjp(pb.buf, (size_t)pb.len, yb.buf, gb.buf, wb.buf, (size_t)wb.len, (double *)tb.buf,
-                         (size_t)tb.len, P, f32, adjoint, need_taps, threads);
+                         (size_t)tb.len, P, f32, adjoint, need_taps, threads, NULL);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&yb);

@@ -14,6 +14,7 @@
 // API version matches the line solver's; otherwise _LinesTheta runs.
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/functions/basic_ops.h>
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <string>
@@ -56,6 +57,19 @@ at::Tensor fresh_like(const at::Tensor &t) {
     return out;
 }
 
+// The kernels' parts on torch's intra-op threads (LinesRunner): after the convolution before a
+// layer's solve (and before its backward) these threads are still awake, and threads started by
+// the line solver itself would compete with them for the cores (on two cores: an ARMA2d step at
+// 4x64x16x16 took 2.2x Conv2d's with two torch threads, against 1.15x with one). Inside a
+// parallel region (a caller's at::parallel_for) the parts run one after the other.
+void run_on_torch_threads(const LinesRunner *, lines_work_fn fn, void *ctx, int64_t n, int parts) {
+    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; t++) fn(ctx, n * t / parts, n * (t + 1) / parts, (int)t);
+    });
+}
+
+const LinesRunner TORCH_THREADS = {run_on_torch_threads};
+
 const char *const TWICE = "trying to differentiate twice a function that was marked with @once_differentiable";
 
 }  // namespace
@@ -76,7 +90,8 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
             {
                 py::gil_scoped_release nogil;
                 code = api->solve(PyBytes_AS_STRING(plan), (size_t)PyBytes_GET_SIZE(plan), t.data_ptr(), t.nbytes(), f32,
-                                  out.data_ptr(), out.nbytes(), f32, blocks(t, k), adjoint, at::get_num_threads());
+                                  out.data_ptr(), out.nbytes(), f32, blocks(t, k), adjoint, at::get_num_threads(),
+                                  &TORCH_THREADS);
             }
             check(code);
         }
@@ -104,7 +119,7 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
         if (g.numel())
             check(api->vjp(PyBytes_AS_STRING(back->obj), (size_t)PyBytes_GET_SIZE(back->obj), y.data_ptr(), g.data_ptr(),
                            gx.data_ptr(), gx.nbytes(), gtaps.data_ptr<double>(), gtaps.nbytes(), blocks(g, k), f32,
-                           adjoint, need_theta, at::get_num_threads()));
+                           adjoint, need_theta, at::get_num_threads(), &TORCH_THREADS));
         at::Tensor gtheta;
         if (need_theta) {
             std::vector<int64_t> shape(jac.sizes().begin(), jac.sizes().end() - 2);
@@ -130,6 +145,48 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
 
 namespace {
 
+// A C-contiguous buffer of a Python object (numpy array), writable when asked: what the line
+// solver's own solve and vjp take ("y*" / "w*")
+struct Buffer {
+    Py_buffer view;
+    Buffer(const py::object &obj, bool writable) {
+        if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0)
+            throw py::error_already_set();
+    }
+    ~Buffer() { PyBuffer_Release(&view); }
+    Buffer(const Buffer &) = delete;
+    Buffer &operator=(const Buffer &) = delete;
+    size_t len() const { return (size_t)view.len; }
+};
+
+// _lines_c.solve / _lines_c.vjp (same arguments, same checks and results) with the parts of the
+// work on torch's threads: for the solves of torch tensors outside this node (the layers'
+// forward under no_grad, solves with taps given as a tensor)
+void solve_buffers(const py::object &src, const py::object &dst, const py::bytes &plan, long long P, bool sf32,
+                   bool df32, bool rev, int threads) {
+    Buffer s(src, false), d(dst, true);
+    int code;
+    {
+        py::gil_scoped_release nogil;
+        code = api->solve(PyBytes_AS_STRING(plan.ptr()), (size_t)PyBytes_GET_SIZE(plan.ptr()), s.view.buf, s.len(),
+                          sf32, d.view.buf, d.len(), df32, P, rev, threads, &TORCH_THREADS);
+    }
+    check(code);
+}
+
+void vjp_buffers(const py::object &y, const py::object &g, const py::object &w, const py::object &gtaps,
+                 const py::bytes &plan, long long P, bool f32, bool adjoint, bool need_taps, int threads) {
+    Buffer yb(y, false), gb(g, false), wb(w, true), tb(gtaps, true);
+    int code = LINES_BAD_SIZES;
+    if (yb.len() == gb.len() && yb.len() == wb.len()) {
+        py::gil_scoped_release nogil;
+        code = api->vjp(PyBytes_AS_STRING(plan.ptr()), (size_t)PyBytes_GET_SIZE(plan.ptr()), yb.view.buf, gb.view.buf,
+                        wb.view.buf, wb.len(), (double *)tb.view.buf, tb.len(), P, f32, adjoint, need_taps, threads,
+                        &TORCH_THREADS);
+    }
+    check(code);
+}
+
 at::Tensor solve_theta(const at::Tensor &t, const at::Tensor &theta, py::bytes plan, py::bytes back,
                        const at::Tensor &jac, int64_t k, bool adjoint) {
     return arma::LinesTheta::apply(t, theta, plan.ptr(), back.ptr(), jac, k, adjoint);
@@ -145,9 +202,22 @@ PYBIND11_MODULE(_lines_torch, m) {
     m.attr("API_VERSION") = api->version;  // the line solver's: the loader compares it with LINES_C_API_VERSION
     m.attr("BUILT_API_VERSION") = LINES_C_API_VERSION;
     m.attr("TORCH_VERSION") = ARMA_TORCH_VERSION;
+#ifdef INTRA_OP_PARALLEL
+    m.attr("ON_TORCH_THREADS") = true;  // at::parallel_for splits the kernels' parts over torch's threads
+#else
+    m.attr("ON_TORCH_THREADS") = false;  // built without OpenMP: at::parallel_for runs them in turn
+#endif
     m.def("solve_theta", &solve_theta, py::arg("t"), py::arg("theta"), py::arg("plan"), py::arg("back"),
           py::arg("jac"), py::arg("k"), py::arg("adjoint"),
           "solve_theta(t, theta, plan, back, jac, k, adjoint) -> y: A^{-1} t (A^{-T} t when adjoint) as one "
           "autograd node from (t, theta), the line solver's plans given (forward, backward) and theta's taps' "
           "Jacobian jac (C, k, Q, 3, m)");
+    m.def("solve", &solve_buffers, py::arg("src"), py::arg("dst"), py::arg("plan"), py::arg("P"), py::arg("src_f32"),
+          py::arg("dst_f32"), py::arg("rev"), py::arg("threads"),
+          "solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): arma_core.backends._lines_c.solve with its "
+          "work on torch's threads");
+    m.def("vjp", &vjp_buffers, py::arg("y"), py::arg("g"), py::arg("w"), py::arg("gtaps"), py::arg("plan"),
+          py::arg("P"), py::arg("f32"), py::arg("adjoint"), py::arg("need_taps"), py::arg("threads"),
+          "vjp(y, g, w, gtaps, plan, P, f32, adjoint, need_taps, threads): arma_core.backends._lines_c.vjp with "
+          "its work on torch's threads");
 }

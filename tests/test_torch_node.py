@@ -176,3 +176,81 @@ def test_loader_refuses_another_torch_and_the_switch(monkeypatch):
     monkeypatch.setattr(node, "API_VERSION", node.BUILT_API_VERSION + 1)
     mod, why = bt._load_node()
     assert mod is None and "line solver" in why
+
+
+@pytest.fixture
+def torch_threads():
+    """Sets torch's thread count for a test and restores it after."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@needs_node
+def test_node_is_built_to_run_on_torch_threads():
+    """With an OpenMP torch the node is compiled with OpenMP: otherwise ``at::parallel_for`` would
+    run the kernels' parts one after the other, on one core (the build's flag, setup.py)."""
+    if os.environ.get("ARMA_EXPECT_NODE") != "1" or not torch.backends.openmp.is_available():
+        pytest.skip("not built here by setup.py (ARMA_EXPECT_NODE=1), or torch without OpenMP")
+    assert node.ON_TORCH_THREADS is True
+
+
+@needs_node
+@pytest.mark.parametrize("boundary", ["circular", "zeros"])
+def test_node_parts_on_torch_threads_give_the_same_bits(boundary, torch_threads, monkeypatch):
+    """The solve and its backward split their blocks over torch's threads (from 2 ** 18
+    multiply-adds of work up: this tensor has 2 ** 19 per solve): one and two threads, and the
+    Python node on the solver's own threads, give the same output and gradients bit for bit."""
+    gen = torch.Generator().manual_seed(11)
+    shape = (4, 16, 64, 64)
+    theta = (0.5 * torch.randn(16, 2, 1, 2, generator=gen)).requires_grad_(True)
+    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
+    taps = torch.from_numpy(taps)
+    x = torch.randn(*shape, generator=gen, requires_grad=True)
+    g = torch.randn(*shape, generator=gen)
+    runs = []
+    for use_node, threads in ((True, 1), (True, 2), (False, 2)):
+        torch_threads(threads)
+        cache = {bt.jacobian_key("strip"): jac}
+        y = _solve(use_node, x, theta, taps, boundary, False, cache, monkeypatch)
+        runs.append((y, *torch.autograd.grad(y, (x, theta), g)))
+    for other in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], other))
+
+
+@needs_node
+def test_node_solve_and_vjp_of_buffers_are_the_line_solvers(torch_threads):
+    """``node.solve`` / ``node.vjp`` (what the torch backend's solves outside the node call) are
+    ``_lines_c.solve`` / ``vjp`` with the work on torch's threads: the same bits, the same
+    refusals of buffers that do not fit the plan, and no write into a read-only or
+    non-contiguous buffer."""
+    from arma_core.backends import _lines_c
+
+    torch_threads(2)
+    rng = np.random.default_rng(3)
+    shape = (4, 16, 64, 64)
+    taps = ac.filters.reparameterize_host(0.5 * rng.normal(size=(16, 2, 1, 2)), "strip")[0]
+    x = rng.normal(size=shape).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    plan = _lines.plan(taps, shape[2:], 1, "reflect", False, None, 2)
+    back = _lines.plan(taps, shape[2:], 1, "reflect", True, None, 2)
+    P = shape[0] * shape[1]
+    got, want = np.empty_like(x), np.empty_like(x)
+    node.solve(x, got, plan, P, True, True, False, 2)
+    _lines_c.solve(x, want, plan, P, 1, 1, 0, 2)
+    assert np.array_equal(got, want)
+    w1, w2 = np.empty_like(x), np.empty_like(x)
+    t1, t2 = np.zeros((16, 2, 1, 3)), np.zeros((16, 2, 1, 3))
+    node.vjp(got, g, w1, t1, back, P, True, False, True, 2)
+    _lines_c.vjp(want, g, w2, t2, back, P, 1, 0, 1, 2)
+    assert np.array_equal(w1, w2) and np.array_equal(t1, t2)
+    with pytest.raises(ValueError, match="do not match the plan"):
+        node.solve(x[:2], got[:2], plan, P, True, True, False, 2)
+    with pytest.raises(ValueError, match="do not match the plan"):
+        node.vjp(got, g[:2], w1, t1, back, P, True, False, True, 2)
+    frozen = np.empty_like(x)
+    frozen.flags.writeable = False
+    with pytest.raises((ValueError, BufferError)):
+        node.solve(x, frozen, plan, P, True, True, False, 2)
+    with pytest.raises((ValueError, BufferError)):
+        node.solve(x, np.empty(shape[::-1], np.float32).T, plan, P, True, True, False, 2)
