@@ -168,9 +168,10 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-#: the extension splits a solve over threads only from this much work up (samples x factors;
-#: ``threads_for`` in ``_lines_c.c``): below it a call runs on one thread whatever it is given
-PARALLEL_WORK = 1 << 17
+#: the extension splits a call on numpy arrays over threads of its own only from this much work
+#: up (samples x factors; ``OWN_THREAD_WORK`` in ``_lines_c.c``): below it the call runs on one
+#: thread whatever it is given (the torch node's calls, on torch's threads, split from 2^17 up)
+PARALLEL_WORK = 1 << 19
 
 
 def _threads(threads: int | None, work: int) -> int:

@@ -2012,9 +2012,14 @@ static PyObject *lines_raise(int code) {
     return NULL;
 }
 
-/* the work of a solve, in multiply-adds: threads only pay off above a few hundred thousand */
-static int threads_for(i64 work, int threads) {
-    i64 most = work / (1 << 17);
+/* The work of a solve, in multiply-adds, that a part on another thread must have to pay off:
+ * on a runner's threads (torch's, awake already) 2^17; on threads started for the call 2^19, as
+ * their start and cold caches cost about 40 us (one thread solved 4x128x16x16 float32 planes in
+ * 64 us, two in 110; 16x128x16x16 in 264 and 241) */
+#define RUNNER_WORK (1 << 17)
+#define OWN_THREAD_WORK (1 << 19)
+static int threads_for(i64 work, int threads, const LinesRunner *runner) {
+    i64 most = work / (runner ? RUNNER_WORK : OWN_THREAD_WORK);
     if (most < 1) return 1;
     return (int)imin(threads, most);
 }
@@ -2022,7 +2027,7 @@ static int threads_for(i64 work, int threads) {
 static void solve_any(const Plan *pl, const char *src, int sf32, char *dst, int df32, i64 P, int rev, int threads,
                       const LinesRunner *runner, int *failed) {
     i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
-    int t = threads_for(P * N * pl->Q * pl->k, threads);
+    int t = threads_for(P * N * pl->Q * pl->k, threads, runner);
     if (pl->k == 1) {
         LinesCtx ctx = {pl, src, dst, P, pl->ax[2].n, sf32, df32, rev, 0};
         run_parallel(lines_range, &ctx, (P + 3) / 4, t, runner);
@@ -2207,7 +2212,8 @@ static int lines_vjp(const void *plan, size_t plan_len, const void *y, const voi
     if (!failed && (need_taps || !solved)) {
         VjpCtx ctx = {pl,  (const char *)y, (const char *)g, (char *)w, part, taps32, est, maps,
                       maps ? maps + n2 + 2 * pl->d : NULL, f32, rev, adjoint, need_taps, solved, 0};
-        run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads), runner);
+        run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads, runner),
+                     runner);
         failed = ctx.failed;
     }
     if (!failed && need_taps) {
@@ -2526,7 +2532,8 @@ PyMODINIT_FUNC PyInit__lines_c(void) {
         PyModule_AddIntConstant(m, "CIRCULAR", B_CIRCULAR) < 0 || PyModule_AddIntConstant(m, "ZEROS", B_ZEROS) < 0 ||
         PyModule_AddIntConstant(m, "REFLECT", B_REFLECT) < 0 ||
         PyModule_AddIntConstant(m, "REPLICATE", B_REPLICATE) < 0 ||
-        PyModule_AddIntConstant(m, "HUGE_MIN", (long)HUGE_MIN) < 0) {
+        PyModule_AddIntConstant(m, "HUGE_MIN", (long)HUGE_MIN) < 0 ||
+        PyModule_AddIntConstant(m, "OWN_THREAD_WORK", OWN_THREAD_WORK) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -12,6 +12,8 @@ REFLECT: int
 REPLICATE: int
 #: buffers from this size up are advised by advise_hugepages
 HUGE_MIN: int
+#: the work (multiply-adds) per thread from which a call without a runner starts threads
+OWN_THREAD_WORK: int
 #: the C interface for compiled callers (a PyCapsule holding backends/_lines_c_api.h's LinesCApi)
 _C_API: object
 #: 1 when the 8-lane loops run as 64-byte vectors (AVX-512F, or ARMA_LINES_WIDE=1 at import), 0 as two halves

@@ -666,7 +666,11 @@ def test_functional_api_shares_what_signals_decide(monkeypatch):
 @needs_lines
 def test_lines_threads_only_where_the_extension_splits():
     """A call without ``threads`` asks the system for the CPUs only from the work the extension
-    splits over threads (``PARALLEL_WORK``); given threads are passed as they are."""
+    splits over threads of its own (``PARALLEL_WORK``, the extension's constant); given threads
+    are passed as they are."""
+    from arma_core.backends import _lines_c
+
+    assert _lines.PARALLEL_WORK == _lines_c.OWN_THREAD_WORK
     assert _lines._threads(None, _lines.PARALLEL_WORK - 1) == 1
     assert _lines._threads(None, _lines.PARALLEL_WORK) == _lines.default_threads()
     assert _lines._threads(3, 1) == 3
