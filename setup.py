@@ -16,6 +16,7 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError
 
 # The recurrences must keep IEEE semantics for NaN and inf (a non-finite sample propagates);
 # reassociation is allowed so that the dot products of the backward pass vectorise.
@@ -35,6 +36,18 @@ MSVC_FLAGS = ["/O2", "/fp:fast"]
 
 
 class BuildExt(build_ext):
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except (CCompilerError, ExecError, CompileError, LinkError):
+            if "-fopenmp" not in ext.extra_compile_args:
+                raise
+            # a compiler without OpenMP: the node still builds, its parts then run in turn
+            # (_lines_torch.ON_TORCH_THREADS is False)
+            ext.extra_compile_args = [f for f in ext.extra_compile_args if f != "-fopenmp"]
+            ext.extra_link_args = [f for f in ext.extra_link_args if f != "-fopenmp"]
+            super().build_extension(ext)
+
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         for ext in self.extensions:
