@@ -60,7 +60,7 @@ at::Tensor fresh_like(const at::Tensor &t) {
 // The kernels' parts on torch's intra-op threads (LinesRunner): after the convolution before a
 // layer's solve (and before its backward) these threads are still awake, and threads started by
 // the line solver itself would compete with them for the cores (on two cores: an ARMA2d step at
-// 4x64x16x16 took 2.2x Conv2d's with two torch threads, against 1.15x with one). Inside a
+// 4x64x16x16 took 2.2-3.4x Conv2d's with two torch threads, against 1.15-1.4x with one). Inside a
 // parallel region (a caller's at::parallel_for) the parts run one after the other.
 void run_on_torch_threads(const LinesRunner *, lines_work_fn fn, void *ctx, int64_t n, int parts) {
     at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
