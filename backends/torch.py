@@ -61,13 +61,9 @@ def _empty_like(x: torch.Tensor) -> torch.Tensor:
 
 # The taps go to the line solver as a detached tensor: it reads their values only to build a
 # plan that its cache does not hold yet (numpy converts them then), and their shape.
-
-
-def _kernels():
-    """The compiled node's module where it is loaded (its ``solve`` and ``vjp`` are the line
-    solver's with the work on torch's threads: threads of the solver's own would compete with
-    torch's, awake after the operators around the solve), else None (the solver's own)."""
-    return _NODE if _NODE is not False else lines_node()
+# Where the compiled node is loaded, its ``solve`` and ``vjp`` run these calls: the line
+# solver's, with the work on torch's threads (threads of the solver's own would compete with
+# torch's, awake after the operators around the solve); else (None) the solver's own.
 
 
 def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache, backward=False):
@@ -83,7 +79,7 @@ def _lines_solve(xp, t, taps, *, boundary, dilation, adjoint, cache, backward=Fa
         cache=cache,
         threads=torch.get_num_threads(),
         backward=backward,
-        kernels=_kernels(),
+        kernels=lines_node(),
     )
     return out
 
@@ -107,7 +103,7 @@ def _lines_vjp(xp, y, g, taps, *, boundary, dilation, adjoint, need_taps, cache)
         out=out.numpy(),
         cache=cache,
         threads=torch.get_num_threads(),
-        kernels=_kernels(),
+        kernels=lines_node(),
     )
     if gtaps is not None:  # float64 (the callers cast it: ARSolveTheta's product does on the host)
         gtaps = torch.from_numpy(gtaps)
