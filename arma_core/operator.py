@@ -475,6 +475,27 @@ class ARFilter:
             y = xp.astype(y, dtype)
         return lay.from_standard(xp, y)
 
+    def _shortcut(self, x, name: str | None = None):
+        """:meth:`solve` of signals like ``x`` (its library, dtype, device and shape) as one
+        callable ``run(x) -> y`` made by the kernel's backend (the kernel's ``shortcut``
+        attribute, :func:`arma_core.backends.torch.lines_kernel`'s), or None where there is none:
+        the same kernel and results without this method's steps, for a caller that keeps it
+        while the filter and the kind of signal stay the same (the torch layers, from one
+        optimizer step to the next). Only for a filter bound to ``theta`` whose signal needs no
+        layout change, dtype change, check or containment."""
+        name = self._names[0] if name is None else name
+        xp, dtype, real, lay, cap, kernel = self._call_of(x, True, name)
+        make = getattr(kernel, "shortcut", None)
+        if make is None or self._theta is None or lay.empty or lay.perm is not None or lay.insert:
+            return None
+        if self._contain or self.check_finite:
+            return None
+        taps = self._taps_as(real)
+        if not (dtype == real == x.dtype == taps.dtype == self._theta[0].dtype):
+            return None
+        opts = dict(boundary=self.boundary, dilation=self.dilation, adjoint=self._adjoint, cache=self._cache)
+        return make(x, taps, theta=self._theta, **opts)
+
     def _call_of(self, x, solve: bool, name: str) -> tuple:
         """What a signal's library, dtype, device and shape decide about a call: its namespace,
         result dtype, kernel dtype, layout, capability row and kernel (the checks that raise

@@ -342,8 +342,8 @@ def _load_node():
     return _lines_torch, ""
 
 
-def _node_solve(node, t, theta, region, taps, boundary, dilation, adjoint, cache):
-    """:class:`_LinesTheta`'s solve through the compiled node: the plans of both directions and
+def _node_args(t, theta, region, taps, boundary, dilation, adjoint, cache):
+    """The compiled node's arguments after ``t`` and ``theta``: the plans of both directions and
     theta's Jacobian (as a tensor) from the filter's cache, made there first when missing."""
     k = taps.shape[1]
     spatial = tuple(t.shape[t.ndim - k :])
@@ -356,7 +356,45 @@ def _node_solve(node, t, theta, region, taps, boundary, dilation, adjoint, cache
     jac = cache.get(key)
     if jac is None:
         jac = cache[key] = torch.from_numpy(_host_jacobian(theta, region, cache))
-    return node.solve_theta(t, theta, plan, back, jac, k, adjoint)
+    return plan, back, jac, k, adjoint
+
+
+def _node_solve(node, t, theta, region, taps, boundary, dilation, adjoint, cache):
+    """:class:`_LinesTheta`'s solve through the compiled node (:func:`_node_args`)."""
+    return node.solve_theta(t, theta, *_node_args(t, theta, region, taps, boundary, dilation, adjoint, cache))
+
+
+def _lines_shortcut(t, taps, *, boundary, dilation, adjoint, cache, theta):
+    """``lines_kernel``'s solve of tensors like ``t`` (its dtype and shape) with autograd, as one
+    callable ``run(t) -> y``: the compiled node called with the filter's plans and Jacobian bound
+    (:class:`_LinesTheta` where the node is not loaded). The same node and results as
+    :func:`lines_kernel`, without the filter's and the kernel's Python steps around it, which
+    cost as much as a small solve right after a convolution (its code and data out of the
+    caches: 90 us at 4x128x16x16, two threads). None when the kernel would not run the node:
+    no ``theta`` or ``cache``, or ``t`` not a float32 / float64 CPU tensor.
+
+    For callers that keep it while nothing it was made for changes (``theta``'s object and
+    values, ``t``'s dtype and shape, the filter's options) and call it with grad mode on and
+    ``theta[0].requires_grad``, as :class:`arma_core.nn.AR2d` does."""
+    if theta is None or cache is None or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    param, region = theta
+    adjoint = bool(adjoint)
+    node = _NODE if _NODE is not False else lines_node()
+    if node is None:
+        taps = taps.detach()
+
+        def run_python(t):
+            return _LinesTheta.apply(t, param, _LinesRun(taps, boundary, dilation, adjoint, region, cache))
+
+        return run_python
+    solve_theta = node.solve_theta
+    plan, back, jac, k, _ = _node_args(t, param, region, taps, boundary, dilation, adjoint, cache)
+
+    def run(t):
+        return solve_theta(t, param, plan, back, jac, k, adjoint)
+
+    return run
 
 
 def _solve(method, xp, t, taps, boundary, dilation, adjoint, cache, theta=None):
@@ -379,6 +417,9 @@ def lines_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None, theta=
     """``method="lines"`` on CPU tensors, differentiable (w.r.t. ``theta = (parameters, region)``
     instead of the taps when given: the taps are then ``reparameterize``'s values)."""
     return _solve("lines", xp, t, taps, boundary, dilation, adjoint, cache, theta)
+
+
+lines_kernel.shortcut = _lines_shortcut  # type: ignore[attr-defined]  # see ARFilter._shortcut
 
 
 def fft_kernel(xp, t, taps, *, boundary, dilation, adjoint, cache=None, theta=None):

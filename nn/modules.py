@@ -160,41 +160,48 @@ def _shape_text(k: int, channel_name: str = "C") -> str:
     return f"(N, {channel_name}, {_AXES[k]}) or ({channel_name}, {_AXES[k]})"
 
 
-def _check_input(x, *, who: str, k: int, channels: int, channel_arg: str) -> None:
-    """Reject what ``nn.Conv{k}d`` would reject, but with a message in the module's terms."""
+def _check_input(x, module: Any, channels: int, channel_arg: str) -> None:
+    """Reject what ``nn.Conv{k}d`` would reject, but with a message in ``module``'s terms (its
+    class name; ``k = module._k``). At every call of a layer: the messages are built only when
+    they are raised."""
+    k = module._k
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{who} expected a torch.Tensor input, got {type(x).__name__}")
-    if x.is_complex() or not x.is_floating_point():
+        raise TypeError(f"{type(module).__name__} expected a torch.Tensor input, got {type(x).__name__}")
+    if not x.is_floating_point():  # complex dtypes included
         raise TypeError(
-            f"{who} expected a real floating-point input (float32, float64, bfloat16 or float16), got dtype {x.dtype}"
+            f"{type(module).__name__} expected a real floating-point input (float32, float64, bfloat16 or "
+            f"float16), got dtype {x.dtype}"
         )
-    if x.dim() not in (k + 1, k + 2):
+    nd = x.ndim
+    if nd != k + 2 and nd != k + 1:
         raise ValueError(
-            f"{who} expected input of shape {_shape_text(k)} ({k} spatial dimension"
-            f"{'s' if k > 1 else ''}), got shape {tuple(x.shape)} with {x.dim()} dimensions"
+            f"{type(module).__name__} expected input of shape {_shape_text(k)} ({k} spatial dimension"
+            f"{'s' if k > 1 else ''}), got shape {tuple(x.shape)} with {nd} dimensions"
         )
     c = x.shape[-k - 1]
     if c != channels:
         raise ValueError(
-            f"{who} expected input of shape {_shape_text(k)} with C = {channel_arg} = "
+            f"{type(module).__name__} expected input of shape {_shape_text(k)} with C = {channel_arg} = "
             f"{channels} channels, got {c} channels in shape {tuple(x.shape)}"
         )
 
 
-def _check_ar_size(y, *, who: str, k: int, dilation: int, what: str, note: str = "") -> None:
-    """Every spatial axis must hold the stencil ``i - d, i, i + d``: at least ``2 d + 1`` samples.
+def _check_ar_size(y, module: Any, dilation: int, what: str, x=None) -> None:
+    """Every spatial axis must hold the stencil ``i - d, i, i + d``: at least ``2 d + 1`` samples
+    (``k = module._k`` axes; ``x``: the layer's input, whose spatial size the message quotes).
 
     On shorter axes the three taps alias onto each other (circular: ``i + d = i - d mod n``), so
     the layer would silently compute a different filter; the official code returns its input
     unfiltered in that case. Here it is an error.
     """
+    k = module._k
     need = 2 * dilation + 1
-    spatial = tuple(y.shape[-k:])
-    if any(n < need for n in spatial):
+    if min(y.shape[-k:]) < need:
+        note = "" if x is None else f" (input spatial size {tuple(x.shape[-k:])})"
         raise ValueError(
-            f"{who}: {what} has spatial size {spatial}{note}, but the AR filter with "
-            f"dilation={dilation} needs at least 2 * dilation + 1 = {need} samples along every "
-            "spatial axis (use a larger input, a smaller AR dilation, or leave this layer a "
+            f"{type(module).__name__}: {what} has spatial size {tuple(y.shape[-k:])}{note}, but the AR "
+            f"filter with dilation={dilation} needs at least 2 * dilation + 1 = {need} samples along "
+            "every spatial axis (use a larger input, a smaller AR dilation, or leave this layer a "
             "plain convolution)"
         )
 
@@ -243,6 +250,7 @@ class _ARNd(nn.Module):
         # the kept filter (arma_core.ARFilter holds its array namespace) is rebuilt on demand
         state = dict(super().__getstate__())
         state.pop("_cached_filter", None)
+        state.pop("_short", None)
         return state
 
     def reset_parameters(self) -> None:
@@ -288,14 +296,60 @@ class _ARNd(nn.Module):
         """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64)."""
         if torch.compiler.is_compiling():
             return self._solve_eagerly(x, who=who)
-        # eager: the common case first (a float32 / float64 input outside autocast, theta of
-        # its dtype); these lines run at every call of the layer, several per training step
+        # eager: the common case first. These lines run at every call of the layer, several per
+        # training step, often right after a convolution has pushed their code and data out of
+        # the caches: there each Python step costs several microseconds, and the filter's steps
+        # together as much as a small solve. A CPU call with autograd runs the shortcut kept
+        # for its kind of input (_solve_short), after a few checks of what it was made for.
+        short = self.__dict__.get("_short")
+        if short is not None and x.is_cpu and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
+            theta = self._parameters.get("theta")
+            # theta's object, storage (its device and dtype) and values; the input's kind
+            if (
+                theta is short[0]
+                and theta.requires_grad
+                and theta.data_ptr() == short[1]
+                and short[2].tobytes() == short[3]
+            ):
+                run = short[4].get((type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region))
+                if run is not None:
+                    return run(x)
         dt = x.dtype
         if (dt == torch.float32 or dt == torch.float64) and not torch.is_autocast_enabled(x.device.type):
             theta = self._parameters.get("theta")  # self.theta, without Module.__getattr__
             if theta is not None and theta.dtype == dt and x.numel():
+                if theta.is_cpu and x.is_cpu and theta.requires_grad and torch.is_grad_enabled():
+                    return self._solve_short(x, theta, who)
                 return self._filter(dt).solve(x)
         return self._solve_any(x, who=who)
+
+    def _solve_short(self, x: torch.Tensor, theta: torch.Tensor, who: str) -> torch.Tensor:
+        """:meth:`_solve` of a non-empty float32 / float64 CPU input with autograd, ``theta`` a
+        CPU parameter of its dtype that needs a gradient, outside autocast: the filter's solve,
+        and for the next calls its kernel's one-call shortcut
+        (:meth:`arma_core.ARFilter._shortcut`: the node the filter runs, the same results).
+
+        ``_short`` keeps ``(theta, its data pointer, a numpy view of it, its values as bytes,
+        {kind of input: shortcut or None})``; the shortcuts serve while theta is the same object
+        on the same storage with the same values (changes through ``.data`` included), for
+        inputs of the same type, shape and dtype and the same module options."""
+        key = (type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region)
+        short = self.__dict__.get("_short")
+        if short is not None and short[0] is theta and theta.data_ptr() == short[1] and short[2].tobytes() == short[3]:
+            runs = short[4]
+            if key in runs and runs[key] is None:  # no shortcut for this kind of input
+                return self._filter(x.dtype).solve(x)
+        else:
+            view = theta.detach().numpy()
+            runs = {}
+            self.__dict__["_short"] = (theta, theta.data_ptr(), view, view.tobytes(), runs)
+        f = self._filter(x.dtype)
+        y = f.solve(x)
+        # the filter bound to this very parameter (as _filter keeps it): its shortcut, if any,
+        # solves with this theta's plans and Jacobian until the values change
+        cached = self.__dict__.get("_cached_filter")
+        runs[key] = f._shortcut(x, who) if cached is not None and cached[3] is f else None
+        return y
 
     # torch.compile runs the AR solve as it runs eagerly: its input checks and the stability
     # nudging of reparameterize() are data-dependent Python (each would be a graph break), and
@@ -433,10 +487,9 @@ class _ARNd(nn.Module):
         Tensor, same shape as ``x``. Its dtype is ``x``'s, or the autocast dtype inside
         ``torch.autocast`` (the solve itself runs in float32 there).
         """
-        who = type(self).__name__
-        _check_input(x, who=who, k=self._k, channels=self.channels, channel_arg="channels")
-        _check_ar_size(x, who=who, k=self._k, dilation=self.dilation, what="the input")
-        return self._solve(x, who=who)
+        _check_input(x, self, self.channels, "channels")
+        _check_ar_size(x, self, self.dilation, "the input")
+        return self._solve(x, who=type(self).__name__)
 
     def extra_repr(self) -> str:
         s = f"{self.channels}, order={self.order}, boundary={self.boundary!r}, region={self.region!r}"
@@ -538,6 +591,7 @@ class _ARMAMixin:
     in_channels: int
     out_channels: int
     ar: _ARNd | None
+    _modules: dict[str, Any]  # nn.Module's
 
     def __init__(
         self,
@@ -599,20 +653,13 @@ class _ARMAMixin:
             ar.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        who = type(self).__name__
-        _check_input(x, who=who, k=self._k, channels=self.in_channels, channel_arg="in_channels")
-        y = cast(Any, super()).forward(x)
-        if self.ar is None:
+        _check_input(x, self, self.in_channels, "in_channels")
+        y = super().forward(x)  # type: ignore[misc]  # the convolution's (next in the MRO)
+        ar = self._modules.get("ar")  # self.ar, without Module.__getattr__ (None: in __dict__)
+        if ar is None:
             return y
-        _check_ar_size(
-            y,
-            who=who,
-            k=self._k,
-            dilation=self.ar.dilation,
-            what="the convolution's output",
-            note=f" (input spatial size {tuple(x.shape[-self._k :])})",
-        )
-        return self.ar._solve(y, who=who)
+        _check_ar_size(y, self, ar.dilation, "the convolution's output", x)
+        return ar._solve(y, who=type(self).__name__)
 
 
 _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in for ``nn.Conv{k}d``.

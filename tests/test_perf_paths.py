@@ -840,6 +840,102 @@ def test_layer_reuses_its_bound_filter_until_theta_changes():
         assert m(x).grad_fn is None
 
 
+@needs_lines
+@pytest.mark.parametrize("node", [True, False], ids=["compiled-node", "python-node"])
+def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monkeypatch):
+    """From its second call with autograd a CPU layer runs its filter's solve through the kept
+    shortcut (``_solve_short``; ARFilter.solve is not called): the same output and gradients
+    bit for bit. Whatever the filter's solve would see differently gets a new shortcut or the
+    full path: theta changed in place, through ``.data`` or given new storage, the module's
+    options, the input's shape or dtype, a cast of the module, theta frozen, no_grad."""
+    from arma_core.backends import torch as bt
+    from arma_core.nn import AR2d
+
+    if not node:
+        monkeypatch.setattr(bt, "_NODE", None)
+    elif bt.lines_node() is None:
+        pytest.skip("the compiled node is not built")
+    torch.manual_seed(12)
+    m = AR2d(3, init=0.3)
+    with torch.no_grad():
+        m.theta.add_(0.3 * torch.randn_like(m.theta))
+    x = torch.randn(2, 3, 8, 9, requires_grad=True)
+    g = torch.randn(2, 3, 8, 9)
+    y1 = m(x)  # the filter's solve; the shortcut is made for the next calls
+    grads1 = torch.autograd.grad(y1, (x, m.theta), g)
+    runs = m._short[4]
+    assert len(runs) == 1 and callable(next(iter(runs.values())))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ARFilter.solve called")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(ac.ARFilter, "solve", refuse)
+        y2 = m(x)
+    assert torch.equal(y1, y2)
+    grads2 = torch.autograd.grad(y2, (x, m.theta), g)
+    assert all(torch.equal(a, b) for a, b in zip(grads1, grads2))
+
+    def expect(y, x):
+        ref = ac.ar_solve(
+            x.detach(), m.taps().detach(), boundary=m.boundary, dilation=m.dilation, check_stability=False
+        )
+        tol = dict(rtol=1e-5, atol=1e-6) if x.dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
+        torch.testing.assert_close(y.detach(), ref, **tol)
+
+    def new_storage(th):
+        th.data = th.data.clone() * 0.8
+
+    changes = [
+        ("optimizer step", lambda: m.theta.add_(0.02)),
+        (".data in place", lambda: m.theta.data.mul_(0.5)),
+        ("new storage", lambda: new_storage(m.theta)),
+        ("boundary", lambda: setattr(m, "boundary", "zeros")),
+        ("dilation", lambda: setattr(m, "dilation", 2)),
+    ]
+    for what, change in changes:
+        with torch.no_grad():
+            change()
+        for _ in range(2):  # the full path, then the new shortcut
+            y = m(x)
+            expect(y, x)
+            gth = torch.autograd.grad(y, (m.theta,), g)[0]
+            assert torch.isfinite(gth).all() and gth.abs().sum() > 0, what
+    # the input's gradient is the adjoint solve of g, through the shortcut too
+    (gx,) = torch.autograd.grad(m(x), (x,), g)
+    A = ac.ARFilter(m.taps().detach(), boundary=m.boundary, dilation=m.dilation, check_stability=False)
+    torch.testing.assert_close(gx, A.T.solve(g), rtol=1e-5, atol=1e-6)
+    # another input shape, and the first one again
+    x2 = torch.randn(1, 3, 10, 7)
+    for _ in range(2):
+        expect(m(x2), x2)
+        expect(m(x), x)
+    assert all(callable(m._short[4][(torch.Tensor, t.shape, t.dtype, "zeros", 2, "strip")]) for t in (x, x2))
+    # a cast of the module and its input
+    m.double()
+    x64 = x.detach().double()
+    for _ in range(2):
+        expect(m(x64), x64)
+    # theta frozen, and no_grad: the filter's own paths
+    m.theta.requires_grad_(False)
+    with monkeypatch.context() as mp:
+        mp.setattr(ac.ARFilter, "solve", refuse)
+        with pytest.raises(AssertionError, match="ARFilter.solve called"):
+            m(x64)
+    m.theta.requires_grad_(True)
+    with torch.no_grad(), monkeypatch.context() as mp:
+        mp.setattr(ac.ARFilter, "solve", refuse)
+        with pytest.raises(AssertionError, match="ARFilter.solve called"):
+            m(x64)
+    # copies and pickles leave the shortcut behind and make their own
+    c = copy.deepcopy(m)
+    assert "_short" not in c.__dict__ or c._short[0] is not m.theta
+    expect(c(x64), x64)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    pickle.dumps(m)
+
+
 @pytest.mark.parametrize("region", ["strip", "raw"])
 def test_layer_steps_leave_no_cyclic_garbage(region):
     """Training steps of a layer (a new filter after every change of ``theta``) free everything
