@@ -336,7 +336,8 @@ def solve(
     t : ndarray ``(..., C, n_1, ..., n_k)``, float32 or float64 (validated by the caller).
     taps : array ``(C, k, Q, 3)`` numpy can read (a CPU tensor without autograd too: only a plan
         that ``cache`` lacks reads its values), in the strip (``C`` may be 1: every channel).
-    out : optional C-contiguous ndarray like ``t`` to write into.
+    out : optional C-contiguous ndarray like ``t`` to write into; ``t`` itself is allowed (each
+        block is read into the solver's work copy before any of it is written).
     cache : dict, optional
         Where the plans are kept between calls (:func:`plan`).
     threads : int, optional
@@ -368,7 +369,8 @@ def solve_vjp(
     y, g, taps, *, boundary, dilation, adjoint=False, need_taps=True, out=None, cache=None, threads=None, kernels=None
 ):
     """Backward of ``y = A^{-1} t`` (of ``A^{-T} t`` when ``adjoint``), Theorem 4 in one pass
-    (``kernels``: whose ``vjp`` runs, as :func:`solve`'s).
+    (``kernels``: whose ``vjp`` runs, as :func:`solve`'s; ``out``: where ``grad_t`` goes, as
+    :func:`solve`'s, ``g`` itself allowed).
 
     Returns
     -------

@@ -33,11 +33,13 @@ typedef struct LinesRunner {
 typedef struct {
     int version; /* LINES_C_API_VERSION */
     /* dst = A^{-1} src (A^{-T}: a transposed plan and rev = 1) for P blocks; buffer sizes in
-     * bytes, checked against the plan; up to `threads` parts run by runner */
+     * bytes, checked against the plan; up to `threads` parts run by runner. dst may be src
+     * (same precision): each block is read into a work copy before any of it is written */
     int (*solve)(const void *plan, size_t plan_len, const void *src, size_t src_len, int src_f32, void *dst,
                  size_t dst_len, int dst_f32, long long P, int rev, int threads, const LinesRunner *runner);
     /* the backward of a solve (Theorem 4): w = A^{-T} g (A^{-1} g when adjoint), and with
-     * need_taps the taps' gradient into gtaps (C, k, Q, 3) float64; y, g, w: len bytes each */
+     * need_taps the taps' gradient into gtaps (C, k, Q, 3) float64; y, g, w: len bytes each;
+     * w may be g (the taps' sums read w and y only) */
     int (*vjp)(const void *plan, size_t plan_len, const void *y, const void *g, void *w, size_t len, double *gtaps,
                size_t gtaps_len, long long P, int f32, int adjoint, int need_taps, int threads,
                const LinesRunner *runner);

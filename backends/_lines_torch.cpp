@@ -8,6 +8,11 @@
 // and the Python steps around the kernels cost more than that inside a training step, and this
 // node has neither.
 //
+// It allocates no large buffer it can avoid: with own (a layer's convolution output, which
+// nothing else refers to) the forward writes into its input, and the backward writes the
+// input's gradient into the incoming gradient's buffer when it holds the only reference to it.
+// Under glibc's default heap settings each fresh buffer of a step can come back as page faults.
+//
 // Optional: setup.py builds it only where torch is importable at build time (not in pip's
 // isolated build: the Makefile builds it after installing torch), against that torch's headers.
 // arma_core.backends.torch loads it only when its TORCH_VERSION is the running torch's and its
@@ -17,6 +22,7 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <atomic>
 #include <string>
 
 #include "_lines_c_api.h"
@@ -70,6 +76,10 @@ void run_on_torch_threads(const LinesRunner *, lines_work_fn fn, void *ctx, int6
 
 const LinesRunner TORCH_THREADS = {run_on_torch_threads};
 
+// backward calls that wrote the input's gradient into the incoming gradient's buffer (for tests
+// and diagnostics: _lines_torch.reused_gradients())
+std::atomic<int64_t> reused{0};
+
 const char *const TWICE = "trying to differentiate twice a function that was marked with @once_differentiable";
 
 }  // namespace
@@ -80,10 +90,14 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
     // t (..., C, n_1 .. n_k) float32 / float64; theta's taps' Jacobian jac (C, k, Q, 3, m) in
     // theta's dtype; plan / back: the line solver's plans of the forward and the backward solve
     static at::Tensor forward(AutogradContext *ctx, const at::Tensor &t_in, const at::Tensor &theta, PyObject *plan,
-                              PyObject *back, const at::Tensor &jac, int64_t k, bool adjoint) {
+                              PyObject *back, const at::Tensor &jac, int64_t k, bool adjoint, bool own) {
         (void)theta;  // an input for autograd only: its gradient comes from jac
         at::Tensor t = t_in.contiguous();
-        at::Tensor out = fresh_like(t);
+        // the solve reads each block into its work copy before it writes any of it, so it can
+        // write into its input: a contiguous copy made here, or the input itself when the
+        // caller owns it (own: a tensor nothing else refers to, as a layer's convolution output)
+        bool copied = !t.is_same(t_in);
+        at::Tensor out = (copied || own) ? t : fresh_like(t);
         bool f32 = t.scalar_type() == at::kFloat;
         if (t.numel()) {
             int code;
@@ -95,6 +109,7 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
             }
             check(code);
         }
+        if (own && !copied) ctx->mark_dirty({t_in});
         ctx->save_for_backward({out});
         ctx->saved_data["jac"] = jac;
         ctx->saved_data["back"] = at::IValue::make_capsule(c10::make_intrusive<PyRef>(back));
@@ -105,16 +120,28 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
 
     // as _LinesTheta.backward (under _first_order): the backward solve always, the taps'
     // gradient and theta's only when theta needs it; no GIL is held here
-    static tensor_list backward(AutogradContext *ctx, tensor_list grads) {
+    static tensor_list backward(AutogradContext *ctx, tensor_list &grads) {
         at::Tensor y = ctx->get_saved_variables()[0];
         at::Tensor g = grads[0].contiguous();
+        // the incoming gradient's buffer is the node's when nothing else refers to it (the
+        // engine moves it into grads; a retained or hooked gradient has other references)
+        bool take = false;
+        if (!g.requires_grad()) {
+            if (!g.is_same(grads[0])) {
+                take = true;  // a contiguous copy made here
+            } else if (g.storage_offset() == 0 && g.nbytes() == g.storage().nbytes()) {
+                grads[0].reset();
+                take = g.use_count() == 1 && g.storage().use_count() == 1;
+            }
+        }
         at::Tensor jac = ctx->saved_data["jac"].toTensor();
         auto back = c10::static_intrusive_pointer_cast<PyRef>(ctx->saved_data["back"].toCapsule());
         int64_t k = ctx->saved_data["k"].toInt();
         bool adjoint = ctx->saved_data["adjoint"].toBool();
         bool need_theta = ctx->needs_input_grad(1);
         bool f32 = g.scalar_type() == at::kFloat;
-        at::Tensor gx = fresh_like(g);
+        at::Tensor gx = take ? g : fresh_like(g);
+        if (take) reused.fetch_add(1, std::memory_order_relaxed);
         at::Tensor gtaps = at::zeros(jac.sizes().slice(0, jac.dim() - 1), at::TensorOptions().dtype(at::kDouble));
         if (g.numel())
             check(api->vjp(PyBytes_AS_STRING(back->obj), (size_t)PyBytes_GET_SIZE(back->obj), y.data_ptr(), g.data_ptr(),
@@ -130,14 +157,14 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
                             jac.scalar_type() == at::kFloat);
         }
         tensor_list out = {ctx->needs_input_grad(0) ? gx : at::Tensor(), gtheta};
-        if (at::GradMode::is_enabled() && grads[0].requires_grad()) {
+        if (at::GradMode::is_enabled() && g.requires_grad()) {
             // create_graph: like torch.autograd.function.once_differentiable, results whose
             // own backward raises
             tensor_list fake;
             for (auto &v : out) fake.push_back(v.defined() ? v.detach().requires_grad_(true) : v);
             out = torch::autograd::DelayedError(TWICE, 2).apply(std::move(fake));
         }
-        return {out[0], out[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+        return {out[0], out[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };
 
@@ -188,8 +215,8 @@ void vjp_buffers(const py::object &y, const py::object &g, const py::object &w, 
 }
 
 at::Tensor solve_theta(const at::Tensor &t, const at::Tensor &theta, py::bytes plan, py::bytes back,
-                       const at::Tensor &jac, int64_t k, bool adjoint) {
-    return arma::LinesTheta::apply(t, theta, plan.ptr(), back.ptr(), jac, k, adjoint);
+                       const at::Tensor &jac, int64_t k, bool adjoint, bool own) {
+    return arma::LinesTheta::apply(t, theta, plan.ptr(), back.ptr(), jac, k, adjoint, own);
 }
 
 }  // namespace
@@ -202,16 +229,23 @@ PYBIND11_MODULE(_lines_torch, m) {
     m.attr("API_VERSION") = api->version;  // the line solver's: the loader compares it with LINES_C_API_VERSION
     m.attr("BUILT_API_VERSION") = LINES_C_API_VERSION;
     m.attr("TORCH_VERSION") = ARMA_TORCH_VERSION;
+    // the interface of this module's functions (arma_core.backends.torch.NODE_VERSION); 2:
+    // solve_theta's own, reused_gradients
+    m.attr("NODE_VERSION") = 2;
 #ifdef INTRA_OP_PARALLEL
     m.attr("ON_TORCH_THREADS") = true;  // at::parallel_for splits the kernels' parts over torch's threads
 #else
     m.attr("ON_TORCH_THREADS") = false;  // built without OpenMP: at::parallel_for runs them in turn
 #endif
     m.def("solve_theta", &solve_theta, py::arg("t"), py::arg("theta"), py::arg("plan"), py::arg("back"),
-          py::arg("jac"), py::arg("k"), py::arg("adjoint"),
-          "solve_theta(t, theta, plan, back, jac, k, adjoint) -> y: A^{-1} t (A^{-T} t when adjoint) as one "
+          py::arg("jac"), py::arg("k"), py::arg("adjoint"), py::arg("own") = false,
+          "solve_theta(t, theta, plan, back, jac, k, adjoint, own=False) -> y: A^{-1} t (A^{-T} t when adjoint) as one "
           "autograd node from (t, theta), the line solver's plans given (forward, backward) and theta's taps' "
           "Jacobian jac (C, k, Q, 3, m)");
+    m.def(
+        "reused_gradients", [] { return reused.load(); },
+        "reused_gradients() -> int: how many backward calls so far wrote the input's gradient into the buffer of "
+        "the incoming gradient, which nothing else held");
     m.def("solve", &solve_buffers, py::arg("src"), py::arg("dst"), py::arg("plan"), py::arg("P"), py::arg("src_f32"),
           py::arg("dst_f32"), py::arg("rev"), py::arg("threads"),
           "solve(src, dst, plan, P, src_f32, dst_f32, rev, threads): arma_core.backends._lines_c.solve with its "

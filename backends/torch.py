@@ -308,6 +308,8 @@ def jacobian_key(region: str) -> tuple[str, str]:
 # the compiled autograd node (backends/_lines_torch.cpp): _LinesTheta without Python
 
 _NODE: Any = False  # not looked up yet; then the module, or None
+#: the interface of the compiled node's functions this module calls (its ``NODE_VERSION``)
+NODE_VERSION = 2
 #: why the compiled node is not used (empty when it is; set by :func:`lines_node`)
 NODE_STATUS = ""
 
@@ -317,8 +319,9 @@ def lines_node():
 
     None when the environment variable ``ARMA_TORCH_NODE=0`` is set, the line solver or the node
     is not built (pip's isolated build cannot build the node; ``python setup.py build_ext
-    --inplace`` with torch installed does), or it was built for another torch or another line
-    solver; :data:`NODE_STATUS` then says which. Layers then run :class:`_LinesTheta`: the same
+    --inplace`` with torch installed does), or it was built for another torch, another line
+    solver or from another version of its source (:data:`NODE_VERSION`); :data:`NODE_STATUS`
+    then says which. Layers then run :class:`_LinesTheta`: the same
     kernels and results, with torch's Python ``autograd.Function`` around them."""
     global _NODE, NODE_STATUS
     if _NODE is False:
@@ -339,6 +342,8 @@ def _load_node():
         return None, f"built for torch {_lines_torch.TORCH_VERSION}, running {torch.__version__}: rebuild it"
     if _lines_torch.API_VERSION != _lines_torch.BUILT_API_VERSION:
         return None, "built for another version of the line solver: rebuild it"
+    if getattr(_lines_torch, "NODE_VERSION", 1) != NODE_VERSION:
+        return None, "built from another version of backends/_lines_torch.cpp: rebuild it"
     return _lines_torch, ""
 
 
@@ -366,7 +371,8 @@ def _node_solve(node, t, theta, region, taps, boundary, dilation, adjoint, cache
 
 def _lines_shortcut(t, taps, *, boundary, dilation, adjoint, cache, theta):
     """``lines_kernel``'s solve of tensors like ``t`` (its dtype and shape) with autograd, as one
-    callable ``run(t) -> y``: the compiled node called with the filter's plans and Jacobian bound
+    callable ``run(t, own=False) -> y`` (``own``: the caller owns ``t``, which nothing else refers
+    to, and the node may write the output into it): the compiled node called with the filter's plans and Jacobian bound
     (:class:`_LinesTheta` where the node is not loaded). The same node and results as
     :func:`lines_kernel`, without the filter's and the kernel's Python steps around it, which
     cost as much as a small solve right after a convolution (its code and data out of the
@@ -384,15 +390,15 @@ def _lines_shortcut(t, taps, *, boundary, dilation, adjoint, cache, theta):
     if node is None:
         taps = taps.detach()
 
-        def run_python(t):
+        def run_python(t, own=False):
             return _LinesTheta.apply(t, param, _LinesRun(taps, boundary, dilation, adjoint, region, cache))
 
         return run_python
     solve_theta = node.solve_theta
     plan, back, jac, k, _ = _node_args(t, param, region, taps, boundary, dilation, adjoint, cache)
 
-    def run(t):
-        return solve_theta(t, param, plan, back, jac, k, adjoint)
+    def run(t, own=False):
+        return solve_theta(t, param, plan, back, jac, k, adjoint, own)
 
     return run
 

@@ -94,10 +94,10 @@ def _networks(kind: str):
     nets["arma, clone"] = cost._randomize_ar(make(gate=arma2d_gate()))
     for m in nets["arma, no AR"].modules():
         if isinstance(m, AR2d):
-            m._solve = lambda x, who: x
+            m._solve = lambda x, who, own=False: x
     for m in nets["arma, clone"].modules():
         if isinstance(m, AR2d):
-            m._solve = (lambda layer: lambda x, who: Clone.apply(x, layer.theta))(m)
+            m._solve = (lambda layer: lambda x, who, own=False: Clone.apply(x, layer.theta))(m)
     if loss is None:  # the U-Net's batch, drawn after its networks as in cost.network_steps
         loss = cost.unet_loss()
     steps = {k: cost._training_step(n, torch.optim.Adam(n.parameters(), 1e-3), loss) for k, n in nets.items()}

@@ -292,8 +292,10 @@ class _ARNd(nn.Module):
             return torch.cat([theta[..., :1], one, theta[..., 1:]], dim=-1)
         return arma_core.reparameterize(theta, self.region)
 
-    def _solve(self, x: torch.Tensor, *, who: str) -> torch.Tensor:
-        """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64)."""
+    def _solve(self, x: torch.Tensor, *, who: str, own: bool = False) -> torch.Tensor:
+        """``A^{-1} x`` in the right precision (the AR solve always runs in float32 or float64);
+        ``own``: the caller owns ``x`` (nothing else refers to it), which may then hold the
+        result."""
         if torch.compiler.is_compiling():
             return self._solve_eagerly(x, who=who)
         # eager: the common case first. These lines run at every call of the layer, several per
@@ -313,7 +315,7 @@ class _ARNd(nn.Module):
             ):
                 run = short[4].get((type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region))
                 if run is not None:
-                    return run(x)
+                    return run(x, own)
         dt = x.dtype
         if (dt == torch.float32 or dt == torch.float64) and not torch.is_autocast_enabled(x.device.type):
             theta = self._parameters.get("theta")  # self.theta, without Module.__getattr__
@@ -659,7 +661,7 @@ class _ARMAMixin:
         if ar is None:
             return y
         _check_ar_size(y, self, ar.dilation, "the convolution's output", x)
-        return ar._solve(y, who=type(self).__name__)
+        return ar._solve(y, who=type(self).__name__, own=True)  # y: this call's own tensor
 
 
 _ARMA_DOC = """Convolution followed by a stable learnable AR filter: a drop-in for ``nn.Conv{k}d``.

@@ -741,6 +741,43 @@ def test_layer_keeps_its_filter_until_theta_changes(region):
 
 
 @needs_lines
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+def test_lines_solve_and_vjp_write_into_their_input(boundary, dtype):
+    """The line solver reads each block into its work copy before writing any of it: ``solve``
+    with ``out`` the input and ``solve_vjp`` with ``out`` the gradient give the bits of separate
+    buffers (the torch node relies on it to reuse the buffers it owns), on every path: dense
+    small planes, vectorised and odd planes, strips of long rows, 1-D and 3-D, two factors,
+    dilation, one or two threads."""
+    rng = np.random.default_rng(14)
+    cases = [
+        ((4, 6, 16, 16), 1, 1),
+        ((2, 5, 8, 8), 1, 1),
+        ((2, 5, 9, 12), 2, 1),
+        ((3, 4, 33, 20), 1, 2),
+        ((1, 2, 130, 300), 1, 1),
+        ((2, 3, 5000), 1, 1),
+        ((2, 3, 5, 6, 7), 1, 1),
+    ]
+    for shape, Q, d in cases:
+        k = len(shape) - 2
+        taps = random_taps(rng, shape[1], k, Q)
+        x = rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        for adjoint in (False, True):
+            opts = dict(boundary=boundary, dilation=d, adjoint=adjoint)
+            y = _lines.solve(x, taps, threads=1, **opts)
+            w, gtaps = _lines.solve_vjp(y, g, taps, threads=1, **opts)
+            for threads in (1, 2):
+                inplace = x.copy()
+                assert _lines.solve(inplace, taps, out=inplace, threads=threads, **opts) is inplace
+                assert np.array_equal(inplace, y), (shape, adjoint, threads)
+                g2 = g.copy()
+                w2, gtaps2 = _lines.solve_vjp(y, g2, taps, out=g2, threads=threads, **opts)
+                assert w2 is g2 and np.array_equal(w2, w) and np.array_equal(gtaps2, gtaps), (shape, adjoint, threads)
+
+
+@needs_lines
 @pytest.mark.parametrize("boundary", ac.BOUNDARIES)
 def test_lines_plans_of_both_directions_in_one_call(boundary):
     """``plan(both=True)`` builds the plans of ``A`` and ``A^T`` in one call of the extension,
@@ -934,6 +971,37 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
     buf = io.BytesIO()
     torch.save(m, buf)
     pickle.dumps(m)
+
+
+@needs_lines
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_arma_layer_solves_in_its_convolutions_output(memory_format):
+    """ARMA2d's shortcut solves in the convolution's output (the layer's own tensor; the node's
+    ``own``): output and the gradients of the input, weight, bias and theta are those of the
+    convolution followed by AR2d, bit for bit, in either memory format."""
+    from arma_core.backends import torch as bt
+    from arma_core.nn import ARMA2d
+
+    if bt.lines_node() is None:
+        pytest.skip("the compiled node is not built")
+    torch.manual_seed(13)
+    m = ARMA2d(3, 4, 3, padding=1, ar_init=0.3)
+    with torch.no_grad():
+        m.ar.theta.add_(0.3 * torch.randn_like(m.ar.theta))
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 3, 8, 9).to(memory_format=fmt).requires_grad_(True)
+    g = torch.randn(2, 4, 8, 9)
+    params = (x, m.weight, m.bias, m.ar.theta)
+    conv = torch.nn.functional.conv2d(x, m.weight, m.bias, padding=1)
+    want = m.ar(conv)
+    want_grads = torch.autograd.grad(want, params, g)
+    for call in range(3):  # the filter's path, then the shortcut
+        y = m(x)
+        if call and memory_format == "contiguous":
+            assert y._version > 0  # written in place, into the convolution's output
+        assert torch.equal(y, want)
+        grads = torch.autograd.grad(y, params, g)
+        assert all(torch.equal(a, b) for a, b in zip(grads, want_grads))
 
 
 @pytest.mark.parametrize("region", ["strip", "raw"])

@@ -160,6 +160,83 @@ def test_node_inputs_it_copies_and_plans_it_refuses(monkeypatch):
         )
 
 
+def _node_case(shape, boundary, seed):
+    gen = torch.Generator().manual_seed(seed)
+    k = len(shape) - 2
+    theta = (0.5 * torch.randn(shape[1], k, 1, 2, generator=gen)).requires_grad_(True)
+    taps, jac = ac.filters.reparameterize_host(theta.detach().numpy(), "strip")
+    args = bt._node_args(torch.empty(shape), theta, "strip", torch.from_numpy(taps), boundary, 1, False, {})
+    x = torch.randn(*shape, generator=gen)
+    return theta, args, x
+
+
+@needs_node
+@pytest.mark.parametrize("boundary", ac.BOUNDARIES)
+@pytest.mark.parametrize("shape", [(2, 3, 17), (2, 3, 7, 9), (1, 3, 16, 16), (2, 3, 4, 5, 6)])
+def test_node_solves_into_an_input_it_owns(shape, boundary):
+    """``own=True`` (a layer's convolution output, which nothing else refers to): the output is
+    the input's buffer, marked as changed in place, with the bits of a fresh output and the same
+    gradients. A non-contiguous input is solved into its contiguous copy and left as it is."""
+    theta, args, x0 = _node_case(shape, boundary, sum(shape))
+    x = x0.clone().requires_grad_(True)
+    g = torch.randn(shape)
+    want = node.solve_theta(x, theta, *args)
+    want_grads = torch.autograd.grad(want, (x, theta), g)
+    t = x * 1.0  # not a leaf: its own buffer
+    version = t._version
+    got = node.solve_theta(t, theta, *args, own=True)
+    assert got.data_ptr() == t.data_ptr() and t._version > version
+    assert torch.equal(got, want)
+    grads = torch.autograd.grad(got, (x, theta), g)
+    assert torch.equal(grads[0], want_grads[0]) and torch.equal(grads[1], want_grads[1])
+    # a view with other strides: its contiguous copy holds the output, the input is unchanged
+    if len(shape) == 4:
+        xt = x0.transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_(True)
+        tv = xt * 1.0
+        before = tv.detach().clone()
+        got_t = node.solve_theta(tv, theta, *args, own=True)
+        assert got_t.data_ptr() != tv.data_ptr() and torch.equal(tv.detach(), before)
+        assert torch.equal(got_t, want)
+
+
+@needs_node
+@pytest.mark.parametrize("boundary", ["circular", "reflect"])
+def test_node_backward_reuses_only_a_gradient_nothing_else_holds(boundary):
+    """The incoming gradient becomes the input's gradient when the node holds its only reference
+    (a gradient from the next operator): same bits as a fresh buffer. A gradient the caller
+    passes in keeps its values; one retained on the output (``retain_grad``: torch keeps a copy)
+    too."""
+    theta, args, x0 = _node_case((2, 3, 9, 8), boundary, 7)
+    x = x0.clone().requires_grad_(True)
+    three = torch.full((2, 3, 9, 8), 3.0)
+    before = node.reused_gradients()
+    want = torch.autograd.grad(node.solve_theta(x, theta, *args), (x, theta), three)
+    assert torch.equal(three, torch.full((2, 3, 9, 8), 3.0))  # the caller's: unchanged
+    assert node.reused_gradients() == before
+    # (y * 3).sum(): the gradient arriving at the node is MulBackward's new tensor
+    before = node.reused_gradients()
+    y = node.solve_theta(x, theta, *args)
+    (y * 3).sum().backward()
+    assert node.reused_gradients() == before + 1
+    assert torch.equal(x.grad, want[0]) and torch.equal(theta.grad, want[1])
+    # retained on the output: the retained copy keeps its values
+    x.grad, theta.grad = None, None
+    y = node.solve_theta(x, theta, *args)
+    y.retain_grad()
+    (y * 3).sum().backward()
+    assert torch.equal(y.grad, three) and x.grad.data_ptr() != y.grad.data_ptr()
+    assert torch.equal(x.grad, want[0]) and torch.equal(theta.grad, want[1])
+    # a hook that keeps the gradient: it is not taken
+    kept = []
+    x.grad, theta.grad = None, None
+    before = node.reused_gradients()
+    y = node.solve_theta(x, theta, *args)
+    y.register_hook(kept.append)
+    (y * 3).sum().backward()
+    assert node.reused_gradients() == before and torch.equal(kept[0], three)
+    assert torch.equal(x.grad, want[0])
+
+
 def test_loader_refuses_another_torch_and_the_switch(monkeypatch):
     """The node is used only when built for the running torch and line solver; ``ARMA_TORCH_NODE=0``
     turns it off; each time ``NODE_STATUS`` says why."""
@@ -176,6 +253,10 @@ def test_loader_refuses_another_torch_and_the_switch(monkeypatch):
     monkeypatch.setattr(node, "API_VERSION", node.BUILT_API_VERSION + 1)
     mod, why = bt._load_node()
     assert mod is None and "line solver" in why
+    monkeypatch.setattr(node, "API_VERSION", node.BUILT_API_VERSION)
+    monkeypatch.setattr(node, "NODE_VERSION", bt.NODE_VERSION - 1)
+    mod, why = bt._load_node()
+    assert mod is None and "_lines_torch.cpp" in why
 
 
 @pytest.fixture
