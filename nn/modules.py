@@ -321,11 +321,11 @@ class _ARNd(nn.Module):
             theta = self._parameters.get("theta")  # self.theta, without Module.__getattr__
             if theta is not None and theta.dtype == dt and x.numel():
                 if theta.is_cpu and x.is_cpu and theta.requires_grad and torch.is_grad_enabled():
-                    return self._solve_short(x, theta, who)
+                    return self._solve_short(x, theta, who, own)
                 return self._filter(dt).solve(x)
         return self._solve_any(x, who=who)
 
-    def _solve_short(self, x: torch.Tensor, theta: torch.Tensor, who: str) -> torch.Tensor:
+    def _solve_short(self, x: torch.Tensor, theta: torch.Tensor, who: str, own: bool) -> torch.Tensor:
         """:meth:`_solve` of a non-empty float32 / float64 CPU input with autograd, ``theta`` a
         CPU parameter of its dtype that needs a gradient, outside autocast: the filter's solve,
         and for the next calls its kernel's one-call shortcut
@@ -346,12 +346,12 @@ class _ARNd(nn.Module):
             runs = {}
             self.__dict__["_short"] = (theta, theta.data_ptr(), view, view.tobytes(), runs)
         f = self._filter(x.dtype)
-        y = f.solve(x)
         # the filter bound to this very parameter (as _filter keeps it): its shortcut, if any,
-        # solves with this theta's plans and Jacobian until the values change
+        # solves with this theta's plans and Jacobian until the values change. It runs this call
+        # too: a layer called once per optimizer step (a U-Net's) has a new theta at every call
         cached = self.__dict__.get("_cached_filter")
-        runs[key] = f._shortcut(x, who) if cached is not None and cached[3] is f else None
-        return y
+        run = runs[key] = f._shortcut(x, who) if cached is not None and cached[3] is f else None
+        return f.solve(x) if run is None else run(x, own)
 
     # torch.compile runs the AR solve as it runs eagerly: its input checks and the stability
     # nudging of reparameterize() are data-dependent Python (each would be a graph break), and
