@@ -96,7 +96,10 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
         // the solve reads each block into its work copy before it writes any of it, so it can
         // write into its input: a contiguous copy made here, or the input itself when the
         // caller owns it (own: a tensor nothing else refers to, as a layer's convolution output)
+        // (not a view: marked dirty, a view's output would be rebased onto its base; not a leaf
+        // that needs a gradient: autograd refuses to change those in place)
         bool copied = !t.is_same(t_in);
+        own = own && !copied && !t_in.is_view() && !(t_in.is_leaf() && t_in.requires_grad());
         at::Tensor out = (copied || own) ? t : fresh_like(t);
         bool f32 = t.scalar_type() == at::kFloat;
         if (t.numel()) {
@@ -109,7 +112,7 @@ struct LinesTheta : public torch::autograd::Function<LinesTheta> {
             }
             check(code);
         }
-        if (own && !copied) ctx->mark_dirty({t_in});
+        if (own) ctx->mark_dirty({t_in});
         ctx->save_for_backward({out});
         ctx->saved_data["jac"] = jac;
         ctx->saved_data["back"] = at::IValue::make_capsule(c10::make_intrusive<PyRef>(back));

@@ -306,11 +306,13 @@ class _ARNd(nn.Module):
         short = self.__dict__.get("_short")
         if short is not None and x.is_cpu and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
             theta = self._parameters.get("theta")
-            # theta's object, storage (its device and dtype) and values; the input's kind
+            # theta's object, storage (its device and dtype), layout and values; the input's kind
             if (
                 theta is short[0]
                 and theta.requires_grad
                 and theta.data_ptr() == short[1]
+                and theta.stride() == short[5]
+                and theta.shape == short[6]
                 and short[2].tobytes() == short[3]
             ):
                 run = short[4].get((type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region))
@@ -320,37 +322,47 @@ class _ARNd(nn.Module):
         if (dt == torch.float32 or dt == torch.float64) and not torch.is_autocast_enabled(x.device.type):
             theta = self._parameters.get("theta")  # self.theta, without Module.__getattr__
             if theta is not None and theta.dtype == dt and x.numel():
-                if theta.is_cpu and x.is_cpu and theta.requires_grad and torch.is_grad_enabled():
+                if theta.is_cpu and x.is_cpu and theta.requires_grad and theta.is_leaf and torch.is_grad_enabled():
                     return self._solve_short(x, theta, who, own)
                 return self._filter(dt).solve(x)
         return self._solve_any(x, who=who)
 
     def _solve_short(self, x: torch.Tensor, theta: torch.Tensor, who: str, own: bool) -> torch.Tensor:
         """:meth:`_solve` of a non-empty float32 / float64 CPU input with autograd, ``theta`` a
-        CPU parameter of its dtype that needs a gradient, outside autocast: the filter's solve,
-        and for the next calls its kernel's one-call shortcut
+        CPU leaf (a parameter) of its dtype that needs a gradient, outside autocast: the
+        filter's solve, and for the next calls its kernel's one-call shortcut
         (:meth:`arma_core.ARFilter._shortcut`: the node the filter runs, the same results).
 
-        ``_short`` keeps ``(theta, its data pointer, a numpy view of it, its values as bytes,
-        {kind of input: shortcut or None})``; the shortcuts serve while theta is the same object
-        on the same storage with the same values (changes through ``.data`` included), for
-        inputs of the same type, shape and dtype and the same module options."""
+        ``_short`` keeps ``(theta, its data pointer, a numpy view of it, the values the kept
+        filter was made for (as bytes), {kind of input: shortcut or None}, theta's strides and
+        shape)``. It is made after :meth:`_filter` and dropped by it whenever it makes a new
+        filter, so its shortcuts serve while theta is the same object on the same storage,
+        with the same layout and values (changes through ``.data`` included), for inputs of
+        the same type, shape and dtype and the same module options. Non-leaf thetas (adapted
+        parameters through ``torch.func.functional_call``) get no shortcut: it would keep their
+        graph alive."""
         key = (type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region)
-        short = self.__dict__.get("_short")
-        if short is not None and short[0] is theta and theta.data_ptr() == short[1] and short[2].tobytes() == short[3]:
-            runs = short[4]
-            if key in runs and runs[key] is None:  # no shortcut for this kind of input
-                return self._filter(x.dtype).solve(x)
-        else:
-            view = theta.detach().numpy()
-            runs = {}
-            self.__dict__["_short"] = (theta, theta.data_ptr(), view, view.tobytes(), runs)
         f = self._filter(x.dtype)
-        # the filter bound to this very parameter (as _filter keeps it): its shortcut, if any,
-        # solves with this theta's plans and Jacobian until the values change. It runs this call
-        # too: a layer called once per optimizer step (a U-Net's) has a new theta at every call
-        cached = self.__dict__.get("_cached_filter")
-        run = runs[key] = f._shortcut(x, who) if cached is not None and cached[3] is f else None
+        cached = self.__dict__["_cached_filter"]
+        short = self.__dict__.get("_short")
+        if (
+            short is None
+            or short[0] is not theta
+            or short[1] != theta.data_ptr()
+            or short[3] is not cached[2]
+            or short[5] != theta.stride()
+            or short[6] != theta.shape
+        ):
+            short = (theta, theta.data_ptr(), theta.detach().numpy(), cached[2], {}, theta.stride(), theta.shape)
+            self.__dict__["_short"] = short
+        runs: dict = short[4]
+        run = runs.get(key, False)
+        if run is False:
+            # the filter bound to this very parameter (as _filter keeps it): its shortcut, if
+            # any, solves with this theta's plans and Jacobian until the values change. It runs
+            # this call too: a layer called once per optimizer step (a U-Net's) has a new theta
+            # at every call
+            run = runs[key] = f._shortcut(x, who) if cached[3] is f else None
         return f.solve(x) if run is None else run(x, own)
 
     # torch.compile runs the AR solve as it runs eagerly: its input checks and the stability
@@ -453,6 +465,7 @@ class _ARNd(nn.Module):
             if jac is not None:
                 f._cache[jacobian_key(self.region)] = jac  # where the solve node's backward looks
             self.__dict__["_cached_filter"] = (key, f, values, None)
+            self.__dict__.pop("_short", None)  # the shortcuts of the former values
         if torch.is_grad_enabled() and theta.requires_grad:
             if self.region == "raw":
                 f = f._bind(taps=self._taps(theta.to(dtype)))

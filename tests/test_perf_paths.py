@@ -974,6 +974,61 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
 
 
 @needs_lines
+def test_layer_shortcut_edge_cases():
+    """theta given the same storage and bytes in another layout; an adapted (non-leaf) theta
+    through ``functional_call`` (no shortcut, nothing kept of it); a new theta under
+    ``no_grad`` (the former shortcuts dropped); an unbatched input (the convolution's output is
+    a view: solved into a new tensor)."""
+    import gc
+    import weakref
+
+    from arma_core.nn import AR2d, ARMA2d
+
+    torch.manual_seed(15)
+    m = AR2d(2, order=2, init=0.3)  # theta (2, 2, 2, 2): transposing axes 0 and 2 keeps the shape
+    with torch.no_grad():
+        m.theta.normal_(0, 0.4)
+    x = torch.randn(1, 2, 8, 8, requires_grad=True)
+
+    def expect(y):
+        ref = ac.ar_solve(x.detach(), m.taps().detach(), boundary=m.boundary, check_stability=False)
+        torch.testing.assert_close(y.detach(), ref, rtol=1e-5, atol=1e-6)
+
+    m(x)
+    expect(m(x))
+    m.theta.data = m.theta.data.transpose(0, 2)  # same pointer and bytes, another layout
+    expect(m(x))
+    expect(m(x))
+    # an adapted theta: the right result, and the layer keeps nothing of it
+    adapted = m.theta * 0.5
+    ref = m._taps(adapted).detach()
+    y = torch.func.functional_call(m, {"theta": adapted}, (x,))
+    torch.testing.assert_close(y.detach(), ac.ar_solve(x.detach(), ref, check_stability=False), rtol=1e-5, atol=1e-6)
+    assert m.__dict__.get("_short") is None or m._short[0] is not adapted
+    gone = weakref.ref(adapted)
+    del adapted, y
+    expect(m(x))  # the layer's own theta again
+    gc.collect()
+    assert gone() is None
+    # a new theta under no_grad: the filter is remade and the former shortcuts go with it
+    m(x)
+    assert "_short" in m.__dict__
+    with torch.no_grad():
+        m.theta.mul_(0.9)
+        expect(m(x))
+    assert "_short" not in m.__dict__
+    expect(m(x))
+    # unbatched input to ARMA2d: the convolution's output is a view of a batched tensor
+    a = ARMA2d(2, 3, 3, padding=1, ar_init=0.3)
+    u = torch.randn(2, 6, 7, requires_grad=True)
+    want = a.ar(torch.nn.functional.conv2d(u, a.weight, a.bias, padding=1))
+    for _ in range(3):
+        got = a(u)
+        assert got._base is None and torch.equal(got, want)
+        got.detach_()
+
+
+@needs_lines
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 def test_arma_layer_solves_in_its_convolutions_output(memory_format):
     """ARMA2d's shortcut solves in the convolution's output (the layer's own tensor; the node's

@@ -189,6 +189,14 @@ def test_node_solves_into_an_input_it_owns(shape, boundary):
     assert torch.equal(got, want)
     grads = torch.autograd.grad(got, (x, theta), g)
     assert torch.equal(grads[0], want_grads[0]) and torch.equal(grads[1], want_grads[1])
+    # a view, and a leaf that needs a gradient: not written into (a fresh output, same bits)
+    base = x0.clone().unsqueeze(0).requires_grad_(True) * 1.0
+    view = base.squeeze(0)
+    got_v = node.solve_theta(view, theta, *args, own=True)
+    assert got_v.data_ptr() != view.data_ptr() and torch.equal(view, x0) and torch.equal(got_v, want)
+    leaf = x0.clone().requires_grad_(True)
+    got_l = node.solve_theta(leaf, theta, *args, own=True)
+    assert got_l.data_ptr() != leaf.data_ptr() and torch.equal(leaf.detach(), x0) and torch.equal(got_l, want)
     # a view with other strides: its contiguous copy holds the output, the input is unchanged
     if len(shape) == 4:
         xt = x0.transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_(True)
