@@ -477,7 +477,7 @@ class ARFilter:
 
     def _shortcut(self, x, name: str | None = None):
         """:meth:`solve` of signals like ``x`` (its library, dtype, device and shape) as one
-        callable ``run(x) -> y`` made by the kernel's backend (the kernel's ``shortcut``
+        callable ``run(x, own=False) -> y`` made by the kernel's backend (the kernel's ``shortcut``
         attribute, :func:`arma_core.backends.torch.lines_kernel`'s), or None where there is none:
         the same kernel and results without this method's steps, for a caller that keeps it
         while the filter and the kind of signal stay the same (the torch layers, from one

@@ -371,9 +371,9 @@ def _node_solve(node, t, theta, region, taps, boundary, dilation, adjoint, cache
 
 def _lines_shortcut(t, taps, *, boundary, dilation, adjoint, cache, theta):
     """``lines_kernel``'s solve of tensors like ``t`` (its dtype and shape) with autograd, as one
-    callable ``run(t, own=False) -> y`` (``own``: the caller owns ``t``, which nothing else refers
-    to, and the node may write the output into it): the compiled node called with the filter's plans and Jacobian bound
-    (:class:`_LinesTheta` where the node is not loaded). The same node and results as
+    callable ``run(t, own=False) -> y`` (``own``: the caller owns ``t``, which nothing else
+    refers to, and the node may write the output into it): the compiled node called with the
+    filter's plans and Jacobian bound (:class:`_LinesTheta` where the node is not loaded). The same node and results as
     :func:`lines_kernel`, without the filter's and the kernel's Python steps around it, which
     cost as much as a small solve right after a convolution (its code and data out of the
     caches: 90 us at 4x128x16x16, two threads). None when the kernel would not run the node:
@@ -386,7 +386,7 @@ def _lines_shortcut(t, taps, *, boundary, dilation, adjoint, cache, theta):
         return None
     param, region = theta
     adjoint = bool(adjoint)
-    node = _NODE if _NODE is not False else lines_node()
+    node = lines_node()
     if node is None:
         taps = taps.detach()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import array_api_compat
 import torch
@@ -215,6 +215,18 @@ def _check_ar_size(y, module: Any, dilation: int, what: str, x=None) -> None:
 _HOST_DTYPES = (torch.float32, torch.float64)
 
 
+class _Shortcuts(NamedTuple):
+    """What a layer's kept shortcuts were made for (``_ARNd._solve_short``) and the shortcuts."""
+
+    theta: torch.Tensor  # the parameter object
+    ptr: int  # its data pointer
+    view: Any  # a numpy view of it, whose bytes are its current values
+    values: bytes  # the values the kept filter was made for
+    runs: dict  # {(type, shape, dtype, boundary, dilation, region) of the input: shortcut or None}
+    stride: tuple  # theta's strides and shape: the same storage may be given another layout
+    shape: torch.Size
+
+
 class _ARNd(nn.Module):
     _k: int = 0
 
@@ -308,14 +320,14 @@ class _ARNd(nn.Module):
             theta = self._parameters.get("theta")
             # theta's object, storage (its device and dtype), layout and values; the input's kind
             if (
-                theta is short[0]
+                theta is short.theta
                 and theta.requires_grad
-                and theta.data_ptr() == short[1]
-                and theta.stride() == short[5]
-                and theta.shape == short[6]
-                and short[2].tobytes() == short[3]
+                and theta.data_ptr() == short.ptr
+                and theta.stride() == short.stride
+                and theta.shape == short.shape
+                and short.view.tobytes() == short.values
             ):
-                run = short[4].get((type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region))
+                run = short.runs.get((type(x), x.shape, x.dtype, self.boundary, self.dilation, self.region))
                 if run is not None:
                     return run(x, own)
         dt = x.dtype
@@ -333,10 +345,8 @@ class _ARNd(nn.Module):
         filter's solve, and for the next calls its kernel's one-call shortcut
         (:meth:`arma_core.ARFilter._shortcut`: the node the filter runs, the same results).
 
-        ``_short`` keeps ``(theta, its data pointer, a numpy view of it, the values the kept
-        filter was made for (as bytes), {kind of input: shortcut or None}, theta's strides and
-        shape)``. It is made after :meth:`_filter` and dropped by it whenever it makes a new
-        filter, so its shortcuts serve while theta is the same object on the same storage,
+        ``_short`` (:class:`_Shortcuts`) is made after :meth:`_filter` and dropped by it
+        whenever it makes a new filter, so its shortcuts serve while theta is the same object on the same storage,
         with the same layout and values (changes through ``.data`` included), for inputs of
         the same type, shape and dtype and the same module options. Non-leaf thetas (adapted
         parameters through ``torch.func.functional_call``) get no shortcut: it would keep their
@@ -347,15 +357,16 @@ class _ARNd(nn.Module):
         short = self.__dict__.get("_short")
         if (
             short is None
-            or short[0] is not theta
-            or short[1] != theta.data_ptr()
-            or short[3] is not cached[2]
-            or short[5] != theta.stride()
-            or short[6] != theta.shape
+            or short.theta is not theta
+            or short.ptr != theta.data_ptr()
+            or short.values is not cached[2]
+            or short.stride != theta.stride()
+            or short.shape != theta.shape
         ):
-            short = (theta, theta.data_ptr(), theta.detach().numpy(), cached[2], {}, theta.stride(), theta.shape)
+            view = theta.detach().numpy()
+            short = _Shortcuts(theta, theta.data_ptr(), view, cached[2], {}, theta.stride(), theta.shape)
             self.__dict__["_short"] = short
-        runs: dict = short[4]
+        runs = short.runs
         run = runs.get(key, False)
         if run is False:
             # the filter bound to this very parameter (as _filter keeps it): its shortcut, if

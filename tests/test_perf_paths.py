@@ -900,7 +900,7 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
     g = torch.randn(2, 3, 8, 9)
     y1 = m(x)  # the filter's solve; the shortcut is made for the next calls
     grads1 = torch.autograd.grad(y1, (x, m.theta), g)
-    runs = m._short[4]
+    runs = m._short.runs
     assert len(runs) == 1 and callable(next(iter(runs.values())))
 
     def refuse(*args, **kwargs):
@@ -947,7 +947,7 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
     for _ in range(2):
         expect(m(x2), x2)
         expect(m(x), x)
-    assert all(callable(m._short[4][(torch.Tensor, t.shape, t.dtype, "zeros", 2, "strip")]) for t in (x, x2))
+    assert all(callable(m._short.runs[(torch.Tensor, t.shape, t.dtype, "zeros", 2, "strip")]) for t in (x, x2))
     # a cast of the module and its input
     m.double()
     x64 = x.detach().double()
@@ -966,7 +966,7 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
             m(x64)
     # copies and pickles leave the shortcut behind and make their own
     c = copy.deepcopy(m)
-    assert "_short" not in c.__dict__ or c._short[0] is not m.theta
+    assert "_short" not in c.__dict__ or c._short.theta is not m.theta
     expect(c(x64), x64)
     buf = io.BytesIO()
     torch.save(m, buf)
@@ -1004,7 +1004,7 @@ def test_layer_shortcut_edge_cases():
     ref = m._taps(adapted).detach()
     y = torch.func.functional_call(m, {"theta": adapted}, (x,))
     torch.testing.assert_close(y.detach(), ac.ar_solve(x.detach(), ref, check_stability=False), rtol=1e-5, atol=1e-6)
-    assert m.__dict__.get("_short") is None or m._short[0] is not adapted
+    assert m.__dict__.get("_short") is None or m._short.theta is not adapted
     gone = weakref.ref(adapted)
     del adapted, y
     expect(m(x))  # the layer's own theta again
