@@ -877,14 +877,9 @@ def test_layer_reuses_its_bound_filter_until_theta_changes():
         assert m(x).grad_fn is None
 
 
-@needs_lines
-@pytest.mark.parametrize("node", [True, False], ids=["compiled-node", "python-node"])
-def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monkeypatch):
-    """From its second call with autograd a CPU layer runs its filter's solve through the kept
-    shortcut (``_solve_short``; ARFilter.solve is not called): the same output and gradients
-    bit for bit. Whatever the filter's solve would see differently gets a new shortcut or the
-    full path: theta changed in place, through ``.data`` or given new storage, the module's
-    options, the input's shape or dtype, a cast of the module, theta frozen, no_grad."""
+def _shortcut_case(node, monkeypatch):
+    """An AR2d(3) with random theta on the compiled node or the Python node, its input and a
+    gradient; skips where the compiled node is asked for and not built."""
     from arma_core.backends import torch as bt
     from arma_core.nn import AR2d
 
@@ -896,22 +891,41 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
     m = AR2d(3, init=0.3)
     with torch.no_grad():
         m.theta.add_(0.3 * torch.randn_like(m.theta))
-    x = torch.randn(2, 3, 8, 9, requires_grad=True)
-    g = torch.randn(2, 3, 8, 9)
+    return m, torch.randn(2, 3, 8, 9, requires_grad=True), torch.randn(2, 3, 8, 9)
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("ARFilter.solve called")
+
+
+@needs_lines
+@pytest.mark.parametrize("node", [True, False], ids=["compiled-node", "python-node"])
+def test_layer_shortcut_is_the_filters_solve(node, monkeypatch):
+    """From its second call with autograd a CPU layer runs its filter's solve through the kept
+    shortcut (``_solve_short``; ARFilter.solve is not called): the same output and gradients
+    bit for bit."""
+    m, x, g = _shortcut_case(node, monkeypatch)
     y1 = m(x)  # the filter's solve; the shortcut is made for the next calls
     grads1 = torch.autograd.grad(y1, (x, m.theta), g)
     runs = m._short.runs
     assert len(runs) == 1 and callable(next(iter(runs.values())))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("ARFilter.solve called")
-
     with monkeypatch.context() as mp:
-        mp.setattr(ac.ARFilter, "solve", refuse)
+        mp.setattr(ac.ARFilter, "solve", _refuse)
         y2 = m(x)
     assert torch.equal(y1, y2)
     grads2 = torch.autograd.grad(y2, (x, m.theta), g)
     assert all(torch.equal(a, b) for a, b in zip(grads1, grads2))
+
+
+@needs_lines
+@pytest.mark.parametrize("node", [True, False], ids=["compiled-node", "python-node"])
+def test_layer_shortcut_follows_every_change(node, monkeypatch):
+    """Whatever the filter's solve would see differently gets a new shortcut or the full path:
+    theta changed in place, through ``.data`` or given new storage, the module's options, the
+    input's shape or dtype, a cast of the module, theta frozen, no_grad; copies and pickles
+    make their own."""
+    m, x, g = _shortcut_case(node, monkeypatch)
+    m(x)
 
     def expect(y, x):
         ref = ac.ar_solve(
@@ -956,12 +970,12 @@ def test_layer_shortcut_is_the_filters_solve_and_follows_every_change(node, monk
     # theta frozen, and no_grad: the filter's own paths
     m.theta.requires_grad_(False)
     with monkeypatch.context() as mp:
-        mp.setattr(ac.ARFilter, "solve", refuse)
+        mp.setattr(ac.ARFilter, "solve", _refuse)
         with pytest.raises(AssertionError, match="ARFilter.solve called"):
             m(x64)
     m.theta.requires_grad_(True)
     with torch.no_grad(), monkeypatch.context() as mp:
-        mp.setattr(ac.ARFilter, "solve", refuse)
+        mp.setattr(ac.ARFilter, "solve", _refuse)
         with pytest.raises(AssertionError, match="ARFilter.solve called"):
             m(x64)
     # copies and pickles leave the shortcut behind and make their own
