@@ -2018,16 +2018,33 @@ static PyObject *lines_raise(int code) {
  * 64 us, two in 110; 16x128x16x16 in 264 and 241) */
 #define RUNNER_WORK (1 << 17)
 #define OWN_THREAD_WORK (1 << 19)
+#ifndef DENSE_PLANE_WORK
+#define DENSE_PLANE_WORK 128
+#endif
 static int threads_for(i64 work, int threads, const LinesRunner *runner) {
     i64 most = work / (runner ? RUNNER_WORK : OWN_THREAD_WORK);
     if (most < 1) return 1;
     return (int)imin(threads, most);
 }
 
+/* A solve's work in the units of threads_for (the recurrences' multiply-adds per factor and axis):
+ * P blocks of N samples. Dense planes (solve_block_dense) cost more per sample than that count
+ * says: n2 + n3 multiply-adds on vectors of 4 (rows of 4 or 8 samples) or 16 lanes (rows of 16),
+ * plus a fixed cost per plane (DENSE_PLANE_WORK). Counted as recurrences, a U-Net's 16x64x8x8 and
+ * 16x128x4x4 float32 solves ran on one of torch's two threads (77 and 36 us; 43 and 24 us split,
+ * their backward 115 -> 100 and 127 -> 82 us; docs/performance.md, twentieth pass) */
+static i64 solve_work(const Plan *pl, i64 P) {
+    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
+    if (pl->ax[2].dense) {
+        i64 n2 = pl->ax[1].n, n3 = pl->ax[2].n;
+        return P * (N * (n2 + n3) / (n3 == 16 ? 16 : 4) + DENSE_PLANE_WORK);
+    }
+    return P * N * pl->Q * pl->k;
+}
+
 static void solve_any(const Plan *pl, const char *src, int sf32, char *dst, int df32, i64 P, int rev, int threads,
                       const LinesRunner *runner, int *failed) {
-    i64 N = pl->ax[0].n * pl->ax[1].n * pl->ax[2].n;
-    int t = threads_for(P * N * pl->Q * pl->k, threads, runner);
+    int t = threads_for(solve_work(pl, P), threads, runner);
     if (pl->k == 1) {
         LinesCtx ctx = {pl, src, dst, P, pl->ax[2].n, sf32, df32, rev, 0};
         run_parallel(lines_range, &ctx, (P + 3) / 4, t, runner);
@@ -2212,7 +2229,7 @@ static int lines_vjp(const void *plan, size_t plan_len, const void *y, const voi
     if (!failed && (need_taps || !solved)) {
         VjpCtx ctx = {pl,  (const char *)y, (const char *)g, (char *)w, part, taps32, est, maps,
                       maps ? maps + n2 + 2 * pl->d : NULL, f32, rev, adjoint, need_taps, solved, 0};
-        run_parallel(vjp_range, &ctx, P, threads_for(P * N * pl->Q * pl->k * (need_taps ? 3 : 1), threads, runner),
+        run_parallel(vjp_range, &ctx, P, threads_for(solve_work(pl, P) + (need_taps ? 2 * P * N * pl->Q * pl->k : 0), threads, runner),
                      runner);
         failed = ctx.failed;
     }
