@@ -32,9 +32,8 @@ PLANES = [(4, 128, 16, 16), (16, 32, 16, 16), (16, 64, 8, 8), (16, 128, 4, 4), (
 
 
 def step(shape: tuple[int, ...]) -> None:
-    import torch
-
     import cost
+    import torch
     from timing import side_by_side
 
     from arma_core.nn import ARMA2d
