@@ -5,6 +5,7 @@ Usage::
 
     THREADS=2 .venv/bin/python benchmarks/layer_floor.py step [N,C,H,W]   # default 4,64,16,16
     .venv/bin/python benchmarks/layer_floor.py planes
+    .venv/bin/python benchmarks/layer_floor.py new
 
 ``step``: forward + backward of ``Conv2d(C, 128, 3)`` and of ``ARMA2d(C, 128, 3)`` (issue 13's
 layer row) beside two floors, alternating blocks in one process (medians, ratios to the
@@ -17,6 +18,12 @@ MALLOC_MMAP_THRESHOLD_=33554432``) to leave glibc's page faults out.
 
 ``planes``: ``AR2d`` forward and backward alone (best of 7 blocks of 20 calls, microseconds) on
 issue 13's 16 x 16 layer and the U-Net's planes, at one and two torch threads in turn.
+
+``new``: what a new ``theta`` costs a call (a U-Net calls each layer once per optimizer step),
+one thread, at the U-Net's layer shapes: ``AR2d``'s forward with ``theta`` changed in place
+before every call against the same forward with ``theta`` kept (medians of alternating blocks,
+microseconds), and the line solver's plans of both directions for the circular and the zeros
+boundary alone.
 """
 
 from __future__ import annotations
@@ -105,12 +112,47 @@ def planes() -> None:
         torch.set_num_threads(before)
 
 
+def new() -> None:
+    import numpy as np
+    import torch
+    from timing import side_by_side
+
+    from arma_core.backends import _lines
+    from arma_core.filters import reparameterize_host
+    from arma_core.nn import AR2d
+
+    torch.set_num_threads(1)
+    print("| planes | forward, theta kept (us) | forward, theta changed (us) | plans, circular / zeros (us) |")
+    print("|---|---|---|---|")
+    for shape in [(16, 8, 64, 64), (16, 16, 32, 32), (16, 32, 16, 16), (16, 64, 8, 8), (16, 128, 4, 4)]:
+        torch.manual_seed(0)
+        m, x = AR2d(shape[1]), torch.randn(*shape)
+        with torch.no_grad():
+            m.theta.normal_(0.0, 0.5)
+
+        def changed():
+            with torch.no_grad():
+                m.theta.add_(1e-7)
+            m(x)
+
+        t = side_by_side({"kept": lambda: m(x), "changed": changed}, 300, rounds=3)
+        taps = reparameterize_host(m.theta.detach().numpy().astype(np.float64), "strip")[0]
+        plans = {}
+        for b in ("circular", "zeros"):
+            plans[b] = side_by_side({b: lambda: _lines.plan(taps, shape[2:], 1, b, False, {}, 1, both=True)}, 300)[b]
+        cells = [f"{t['kept'] * 1e6:.0f}", f"{t['changed'] * 1e6:.0f}"]
+        cells.append(f"{plans['circular'] * 1e6:.1f} / {plans['zeros'] * 1e6:.1f}")
+        print(f"| {'x'.join(map(str, shape))} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "step"
     if what == "step":
         step(tuple(int(s) for s in argv[1].split(",")) if len(argv) > 1 else (4, 64, 16, 16))
     elif what == "planes":
         planes()
+    elif what == "new":
+        new()
     else:
         print(__doc__)
         return 2
