@@ -170,7 +170,11 @@ def default_threads() -> int:
 
 #: the extension splits a call on numpy arrays over threads of its own only from this much work
 #: up (samples x factors; ``OWN_THREAD_WORK`` in ``_lines_c.c``): below it the call runs on one
-#: thread whatever it is given (the torch node's calls, on torch's threads, split from 2^17 up)
+#: thread whatever it is given (the torch node's calls, on torch's threads, split from 2^17 up).
+#: The extension counts the dense inverses of small planes as 1.25-5x that (``solve_work``), so
+#: a numpy call on them whose count here is a little under this bound stays on one thread where
+#: the extension alone would have started a second one (about 40 us to start, against solves of
+#: a few hundred us there)
 PARALLEL_WORK = 1 << 19
 
 

@@ -2229,8 +2229,8 @@ static int lines_vjp(const void *plan, size_t plan_len, const void *y, const voi
     if (!failed && (need_taps || !solved)) {
         VjpCtx ctx = {pl,  (const char *)y, (const char *)g, (char *)w, part, taps32, est, maps,
                       maps ? maps + n2 + 2 * pl->d : NULL, f32, rev, adjoint, need_taps, solved, 0};
-        run_parallel(vjp_range, &ctx, P, threads_for(solve_work(pl, P) + (need_taps ? 2 * P * N * pl->Q * pl->k : 0), threads, runner),
-                     runner);
+        i64 work = solve_work(pl, P) + (need_taps ? 2 * P * N * pl->Q * pl->k : 0); /* the solve, then the taps' sums */
+        run_parallel(vjp_range, &ctx, P, threads_for(work, threads, runner), runner);
         failed = ctx.failed;
     }
     if (!failed && need_taps) {
